@@ -1,0 +1,71 @@
+"""The command tree. Command modules import their domain code lazily."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from mlx_stack import __version__
+from mlx_stack.errors import MlxStackError
+
+
+class _RootGroup(TyperGroup):
+    """Turns a domain error anywhere below into one red line and its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlxStackError as exc:
+            from mlx_stack.cli.terminal import terminal
+
+            terminal.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    name="mlx-stack",
+    cls=_RootGroup,
+    help="Run several local LLMs behind one OpenAI-compatible endpoint on Apple Silicon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"mlx-stack {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Run several local LLMs behind one OpenAI-compatible endpoint on Apple Silicon.
+
+    Exit codes: 0 ok, 1 internal error, 2 bad usage or value, 3 corrupt state
+    file, 4 not found, 5 conflict (port, lock, memory, disk), 6 network,
+    7 service failed, 8 unsupported platform, 130 interrupted.
+    """
+
+
+def _register() -> None:
+    from mlx_stack.cli import config_cmd
+
+    app.add_typer(config_cmd.app, name="config")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

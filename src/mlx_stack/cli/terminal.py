@@ -1,0 +1,59 @@
+"""One object owns the terminal: messages go to stderr, data to stdout.
+
+Rich is imported on first use, so commands that print nothing stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Terminal:
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)  # follows sys.stdout
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)  # follows sys.stderr
+
+    def json(self, data: Any) -> None:
+        """Machine-readable output: plain JSON on stdout, nothing else."""
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+    def info(self, message: str) -> None:
+        self.err.print(message, markup=False)
+
+    def success(self, message: str) -> None:
+        self.err.print(f"[green]✓[/green] {_escape(message)}")
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.err.print(f"[bold red]error:[/bold red] [red]{_escape(message)}[/red]")
+        if hint:
+            self.err.print(f"[dim]hint:[/dim] {_escape(hint)}")
+
+    def print(self, renderable: Any) -> None:
+        self.out.print(renderable)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+terminal = Terminal()

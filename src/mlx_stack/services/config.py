@@ -1,0 +1,134 @@
+"""Reading and writing the user settings (config.yaml + the secrets store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlx_stack.core.config_schema import KEYS, get_key, validate_file_values
+from mlx_stack.errors import StateError
+from mlx_stack.paths import Paths
+from mlx_stack.system import secrets
+from mlx_stack.system.fs import atomic_write, file_lock
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    value: Any
+    default: Any
+    source: str  # "default" | "config.yaml" | "secrets"
+    secret: bool
+
+    def shown(self) -> Any:
+        """The value as it may be displayed (secrets masked)."""
+        if self.secret:
+            return secrets.mask(self.value) if self.value else None
+        return self.value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "value": self.shown(),
+            "default": self.default,
+            "source": self.source,
+        }
+
+
+def _read_file(p: Paths) -> dict[str, Any]:
+    import yaml
+
+    path = p.config_file
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise StateError(
+            f"{path}{where}: {problem}",
+            hint="fix the file by hand, or move it away and run `mlx-stack config reset --yes`",
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StateError(
+            f"{path}: expected a mapping of key: value, found {type(data).__name__}",
+            hint="fix the file by hand, or move it away and run `mlx-stack config reset --yes`",
+        )
+    return validate_file_values(data, str(path))
+
+
+class Config:
+    """A snapshot of every setting, with where each value came from."""
+
+    def __init__(self, p: Paths):
+        self.paths = p
+        self._file = _read_file(p)
+
+    def get(self, name: str) -> Any:
+        return self.setting(name).value
+
+    def setting(self, name: str) -> Setting:
+        key = get_key(name)
+        if key.secret:
+            value = secrets.read_secret(self.paths, name)
+            return Setting(name, value, key.default, "secrets" if value else "default", True)
+        if name in self._file:
+            return Setting(name, self._file[name], key.default, "config.yaml", False)
+        return Setting(name, key.default, key.default, "default", False)
+
+    def all(self) -> list[Setting]:
+        return [self.setting(name) for name in KEYS]
+
+
+def load(p: Paths) -> Config:
+    return Config(p)
+
+
+def set_value(p: Paths, name: str, raw: str) -> Setting:
+    """Validate and store one setting atomically, under the config lock."""
+    key = get_key(name)
+    value = key.parse(raw)
+    with file_lock(p.config_lock_file, what="config"):
+        if key.secret:
+            secrets.write_secret(p, name, value)
+        else:
+            current = _read_file(p)  # refuses to overwrite a corrupt file
+            current[name] = value
+            _write_file(p, current)
+    return Config(p).setting(name)
+
+
+def unset_value(p: Paths, name: str) -> Setting:
+    key = get_key(name)
+    with file_lock(p.config_lock_file, what="config"):
+        if key.secret:
+            secrets.delete_secret(p, name)
+        else:
+            current = _read_file(p)
+            current.pop(name, None)
+            _write_file(p, current)
+    return Config(p).setting(name)
+
+
+def reset(p: Paths) -> None:
+    """Back to defaults: remove config.yaml (even a corrupt one) and stored keys."""
+    with file_lock(p.config_lock_file, what="config"):
+        p.config_file.unlink(missing_ok=True)
+        for name, key in KEYS.items():
+            if key.secret:
+                secrets.delete_secret(p, name)
+
+
+def _write_file(p: Paths, values: dict[str, Any]) -> None:
+    import yaml
+
+    ordered = {k: values[k] for k in KEYS if k in values}
+    text = "# mlx-stack settings; edit with `mlx-stack config set KEY VALUE`\n"
+    text += yaml.safe_dump(ordered, sort_keys=False) if ordered else ""
+    atomic_write(p.config_file, text)

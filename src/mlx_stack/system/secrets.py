@@ -1,0 +1,60 @@
+"""Secrets live in files of mode 0600 under ``secrets/`` (mode 0700).
+
+Nothing here prints a secret; callers show :func:`mask` of it.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from pathlib import Path
+
+from mlx_stack.paths import Paths
+from mlx_stack.system.fs import atomic_write, ensure_private_dir
+
+GATEWAY_KEY = "gateway-key"
+OPENROUTER_KEY = "openrouter-key"
+
+
+def mask(value: str | None) -> str:
+    """A recognisable but useless form of a secret: ``sk-…abcd``."""
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "****"
+    prefix = value[:3] if value.startswith("sk-") else ""
+    return f"{prefix}…{value[-4:]}"
+
+
+def _path(p: Paths, name: str) -> Path:
+    return p.secrets_dir / name
+
+
+def read_secret(p: Paths, name: str) -> str | None:
+    try:
+        value = _path(p, name).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def write_secret(p: Paths, name: str, value: str) -> None:
+    ensure_private_dir(p.secrets_dir)
+    atomic_write(_path(p, name), value.strip() + "\n", mode=0o600)
+
+
+def delete_secret(p: Paths, name: str) -> bool:
+    try:
+        _path(p, name).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def ensure_gateway_key(p: Paths) -> str:
+    """Return the gateway master key, generating it once (LiteLLM wants ``sk-``)."""
+    existing = read_secret(p, GATEWAY_KEY)
+    if existing:
+        return existing
+    key = "sk-mlxstack-" + _random.token_urlsafe(32)
+    write_secret(p, GATEWAY_KEY, key)
+    return key
