@@ -1,0 +1,221 @@
+"""Tiny models built on the spot, offline: for `setup --demo`, tests and benchmarks.
+
+Two kinds, both in the mlx-lm `qwen2` layout that mlx-lm and vllm-mlx load as is:
+
+- :func:`build_random_model`: random weights (hidden size 64, 2 layers), a byte-level
+  BPE tokenizer trained here on a few sentences, and a ChatML chat template. It
+  produces nonsense text, fast.
+- :func:`build_scripted_model`: hand-set weights that make greedy (or sampled)
+  decoding emit a given text, whatever the prompt. The text is cut into pieces that
+  become added tokens; with one-hot embeddings and the attention/MLP outputs zeroed,
+  the last hidden state is the current token's one-hot, and ``lm_head`` maps piece
+  ``k`` to piece ``k + 1`` (and any other token to the first piece). Used to get a
+  real tool call out of a real server.
+
+Building is idempotent: a finished model carries a marker file, and a model is built
+in a temporary folder and renamed into place, so a crash never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_MARKER = ".mlx-stack-model.json"
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# ChatML, tolerant of content given as a list of parts, tool messages and tool calls.
+CHAT_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\nYou may call these tools:\n"
+    "{%- for tool in tools %}\n{{ tool | tojson }}{%- endfor %}<|im_end|>\n{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- set content = message['content'] %}"
+    "{%- if content is not string %}{%- set ns = namespace(text='') %}"
+    "{%- for part in (content or []) %}{%- if part is mapping and part.get('text') %}"
+    "{%- set ns.text = ns.text + part['text'] %}{%- endif %}{%- endfor %}"
+    "{%- set content = ns.text %}{%- endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ content }}"
+    "{%- for call in (message.get('tool_calls') or []) %}\n<tool_call>\n"
+    "{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
+    "\n</tool_call>{%- endfor %}<|im_end|>\n"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}"
+)
+
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Apple Silicon Macs share one pool of unified memory between CPU and GPU.",
+    "A local model server answers requests like a cloud API, all day and all night.",
+    "Tiers: standard for quality, fast for speed, longctx for long documents.",
+    "Hello! How can I help you today? Tell me about the weather in Paris.",
+    '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}',
+    "0123456789 + - * / = ( ) [ ] { } < > , . ; : ! ? ' \" _ # @ & % $",
+]
+
+
+def _is_complete(dest: Path, spec: dict[str, Any]) -> bool:
+    try:
+        return json.loads((dest / _MARKER).read_text()) == spec
+    except (OSError, ValueError):
+        return False
+
+
+def _train_tokenizer(extra_tokens: list[str]) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=384,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=1 << 20,
+    )
+    if extra_tokens:
+        fast.add_tokens(extra_tokens)  # non-special: they decode to their text
+    return fast
+
+
+def _config(vocab_size: int, hidden: int, layers: int, context_length: int, eos_id: int,
+            tied: bool) -> dict[str, Any]:
+    return {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": hidden * 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-6,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": context_length,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": tied,
+        "eos_token_id": eos_id,
+        "bos_token_id": None,
+        "torch_dtype": "float32",
+    }
+
+
+def _write(dest: Path, spec: dict[str, Any], tokenizer: Any, config: dict[str, Any],
+           weights: dict[str, Any]) -> Path:
+    import mlx.core as mx
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        mx.save_safetensors(str(tmp / "model.safetensors"), weights)
+        (tmp / _MARKER).write_text(json.dumps(spec))
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048) -> Path:
+    """A tiny qwen2 model with random weights in ``dest`` (about 0.2 MB); returns ``dest``."""
+    spec = {"kind": "random", "seed": seed, "context_length": context_length, "version": 1}
+    if _is_complete(dest, spec):
+        return dest
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import qwen2
+
+    tokenizer = _train_tokenizer([])
+    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = _config(len(tokenizer), 64, 2, context_length, eos_id, tied=True)
+    mx.random.seed(seed)
+    model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
+    weights = dict(tree_flatten(model.parameters()))
+    return _write(dest, spec, tokenizer, config, weights)
+
+
+def split_unique_pieces(text: str) -> list[str]:
+    """Cut ``text`` into pieces that are each distinct (a piece is a token of the chain)."""
+    words = re.findall(r"\s*\S+|\s+", text)
+    pieces: list[str] = []
+    seen: set[str] = set()
+    current = ""
+    for word in words:
+        current += word
+        if current not in seen:
+            pieces.append(current)
+            seen.add(current)
+            current = ""
+    if current:  # a repeated tail: glue it onto the last piece
+        if pieces:
+            seen.discard(pieces[-1])
+            pieces[-1] += current
+        else:
+            pieces.append(current)
+    return pieces
+
+
+def build_scripted_model(dest: Path, text: str) -> Path:
+    """A tiny model that deterministically answers ``text`` to any prompt; returns ``dest``."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    spec = {"kind": "scripted", "text_sha": digest, "version": 1}
+    if _is_complete(dest, spec):
+        return dest
+    import mlx.core as mx
+
+    pieces = split_unique_pieces(text)
+    tokenizer = _train_tokenizer(pieces)
+    vocab = len(tokenizer)
+    ids = [tokenizer.convert_tokens_to_ids(p) for p in pieces]
+    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    hidden = -(-vocab // 8) * 8  # one-hot room for every token; a multiple of 8 for RoPE
+    config = _config(vocab, hidden, 1, 4096, eos_id, tied=False)
+    config["num_attention_heads"] = 1
+    config["num_key_value_heads"] = 1
+    config["intermediate_size"] = 8
+
+    zeros = mx.zeros
+    # next token for each current token: any token -> first piece; piece k -> piece k+1.
+    following = [ids[0]] * vocab
+    for a, b in zip(ids, [*ids[1:], eos_id], strict=True):
+        following[a] = b
+    lm_head = [[0.0] * hidden for _ in range(vocab)]
+    for current, nxt in enumerate(following):
+        lm_head[nxt][current] = 100.0
+    prefix = "model.layers.0."
+    weights = {
+        "model.embed_tokens.weight": mx.eye(vocab, hidden),
+        "model.norm.weight": mx.ones((hidden,)),
+        "lm_head.weight": mx.array(lm_head),
+        prefix + "input_layernorm.weight": mx.ones((hidden,)),
+        prefix + "post_attention_layernorm.weight": mx.ones((hidden,)),
+        prefix + "self_attn.q_proj.weight": zeros((hidden, hidden)),
+        prefix + "self_attn.q_proj.bias": zeros((hidden,)),
+        prefix + "self_attn.k_proj.weight": zeros((hidden, hidden)),
+        prefix + "self_attn.k_proj.bias": zeros((hidden,)),
+        prefix + "self_attn.v_proj.weight": zeros((hidden, hidden)),
+        prefix + "self_attn.v_proj.bias": zeros((hidden,)),
+        prefix + "self_attn.o_proj.weight": zeros((hidden, hidden)),
+        prefix + "mlp.gate_proj.weight": zeros((8, hidden)),
+        prefix + "mlp.up_proj.weight": zeros((8, hidden)),
+        prefix + "mlp.down_proj.weight": zeros((hidden, 8)),
+    }
+    return _write(dest, spec, tokenizer, config, weights)
