@@ -1,0 +1,157 @@
+"""Models already on this machine: the Hugging Face cache, `model-dir` and the demo models.
+
+Public API (other commands build on it; keep it stable):
+
+    list_local_models(p, *, model_dirs=None, hf_cache_dir=None, include_hf_cache=True)
+        -> list[LocalModel]
+
+A model is a folder holding ``config.json`` and at least one ``*.safetensors`` file
+(what mlx-lm and vllm-mlx load). Nothing is downloaded and nothing is imported from
+the network stack except ``huggingface_hub``'s cache scanner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlx_stack.paths import Paths
+
+SOURCES = ("hf-cache", "model-dir", "demo")
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One model found on disk.
+
+    ``id`` is the repo id for the Hugging Face cache (``mlx-community/Qwen3-8B-4bit``)
+    and the folder path otherwise; ``path`` is always the folder to serve from.
+    ``quantization`` is ``int4``/``int8``/``int6``/``int3``/``bf16``/``fp16``/``fp32``
+    when ``config.json`` says so, else ``None``.
+    """
+
+    id: str
+    path: Path
+    size_bytes: int
+    quantization: str | None
+    source: str  # one of SOURCES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "quantization": self.quantization,
+            "source": self.source,
+        }
+
+
+def hf_cache_dir() -> Path:
+    """The hub cache folder, honouring HF_HUB_CACHE, then HF_HOME, then XDG_CACHE_HOME."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def quantization_of(config: dict[str, Any]) -> str | None:
+    """``int4``/``int8``/... from an MLX ``config.json``; the dtype when unquantized."""
+    quant = config.get("quantization") or config.get("quantization_config")
+    if isinstance(quant, dict) and isinstance(quant.get("bits"), int):
+        return f"int{quant['bits']}"
+    text_config = config.get("text_config")
+    dtype = config.get("torch_dtype") or config.get("dtype")
+    if dtype is None and isinstance(text_config, dict):
+        dtype = text_config.get("torch_dtype") or text_config.get("dtype")
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(str(dtype))
+
+
+def read_model_folder(folder: Path) -> tuple[int, str | None] | None:
+    """(size in bytes, quantization) when ``folder`` is a loadable model, else None."""
+    config_file = folder / "config.json"
+    try:
+        if not config_file.is_file() or not any(folder.glob("*.safetensors")):
+            return None
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    size = 0
+    for f in folder.rglob("*"):
+        try:
+            if f.is_file():
+                size += f.stat().st_size  # follows the cache's symlinks to blobs
+        except OSError:
+            continue
+    return size, quantization_of(config)
+
+
+def _scan_hf_cache(cache_dir: Path) -> list[LocalModel]:
+    if not cache_dir.is_dir():
+        return []
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except (CacheNotFound, OSError):
+        return []
+    found: list[LocalModel] = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        latest = max(repo.revisions, key=lambda r: r.last_modified)
+        seen = read_model_folder(Path(latest.snapshot_path))
+        if seen is None:
+            continue
+        found.append(LocalModel(repo.repo_id, Path(latest.snapshot_path), seen[0], seen[1], "hf-cache"))
+    return found
+
+
+def _scan_folder(root: Path, source: str) -> list[LocalModel]:
+    """A model folder itself, or its children (one or two levels: ``org/name``)."""
+    found: list[LocalModel] = []
+    candidates: Iterable[Path] = [root]
+    if root.is_dir():
+        children = sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith("."))
+        grandchildren = [g for c in children for g in sorted(c.iterdir()) if g.is_dir()]
+        candidates = [root, *children, *grandchildren]
+    for folder in candidates:
+        seen = read_model_folder(folder)
+        if seen is not None:
+            found.append(LocalModel(str(folder), folder, seen[0], seen[1], source))
+    return found
+
+
+def list_local_models(
+    p: Paths,
+    *,
+    model_dirs: Sequence[Path] | None = None,
+    hf_cache_dir_override: Path | None = None,
+    include_hf_cache: bool = True,
+) -> list[LocalModel]:
+    """Every model on disk: the HF cache, then ``model-dir`` (from config unless
+    ``model_dirs`` is given), then mlx-stack's own demo models (``p.models_dir``)."""
+    models: list[LocalModel] = []
+    if include_hf_cache:
+        models += _scan_hf_cache(hf_cache_dir_override or hf_cache_dir())
+    if model_dirs is None:
+        from mlx_stack.services import config
+
+        configured = config.load(p).get("model-dir")
+        model_dirs = [Path(configured).expanduser()] if configured else []
+    for d in model_dirs:
+        models += _scan_folder(d, "model-dir")
+    models += _scan_folder(p.models_dir, "demo")
+    unique: dict[Path, LocalModel] = {}
+    for m in models:
+        unique.setdefault(m.path.resolve(), m)
+    return list(unique.values())
