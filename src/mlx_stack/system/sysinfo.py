@@ -1,0 +1,100 @@
+"""Run the hardware queries (macOS: sysctl, ioreg, system_profiler; Linux: psutil).
+
+Only collects raw text; ``core.hardware`` parses it. Every command has a timeout and
+a failure yields an empty string, so a missing tool never breaks `status`.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SYSCTL_KEYS = (
+    "machdep.cpu.brand_string", "hw.memsize", "hw.physicalcpu", "hw.nperflevels",
+    "sysctl.proc_translated", "iogpu.wired_limit_mb",
+)
+
+
+@dataclass(frozen=True)
+class MacRaw:
+    sysctl: str
+    ioreg: str
+    sp_displays: str
+    sp_hardware: str
+    working_set_bytes: int | None
+
+
+@dataclass(frozen=True)
+class CpuRaw:
+    cpu_name: str
+    memory_bytes: int
+    cpu_cores: int | None
+    os_name: str
+
+
+def is_apple_silicon() -> bool:
+    """macOS on an Apple chip (also true for an x86_64 Python under Rosetta)."""
+    if sys.platform != "darwin":
+        return False
+    if platform.machine() == "arm64":
+        return True
+    return _run(["sysctl", "-n", "sysctl.proc_translated"]).strip() == "1"
+
+
+def _run(args: list[str], timeout: float = 5.0) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout
+
+
+def _metal_working_set() -> int | None:
+    """Metal's recommended working set (follows iogpu.wired_limit_mb), via MLX."""
+    try:
+        import mlx.core as mx
+
+        info = mx.metal.device_info() if mx.metal.is_available() else {}
+        value = info.get("max_recommended_working_set_size")
+        return int(value) if value else None
+    except Exception:  # MLX missing or no Metal: the parser falls back to a default
+        return None
+
+
+def read_mac() -> MacRaw:
+    """Run the macOS queries. sysctl keys are asked one call at a time per group so an
+    unknown key (``iogpu.wired_limit_mb`` on old macOS) does not hide the others."""
+    text = _run(["sysctl", *SYSCTL_KEYS])
+    text += _run(["sysctl", "hw.perflevel0", "hw.perflevel1", "hw.perflevel2", "hw.perflevel3"])
+    ioreg = _run(["ioreg", "-rc", "AGXAccelerator", "-d1"])
+    displays = "" if '"gpu-core-count"' in ioreg else _run(
+        ["system_profiler", "SPDisplaysDataType", "-json"], timeout=15.0
+    )
+    hardware = "" if "machdep.cpu.brand_string" in text else _run(
+        ["system_profiler", "SPHardwareDataType", "-json"], timeout=15.0
+    )
+    return MacRaw(text, ioreg, displays, hardware, _metal_working_set())
+
+
+def _linux_cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def read_cpu() -> CpuRaw:
+    """A CPU profile of a non-Mac machine."""
+    import psutil
+
+    names = {"linux": "Linux", "darwin": "macOS (Intel)"}
+    os_name = names.get(sys.platform, platform.system() or sys.platform)
+    return CpuRaw(
+        _linux_cpu_name(), int(psutil.virtual_memory().total), psutil.cpu_count(logical=False), os_name
+    )
