@@ -62,6 +62,11 @@ def _register() -> None:
 
     app.add_typer(config_cmd.app, name="config")
 
+    from mlx_stack.cli import models_cmd, status_cmd
+
+    app.command("models")(models_cmd.models)
+    app.command("status")(status_cmd.status)
+
 
 _register()
 
