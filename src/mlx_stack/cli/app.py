@@ -67,6 +67,11 @@ def _register() -> None:
     app.command("models")(models_cmd.models)
     app.command("status")(status_cmd.status)
 
+    from mlx_stack.cli import install_cmd
+
+    app.command("install")(install_cmd.install)
+    app.command("uninstall")(install_cmd.uninstall)
+
 
 _register()
 

@@ -1,0 +1,65 @@
+"""`mlx-stack bench TARGET`: measure a tier or a model on this machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def bench(
+    target: str = typer.Argument(..., help="A running tier name, a catalog id, or a model folder."),
+    save: bool = typer.Option(False, "--save", help="Remember the result: the recommender prefers it."),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    iterations: int = typer.Option(3, "--iterations", min=1, max=100,
+                                   help="Passes over the fixed prompt set, one request at a time."),
+    concurrency: str = typer.Option("1,4,8", "--concurrency", help="Concurrent streams to try, e.g. 1,4,8."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=2, max=8192,
+                                   help="Tokens generated per request."),
+    prompts: int = typer.Option(None, "--prompts", min=1,
+                                help="Use only the first N prompts of the set (shortest first)."),
+    port: int = typer.Option(None, "--port", min=1024, max=65535,
+                             help="Port of the temporary server (default: a free one)."),
+) -> None:
+    """Measure prompt and generation tokens/s, time to first token and peak memory, then the
+    same at several concurrent streams; compare with the catalog or the estimate.
+
+    A model folder or catalog id is served by a temporary vllm-mlx that is stopped afterwards.
+    Exit codes: 2 bad option, 4 unknown target, 5 port taken, 7 tier down or server failed,
+    130 interrupted.
+    """
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.bench import parse_levels
+    from mlx_stack.errors import ExitCode, MlxStackError, UsageError
+    from mlx_stack.paths import paths
+    from mlx_stack.services import bench as bench_service
+    from mlx_stack.services.bench_target import Interrupted
+
+    try:
+        levels = parse_levels(concurrency)
+    except ValueError as exc:
+        raise UsageError(f"invalid --concurrency {concurrency!r}: {exc}",
+                         hint="a comma-separated list, e.g. --concurrency 1,4,8") from None
+    options = bench_service.Options(iterations=iterations, levels=levels, max_tokens=max_tokens,
+                                    prompts=prompts)
+    try:
+        outcome = bench_service.run(paths(), target, options=options, port=port, save=save,
+                                    on_progress=lambda msg: terminal.info(f"bench: {msg}"))
+    except (KeyboardInterrupt, Interrupted):
+        raise MlxStackError("bench interrupted; no server of the benchmark is left running",
+                            exit_code=ExitCode.INTERRUPTED) from None
+    if json_:
+        data: dict[str, Any] = outcome.result.to_dict()
+        data["saved_to"] = outcome.saved_to
+        terminal.json(data)
+        return
+    from mlx_stack.cli import bench_view
+
+    bench_view.render(terminal, outcome.result)
+    if outcome.saved_to:
+        model = outcome.result.model
+        if model.startswith("local:"):
+            terminal.success(f"saved to {outcome.saved_to} (a local folder, not a catalog model: "
+                             "the recommender does not use it)")
+        else:
+            terminal.success(f"saved to {outcome.saved_to}; recommendations now use it for {model}")

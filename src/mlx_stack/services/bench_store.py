@@ -1,0 +1,78 @@
+"""Saved benchmark results: ``benchmarks/<profile>/<model>.json``, one file per model.
+
+``bench --save`` writes a result atomically; the recommender reads them back with
+:func:`load_saved` for the hardware profile it plans for. A file is trusted only if
+it passes :func:`mlx_stack.core.bench.parse_saved` (right schema and profile, every
+figure present and positive: a saved memory of zero is rejected); rejected files are
+reported by :func:`scan_saved` and never used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlx_stack.core import bench as core
+from mlx_stack.errors import UsageError
+from mlx_stack.paths import Paths
+from mlx_stack.system.fs import atomic_write
+
+
+@dataclass(frozen=True)
+class Rejected:
+    path: Path
+    reason: str
+
+
+def profile_dir(p: Paths, profile: str) -> Path:
+    return p.benchmarks_dir / core.slug(profile)
+
+
+def result_path(p: Paths, profile: str, model: str) -> Path:
+    return profile_dir(p, profile) / f"{core.slug(model)}.json"
+
+
+def save(p: Paths, result: core.BenchResult) -> Path:
+    """Store ``result`` for its profile and model, replacing an older one (atomic write)."""
+    data = result.to_dict()
+    try:
+        core.parse_saved(data, result.profile)
+    except ValueError as exc:
+        raise UsageError(
+            f"this result cannot be saved: {exc}",
+            hint="the recommender only trusts complete measurements; "
+                 "peak memory needs the server's process (a tier started by `mlx-stack up`)",
+        ) from None
+    path = result_path(p, result.profile, result.model)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def scan_saved(p: Paths, profile: str) -> tuple[dict[str, core.SavedMeasurement], list[Rejected]]:
+    """Every usable saved measurement for ``profile`` by model, and the files rejected."""
+    found: dict[str, core.SavedMeasurement] = {}
+    rejected: list[Rejected] = []
+    folder = profile_dir(p, profile)
+    if not folder.is_dir():
+        return found, rejected
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            rejected.append(Rejected(path, f"unreadable: {type(exc).__name__}"))
+            continue
+        try:
+            saved = core.parse_saved(data, profile)
+        except ValueError as exc:
+            rejected.append(Rejected(path, str(exc)))
+            continue
+        previous = found.get(saved.model)
+        if previous is None or saved.measured_at > previous.measured_at:
+            found[saved.model] = saved
+    return found, rejected
+
+
+def load_saved(p: Paths, profile: str) -> dict[str, core.SavedMeasurement]:
+    """Usable saved measurements for ``profile``, by model id (for scoring.recommend(saved=...))."""
+    return scan_saved(p, profile)[0]

@@ -1,0 +1,214 @@
+"""What `bench TARGET` measures, and the server it talks to.
+
+TARGET is, in this order: a tier of stack.yaml (its running server is used as is),
+a model folder on disk, a catalog id or a hub repo that is on this machine (pulled,
+or in the Hugging Face cache). A folder or a model is served by a temporary
+vllm-mlx on a free port, with the same command line as a tier, and stopped
+afterwards whatever happens (error, Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlx_stack.core.stack import Stack, Tier
+from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
+from mlx_stack.paths import Paths
+
+TEMP_SERVICE = "bench-server"  # its log: logs/bench-server.log
+START_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str  # what the user typed
+    kind: str  # "tier" | "path" | "catalog"
+    model: str  # the key results are saved under: catalog id, hub repo, or local:<folder>
+    path: Path | None = None  # the folder to serve (path/catalog)
+    tier: Tier | None = None  # the running tier (tier)
+    stack: Stack | None = None
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str  # ends in /v1
+    model_name: str  # what requests ask for
+    pid: int | None  # the server process, for its memory; None if unknown
+    temporary: bool
+
+
+def _catalog_entry(model_id: str) -> Any | None:
+    from mlx_stack.services import bench_reference
+
+    return bench_reference.catalog_entry(model_id)
+
+
+def _catalog_id_for_repo(repo: str) -> str | None:
+    from mlx_stack.services import bench_reference
+
+    return bench_reference.catalog_id_for_repo(repo)
+
+
+def _hf_repo_of(path: Path) -> str | None:
+    """``.../models--org--name/snapshots/<sha>`` -> ``org/name``."""
+    for part in reversed(path.resolve().parts):
+        if part.startswith("models--") and part.count("--") >= 2:
+            return part[len("models--"):].replace("--", "/", 1)
+    return None
+
+
+def model_key_for_path(p: Paths, path: Path) -> str:
+    """The key a measurement of ``path`` is saved under (what the recommender knows)."""
+    from mlx_stack.services import pulled_models
+
+    resolved = path.resolve()
+    for m in pulled_models.load(p):
+        if Path(m.path).resolve() == resolved:
+            return _catalog_id_for_repo(m.repo) or m.model
+    repo = _hf_repo_of(resolved)
+    if repo is not None:
+        return _catalog_id_for_repo(repo) or repo
+    return f"local:{resolved.name}"
+
+
+def _local_copy(p: Paths, ids: list[str]) -> Path | None:
+    """The folder of the first of ``ids`` (catalog id or repos) that is on disk."""
+    from mlx_stack.services import local_models, pulled_models
+
+    for spec in ids:
+        found = pulled_models.find(p, spec)
+        if found is not None:
+            return Path(found.path)
+    by_id = {m.id: m.path for m in local_models.list_local_models(p)}
+    for spec in ids:
+        if spec in by_id:
+            return by_id[spec]
+    return None
+
+
+def resolve(p: Paths, text: str) -> Target:
+    """Tier name, model folder, catalog id or hub repo -> :class:`Target`."""
+    from mlx_stack.services import local_models, stack_store
+
+    if stack_store.exists(p):
+        stack = stack_store.load(p)
+        if text in stack.tier_names:
+            tier = stack.tier(text)
+            return Target(text, "tier", tier.model, tier=tier, stack=stack)
+    candidate = Path(text).expanduser()
+    if candidate.exists():
+        if local_models.read_model_folder(candidate) is None:
+            raise UsageError(
+                f"{text} is not a model folder (it needs config.json and *.safetensors)",
+                hint="give the folder of an MLX model, a tier name or a catalog id",
+            )
+        return Target(text, "path", model_key_for_path(p, candidate), path=candidate.absolute())
+    entry = _catalog_entry(text)
+    if entry is not None:
+        repos = [text, *list(getattr(entry, "repos", ()) or ())]
+        path = _local_copy(p, repos)
+        if path is None:
+            raise NotFoundError(
+                f"{text} is in the catalog but not on this machine",
+                hint=f"download it first: `mlx-stack pull {text} --bench`",
+            )
+        return Target(text, "catalog", text, path=path,
+                      tool_call_parser=getattr(entry, "tool_call_parser", None),
+                      reasoning_parser=getattr(entry, "reasoning_parser", None))
+    if "/" in text and not text.startswith((".", "/", "~")):
+        path = _local_copy(p, [text])
+        if path is not None:
+            return Target(text, "catalog", _catalog_id_for_repo(text) or text, path=path)
+    tiers = ", ".join(stack_store.load(p).tier_names) if stack_store.exists(p) else "none (no stack yet)"
+    raise NotFoundError(
+        f"unknown bench target {text!r}: not a tier, a model folder or a model on this machine",
+        hint=f"tiers: {tiers}; catalog ids: `mlx-stack models --catalog`; "
+             "local models: `mlx-stack models`",
+    )
+
+
+def running_tier(p: Paths, target: Target) -> Server:
+    """The server of a running tier; ServiceError when the tier is down."""
+    from mlx_stack.services import service_control
+    from mlx_stack.system import ports, probes
+
+    assert target.tier is not None and target.stack is not None
+    name = target.tier.name
+    url = service_control.base_url(target.stack, name)
+    record = service_control.running_record(p, name)
+    answering = probes.health(url, timeout=3.0).ok
+    if not answering:
+        state = "not running" if record is None else "running but not answering"
+        raise ServiceError(
+            f"tier {name!r} is {state} (port {target.tier.port})",
+            hint=f"start it with `mlx-stack up --tier {name}`, or bench the model itself: "
+                 f"`mlx-stack bench {target.tier.model}`",
+        )
+    pid = record.pid if record is not None else ports.holder(target.tier.port).pid
+    return Server(url + "/v1", name, pid, temporary=False)
+
+
+class Interrupted(BaseException):
+    """SIGTERM during a benchmark: unwinds like Ctrl-C so the temporary server is stopped."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(_signum: int, _frame: object) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def temporary_server(p: Paths, target: Target, *, port: int | None = None,
+                     timeout_s: float = START_TIMEOUT_S) -> Iterator[Server]:
+    """A vllm-mlx serving ``target.path`` on ``port`` (a free one by default), stopped on exit."""
+    from mlx_stack.services import service_control
+    from mlx_stack.system import pidfile, ports, processes
+
+    assert target.path is not None
+    if port is None:
+        port = ports.free_port()
+    elif not ports.is_free(port):
+        raise ConflictError(
+            f"port {port} is held by {ports.holder(port).describe()}",
+            hint="pick another --port, or leave it out to use a free one",
+        )
+    tier = Tier(TEMP_SERVICE, target.model, str(target.path), port,
+                tool_call_parser=target.tool_call_parser, reasoning_parser=target.reasoning_parser)
+    stack = Stack(tiers=(tier,), fallback_order=(TEMP_SERVICE,))
+    cmd = service_control.command_for(p, stack, TEMP_SERVICE)
+    log = service_control.log_path(p, TEMP_SERVICE)
+    with _sigterm_unwinds():
+        pid = processes.spawn(cmd.argv, log_file=log, env=cmd.env)
+        try:
+            record = pidfile.record_for(TEMP_SERVICE, pid, cmd.argv, port)
+            try:
+                service_control.wait_healthy(p, stack, TEMP_SERVICE, record,
+                                             time.monotonic() + timeout_s)
+            except ServiceError as exc:
+                raise ServiceError(f"the temporary server for {target.text}: {exc.message}",
+                                   hint=f"see {log}") from None
+            yield Server(f"http://127.0.0.1:{port}/v1", TEMP_SERVICE, pid, temporary=True)
+        finally:
+            if not processes.stop_group(pid, grace=10.0):
+                raise ServiceError(f"the temporary server (pid {pid}) did not stop",
+                                   hint="stop it by hand: kill -9 -" + str(pid))
