@@ -67,6 +67,10 @@ def _register() -> None:
     app.command("models")(models_cmd.models)
     app.command("status")(status_cmd.status)
 
+    from mlx_stack.cli import bench_cmd
+
+    app.command("bench")(bench_cmd.bench)
+
     from mlx_stack.cli import install_cmd
 
     app.command("install")(install_cmd.install)
