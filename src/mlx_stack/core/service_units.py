@@ -1,0 +1,111 @@
+"""Rendering the always-on service files (pure): a launchd LaunchAgent plist and a
+systemd user unit, both running ``mlx-stack watch``.
+
+Rendering is separate from writing (services/install.py writes and loads them).
+"""
+
+from __future__ import annotations
+
+import plistlib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LABEL = "io.github.mlx-stack.watchdog"  # reverse-DNS launchd label
+SYSTEMD_UNIT = "mlx-stack-watchdog.service"
+THROTTLE_S = 10  # launchd/systemd wait this long between two starts of the watchdog
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """What the watchdog service runs and with which environment."""
+
+    program: tuple[str, ...]  # absolute argv, e.g. (/.../.venv/bin/mlx-stack, watch, --standby)
+    home: Path  # MLX_STACK_HOME
+    env: dict[str, str] = field(default_factory=dict)  # HF_HOME, PATH, ...
+    stdout_log: Path | None = None  # what the watchdog prints before its own log is open
+    working_dir: Path | None = None
+    throttle_s: int = THROTTLE_S
+    label: str = LABEL
+
+    def environment(self) -> dict[str, str]:
+        return {"MLX_STACK_HOME": str(self.home), **self.env}
+
+
+def plist_dict(spec: UnitSpec) -> dict[str, object]:
+    """The LaunchAgent as a dict, keys as launchd.plist(5) names them."""
+    data: dict[str, object] = {
+        "Label": spec.label,
+        "ProgramArguments": list(spec.program),
+        "RunAtLoad": True,  # start at login / at load
+        "KeepAlive": True,  # launchd restarts the watchdog whenever it exits
+        "ThrottleInterval": spec.throttle_s,
+        # Services run in their own sessions; never let launchd kill them with us.
+        "AbandonProcessGroup": True,
+        "ProcessType": "Interactive",  # no background throttling of the supervisor
+        "EnvironmentVariables": spec.environment(),
+        "WorkingDirectory": str(spec.working_dir or spec.home),
+    }
+    if spec.stdout_log is not None:
+        data["StandardOutPath"] = str(spec.stdout_log)
+        data["StandardErrorPath"] = str(spec.stdout_log)
+    return data
+
+
+def render_plist(spec: UnitSpec) -> bytes:
+    """The LaunchAgent plist (XML), validated by reading it back with plistlib."""
+    raw = plistlib.dumps(plist_dict(spec), fmt=plistlib.FMT_XML, sort_keys=False)
+    validate_plist(raw)
+    return raw
+
+
+def validate_plist(raw: bytes) -> dict[str, object]:
+    """Parse ``raw`` and check the keys launchd needs; raise ValueError if wrong."""
+    data = plistlib.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("plist root is not a dictionary")
+    label = data.get("Label")
+    if not isinstance(label, str) or not label:
+        raise ValueError("plist has no Label")
+    args = data.get("ProgramArguments")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise ValueError("plist ProgramArguments must be a non-empty list of strings")
+    if not args[0].startswith("/"):
+        raise ValueError(f"plist program {args[0]!r} is not an absolute path")
+    env = data.get("EnvironmentVariables", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ValueError("plist EnvironmentVariables must map names to strings")
+    return data
+
+
+def _systemd_quote(arg: str) -> str:
+    # systemd splits ExecStart like a shell (quotes, backslashes); '%' and '$' are its own specifiers.
+    return shlex.quote(arg.replace("%", "%%").replace("$", "$$"))
+
+
+def _env_line(name: str, value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'Environment="{name}={escaped}"'
+
+
+def render_systemd(spec: UnitSpec) -> str:
+    """The systemd user unit (``~/.config/systemd/user/mlx-stack-watchdog.service``)."""
+    lines = [
+        "[Unit]",
+        "Description=mlx-stack watchdog (keeps the local LLM stack running)",
+        "After=network.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        "ExecStart=" + " ".join(_systemd_quote(a) for a in spec.program),
+        "Restart=always",
+        f"RestartSec={spec.throttle_s}",
+        # Stop only the watchdog itself: services it started must survive `uninstall`.
+        "KillMode=process",
+        f"WorkingDirectory={spec.working_dir or spec.home}",
+    ]
+    lines += [_env_line(k, v) for k, v in spec.environment().items()]
+    if spec.stdout_log is not None:
+        lines += [f"StandardOutput=append:{spec.stdout_log}", f"StandardError=append:{spec.stdout_log}"]
+    lines += ["", "[Install]", "WantedBy=default.target", ""]
+    return "\n".join(lines)
