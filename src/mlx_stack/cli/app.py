@@ -76,6 +76,10 @@ def _register() -> None:
     app.command("install")(install_cmd.install)
     app.command("uninstall")(install_cmd.uninstall)
 
+    from mlx_stack.cli import logs_cmd
+
+    app.command("logs")(logs_cmd.logs)
+
 
 _register()
 

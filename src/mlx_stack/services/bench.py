@@ -98,7 +98,7 @@ class Client:
     """Streams chat completions from ``base_url`` (ending in /v1) as model ``model``."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 timeout_s: float = 300.0, clock: Clock = time.monotonic):
+                 timeout_s: float = 300.0, clock: Clock = time.monotonic, transport: Any = None):
         import httpx
 
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -109,6 +109,7 @@ class Client:
             headers=headers, trust_env=False,
             timeout=httpx.Timeout(timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=128, max_keepalive_connections=128),
+            transport=transport,  # tests inject faults here
         )
 
     def close(self) -> None:
