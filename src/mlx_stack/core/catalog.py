@@ -1,0 +1,348 @@
+"""The model catalog: one YAML file per model, validated at load.
+
+Public API (stable; other commands build on it):
+    load_catalog() -> Catalog                      the shipped catalog (mlx_stack.catalog)
+    parse_entry(data, source) -> CatalogEntry      one file's mapping (raises CatalogError)
+    load_dir(path) -> Catalog                      every *.yaml in a folder (tests, overrides)
+    Catalog.get(id) / .filter(family=, tag=, tool_calling=) / .families() / .tags()
+
+Errors name the file and the field: ``qwen3-8b.yaml: repos.int4.repo: expected a
+Hugging Face repo id like org/name``. The schema is documented in DEVELOPING.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mlx_stack.errors import NotFoundError, StateError
+
+QUANT_BITS = {"int4": 4.5, "int6": 6.5, "int8": 8.5, "bf16": 16.0}  # MLX, group size 64
+ARCHITECTURES = ("dense", "moe")
+ATTENTION = ("full", "sliding-window", "hybrid-linear", "hybrid-mamba")
+TAGS = ("chat", "code", "reasoning", "vision", "small", "long-context", "moe")
+_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+
+class CatalogError(StateError):
+    """A catalog file breaks the schema (exit code 3)."""
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    quant: str
+    repo: str
+    disk_gb: float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured speed with its provenance (which benchmark, which machine)."""
+
+    quant: str
+    chip: str
+    gpu_cores: int | None
+    memory_gb: int
+    machine: str
+    decode_tok_s: float
+    prefill_tok_s: float | None
+    peak_memory_gib: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class KvCache:
+    layers: int
+    kv_heads: int
+    head_dim: int
+    full_attention_layers: int | None = None  # the rest use the sliding window
+    sliding_window: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    tool_calling: bool
+    tool_call_parser: str | None  # a vllm-mlx --tool-call-parser name
+    reasoning_parser: str | None  # a vllm-mlx --reasoning-parser name
+    vision: bool
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    name: str
+    family: str
+    publisher: str
+    architecture: str  # dense | moe
+    attention: str
+    params_b: float
+    active_params_b: float
+    context_length: int
+    gated: bool
+    license: str
+    tags: tuple[str, ...]
+    capabilities: Capabilities
+    repos: dict[str, RepoRef]  # by quant: int4 / int6 / int8 / bf16
+    kv_cache: KvCache | None = None
+    measured: tuple[Measurement, ...] = ()
+    notes: str | None = None
+    source: str = ""  # the file it came from
+
+    @property
+    def is_moe(self) -> bool:
+        return self.architecture == "moe"
+
+    def repo(self, quant: str) -> RepoRef | None:
+        return self.repos.get(quant)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "family": self.family, "publisher": self.publisher,
+            "architecture": self.architecture, "attention": self.attention,
+            "params_b": self.params_b, "active_params_b": self.active_params_b,
+            "context_length": self.context_length, "gated": self.gated, "license": self.license,
+            "tags": list(self.tags),
+            "capabilities": vars(self.capabilities).copy(),
+            "repos": {q: {"repo": r.repo, "disk_gb": r.disk_gb} for q, r in self.repos.items()},
+        }
+
+
+class _Fields:
+    """Typed access to one mapping, with errors that name file and field."""
+
+    def __init__(self, data: Any, source: str, prefix: str = ""):
+        self.source, self.prefix = source, prefix
+        if not isinstance(data, dict):
+            self.fail("", f"expected a mapping, found {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, name: str, problem: str) -> CatalogError:
+        where = f"{self.prefix}{name}" or "(top level)"
+        raise CatalogError(f"{self.source}: {where}: {problem}",
+                           hint="see the catalog schema in DEVELOPING.md")
+
+    def get(self, name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if required:
+                self.fail(name, "missing")
+            return None
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(name, f"expected {kinds[0].__name__}, found a boolean")
+        if not isinstance(value, kinds):
+            self.fail(name, f"expected {kinds[0].__name__}, found {type(value).__name__}")
+        return value
+
+    def number(self, name: str, lo: float, hi: float, *, required: bool = True) -> float | None:
+        value = self.get(name, (float, int), required=required)
+        if value is not None and not lo <= value <= hi:
+            self.fail(name, f"expected a number from {lo:g} to {hi:g}, found {value}")
+        return None if value is None else float(value)
+
+    def integer(self, name: str, lo: int, hi: int, *, required: bool = True) -> int | None:
+        value = self.get(name, int, required=required)
+        if value is not None and not lo <= value <= hi:
+            self.fail(name, f"expected a whole number from {lo} to {hi}, found {value}")
+        return value
+
+    def choice(self, name: str, choices: Iterable[str]) -> str:
+        value = self.get(name, str)
+        if value not in tuple(choices):
+            self.fail(name, f"expected one of {', '.join(choices)}, found {value!r}")
+        return value
+
+    def sub(self, name: str, *, required: bool = True) -> _Fields | None:
+        value = self.get(name, dict, required=required)
+        return None if value is None else _Fields(value, self.source, f"{self.prefix}{name}.")
+
+    def unknown(self, allowed: Iterable[str]) -> None:
+        extra = sorted(set(self.data) - set(allowed))
+        if extra:
+            self.fail(extra[0], "unknown field")
+
+
+_TOP = ("id", "name", "family", "publisher", "architecture", "attention", "params_b", "active_params_b",
+        "context_length", "gated", "license", "tags", "capabilities", "kv_cache", "disk_size_source",
+        "repos", "measured", "notes", "quality")
+
+
+def parse_entry(data: Any, source: str) -> CatalogEntry:
+    """Validate one catalog mapping; ``source`` (the file name) prefixes every error."""
+    f = _Fields(data, source)
+    f.unknown(_TOP)
+    entry_id = f.get("id", str)
+    if not _ID.match(entry_id):
+        f.fail("id", "expected lower-case letters, digits, '.' and '-'")
+    if "quality" in f.data:
+        f.fail("quality", "quality scores need a benchmark and a source; none is defined yet")
+    params = f.number("params_b", 0.01, 5000)
+    active = f.number("active_params_b", 0.01, 5000)
+    assert params is not None and active is not None
+    architecture = f.choice("architecture", ARCHITECTURES)
+    if active > params:
+        f.fail("active_params_b", f"larger than params_b ({active:g} > {params:g})")
+    if architecture == "dense" and active != params:
+        f.fail("active_params_b", "a dense model has active_params_b == params_b")
+    tags = f.get("tags", list)
+    for i, tag in enumerate(tags):
+        if tag not in TAGS:
+            f.fail(f"tags[{i}]", f"unknown tag {tag!r}; known: {', '.join(TAGS)}")
+    caps_f = f.sub("capabilities")
+    assert caps_f is not None
+    caps_f.unknown(("tool_calling", "tool_call_parser", "reasoning_parser", "vision"))
+    caps = Capabilities(
+        tool_calling=caps_f.get("tool_calling", bool),
+        tool_call_parser=caps_f.get("tool_call_parser", str, required=False),
+        reasoning_parser=caps_f.get("reasoning_parser", str, required=False),
+        vision=caps_f.get("vision", bool),
+    )
+    if caps.tool_calling != (caps.tool_call_parser is not None):
+        caps_f.fail("tool_call_parser", "required exactly when tool_calling is true")
+    repos_f = f.sub("repos")
+    assert repos_f is not None
+    repos: dict[str, RepoRef] = {}
+    for quant in repos_f.data:
+        if quant not in QUANT_BITS:
+            repos_f.fail(str(quant), f"unknown quantization; known: {', '.join(QUANT_BITS)}")
+        r = repos_f.sub(quant)
+        assert r is not None
+        r.unknown(("repo", "disk_gb"))
+        repo = r.get("repo", str)
+        if not _REPO.match(repo):
+            r.fail("repo", "expected a Hugging Face repo id like org/name")
+        repos[quant] = RepoRef(quant, repo, r.number("disk_gb", 0.01, 10000) or 0.0)
+    if not repos:
+        repos_f.fail("", "at least one quantization is required")
+    kv = None
+    kv_f = f.sub("kv_cache", required=False)
+    if kv_f is not None:
+        kv_f.unknown(("layers", "kv_heads", "head_dim", "full_attention_layers", "sliding_window"))
+        kv = KvCache(
+            layers=kv_f.integer("layers", 1, 1000) or 0,
+            kv_heads=kv_f.integer("kv_heads", 1, 1000) or 0,
+            head_dim=kv_f.integer("head_dim", 1, 4096) or 0,
+            full_attention_layers=kv_f.integer("full_attention_layers", 0, 1000, required=False),
+            sliding_window=kv_f.integer("sliding_window", 1, 10_000_000, required=False),
+        )
+    measured = []
+    for i, raw in enumerate(f.get("measured", list, required=False) or []):
+        m = _Fields(raw, source, f"measured[{i}].")
+        m.unknown(("quant", "chip", "gpu_cores", "memory_gb", "machine", "decode_tok_s",
+                   "prefill_tok_s", "peak_memory_gib", "source"))
+        quant = m.get("quant", str)
+        if quant not in repos:
+            m.fail("quant", f"no repo for {quant!r} in repos")
+        measured.append(Measurement(
+            quant=quant, chip=m.get("chip", str), gpu_cores=m.integer("gpu_cores", 1, 512, required=False),
+            memory_gb=m.integer("memory_gb", 1, 4096) or 0, machine=m.get("machine", str),
+            decode_tok_s=m.number("decode_tok_s", 0.01, 100000) or 0.0,
+            prefill_tok_s=m.number("prefill_tok_s", 0.01, 1e7, required=False),
+            peak_memory_gib=m.number("peak_memory_gib", 0.01, 10000, required=False),
+            source=m.get("source", str),
+        ))
+    return CatalogEntry(
+        id=entry_id, name=f.get("name", str), family=f.get("family", str),
+        publisher=f.get("publisher", str), architecture=architecture,
+        attention=f.choice("attention", ATTENTION), params_b=params, active_params_b=active,
+        context_length=f.integer("context_length", 512, 100_000_000) or 0,
+        gated=f.get("gated", bool), license=f.get("license", str), tags=tuple(tags),
+        capabilities=caps, repos=repos, kv_cache=kv, measured=tuple(measured),
+        notes=f.get("notes", str, required=False), source=source,
+    )
+
+
+class Catalog:
+    """Entries in id order, with lookups and the filters of `models --catalog`."""
+
+    def __init__(self, entries: Iterable[CatalogEntry]):
+        self.entries = sorted(entries, key=lambda e: e.id)
+        self._by_id = {e.id: e for e in self.entries}
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, model_id: str) -> CatalogEntry:
+        try:
+            return self._by_id[model_id]
+        except KeyError:
+            raise NotFoundError(f"unknown model {model_id!r}",
+                                hint="`mlx-stack models --catalog` lists the catalog") from None
+
+    def find_repo(self, repo: str) -> tuple[CatalogEntry, str] | None:
+        """The entry and quant that ship ``repo`` (case-insensitive), if any."""
+        for e in self.entries:
+            for q, r in e.repos.items():
+                if r.repo.lower() == repo.lower():
+                    return e, q
+        return None
+
+    def families(self) -> list[str]:
+        return sorted({e.family for e in self.entries})
+
+    def tags(self) -> list[str]:
+        return sorted({t for e in self.entries for t in e.tags})
+
+    def filter(self, *, family: str | None = None, tag: str | None = None,
+               tool_calling: bool = False) -> list[CatalogEntry]:
+        """Entries matching every given filter; an unknown family or tag is an error."""
+        if family is not None and family.lower() not in self.families():
+            raise NotFoundError(f"unknown family {family!r}", hint="families: " + ", ".join(self.families()))
+        if tag is not None and tag.lower() not in self.tags():
+            raise NotFoundError(f"unknown tag {tag!r}", hint="tags: " + ", ".join(self.tags()))
+        return [
+            e for e in self.entries
+            if (family is None or e.family == family.lower())
+            and (tag is None or tag.lower() in e.tags)
+            and (not tool_calling or e.capabilities.tool_calling)
+        ]
+
+
+def _parse_text(text: str, source: str) -> CatalogEntry:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise CatalogError(f"{source}{where}: invalid YAML", hint="fix the file") from None
+    entry = parse_entry(data, source)
+    if Path(source).stem != entry.id:
+        raise CatalogError(f"{source}: id: {entry.id!r} differs from the file name",
+                           hint="name each file <id>.yaml")
+    return entry
+
+
+def _check_unique(entries: list[CatalogEntry]) -> Catalog:
+    seen: dict[str, str] = {}
+    for e in entries:
+        for r in e.repos.values():
+            if r.repo in seen:
+                raise CatalogError(f"{e.source}: repos: {r.repo} is also listed in {seen[r.repo]}")
+            seen[r.repo] = e.source
+    return Catalog(entries)
+
+
+def load_dir(folder: Path) -> Catalog:
+    """Load and validate every ``*.yaml`` in ``folder``."""
+    files = sorted(folder.glob("*.yaml"))
+    return _check_unique([_parse_text(p.read_text(), p.name) for p in files])
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> Catalog:
+    """The catalog shipped in the wheel (package ``mlx_stack.catalog``), validated once."""
+    from importlib.resources import files
+
+    root = files("mlx_stack.catalog")
+    items = sorted((p for p in root.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
+    return _check_unique([_parse_text(p.read_text(), p.name) for p in items])
