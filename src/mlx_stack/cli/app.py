@@ -67,6 +67,12 @@ def _register() -> None:
     app.command("models")(models_cmd.models)
     app.command("status")(status_cmd.status)
 
+    from mlx_stack.cli import lifecycle_cmd, setup_cmd
+
+    app.command("setup")(setup_cmd.setup)
+    app.command("up")(lifecycle_cmd.up)
+    app.command("down")(lifecycle_cmd.down)
+
     from mlx_stack.cli import bench_cmd
 
     app.command("bench")(bench_cmd.bench)

@@ -5,14 +5,26 @@ from __future__ import annotations
 import typer
 
 
-def status(json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show this machine's hardware profile (works before anything is configured)."""
+def status(
+    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+    show_key: bool = typer.Option(
+        False, "--show-key", help="Show the gateway API key in full (it is masked otherwise)."
+    ),
+) -> None:
+    """Show this machine's hardware profile and the state of every service.
+
+    Services: healthy, degraded (slow), down (alive, not answering), crashed
+    (gone while it should run) or stopped; each probed with a real completion.
+    """
     from mlx_stack.cli.hardware_view import render_hardware
+    from mlx_stack.cli.services_view import render_services, services_report
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.services.hardware import detect
 
     hw = detect()
     if json_:
-        terminal.json({"hardware": hw.as_dict()})
+        report = services_report(show_key)
+        terminal.json({"hardware": hw.as_dict(), **report.as_dict()})
         return
     render_hardware(hw)
+    render_services(services_report(show_key), show_key)

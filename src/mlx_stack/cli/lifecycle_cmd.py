@@ -1,0 +1,57 @@
+"""`mlx-stack up` and `mlx-stack down`: start and stop the stack's processes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+
+def up(
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the exact commands (secrets masked) and start nothing."
+    ),
+    tier: list[str] = typer.Option(
+        None, "--tier", "-t", help="Start only this tier (repeatable); the gateway too if it is not running."
+    ),
+) -> None:
+    """Start every tier and the gateway; wait until each answered a real completion."""
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.paths import paths
+    from mlx_stack.services import lifecycle
+
+    p = paths()
+    if dry_run:
+        result = lifecycle.up(p, tiers=tier or None, dry_run=True)
+        sys.stdout.write(result.dry_run or "")
+        return
+    terminal.info("starting (each service counts once it answered a real completion)…")
+    result = lifecycle.up(p, tiers=tier or None)
+    if not result.started:
+        terminal.success(
+            "already running, nothing changed: " + ", ".join(result.already_running)
+        )
+    else:
+        terminal.success(f"started {', '.join(result.started)} in {result.seconds:.1f} s")
+        if result.already_running:
+            terminal.info("already running: " + ", ".join(result.already_running))
+    terminal.info(f"endpoint: {result.endpoint}  (API key: `mlx-stack status --show-key`)")
+
+
+def down(
+    tier: list[str] = typer.Option(
+        None, "--tier", "-t", help="Stop only this tier (repeatable); the gateway keeps running."
+    ),
+) -> None:
+    """Stop the stack: SIGTERM each process group, SIGKILL after 10 s."""
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.paths import paths
+    from mlx_stack.services import lifecycle
+
+    result = lifecycle.down(paths(), tiers=tier or None)
+    if result.stopped:
+        terminal.success("stopped " + ", ".join(result.stopped))
+    if result.not_running:
+        terminal.info("was not running: " + ", ".join(result.not_running))
+    if not result.stopped and not result.not_running:
+        terminal.info("nothing was running")

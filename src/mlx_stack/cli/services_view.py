@@ -1,0 +1,64 @@
+"""Rendering of the services part of `mlx-stack status` (Rich table or JSON data)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlx_stack.services.lifecycle import StatusReport
+
+_STYLE = {"healthy": "green", "degraded": "yellow", "down": "red", "crashed": "bold red",
+          "stopped": "dim"}
+
+
+def services_report(show_key: bool = False) -> StatusReport:
+    from mlx_stack.paths import paths
+    from mlx_stack.services import lifecycle
+
+    return lifecycle.status(paths(), show_key=show_key)
+
+
+def services_json(report: StatusReport) -> dict[str, Any]:
+    return report.as_dict()
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def render_services(report: StatusReport, show_key: bool = False) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from mlx_stack.cli.terminal import terminal
+
+    if not report.configured:
+        terminal.info("no stack configured yet: run `mlx-stack setup` (or `mlx-stack setup --demo`)")
+        return
+    table = Table(box=None, pad_edge=False, title="services", title_justify="left")
+    for col in ("service", "state", "pid", "port", "uptime", "model", "latency", "detail"):
+        table.add_column(col)
+    for s in report.services:
+        style = _STYLE.get(s.state, "")
+        cells = [
+            s.name, str(s.pid) if s.pid else "-", str(s.port or "-"), _uptime(s.uptime_s),
+            s.model or "-", f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "-",
+            s.detail or "",
+        ]
+        texts = [Text(c) for c in cells]  # never parse log text as markup
+        table.add_row(texts[0], Text(s.state, style=style), *texts[1:])
+    terminal.print(table)
+    terminal.print(Text(f"endpoint: {report.endpoint}"))
+    if report.gateway_key is None:
+        terminal.print(Text("API key: not generated yet (created at the first `mlx-stack up`)"))
+    elif show_key:
+        terminal.print(Text(f"API key: {report.gateway_key}"))
+    else:
+        terminal.print(Text(f"API key: {report.gateway_key}  (reveal it: `mlx-stack status --show-key`)"))

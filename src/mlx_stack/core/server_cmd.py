@@ -1,0 +1,82 @@
+"""Command lines of the stack's processes, rendered from the stack (pure, no I/O).
+
+Each service is a :class:`Command`: argv, the extra environment, and which of
+those environment variables are secrets (masked by :func:`render_dry_run`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlx_stack.core.litellm_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
+from mlx_stack.core.stack import GATEWAY, Stack, Tier
+
+LOCALHOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Command:
+    service: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: frozenset[str] = frozenset()
+    port: int = 0
+
+
+def tier_command(tier: Tier, bin_dir: Path) -> Command:
+    """vllm-mlx for one tier: local path, 127.0.0.1, served under the tier's name."""
+    argv = [
+        str(bin_dir / "vllm-mlx"), "serve", tier.path,
+        "--host", LOCALHOST,
+        "--port", str(tier.port),
+        "--served-model-name", tier.name,
+        "--continuous-batching",
+        "--use-paged-cache",
+    ]
+    if tier.tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", tier.tool_call_parser]
+    if tier.reasoning_parser:
+        argv += ["--reasoning-parser", tier.reasoning_parser]
+    argv += list(tier.extra_args)
+    # Never reach the hub from `up`: the model is a local directory.
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return Command(tier.name, tuple(argv), env, frozenset(), tier.port)
+
+
+def gateway_command(
+    stack: Stack, config_path: Path, bin_dir: Path, gateway_key: str, cloud_key: str | None = None
+) -> Command:
+    """The LiteLLM proxy; its secrets travel in the environment, never in argv or files."""
+    argv = [
+        str(bin_dir / "litellm"),
+        "--config", str(config_path),
+        "--host", stack.gateway.host,
+        "--port", str(stack.gateway.port),
+        "--num_workers", "1",
+    ]
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of the cost map at start
+        "LITELLM_LOG": "ERROR",
+        "DISABLE_ADMIN_UI": "True",
+        MASTER_KEY_ENV: gateway_key,
+    }
+    secret = {MASTER_KEY_ENV}
+    if cloud_key:
+        env[CLOUD_KEY_ENV] = cloud_key
+        secret.add(CLOUD_KEY_ENV)
+    return Command(GATEWAY, tuple(argv), env, frozenset(secret), stack.gateway.port)
+
+
+def render_dry_run(commands: Iterable[Command], mask: Callable[[str], str]) -> str:
+    """Shell-ready lines, one per service, with every secret passed through ``mask``."""
+    lines = []
+    for cmd in commands:
+        env = " ".join(
+            f"{k}={shlex.quote(mask(v) if k in cmd.secret_env else v)}" for k, v in sorted(cmd.env.items())
+        )
+        argv = " ".join(shlex.quote(a) for a in cmd.argv)
+        lines.append(f"# {cmd.service}\n{env} {argv}".rstrip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,88 @@
+"""`setup --demo`: a three-tier stack of tiny models built here, offline, in seconds.
+
+The demo models have random weights: they answer fast and in nonsense. They exist
+so the whole control plane (servers, gateway, fallbacks, status) runs anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlx_stack.core.stack import Gateway, Stack, Tier
+from mlx_stack.errors import ConflictError
+from mlx_stack.paths import Paths
+from mlx_stack.system import ports
+from mlx_stack.system.fs import file_lock
+
+FIRST_TIER_PORT = 8100
+# name, seed, context window
+DEMO_TIERS = (("standard", 0, 2048), ("fast", 1, 2048), ("longctx", 2, 8192))
+DEMO_PARSER = "hermes"  # the demo chat template speaks hermes-style <tool_call>
+
+
+@dataclass
+class DemoResult:
+    stack: Stack
+    built: list[str]
+
+
+def demo_model_id(name: str) -> str:
+    return f"mlx-stack/demo-{name}"
+
+
+def _pick_ports(previous: Stack | None, gateway_port: int) -> dict[str, int]:
+    """Keep the ports of an existing stack's tiers; otherwise the first free ones from 8100."""
+    chosen: dict[str, int] = {}
+    if previous is not None:
+        for t in previous.tiers:
+            if t.name in {n for n, _, _ in DEMO_TIERS}:
+                chosen[t.name] = t.port
+    port = FIRST_TIER_PORT
+    for name, _, _ in DEMO_TIERS:
+        if name in chosen:
+            continue
+        while port == gateway_port or port in chosen.values() or not ports.is_free(port):
+            port += 1
+        chosen[name] = port
+        port += 1
+    return chosen
+
+
+def write_demo_stack(p: Paths) -> DemoResult:
+    """Build the demo models (idempotent) and write stack.yaml for them, under the lock."""
+    from mlx_stack.services import config, demo_models, stack_store
+    from mlx_stack.services.service_control import running_record
+
+    gateway_port = int(config.load(p).get("litellm-port"))
+    built = []
+    for name, seed, ctx in DEMO_TIERS:
+        dest = p.models_dir / f"demo-{name}"
+        demo_models.build_random_model(dest, seed=seed, context_length=ctx)
+        built.append(str(dest))
+
+    with file_lock(p.lock_file, what="setup"):
+        previous = stack_store.load(p) if stack_store.exists(p) else None
+        if previous is not None:
+            running = [s for s in previous.services if running_record(p, s) is not None]
+            if running and not _is_demo(previous):
+                raise ConflictError(
+                    "a stack is running (" + ", ".join(running) + ")",
+                    hint="stop it first with `mlx-stack down`, then run `mlx-stack setup --demo` again",
+                )
+        tier_ports = _pick_ports(previous, gateway_port)
+        tiers = tuple(
+            Tier(
+                name=name, model=demo_model_id(name), path=str(p.models_dir / f"demo-{name}"),
+                port=tier_ports[name], tool_call_parser=DEMO_PARSER, context_window=ctx,
+            )
+            for name, _, ctx in DEMO_TIERS
+        )
+        gateway = previous.gateway if previous is not None and _is_demo(previous) else Gateway(
+            port=gateway_port)
+        stack = Stack(tiers=tiers, fallback_order=tuple(n for n, _, _ in DEMO_TIERS), gateway=gateway)
+        stack_store.save(p, stack)
+    return DemoResult(stack, built)
+
+
+def _is_demo(stack: Stack) -> bool:
+    return all(t.model.startswith("mlx-stack/demo-") for t in stack.tiers)

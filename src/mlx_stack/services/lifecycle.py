@@ -1,0 +1,198 @@
+"""`up`, `down` and `status` of the whole stack.
+
+`up` and `down` serialize on ``file_lock(paths.lock_file)``: a second concurrent
+`up` waits for the first, then finds the stack running and changes nothing.
+
+Per-service primitives for the watchdog (re-exported from ``service_control``;
+callers hold the lock around start/stop):
+
+- ``start_service(paths, name, stack=None, wait=True, timeout=...)`` -> PidRecord:
+  start one tier or the gateway unless it runs; with ``wait``, until it answered a
+  real completion. Raises NotFoundError / ConflictError (busy port) / ServiceError.
+- ``stop_service(paths, name, grace=10.0)`` -> bool: SIGTERM its process group,
+  SIGKILL after ``grace``; removes the pid file once the group is empty; a pid file
+  whose pid was recycled is removed without signalling anything.
+- ``probe_service(paths, name, stack=None, timeout=5.0)`` -> ServiceStatus with
+  state healthy / degraded / down / crashed / stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlx_stack.core.server_cmd import render_dry_run
+from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.errors import ServiceError
+from mlx_stack.paths import Paths
+from mlx_stack.services import stack_store
+from mlx_stack.services.service_control import (
+    HEALTH_TIMEOUT_S,
+    PROBE_TIMEOUT_S,
+    ServiceStatus,
+    base_url,
+    check_service,
+    command_for,
+    ensure_port_free,
+    launch,
+    probe_service,
+    running_record,
+    start_service,
+    stop_service,
+    wait_healthy,
+)
+from mlx_stack.system import probes, processes, secrets
+from mlx_stack.system.fs import file_lock
+
+__all__ = [
+    "DownResult", "StatusReport", "UpResult", "down", "probe_service", "start_service",
+    "status", "stop_service", "up",
+]
+
+LOCK_TIMEOUT_S = 600.0  # a concurrent `up` may be loading big models
+
+
+@dataclass
+class UpResult:
+    started: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    dry_run: str | None = None
+    endpoint: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class DownResult:
+    stopped: list[str] = field(default_factory=list)
+    not_running: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StatusReport:
+    configured: bool
+    services: list[ServiceStatus]
+    endpoint: str | None = None
+    gateway_key: str | None = None  # masked unless asked for
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "configured": self.configured,
+            "endpoint": self.endpoint,
+            "gateway_key": self.gateway_key,
+            "services": [s.as_dict() for s in self.services],
+        }
+
+
+def endpoint(stack: Stack) -> str:
+    return base_url(stack, GATEWAY) + "/v1"
+
+
+def _select(stack: Stack, tiers: list[str] | None) -> list[str]:
+    if not tiers:
+        return stack.tier_names
+    for name in tiers:
+        check_service(stack, name)  # NotFoundError naming the known tiers
+    return list(dict.fromkeys(tiers))
+
+
+def _settings(p: Paths) -> bool:
+    from mlx_stack.services import config
+
+    return bool(config.load(p).get("auto-health-check"))
+
+
+def up(
+    p: Paths, tiers: list[str] | None = None, dry_run: bool = False, *,
+    health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
+) -> UpResult:
+    """Start the selected tiers (all by default) and the gateway, in parallel.
+
+    Returns once every started service answered a real one-token completion
+    (or only its health route, with ``auto-health-check`` false).
+    """
+    stack = stack_store.load(p)
+    services = list(dict.fromkeys([*_select(stack, tiers), GATEWAY]))
+    if dry_run:
+        cmds = [command_for(p, stack, s, for_display=True) for s in services]
+        return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
+    real_completion = _settings(p)
+    start = time.monotonic()
+    with file_lock(p.lock_file, timeout=lock_timeout, what="up/down"):
+        stack = stack_store.load(p)  # may have changed while we waited
+        already = [s for s in services if running_record(p, s) is not None]
+        todo = [s for s in services if s not in already]
+        if not todo:
+            return UpResult(already_running=already, endpoint=endpoint(stack))
+        for s in todo:
+            ensure_port_free(stack, s)  # all checked before anything starts
+        records = {s: launch(p, stack, s) for s in todo}
+        deadline = time.monotonic() + health_timeout
+        tiers_todo = [s for s in todo if s != GATEWAY]
+        waits: list[Callable[[], object]] = [
+            (lambda s=s: wait_healthy(p, stack, s, records[s], deadline, real_completion=real_completion))
+            for s in tiers_todo
+        ]
+        if GATEWAY in todo:  # the proxy boots while the tiers load
+            waits.append(lambda: wait_healthy(p, stack, GATEWAY, records[GATEWAY], deadline,
+                                              real_completion=False))
+        errors = [e for e in probes.in_parallel([_catching(w) for w in waits]) if e is not None]
+        if not errors and GATEWAY in todo and real_completion:
+            # Only now can a completion go through it to a tier.
+            errors = [e for e in [_catching(lambda: wait_healthy(
+                p, stack, GATEWAY, records[GATEWAY], deadline))()] if e is not None]
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise ServiceError(
+                "; ".join(e.message for e in errors),
+                hint=f"see the logs in {p.logs_dir}; `mlx-stack down` stops what did start",
+            )
+    return UpResult(started=todo, already_running=already, endpoint=endpoint(stack),
+                    seconds=time.monotonic() - start)
+
+
+def _catching(fn: Callable[[], object]) -> Callable[[], ServiceError | None]:
+    def run() -> ServiceError | None:
+        try:
+            fn()
+        except ServiceError as exc:
+            return exc
+        return None
+
+    return run
+
+
+def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRACE_S) -> DownResult:
+    """Stop the selected tiers, or everything (gateway included) that has a pid file."""
+    with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
+        if tiers:
+            stack = stack_store.load(p)
+            services = _select(stack, tiers)
+        else:
+            found = sorted(f.stem for f in p.run_dir.glob("*.pid")) if p.run_dir.exists() else []
+            services = [s for s in found if s != GATEWAY] + ([GATEWAY] if GATEWAY in found else [])
+        results = probes.in_parallel([(lambda s=s: stop_service(p, s, grace)) for s in services])
+    result = DownResult()
+    for service, stopped in zip(services, results, strict=True):
+        (result.stopped if stopped else result.not_running).append(service)
+    return result
+
+
+def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S) -> StatusReport:
+    """Every service's state, probed in parallel. No lock: it changes nothing."""
+    start = time.monotonic()
+    if not stack_store.exists(p):
+        return StatusReport(configured=False, services=[])
+    stack = stack_store.load(p)
+    services = stack.services
+    extra = sorted(f.stem for f in p.run_dir.glob("*.pid")) if p.run_dir.exists() else []
+    services += [s for s in extra if s not in services]  # removed from stack.yaml but running
+    report = probes.in_parallel(
+        [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout)) for s in services]
+    )
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY)
+    shown = key if show_key else (secrets.mask(key) if key else None)
+    return StatusReport(True, report, endpoint(stack), shown, time.monotonic() - start)
+

@@ -1,0 +1,287 @@
+"""Per-service primitives: launch, wait until healthy, stop, probe.
+
+`lifecycle` builds `up`/`down`/`status` from these, and the watchdog calls them
+one service at a time. None of them takes the stack lock: callers that change
+what runs hold ``file_lock(paths.lock_file)`` around them (flock is per open
+file, so taking it twice in one process would deadlock).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from mlx_stack.core import litellm_config
+from mlx_stack.core.litellm_config import MASTER_KEY_ENV
+from mlx_stack.core.server_cmd import Command, gateway_command, tier_command
+from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
+from mlx_stack.paths import Paths
+from mlx_stack.system import pidfile, ports, probes, processes, secrets
+from mlx_stack.system.fs import atomic_write
+
+HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
+HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
+PROBE_TIMEOUT_S = 5.0  # one status probe
+DEGRADED_AFTER_S = 2.0  # a one-token completion slower than this is "degraded"
+GATEWAY_LIVENESS = "/health/liveliness"  # LiteLLM's unauthenticated liveness route (sic)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    kind: str  # "tier" | "gateway"
+    state: str  # healthy | degraded | down | crashed | stopped
+    port: int
+    pid: int | None = None
+    uptime_s: float | None = None
+    model: str | None = None  # the real model id behind a tier
+    latency_ms: float | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def log_path(p: Paths, service: str) -> Path:
+    return p.logs_dir / f"{service}.log"
+
+
+def gateway_config_path(p: Paths) -> Path:
+    return p.generated_dir / "litellm.yaml"
+
+
+def port_of(stack: Stack, service: str) -> int:
+    return stack.gateway.port if service == GATEWAY else stack.tier(service).port
+
+
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def base_url(stack: Stack, service: str) -> str:
+    if service == GATEWAY:
+        return f"http://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
+    return f"http://127.0.0.1:{stack.tier(service).port}"
+
+
+def check_service(stack: Stack, service: str) -> None:
+    if service != GATEWAY:
+        stack.tier(service)  # NotFoundError naming the known tiers
+
+
+def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = False) -> Command:
+    """The command of one service. ``for_display`` never creates the gateway key."""
+    bin_dir = Path(sys.executable).parent
+    if service != GATEWAY:
+        return tier_command(stack.tier(service), bin_dir)
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY)
+    cloud_key = secrets.read_secret(p, secrets.OPENROUTER_KEY)
+    if key is None and for_display:
+        cmd = gateway_command(stack, gateway_config_path(p), bin_dir, "<generated at the first up>", cloud_key)
+        return replace(cmd, secret_env=cmd.secret_env - {MASTER_KEY_ENV})
+    key = key or secrets.ensure_gateway_key(p)
+    return gateway_command(stack, gateway_config_path(p), bin_dir, key, cloud_key)
+
+
+def write_gateway_config(p: Paths, stack: Stack) -> Path:
+    """Render the LiteLLM config from the stack and write it atomically (no secrets in it)."""
+    import yaml
+
+    cloud = secrets.read_secret(p, secrets.OPENROUTER_KEY) is not None
+    config = litellm_config.render(stack, cloud=cloud)
+    path = gateway_config_path(p)
+    text = "# Rendered by mlx-stack from stack.yaml; do not edit (it is rewritten at `up`).\n"
+    atomic_write(path, text + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def running_record(p: Paths, service: str) -> pidfile.PidRecord | None:
+    """The pid record if that process is still the one we started."""
+    record = pidfile.read(p.run_dir, service)
+    return record if record is not None and pidfile.is_ours(record) else None
+
+
+def ensure_port_free(stack: Stack, service: str) -> None:
+    port = port_of(stack, service)
+    host = stack.gateway.host if service == GATEWAY else "127.0.0.1"
+    if ports.is_free(port, host):
+        return
+    holder = ports.holder(port)
+    raise ConflictError(
+        f"port {port} (for {service}) is held by {holder.describe()}",
+        hint="stop that program, or give the service another port in stack.yaml",
+    )
+
+
+def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
+    """Spawn one service (no wait) and record it; a stale pid file is replaced, never signalled."""
+    from mlx_stack.services import config
+
+    settings = config.load(p)
+    if service == GATEWAY:
+        write_gateway_config(p, stack)
+    cmd = command_for(p, stack, service)
+    pid = processes.spawn(
+        cmd.argv, log_file=log_path(p, service), env=cmd.env,
+        log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
+        log_keep=int(settings.get("log-max-files")),
+    )
+    record = pidfile.record_for(service, pid, cmd.argv, cmd.port)
+    pidfile.write(p.run_dir, record)
+    return record
+
+
+def last_log_line(p: Paths, service: str) -> str | None:
+    """The last non-empty line of a service's log (read from the end)."""
+    path = log_path(p, service)
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            tail = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else None
+
+
+def _failed(p: Paths, service: str, why: str) -> ServiceError:
+    last = last_log_line(p, service)
+    return ServiceError(
+        f"{service} {why}" + (f"; last log line: {last}" if last else ""),
+        hint=f"see {log_path(p, service)}; `mlx-stack down` stops what did start",
+    )
+
+
+def probe_model(p: Paths, stack: Stack, service: str) -> str | None:
+    """The model name a completion probe asks for; for the gateway, the first running tier."""
+    if service != GATEWAY:
+        return service
+    for name in stack.fallback_order or stack.tier_names:
+        if running_record(p, name) is not None:
+            return name
+    return None
+
+
+def wait_healthy(
+    p: Paths, stack: Stack, service: str, record: pidfile.PidRecord, deadline: float,
+    *, real_completion: bool = True,
+) -> float:
+    """Wait until the service answers (a real completion by default); return seconds taken."""
+    start = time.monotonic()
+    url = base_url(stack, service)
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
+    route = GATEWAY_LIVENESS if service == GATEWAY else "/health"
+    alive = False
+    while True:
+        if not pidfile.is_ours(record):
+            raise _failed(p, service, "exited while starting")
+        if not alive:
+            alive = probes.health(url, timeout=2.0, route=route).ok
+        if alive:
+            if not real_completion:
+                return time.monotonic() - start
+            model = probe_model(p, stack, service)
+            if model is None:  # a gateway with no tier behind it: liveness is all we can see
+                return time.monotonic() - start
+            left = max(1.0, deadline - time.monotonic())
+            if probes.completion(url, model, api_key=key, timeout=min(60.0, left)).ok:
+                return time.monotonic() - start
+        if time.monotonic() >= deadline:
+            raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
+        time.sleep(0.2)
+
+
+def start_service(
+    p: Paths, service: str, *, stack: Stack | None = None, wait: bool = True,
+    timeout: float = HEALTH_TIMEOUT_S,
+) -> pidfile.PidRecord:
+    """Start one service unless it already runs; with ``wait``, until it is healthy.
+
+    Raises NotFoundError (unknown tier), ConflictError (port held by another program),
+    ServiceError (exited or never answered). Caller holds the stack lock.
+    """
+    from mlx_stack.services import stack_store
+
+    stack = stack or stack_store.load(p)
+    check_service(stack, service)
+    existing = running_record(p, service)
+    if existing is not None:
+        return existing
+    ensure_port_free(stack, service)
+    record = launch(p, stack, service)
+    if wait:
+        wait_healthy(p, stack, service, record, time.monotonic() + timeout)
+    return record
+
+
+def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S) -> bool:
+    """Stop one service's process group; True if a process of ours was stopped.
+
+    A pid file whose pid is gone or now belongs to another program is removed
+    without sending any signal. The pid file goes only once the group is empty.
+    """
+    record = pidfile.read(p.run_dir, service)
+    if record is None:
+        return False
+    if not pidfile.is_ours(record):
+        pidfile.remove(p.run_dir, service)
+        return False
+    if processes.is_group_leader(record.pid):
+        gone = processes.stop_group(record.pid, grace)
+    else:  # not started by us in its own session: signal that one process only
+        gone = processes.stop_pid(record.pid, grace)
+    if not gone:
+        raise ServiceError(
+            f"{service} (pid {record.pid}) did not stop after SIGKILL",
+            hint="it may be stuck in the kernel; check it with `ps`",
+        )
+    pidfile.remove(p.run_dir, service)
+    return True
+
+
+def probe_service(
+    p: Paths, service: str, *, stack: Stack | None = None, timeout: float = PROBE_TIMEOUT_S
+) -> ServiceStatus:
+    """One service's state: healthy / degraded (slow) / down (alive, not answering) /
+    crashed (its process is gone while its pid file says it should run) / stopped."""
+    from mlx_stack.services import stack_store
+
+    stack = stack or stack_store.load(p)
+    kind = "gateway" if service == GATEWAY else "tier"
+    try:
+        model = "LiteLLM proxy" if service == GATEWAY else stack.tier(service).model
+        port = port_of(stack, service)
+    except NotFoundError:
+        model, port = None, 0
+    record = pidfile.read(p.run_dir, service)
+    if record is None:
+        return ServiceStatus(service, kind, STOPPED, port, model=model)
+    port = port or record.port
+    if not pidfile.is_ours(record):
+        return ServiceStatus(service, kind, CRASHED, port, model=model,
+                             detail=last_log_line(p, service) or "process gone")
+    uptime = max(0.0, time.time() - record.start_time)
+    base = ServiceStatus(service, kind, DOWN, port, record.pid, round(uptime, 1), model)
+    if model is None:
+        return _with(base, DOWN, None, "not in stack.yaml any more")
+    target = probe_model(p, stack, service)
+    if target is None:
+        live = probes.health(base_url(stack, service), timeout=timeout, route=GATEWAY_LIVENESS)
+        state = HEALTHY if live.ok else DOWN
+        return _with(base, state, live.latency_s, "no tier running behind it")
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
+    result = probes.completion(base_url(stack, service), target, api_key=key, timeout=timeout)
+    if not result.ok:
+        return _with(base, DOWN, None, result.error)
+    state = HEALTHY if result.latency_s <= DEGRADED_AFTER_S else DEGRADED
+    return _with(base, state, result.latency_s, None if state == HEALTHY else "slow to answer")
+
+
+def _with(s: ServiceStatus, state: str, latency_s: float | None, detail: str | None) -> ServiceStatus:
+    ms = round(latency_s * 1000, 1) if latency_s is not None else None
+    return ServiceStatus(s.name, s.kind, state, s.port, s.pid, s.uptime_s, s.model, ms, detail)

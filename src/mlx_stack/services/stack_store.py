@@ -1,0 +1,51 @@
+"""Load and save ``stack.yaml`` (atomically; a corrupt file is a StateError naming it)."""
+
+from __future__ import annotations
+
+from mlx_stack.core.stack import Stack, dump_stack, parse_stack
+from mlx_stack.errors import NotFoundError, StateError
+from mlx_stack.paths import Paths
+from mlx_stack.system.fs import atomic_write
+
+_HEADER = (
+    "# mlx-stack: what runs. Written by `mlx-stack setup`; read by up/down/status.\n"
+    "# Secrets never live here (see ~/.mlx-stack/secrets).\n"
+)
+
+
+def exists(p: Paths) -> bool:
+    return p.stack_file.exists()
+
+
+def load(p: Paths) -> Stack:
+    """The configured stack; NotFoundError when there is none yet."""
+    import yaml
+
+    path = p.stack_file
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise NotFoundError(
+            "no stack configured yet",
+            hint="run `mlx-stack setup` (or `mlx-stack setup --demo` to try it with tiny models)",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise StateError(
+            f"{path}{where}: {problem}",
+            hint="fix the file by hand, or write a new one with `mlx-stack setup`",
+        ) from None
+    return parse_stack(data, str(path))
+
+
+def save(p: Paths, stack: Stack) -> None:
+    """Write stack.yaml atomically. Callers that change a live stack hold paths.lock_file."""
+    import yaml
+
+    parse_stack(dump_stack(stack), str(p.stack_file))  # never write what we could not read back
+    text = _HEADER + yaml.safe_dump(dump_stack(stack), sort_keys=False)
+    atomic_write(p.stack_file, text)

@@ -1,0 +1,96 @@
+"""Pid files that survive pid recycling.
+
+A record holds the pid, the process start time and the command line. A process
+is ours only if the pid is alive *and* started at the recorded time: after a
+reboot or a crash the pid may belong to an unrelated program, which is then never
+signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from mlx_stack.system.fs import atomic_write
+
+# create_time() is derived from boot time + jiffies: allow for rounding.
+_START_TOLERANCE_S = 0.05
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    service: str
+    pid: int
+    start_time: float  # psutil create_time(), seconds since the epoch
+    cmdline: tuple[str, ...]
+    port: int = 0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["cmdline"] = list(self.cmdline)
+        return json.dumps(data, indent=2) + "\n"
+
+
+def pid_path(run_dir: Path, service: str) -> Path:
+    return run_dir / f"{service}.pid"
+
+
+def start_time_of(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
+        return None
+
+
+def record_for(service: str, pid: int, cmdline: list[str] | tuple[str, ...], port: int = 0) -> PidRecord:
+    """A record of a process just started by us."""
+    start = start_time_of(pid)
+    if start is None:
+        start = 0.0  # already gone: such a record never matches a live process
+    return PidRecord(service, pid, start, tuple(cmdline), port)
+
+
+def write(run_dir: Path, record: PidRecord) -> Path:
+    path = pid_path(run_dir, record.service)
+    atomic_write(path, record.to_json(), mode=0o600)
+    return path
+
+
+def read(run_dir: Path, service: str) -> PidRecord | None:
+    """The record, or None when there is none. An unreadable file counts as none."""
+    path = pid_path(run_dir, service)
+    try:
+        data = json.loads(path.read_text())
+        return PidRecord(
+            service=str(data["service"]),
+            pid=int(data["pid"]),
+            start_time=float(data["start_time"]),
+            cmdline=tuple(str(a) for a in data["cmdline"]),
+            port=int(data.get("port", 0)),
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return PidRecord(service, 0, 0.0, ())  # corrupt: never matches a live process
+
+
+def remove(run_dir: Path, service: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        pid_path(run_dir, service).unlink()
+
+
+def is_ours(record: PidRecord) -> bool:
+    """True if the recorded process is still the one we started (and not a zombie)."""
+    if record.pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(record.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return abs(proc.create_time() - record.start_time) <= _START_TOLERANCE_S
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False

@@ -1,0 +1,161 @@
+"""Start and stop the stack's processes (the only code that signals them).
+
+Every service runs in its own process group, so its pid is also its group id:
+stopping sends SIGTERM to the whole group, waits a grace period, then SIGKILLs
+what is left. Output goes through the log writer (same process group, so the
+group signal stops it too), which rotates the log by size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+GRACE_S = 10.0
+_POLL_S = 0.05
+
+# Popen objects of the children started by this process, kept so they are reaped
+# (no zombies, no "still running" warnings) when they stop.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _logwriter_available() -> bool:
+    return importlib.util.find_spec("mlx_stack.system.logwriter") is not None
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    log_max_bytes: int = 50 * 1024 * 1024,
+    log_keep: int = 5,
+) -> int:
+    """Start ``argv`` in a new session with its output in ``log_file``; return its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if not _logwriter_available():
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                env=full_env, start_new_session=True, close_fds=True,
+            )
+        finally:
+            os.close(fd)
+        _children[proc.pid] = proc
+        return proc.pid
+
+    # A process group of its own, but not a new session: setpgid() cannot move the
+    # log writer into a group of another session, and the writer must share the
+    # service's group so one killpg stops both. Neither holds the terminal.
+    proc = subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=full_env, process_group=0, close_fds=True,
+    )
+    assert proc.stdout is not None
+    try:
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "mlx_stack.system.logwriter", "--file", str(log_file),
+             "--max-bytes", str(log_max_bytes), "--keep", str(log_keep)],
+            stdin=proc.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            process_group=proc.pid, close_fds=True,
+        )
+        _children[writer.pid] = writer
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()  # the writer holds the only read end now
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def _reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    _reap()
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return members
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def stop_group(
+    pgid: int,
+    grace: float = GRACE_S,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """SIGTERM the group, wait up to ``grace`` s, SIGKILL the rest; True once it is empty.
+
+    The caller must have checked that ``pgid`` is ours (see pidfile.is_ours).
+    """
+    if not group_members(pgid):
+        return True
+    _killpg(pgid, signal.SIGTERM)
+    deadline = clock() + grace
+    while clock() < deadline:
+        if not group_members(pgid):
+            return True
+        sleep(_POLL_S)
+    _killpg(pgid, signal.SIGKILL)
+    deadline = clock() + 5.0
+    while clock() < deadline:
+        if not group_members(pgid):
+            return True
+        sleep(_POLL_S)
+    return not group_members(pgid)
+
+
+def stop_pid(pid: int, grace: float = GRACE_S) -> bool:
+    """SIGTERM one process, SIGKILL it after ``grace`` s; True once it is gone."""
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except psutil.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+    _reap()
+    return True
+
+
+def is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
