@@ -1,0 +1,82 @@
+"""`mlx-stack logs`: list service logs, show or follow one, rotate them."""
+
+from __future__ import annotations
+
+import typer
+
+
+def logs(
+    service: str = typer.Argument(None, help="Service whose log to show (a tier name, gateway, watchdog)."),
+    tail: int = typer.Option(None, "--tail", "-n", min=0, help="Show the last N lines (default 50)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (across rotations)."),
+    rotate: bool = typer.Option(False, "--rotate", help="Rotate now (one service's log, or all)."),
+    all_: bool = typer.Option(False, "--all", help="Include rotated archives, oldest first."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List log files with their sizes, or show the end of one service's log."""
+    import sys
+
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.paths import paths
+    from mlx_stack.services import logs as svc
+
+    p = paths()
+    if rotate:
+        from mlx_stack.services import config
+
+        keep = int(config.load(p).get("log-max-files"))
+        results = svc.rotate(p, service, keep)
+        if json_:
+            terminal.json([{"service": s, "result": r} for s, r in results])
+            return
+        if not results:
+            terminal.info("no logs yet")
+        for name, result in results:
+            said = {"signalled": "rotation asked of its writer", "rotated": "rotated",
+                    "empty": "empty, nothing to rotate"}[result]
+            terminal.success(f"{name}: {said}")
+        return
+    if service is None:
+        found = svc.list_logs(p)
+        if json_:
+            terminal.json([lg.as_dict() for lg in found])
+            return
+        if not found:
+            terminal.info(f"no logs yet in {p.logs_dir}")
+            return
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("service", "size", "archives", "file"):
+            table.add_column(col)
+        for lg in found:
+            arch = f"{len(lg.archives)} ({_human(lg.archive_bytes)})" if lg.archives else "-"
+            table.add_row(lg.service, _human(lg.size), arch, str(lg.path))
+        terminal.print(table)
+        return
+    log = svc.find_log(p, service)
+    n = tail if tail is not None else (None if all_ else 50)
+    lines = svc.read_all(log, n) if all_ else svc.tail_lines(log.path, 50 if n is None else n)
+    if json_ and not follow:
+        terminal.json({"service": log.service, "path": str(log.path), "lines": lines})
+        return
+    out = sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+    out.flush()
+    if follow:
+        try:
+            for line in svc.follow(log.path):
+                out.write(line + "\n")
+                out.flush()
+        except KeyboardInterrupt:
+            return
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
