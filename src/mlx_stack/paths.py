@@ -49,6 +49,11 @@ class Paths:
         return self.home / "models"
 
     @property
+    def pulled_file(self) -> Path:
+        """The models `pull` completed: repo, commit, local path (written last, atomically)."""
+        return self.home / "pulled.yaml"
+
+    @property
     def generated_dir(self) -> Path:
         """Files rendered from stack.yaml (the LiteLLM config)."""
         return self.home / "generated"

@@ -67,6 +67,10 @@ def _register() -> None:
     app.command("models")(models_cmd.models)
     app.command("status")(status_cmd.status)
 
+    from mlx_stack.cli import pull_cmd
+
+    app.command("pull")(pull_cmd.pull)
+
     from mlx_stack.cli import lifecycle_cmd, setup_cmd
 
     app.command("setup")(setup_cmd.setup)

@@ -84,6 +84,8 @@ def read_model_folder(folder: Path) -> tuple[int, str | None] | None:
         return None
     if not isinstance(config, dict):
         return None
+    if _missing_shards(folder):
+        return None  # half a download (an interrupted pull): not loadable yet
     size = 0
     for f in folder.rglob("*"):
         try:
@@ -92,6 +94,16 @@ def read_model_folder(folder: Path) -> tuple[int, str | None] | None:
         except OSError:
             continue
     return size, quantization_of(config)
+
+
+def _missing_shards(folder: Path) -> bool:
+    """True when the safetensors index names a shard that is not on disk."""
+    index = folder / "model.safetensors.index.json"
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(not (folder / shard).is_file() for shard in set(weight_map.values()))
 
 
 def _scan_hf_cache(cache_dir: Path) -> list[LocalModel]:

@@ -1,0 +1,111 @@
+"""`mlx-stack pull MODEL`: download a model into the Hugging Face cache (or model-dir)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def pull(
+    model: str = typer.Argument(..., help="A catalog id or a hub repo (org/name)."),
+    quant: str = typer.Option(
+        None, "--quant", help="int4, int8 or bf16 for a catalog id (default: config default-quant)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Download again even if the files are on disk."),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Download a model (resumable; reuses files already in the cache), then record it for setup.
+
+    Exit codes: 4 unknown model, 5 not enough disk space, 6 hub unreachable,
+    offline, or a gated model without HF_TOKEN, 130 interrupted.
+    """
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.config_schema import QUANTS
+    from mlx_stack.errors import ExitCode, UsageError
+    from mlx_stack.paths import paths
+    from mlx_stack.services import config
+    from mlx_stack.services import pull as pull_service
+    from mlx_stack.system import hub
+
+    p = paths()
+    if quant is not None and quant not in QUANTS:
+        raise UsageError(f"invalid --quant {quant!r}: expected one of {', '.join(QUANTS)}")
+    if quant is not None and "/" in model:
+        terminal.warn(f"--quant {quant} ignored: {model} is a hub repo, pulled as it is")
+    bar = _Bar(terminal)
+    try:
+        result = pull_service.pull(
+            p, model, quant=quant, default_quant=config.load(p).get("default-quant"), force=force,
+            on_plan=bar.start, on_progress=bar.update,
+            on_offline=lambda why: terminal.warn(f"{why}; using the complete copy already on disk"),
+        )
+    except KeyboardInterrupt:
+        bar.stop()
+        terminal.error(
+            f"pull of {model} interrupted: nothing was recorded",
+            hint=f"files already complete are kept; run `mlx-stack pull {model}` again to resume",
+        )
+        hub.leave_now(ExitCode.INTERRUPTED)
+        raise  # not reached
+    finally:
+        bar.stop()
+    if json_:
+        out: dict[str, Any] = result.as_dict()
+        out["downloaded_bytes"] = bar.fetched
+        terminal.json(out)
+        return
+    terminal.success(
+        f"{result.model} ready: {pull_service.human(result.size_bytes)}"
+        f"{', ' + result.quant if result.quant else ''} at {result.path}"
+    )
+
+
+class _Bar:
+    """A Rich progress bar on a terminal; two plain lines otherwise."""
+
+    def __init__(self, terminal: Any) -> None:
+        self.terminal = terminal
+        self.progress: Any = None
+        self.task: Any = None
+        self.fetched = 0
+        self._start_bytes = 0
+
+    def start(self, plan: Any) -> None:
+        from mlx_stack.services.pull import human
+
+        self._start_bytes = plan.present
+        self.fetched = plan.to_fetch
+        what = f"{plan.remote.repo_id} ({len(plan.remote.files)} files, {human(plan.size)})"
+        if plan.to_fetch == 0:
+            self.terminal.info(f"{what}: every file is already on disk")
+            return
+        reused = f", {human(plan.present)} already on disk" if plan.present else ""
+        self.terminal.info(f"downloading {what}: {human(plan.to_fetch)} to fetch{reused}, "
+                           f"{human(plan.free)} free")
+        if not self.terminal.err.is_terminal:
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TimeRemainingColumn(), console=self.terminal.err, transient=True,
+        )
+        self.task = self.progress.add_task(plan.remote.repo_id, total=plan.size, completed=plan.present)
+        self.progress.start()
+
+    def update(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
