@@ -80,7 +80,8 @@ def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = Fal
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     cloud_key = secrets.read_secret(p, secrets.OPENROUTER_KEY)
     if key is None and for_display:
-        cmd = gateway_command(stack, gateway_config_path(p), bin_dir, "<generated at the first up>", cloud_key)
+        placeholder = "<generated at the first up>"
+        cmd = gateway_command(stack, gateway_config_path(p), bin_dir, placeholder, cloud_key)
         return replace(cmd, secret_env=cmd.secret_env - {MASTER_KEY_ENV})
     key = key or secrets.ensure_gateway_key(p)
     return gateway_command(stack, gateway_config_path(p), bin_dir, key, cloud_key)
@@ -263,8 +264,9 @@ def probe_service(
         return ServiceStatus(service, kind, STOPPED, port, model=model)
     port = port or record.port
     if not pidfile.is_ours(record):
-        return ServiceStatus(service, kind, CRASHED, port, model=model,
-                             detail=last_log_line(p, service) or "process gone")
+        last = last_log_line(p, service)
+        detail = f"process gone; last log line: {last[:60]}" if last else "process gone"
+        return ServiceStatus(service, kind, CRASHED, port, model=model, detail=detail)
     uptime = max(0.0, time.time() - record.start_time)
     base = ServiceStatus(service, kind, DOWN, port, record.pid, round(uptime, 1), model)
     if model is None:

@@ -1,0 +1,91 @@
+"""Pid files and process groups, against real (tiny) child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from mlx_stack.system import pidfile, processes
+
+
+def _wait_for(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_record_round_trip_and_ownership(tmp_path: Path) -> None:
+    record = pidfile.record_for("fast", os.getpid(), ["python", "-x"], 8002)
+    pidfile.write(tmp_path, record)
+    assert oct(pidfile.pid_path(tmp_path, "fast").stat().st_mode & 0o777) == "0o600"
+    back = pidfile.read(tmp_path, "fast")
+    assert back == record
+    assert pidfile.is_ours(back)
+
+
+def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
+    # Same pid, another start time: what a pid file looks like after a reboot.
+    record = pidfile.record_for("fast", os.getpid(), ["x"])
+    recycled = pidfile.PidRecord("fast", record.pid, record.start_time - 3600, record.cmdline)
+    assert not pidfile.is_ours(recycled)
+
+
+def test_missing_and_corrupt_files(tmp_path: Path) -> None:
+    assert pidfile.read(tmp_path, "nothing") is None
+    pidfile.pid_path(tmp_path, "bad").write_text("{not json")
+    bad = pidfile.read(tmp_path, "bad")
+    assert bad is not None and not pidfile.is_ours(bad)
+    pidfile.remove(tmp_path, "bad")
+    pidfile.remove(tmp_path, "bad")  # idempotent
+    assert pidfile.read(tmp_path, "bad") is None
+
+
+_CHILDISH = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print('service says hello', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_spawn_logs_and_stop_group_leaves_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "svc.log"
+    pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log)
+    try:
+        assert processes.is_group_leader(pid)
+        assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)  # service, its child, log writer
+        assert _wait_for(lambda: log.exists() and "service says hello" in log.read_text())
+        assert processes.stop_group(pid, grace=5)
+        assert processes.group_members(pid) == []
+    finally:
+        if processes.group_members(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_stop_group_kills_what_ignores_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('up', flush=True)\ntime.sleep(60)\n"
+    )
+    log = tmp_path / "stubborn.log"
+    pid = processes.spawn([sys.executable, "-c", code], log_file=log)
+    assert _wait_for(lambda: log.exists() and "up" in log.read_text())
+    start = time.monotonic()
+    assert processes.stop_group(pid, grace=0.5)
+    assert time.monotonic() - start < 5
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_stop_pid_for_a_plain_child() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert processes.stop_pid(proc.pid, grace=5)
+    assert proc.wait(5) is not None
