@@ -1,0 +1,327 @@
+"""Tier recommendations: which model runs as `standard`, `fast` and `longctx` (pure).
+
+Public API (stable):
+    recommend(profile, catalog, *, intent="balanced", budget_bytes=None, saved=None,
+              quant="int4", memory_budget_pct=40) -> Recommendation
+    budget_for(profile, memory_budget_pct=40, explicit_bytes=None) -> (bytes, explanation)
+    candidates(profile, catalog, *, intent, quant, budget_bytes, saved) -> list[Candidate]
+
+Each candidate gets a score in [0, 1] = sum of the intent's weights x normalized
+features: quality (a size heuristic: log of parameters between 0.3B and 400B, MoE
+counted as the geometric mean of total and active, -3% at int4; no benchmark scores are
+shipped), speed (log of decode tok/s from 3 up to the intent's target, 30 balanced /
+60 agent-fleet), tool calling (1 or 0) and memory (1 - share of the budget).
+The three tiers are chosen together so their memory SUM fits the budget,
+maximizing score(standard) + 0.6 x score(fast) + 0.4 x score(longctx), with every tier a
+different model, fast >= 1.5x standard's decode speed (and tool calling for
+agent-fleet), longctx >= 64k context (a different architecture or family earns +0.1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mlx_stack.core.catalog import Catalog, CatalogEntry
+from mlx_stack.core.estimator import decode_tok_s, memory_bytes, prefill_tok_s
+from mlx_stack.core.hardware import HardwareProfile
+from mlx_stack.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Weights:
+    quality: float
+    speed: float
+    tool_calling: float
+    memory: float
+    speed_target: float  # decode tok/s that earns the full speed score
+
+
+INTENTS: dict[str, Weights] = {
+    "balanced": Weights(quality=0.55, speed=0.25, tool_calling=0.10, memory=0.10, speed_target=30),
+    "agent-fleet": Weights(quality=0.30, speed=0.35, tool_calling=0.25, memory=0.10, speed_target=60),
+}
+TIERS = ("standard", "fast", "longctx")
+TIER_VALUE = {"standard": 1.0, "fast": 0.6, "longctx": 0.4}
+TIER_CONTEXT = {"standard": 8192, "fast": 8192, "longctx": 32768}  # KV cache reserved per tier
+FAST_SPEEDUP = 1.5
+LONGCTX_MIN_CONTEXT = 65536
+QUANT_QUALITY = {"int4": 0.97, "int6": 0.99, "int8": 1.0, "bf16": 1.0}
+QUANT_PREFERENCE = ("int4", "int8", "int6", "bf16")
+NOMINAL_BANDWIDTH = 100.0  # GB/s, only to rank speeds on a machine without a known bandwidth
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model at one quantization, priced for one tier's context."""
+
+    entry: CatalogEntry
+    quant: str
+    repo: str
+    context: int
+    decode_tok_s: float | None  # None: unknown on this machine
+    prefill_tok_s: float | None
+    memory_bytes: int
+    source: str  # "estimated" | "measured (saved benchmark)" | "measured (catalog: <machine>)"
+    rank_speed: float  # decode tok/s, or a relative figure when the bandwidth is unknown
+    quality: float
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    entry: CatalogEntry
+    quant: str
+    repo: str
+    decode_tok_s: float | None
+    memory_bytes: int
+    context: int
+    reason: str
+    source: str  # "estimated" or "measured (...)"
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "estimated"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.name, "model": self.entry.id, "name": self.entry.name, "quant": self.quant,
+            "repo": self.repo,
+            "decode_tok_s": None if self.decode_tok_s is None else round(self.decode_tok_s, 1),
+            "memory_bytes": self.memory_bytes, "context": self.context, "source": self.source,
+            "estimated": self.estimated, "reason": self.reason,
+            "tool_call_parser": self.entry.capabilities.tool_call_parser,
+            "reasoning_parser": self.entry.capabilities.reasoning_parser,
+        }
+
+
+@dataclass(frozen=True)
+class Dropped:
+    name: str
+    reason: str
+
+
+@dataclass
+class Recommendation:
+    intent: str
+    weights: Weights
+    budget_bytes: int
+    budget_reason: str
+    tiers: list[Tier]
+    dropped: list[Dropped]
+    candidates: list[Candidate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_memory_bytes(self) -> int:
+        return sum(t.memory_bytes for t in self.tiers)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "intent": self.intent, "weights": vars(self.weights).copy(),
+            "budget_bytes": self.budget_bytes, "budget": self.budget_reason,
+            "total_memory_bytes": self.total_memory_bytes,
+            "tiers": [t.as_dict() for t in self.tiers],
+            "dropped": [{"tier": d.name, "reason": d.reason} for d in self.dropped],
+            "notes": self.notes,
+        }
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def budget_for(profile: HardwareProfile, memory_budget_pct: int = 40,
+               explicit_bytes: int | None = None) -> tuple[int, str]:
+    """The memory all tiers together may use, and why: ``--budget`` or the configured
+    share of memory, never above the GPU working-set limit (nor the memory itself)."""
+    if explicit_bytes is not None and explicit_bytes <= 0:
+        raise UsageError("the budget must be more than 0")
+    if explicit_bytes is not None:
+        budget, why = explicit_bytes, f"{_gb(explicit_bytes)} (--budget)"
+    else:
+        budget = int(profile.memory_bytes * memory_budget_pct / 100)
+        why = f"{_gb(budget)} ({memory_budget_pct}% of {_gb(profile.memory_bytes)} memory-budget-pct)"
+    cap = profile.gpu_limit_bytes or profile.memory_bytes
+    if cap and budget > cap:
+        label = "GPU working-set limit" if profile.gpu_limit_bytes else "memory"
+        budget, why = cap, f"{_gb(cap)} (capped at the {label}; asked for {why})"
+    return budget, why
+
+
+def quality_of(entry: CatalogEntry, quant: str) -> float:
+    """Size heuristic in [0, 1]: log of (effective) params between 0.3B and 400B."""
+    params = math.sqrt(entry.params_b * entry.active_params_b) if entry.is_moe else entry.params_b
+    q = math.log(params / 0.3) / math.log(400 / 0.3)
+    return max(0.0, min(1.0, q)) * QUANT_QUALITY.get(quant, 1.0)
+
+
+def _speed_score(tok_s: float, target: float) -> float:
+    """0 at 3 tok/s, 1 at the intent's target (log scale); faster earns nothing more."""
+    return max(0.0, min(1.0, math.log(max(tok_s, 1e-9) / 3) / math.log(target / 3)))
+
+
+def _pick_quant(entry: CatalogEntry, quant: str) -> str:
+    if quant in entry.repos:
+        return quant
+    return next(q for q in QUANT_PREFERENCE if q in entry.repos)
+
+
+def _measured_in_catalog(entry: CatalogEntry, quant: str, hw: HardwareProfile) -> tuple[float, str] | None:
+    for m in entry.measured:
+        if m.quant == quant and m.chip == hw.chip and hw.kind != "cpu" and \
+                (m.gpu_cores is None or m.gpu_cores == hw.gpu_cores):
+            return m.decode_tok_s, f"measured (catalog: {m.machine})"
+    return None
+
+
+def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
+                 notes: list[str]) -> tuple[float, int] | None:
+    """A saved benchmark (decode tok/s, memory bytes) for ``model_id``; rejects entries
+    without a positive memory or decode figure (noted)."""
+    if not saved or model_id not in saved:
+        return None
+    raw = saved[model_id]
+    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
+    if get("quant") not in (None, quant):
+        return None
+    decode, memory = get("decode_tok_s"), get("memory_bytes")
+    if not isinstance(memory, int | float) or memory <= 0:
+        notes.append(f"saved benchmark for {model_id} ignored: no memory measurement")
+        return None
+    if not isinstance(decode, int | float) or decode <= 0:
+        notes.append(f"saved benchmark for {model_id} ignored: no decode speed")
+        return None
+    return float(decode), int(memory)
+
+
+def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
+               quant: str = "int4", budget_bytes: int, context: int = TIER_CONTEXT["standard"],
+               saved: Mapping[str, Any] | None = None, notes: list[str] | None = None) -> list[Candidate]:
+    """Every catalog model priced and scored for one context (not filtered by fit)."""
+    weights = INTENTS[intent]
+    notes = [] if notes is None else notes
+    ranking_hw = profile if profile.bandwidth_gbs else replace(profile, bandwidth_gbs=NOMINAL_BANDWIDTH)
+    out = []
+    for entry in catalog:
+        q = _pick_quant(entry, quant)
+        decode = decode_tok_s(entry, q, profile, context)
+        memory = memory_bytes(entry, q, context)
+        source = "estimated"
+        measured = _measured_in_catalog(entry, q, profile)
+        if measured is not None:
+            decode, source = measured
+        saved_value = _saved_value(saved, entry.id, q, notes)
+        if saved_value is not None:
+            (decode, memory), source = saved_value, "measured (saved benchmark)"
+        rank = decode if decode is not None else (decode_tok_s(entry, q, ranking_hw, context) or 0.0)
+        quality = quality_of(entry, q)
+        score = (weights.quality * quality + weights.speed * _speed_score(rank, weights.speed_target)
+                 + weights.tool_calling * (1.0 if entry.capabilities.tool_calling else 0.0)
+                 + weights.memory * max(0.0, 1 - memory / budget_bytes))
+        out.append(Candidate(entry, q, entry.repos[q].repo, context, decode, prefill_tok_s(entry, profile),
+                             memory, source, rank, quality, round(score, 4)))
+    return sorted(out, key=lambda c: (-c.score, c.entry.id))
+
+
+def _longctx_bonus(c: Candidate, standard: Candidate) -> float:
+    different = c.entry.attention != standard.entry.attention or c.entry.family != standard.entry.family
+    return 0.1 if different else 0.0
+
+
+def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
+              budget_bytes: int | None = None, saved: Mapping[str, Any] | None = None,
+              quant: str = "int4", memory_budget_pct: int = 40) -> Recommendation:
+    """Assign the tiers so their summed memory fits the budget; explain every choice
+    and every dropped tier. ``saved`` maps model id -> {decode_tok_s, memory_bytes[, quant]}
+    from `bench --save` and overrides the estimates (entries without memory are ignored)."""
+    if intent not in INTENTS:
+        raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
+    budget, budget_reason = budget_for(profile, memory_budget_pct, budget_bytes)
+    notes: list[str] = []
+    std = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget, saved=saved,
+                     notes=notes)
+    longs = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget,
+                       context=TIER_CONTEXT["longctx"], saved=saved)
+    longs = [c for c in longs if c.entry.context_length >= LONGCTX_MIN_CONTEXT]
+    agent = intent == "agent-fleet"
+    fits = [c for c in std if c.memory_bytes <= budget]
+    if profile.bandwidth_gbs is None:
+        notes.append("bandwidth unknown: speeds are not estimated; 'fast' is ranked by model size")
+    if not fits:
+        smallest = min(std, key=lambda c: c.memory_bytes)
+        reason = (f"no catalog model fits {_gb(budget)}; the smallest ({smallest.entry.id} "
+                  f"{smallest.quant}) needs {_gb(smallest.memory_bytes)}")
+        return Recommendation(intent, INTENTS[intent], budget, budget_reason, [],
+                              [Dropped(t, reason) for t in TIERS], std, notes)
+
+    best: tuple[float, Candidate, Candidate | None, Candidate | None] | None = None
+    for s in fits:
+        left = budget - s.memory_bytes
+        fast_ok = [f for f in fits if f.entry.id != s.entry.id and f.memory_bytes <= left
+                   and f.quality <= s.quality
+                   and f.rank_speed >= FAST_SPEEDUP * s.rank_speed
+                   and (not agent or f.entry.capabilities.tool_calling)]
+        for f in [None, *fast_ok]:
+            left2 = left - (f.memory_bytes if f else 0)
+            used = {s.entry.id, f.entry.id if f else ""}
+            long_ok = (c for c in longs if c.entry.id not in used and c.memory_bytes <= left2
+                       and c.quality <= s.quality)  # standard stays the best-quality tier
+            for lc in [None, *long_ok]:
+                value = s.score + (TIER_VALUE["fast"] * _fast_score(f) if f else 0.0)
+                if lc is not None:
+                    value += TIER_VALUE["longctx"] * (lc.score + _longctx_bonus(lc, s))
+                if best is None or value > best[0] + 1e-9:
+                    best = (value, s, f, lc)
+    assert best is not None
+    _, s, f, lc = best
+    tiers = [_tier("standard", s, f"highest {intent} score that fits with the other tiers "
+                   f"(score {s.score:.2f}, {s.entry.params_b:g}B params)")]
+    dropped: list[Dropped] = []
+    if f is not None:
+        speedup = f.rank_speed / s.rank_speed if s.rank_speed else 0
+        tool = ", tool calling" if f.entry.capabilities.tool_calling else ""
+        tiers.append(_tier("fast", f, f"{speedup:.1f}x the standard tier's decode speed{tool}"))
+    else:
+        dropped.append(Dropped("fast", _why_no_fast(s, std, budget, agent)))
+    if lc is not None:
+        arch = " (different architecture)" if _longctx_bonus(lc, s) else ""
+        tiers.append(_tier("longctx", lc, f"{lc.entry.context_length // 1024}k context window{arch}; "
+                           f"memory reserved for {lc.context // 1024}k tokens"))
+    else:
+        dropped.append(Dropped("longctx", _why_no_long(s, f, longs, budget)))
+    return Recommendation(intent, INTENTS[intent], budget, budget_reason, tiers, dropped, std, notes)
+
+
+def _fast_score(c: Candidate) -> float:
+    return c.score + 0.2 * _speed_score(c.rank_speed, 300)  # the fast tier is there to be fast
+
+
+def _tier(name: str, c: Candidate, reason: str) -> Tier:
+    return Tier(name, c.entry, c.quant, c.repo, c.decode_tok_s, c.memory_bytes, c.context, reason, c.source)
+
+
+def _why_no_fast(s: Candidate, std: list[Candidate], budget: int, agent: bool) -> str:
+    faster = [c for c in std if c.entry.id != s.entry.id and c.rank_speed >= FAST_SPEEDUP * s.rank_speed
+              and (not agent or c.entry.capabilities.tool_calling)]
+    need = "with tool calling " if agent else ""
+    if not faster:
+        return f"no catalog model {need}is {FAST_SPEEDUP:g}x faster than the standard tier ({s.entry.id})"
+    smallest = min(faster, key=lambda c: c.memory_bytes)
+    return (f"the smallest model {need}{FAST_SPEEDUP:g}x faster than {s.entry.id} "
+            f"({smallest.entry.id}) needs "
+            f"{_gb(smallest.memory_bytes)}; only {_gb(budget - s.memory_bytes)} of the budget remains")
+
+
+def _why_no_long(s: Candidate, f: Candidate | None, longs: list[Candidate], budget: int) -> str:
+    used = {s.entry.id, f.entry.id if f else ""}
+    options = [c for c in longs if c.entry.id not in used]
+    if not options:
+        return f"no other catalog model has a context window of {LONGCTX_MIN_CONTEXT // 1024}k or more"
+    smallest = min(options, key=lambda c: c.memory_bytes)
+    left = budget - s.memory_bytes - (f.memory_bytes if f else 0)
+    return (f"the smallest long-context model ({smallest.entry.id}) needs {_gb(smallest.memory_bytes)} "
+            f"with {TIER_CONTEXT['longctx'] // 1024}k tokens of KV cache; only {_gb(left)} remains")

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlx_stack.core.catalog import CatalogError, load_catalog, load_dir, parse_entry
+
+CATALOG_DIR = Path(__file__).resolve().parents[2] / "catalog"
+
+
+def test_every_shipped_file_loads_through_the_package():
+    catalog = load_catalog()
+    files = sorted(p.stem for p in CATALOG_DIR.glob("*.yaml"))
+    assert [e.id for e in catalog] == files
+    assert len(catalog) >= 20 and len(catalog.families()) >= 6
+    sizes = [e.params_b for e in catalog]
+    assert min(sizes) <= 0.5 and max(sizes) >= 70
+    assert any(e.is_moe and e.active_params_b < e.params_b for e in catalog)
+    assert {"int4", "int8", "bf16"} <= {q for e in catalog for q in e.repos}
+    assert all(r.disk_gb > 0 for e in catalog for r in e.repos.values())
+
+
+def test_measurements_carry_provenance():
+    catalog = load_catalog()
+    measured = [m for e in catalog for m in e.measured]
+    assert len(measured) >= 90
+    assert all(m.source and m.machine and m.decode_tok_s > 0 for m in measured)
+
+
+def test_capabilities_name_vllm_mlx_parsers():
+    parsers = {e.capabilities.tool_call_parser for e in load_catalog() if e.capabilities.tool_calling}
+    assert parsers <= {"hermes", "llama", "mistral", "qwen3.5", "nemotron", "qwen3"}
+    assert any(e.capabilities.vision for e in load_catalog())
+
+
+def _good() -> dict:
+    text = (CATALOG_DIR / "qwen3-8b.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d.pop("context_length"), "context_length: missing"),
+    (lambda d: d.update(params_b="eight"), "params_b: expected float"),
+    (lambda d: d["repos"]["int4"].update(repo="not a repo"), "repos.int4.repo"),
+    (lambda d: d["repos"].update(int3={"repo": "a/b", "disk_gb": 1}), "repos.int3: unknown quantization"),
+    (lambda d: d["capabilities"].update(tool_call_parser=None), "capabilities.tool_call_parser"),
+    (lambda d: d.update(tags=["chat", "funny"]), "tags[1]"),
+    (lambda d: d.update(architecture="moe", active_params_b=9.0), "active_params_b: larger"),
+    (lambda d: d.update(active_params_b=3.0), "active_params_b: a dense model"),
+    (lambda d: d["measured"][0].update(quant="bf16"), "measured[0].quant"),
+    (lambda d: d.update(surprise=1), "surprise: unknown field"),
+    (lambda d: d.update(quality=0.9), "quality:"),
+    (lambda d: d.update(gated="no"), "gated: expected bool"),
+])
+def test_bad_entries_name_file_and_field(mutate, field):
+    data = _good()
+    mutate(data)
+    with pytest.raises(CatalogError) as exc:
+        parse_entry(data, "qwen3-8b.yaml")
+    assert exc.value.message.startswith("qwen3-8b.yaml: ")
+    assert field in exc.value.message
+    assert exc.value.exit_code == 3
+
+
+def test_bad_files_in_a_folder(tmp_path: Path):
+    (tmp_path / "broken.yaml").write_text("id: [unclosed\n")
+    with pytest.raises(CatalogError, match=r"broken\.yaml line"):
+        load_dir(tmp_path)
+    (tmp_path / "broken.yaml").unlink()
+    data = _good()
+    (tmp_path / "other-name.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError, match="differs from the file name"):
+        load_dir(tmp_path)
+    (tmp_path / "other-name.yaml").unlink()
+    (tmp_path / "qwen3-8b.yaml").write_text(yaml.safe_dump(data))
+    data["id"] = "copy"
+    (tmp_path / "copy.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError, match="also listed"):
+        load_dir(tmp_path)
+    with pytest.raises(CatalogError, match="expected a mapping"):
+        parse_entry([1, 2], "list.yaml")
+
+
+def test_filters_and_lookups():
+    catalog = load_catalog()
+    assert all(e.family == "llama" for e in catalog.filter(family="LLAMA"))
+    assert all("code" in e.tags for e in catalog.filter(tag="code"))
+    assert all(e.capabilities.tool_calling for e in catalog.filter(tool_calling=True))
+    assert catalog.find_repo("mlx-community/qwen3-8b-4bit") == (catalog.get("qwen3-8b"), "int4")
+    from mlx_stack.errors import NotFoundError
+    for kwargs in ({"family": "gpt"}, {"tag": "poetry"}):
+        with pytest.raises(NotFoundError):
+            catalog.filter(**kwargs)
+    with pytest.raises(NotFoundError):
+        catalog.get("nope")

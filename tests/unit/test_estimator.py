@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from mlx_stack.core.catalog import load_catalog
+from mlx_stack.core.estimator import decode_tok_s, estimate, kv_bytes, memory_bytes, prefill_tok_s
+from mlx_stack.core.hardware import cpu_profile
+from mlx_stack.services.hardware import Plan, plan_profile
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return load_catalog()
+
+
+def test_decode_matches_measurements_within_15pct(cat):
+    m4pro = plan_profile(Plan("M4 Pro", None, 64))
+    m5max = plan_profile(Plan("M5 Max", 40, 128))
+    cases = (("qwen3-8b", "int4", m4pro, 51.1), ("qwen3-8b", "int4", m5max, 104.1),
+             ("gemma-3-4b-it", "int8", m4pro, 52.9), ("qwen3-14b", "int8", m4pro, 15.8))
+    for model, quant, hw, measured in cases:
+        got = decode_tok_s(cat.get(model), quant, hw, 256)
+        assert got is not None and abs(got - measured) / measured < 0.15, (model, got)
+
+
+def test_decode_scales_with_bandwidth_and_quant_and_context(cat):
+    e = cat.get("llama-3.3-70b-instruct")
+    low, high = plan_profile(Plan("M4 Max", 32, 36)), plan_profile(Plan("M4 Max", 40, 128))
+    assert decode_tok_s(e, "int4", high) > decode_tok_s(e, "int4", low) > decode_tok_s(e, "int8", low)
+    assert decode_tok_s(e, "int4", high, 512) > decode_tok_s(e, "int4", high, 65536)
+
+
+def test_moe_reads_active_weights(cat):
+    hw = plan_profile(Plan("M4 Max", 40, 128))
+    moe, dense = cat.get("qwen3-30b-a3b"), cat.get("qwen3-32b")
+    assert decode_tok_s(moe, "int4", hw) > 2 * decode_tok_s(dense, "int4", hw)
+    assert memory_bytes(moe, "int4") > 15e9  # all experts stay in memory
+
+
+def test_kv_cache_shapes(cat):
+    q8 = cat.get("qwen3-8b")
+    assert kv_bytes(q8, 1000) == 1000 * 36 * 2 * 8 * 128 * 2
+    assert kv_bytes(q8, 10**7) == kv_bytes(q8, q8.context_length)  # capped at the window
+    gemma = cat.get("gemma-3-4b-it")  # 5 of 6 layers keep only a 1024-token window
+    assert kv_bytes(gemma, 32768) < 0.3 * 34 * 2 * 4 * 256 * 2 * 32768
+    hybrid = cat.get("qwen3.5-9b")
+    assert 0 < kv_bytes(hybrid, 32768) < kv_bytes(q8, 32768)
+
+
+def test_prefill_grows_with_gpu_cores_and_cpu_has_no_speeds(cat):
+    e = cat.get("qwen3-8b")
+    big, small = plan_profile(Plan("M4 Max", 40, 128)), plan_profile(Plan("M4", 10, 16))
+    assert prefill_tok_s(e, big) > prefill_tok_s(e, small)
+    cpu = cpu_profile("x86", 32 * 10**9, 8)
+    est = estimate(e, "int4", cpu)
+    assert est.decode_tok_s is None and est.prefill_tok_s is None and est.memory_bytes > est.weights_bytes
+    assert est.as_dict()["source"] == "estimated"
+    with pytest.raises(ValueError):
+        estimate(e, "bf16", cpu)
+
+
+def test_memory_is_weights_kv_and_overhead(cat):
+    e = cat.get("qwen3-8b")
+    est = estimate(e, "int4", plan_profile(Plan("M1", 8, 16)), 8192)
+    assert est.memory_bytes > est.weights_bytes + est.kv_bytes
+    assert 7e9 < est.memory_bytes < 10e9
