@@ -38,8 +38,11 @@ def render(terminal: Any, result: core.BenchResult) -> None:
     terminal.print(table)
     line(f"reference: {ref.source if ref else 'none (not in the catalog, no estimate)'}")
     line(f"thresholds: speeds {core.SPEED_RULE}; memory {core.MEMORY_RULE}")
-    line("prompt tok/s is measured on the longest prompt (time to first token); "
-                   "peak memory is the resident memory of the server's process tree")
+    line("prompt tok/s: the longest prompt's tokens over its time to first token; peak memory: "
+         "the larger of the server process tree's resident memory"
+         + (f" ({result.peak_rss_gb:.2f} GB)" if result.peak_rss_gb is not None else "")
+         + " and MLX's own peak"
+         + (f" ({result.mlx_peak_gb:.2f} GB)" if result.mlx_peak_gb is not None else " (not reported here)"))
 
     if result.concurrency:
         levels = Table(box=None, pad_edge=False)

@@ -25,6 +25,7 @@ MEMORY_PASS = 1.20  # PASS at <= 120% of the reference
 MEMORY_WARN = 1.50  # WARN at <= 150%, FAIL above
 
 PASS, WARN, FAIL, NA = "PASS", "WARN", "FAIL", "N/A"
+GB = 1_000_000_000  # memory figures are decimal GB, like the estimator's
 
 
 @dataclass(frozen=True)
@@ -262,9 +263,12 @@ class BenchResult:
     prompts: tuple[str, ...]
     single: SingleStream
     concurrency: tuple[ConcurrencyLevel, ...]
-    peak_memory_gb: float  # resident memory of the server process tree, peak
+    peak_memory_gb: float  # max of the two figures below
     reference: Reference | None = None
     verdicts: tuple[Verdict, ...] = field(default_factory=tuple)
+    quant: str | None = None  # int4 / int8 / bf16 when known
+    peak_rss_gb: float | None = None  # resident memory of the server's process tree, peak
+    mlx_peak_gb: float | None = None  # MLX's own peak as the server reports it (Metal; None on CPU)
 
     def to_dict(self) -> dict[str, Any]:
         def _lv(lv: ConcurrencyLevel) -> dict[str, Any]:
@@ -273,6 +277,7 @@ class BenchResult:
         return {
             "schema": RESULT_SCHEMA,
             "model": self.model,
+            "quant": self.quant,
             "target": self.target,
             "target_kind": self.target_kind,
             "profile": self.profile,
@@ -284,6 +289,8 @@ class BenchResult:
             "prompt_tok_s": _round(self.single.prompt_tps),
             "ttft_s": _round(self.single.ttft_median_s),
             "peak_memory_gb": _round(self.peak_memory_gb),
+            "peak_rss_gb": _round(self.peak_rss_gb),
+            "mlx_peak_gb": _round(self.mlx_peak_gb),
             "single_stream": {k: _round(v) for k, v in self.single.__dict__.items()},
             "concurrency": [_lv(lv) for lv in self.concurrency],
             "reference": None if self.reference is None else dict(self.reference.__dict__),
@@ -308,6 +315,16 @@ class SavedMeasurement:
     prompt_tok_s: float
     memory_gb: float
     measured_at: str
+    quant: str | None = None
+
+    # The names scoring.recommend(saved=...) reads.
+    @property
+    def decode_tok_s(self) -> float:
+        return self.gen_tok_s
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gb * GB)
 
 
 def parse_saved(data: Any, profile: str) -> SavedMeasurement:
@@ -335,6 +352,7 @@ def parse_saved(data: Any, profile: str) -> SavedMeasurement:
         prompt_tok_s=numbers["prompt_tok_s"],
         memory_gb=numbers["peak_memory_gb"],
         measured_at=str(data.get("measured_at", "")),
+        quant=data.get("quant") if isinstance(data.get("quant"), str) else None,
     )
 
 

@@ -27,7 +27,6 @@ from mlx_stack.paths import Paths
 
 Progress = Callable[[str], None]
 Clock = Callable[[], float]
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,13 @@ class Measurement:
     prompts: tuple[str, ...]
     single: core.SingleStream
     levels: tuple[core.ConcurrencyLevel, ...]
-    peak_memory_gb: float  # 0.0 when the server process is unknown
+    peak_rss_gb: float  # 0.0 when the server process is unknown
+    mlx_peak_gb: float | None  # reported by vllm-mlx on Metal; None elsewhere
+
+    @property
+    def peak_memory_gb(self) -> float:
+        """The larger figure: RSS may not count all of Metal's memory, MLX's misses the runtime."""
+        return max(self.peak_rss_gb, self.mlx_peak_gb or 0.0)
 
 
 class MemorySampler:
@@ -114,6 +119,17 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+
+    def mlx_peak_gb(self) -> float | None:
+        """MLX's peak memory in GB from vllm-mlx's ``/v1/status`` (None if not reported)."""
+        import httpx
+
+        try:
+            resp = self._http.get(self.url.rsplit("/chat/completions", 1)[0] + "/status", timeout=5.0)
+            value = resp.json().get("metal", {}).get("peak_memory_gb") if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, int | float) and value > 0 else None
 
     def stream(self, prompt: core.Prompt, tag: str, max_tokens: int) -> tuple[core.Sample, float, float]:
         """One streamed request: (sample, start, end) on this client's clock."""
@@ -218,7 +234,8 @@ def measure(client: Client, *, options: Options, server_pid: int | None,
         prompts=tuple(p.name for p in prompts),
         single=core.summarize_single(samples),
         levels=tuple(levels),
-        peak_memory_gb=memory.peak / GIB,
+        peak_rss_gb=memory.peak / core.GB,
+        mlx_peak_gb=client.mlx_peak_gb(),
     )
 
 
@@ -252,9 +269,10 @@ def run(p: Paths, text: str, *, options: Options, port: int | None = None, save:
         client = Client(server.base_url, server.model_name, timeout_s=options.timeout_s)
         stack.callback(client.close)
         measured = measure(client, options=options, server_pid=server.pid, on_progress=say)
-    reference = bench_reference.reference(target.model, profile)
+    reference = bench_reference.reference(target.model, target.quant, profile)
     result = core.BenchResult(
         model=target.model,
+        quant=target.quant,
         target=text,
         target_kind=target.kind,
         profile=profile.profile_key,
@@ -266,6 +284,8 @@ def run(p: Paths, text: str, *, options: Options, port: int | None = None, save:
         single=measured.single,
         concurrency=measured.levels,
         peak_memory_gb=measured.peak_memory_gb,
+        peak_rss_gb=measured.peak_rss_gb,
+        mlx_peak_gb=measured.mlx_peak_gb,
         reference=reference,
         verdicts=tuple(core.verdicts(measured.single, measured.peak_memory_gb, reference)),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlx_stack.core import bench as core
 from mlx_stack.errors import UsageError
@@ -25,8 +26,13 @@ class Rejected:
     reason: str
 
 
-def profile_dir(p: Paths, profile: str) -> Path:
-    return p.benchmarks_dir / core.slug(profile)
+def _key(profile: Any) -> str:
+    """A profile key, from the key itself or a HardwareProfile."""
+    return profile if isinstance(profile, str) else profile.profile_key
+
+
+def profile_dir(p: Paths, profile: Any) -> Path:
+    return p.benchmarks_dir / core.slug(_key(profile))
 
 
 def result_path(p: Paths, profile: str, model: str) -> Path:
@@ -49,8 +55,10 @@ def save(p: Paths, result: core.BenchResult) -> Path:
     return path
 
 
-def scan_saved(p: Paths, profile: str) -> tuple[dict[str, core.SavedMeasurement], list[Rejected]]:
-    """Every usable saved measurement for ``profile`` by model, and the files rejected."""
+def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, core.SavedMeasurement], list[Rejected]]:
+    """Every usable saved measurement for ``profile`` (a HardwareProfile or its key) by model,
+    and the files rejected."""
+    profile = _key(profile)
     found: dict[str, core.SavedMeasurement] = {}
     rejected: list[Rejected] = []
     folder = profile_dir(p, profile)
@@ -73,6 +81,7 @@ def scan_saved(p: Paths, profile: str) -> tuple[dict[str, core.SavedMeasurement]
     return found, rejected
 
 
-def load_saved(p: Paths, profile: str) -> dict[str, core.SavedMeasurement]:
-    """Usable saved measurements for ``profile``, by model id (for scoring.recommend(saved=...))."""
+def load_saved(p: Paths, profile: Any) -> dict[str, core.SavedMeasurement]:
+    """Usable saved measurements for ``profile`` (a HardwareProfile or its key), by model id:
+    pass it to ``scoring.recommend(..., saved=...)``."""
     return scan_saved(p, profile)[0]

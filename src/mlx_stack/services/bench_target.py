@@ -36,6 +36,7 @@ class Target:
     stack: Stack | None = None
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None
+    quant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,6 @@ class Server:
     temporary: bool
 
 
-def _catalog_entry(model_id: str) -> Any | None:
-    from mlx_stack.services import bench_reference
-
-    return bench_reference.catalog_entry(model_id)
-
-
-def _catalog_id_for_repo(repo: str) -> str | None:
-    from mlx_stack.services import bench_reference
-
-    return bench_reference.catalog_id_for_repo(repo)
-
-
 def _hf_repo_of(path: Path) -> str | None:
     """``.../models--org--name/snapshots/<sha>`` -> ``org/name``."""
     for part in reversed(path.resolve().parts):
@@ -66,18 +55,32 @@ def _hf_repo_of(path: Path) -> str | None:
     return None
 
 
-def model_key_for_path(p: Paths, path: Path) -> str:
-    """The key a measurement of ``path`` is saved under (what the recommender knows)."""
-    from mlx_stack.services import pulled_models
+def identify(p: Paths, path: Path) -> tuple[str, str | None]:
+    """(model key, quant) a measurement of the folder ``path`` is saved under.
+
+    The key is what the recommender knows: the catalog id when the folder is a pulled
+    copy or a Hugging Face cache snapshot of a catalog repo, else the hub repo, else
+    ``local:<folder name>``.
+    """
+    from mlx_stack.services import bench_reference, local_models, pulled_models
 
     resolved = path.resolve()
+    repo = None
     for m in pulled_models.load(p):
         if Path(m.path).resolve() == resolved:
-            return _catalog_id_for_repo(m.repo) or m.model
-    repo = _hf_repo_of(resolved)
+            repo = m.repo
+    repo = repo or _hf_repo_of(resolved)
     if repo is not None:
-        return _catalog_id_for_repo(repo) or repo
-    return f"local:{resolved.name}"
+        found = bench_reference.catalog_for_repo(repo)
+        if found is not None:
+            return found
+        return repo, _quant_of(resolved, local_models)
+    return f"local:{resolved.name}", _quant_of(resolved, local_models)
+
+
+def _quant_of(folder: Path, local_models: Any) -> str | None:
+    seen = local_models.read_model_folder(folder)
+    return seen[1] if seen else None
 
 
 def _local_copy(p: Paths, ids: list[str]) -> Path | None:
@@ -97,13 +100,14 @@ def _local_copy(p: Paths, ids: list[str]) -> Path | None:
 
 def resolve(p: Paths, text: str) -> Target:
     """Tier name, model folder, catalog id or hub repo -> :class:`Target`."""
-    from mlx_stack.services import local_models, stack_store
+    from mlx_stack.services import bench_reference, local_models, stack_store
 
     if stack_store.exists(p):
         stack = stack_store.load(p)
         if text in stack.tier_names:
             tier = stack.tier(text)
-            return Target(text, "tier", tier.model, tier=tier, stack=stack)
+            quant = identify(p, Path(tier.path))[1] if Path(tier.path).is_dir() else None
+            return Target(text, "tier", tier.model, tier=tier, stack=stack, quant=quant)
     candidate = Path(text).expanduser()
     if candidate.exists():
         if local_models.read_model_folder(candidate) is None:
@@ -111,29 +115,48 @@ def resolve(p: Paths, text: str) -> Target:
                 f"{text} is not a model folder (it needs config.json and *.safetensors)",
                 hint="give the folder of an MLX model, a tier name or a catalog id",
             )
-        return Target(text, "path", model_key_for_path(p, candidate), path=candidate.absolute())
-    entry = _catalog_entry(text)
+        model, quant = identify(p, candidate)
+        return _served(model, candidate.absolute(), "path", text, quant)
+    entry = bench_reference.catalog_entry(text)
     if entry is not None:
-        repos = [text, *list(getattr(entry, "repos", ()) or ())]
-        path = _local_copy(p, repos)
+        path = _local_copy(p, [text, *_repos_by_preference(p, entry)])
         if path is None:
             raise NotFoundError(
                 f"{text} is in the catalog but not on this machine",
                 hint=f"download it first: `mlx-stack pull {text} --bench`",
             )
-        return Target(text, "catalog", text, path=path,
-                      tool_call_parser=getattr(entry, "tool_call_parser", None),
-                      reasoning_parser=getattr(entry, "reasoning_parser", None))
+        return _served(text, path, "catalog", text, identify(p, path)[1])
     if "/" in text and not text.startswith((".", "/", "~")):
         path = _local_copy(p, [text])
         if path is not None:
-            return Target(text, "catalog", _catalog_id_for_repo(text) or text, path=path)
+            model, quant = identify(p, path)
+            return _served(model, path, "catalog", text, quant)
     tiers = ", ".join(stack_store.load(p).tier_names) if stack_store.exists(p) else "none (no stack yet)"
     raise NotFoundError(
         f"unknown bench target {text!r}: not a tier, a model folder or a model on this machine",
         hint=f"tiers: {tiers}; catalog ids: `mlx-stack models --catalog`; "
              "local models: `mlx-stack models`",
     )
+
+
+def _repos_by_preference(p: Paths, entry: Any) -> list[str]:
+    """The entry's repos, the configured default quantization first."""
+    from mlx_stack.services import config
+
+    default = config.load(p).get("default-quant")
+    quants = sorted(entry.repos, key=lambda q: q != default)
+    return [entry.repos[q].repo for q in quants]
+
+
+def _served(model: str, path: Path, kind: str, text: str, quant: str | None) -> Target:
+    """A target served by a temporary server, with the parsers its catalog entry names."""
+    from mlx_stack.services import bench_reference
+
+    entry = bench_reference.catalog_entry(model)
+    caps = entry.capabilities if entry is not None else None
+    return Target(text, kind, model, path=path, quant=quant,
+                  tool_call_parser=caps.tool_call_parser if caps else None,
+                  reasoning_parser=caps.reasoning_parser if caps else None)
 
 
 def running_tier(p: Paths, target: Target) -> Server:
