@@ -90,6 +90,10 @@ def _register() -> None:
 
     app.command("logs")(logs_cmd.logs)
 
+    from mlx_stack.cli import watch_cmd
+
+    app.command("watch")(watch_cmd.watch)
+
 
 _register()
 

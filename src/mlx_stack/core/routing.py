@@ -1,0 +1,236 @@
+"""Content-aware routing: the rules behind the ``auto`` model name (pure, no I/O).
+
+A request for ``auto`` goes to the stack's tool tier when it carries ``tools``; to the
+long-context tier when its prompt does not fit the chosen tier's context window (less
+a reserve for the answer); to the default tier otherwise. The rules are data: an
+optional ``routing:`` section of stack.yaml, parsed here with defaults derived from
+the tiers, so a stack without the section routes sensibly.
+
+The prompt size is first an estimate, not a tokenizer run: it must cost microseconds
+on the gateway's hot path (target: ``auto`` adds <= 1 ms p50 over a plain tier name).
+It counts the characters of every string in the prompt (messages, Anthropic
+``system``, tool schemas): ASCII at ``chars_per_token`` characters per token (real
+BPE tokenizers average about 4 for English, 3 for code), anything else at one token
+per character (about right for CJK text). Only when that estimate is near a limit
+(:func:`is_borderline`) does the gateway count for real, with the same counter
+LiteLLM's router uses for its own context-window check, so both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from mlx_stack.errors import StateError
+
+AUTO = "auto"
+DEFAULT_TIER = "standard"
+LONG_TIER = "longctx"
+FAST_TIER = "fast"
+DEFAULT_OUTPUT_RESERVE = 512
+DEFAULT_CHARS_PER_TOKEN = 4.0
+# An estimate within this factor of a limit is re-checked with a real token count.
+BORDERLINE_FACTOR = 1.5
+# Chat templates wrap each message in a few tokens (role markers, separators).
+_PER_MESSAGE_TOKENS = 4
+# Image/audio/file payloads (base64 or URLs) are not text tokens of these tiers.
+_MEDIA_KEYS = frozenset({"image_url", "input_audio", "source", "file", "image"})
+
+
+@dataclass(frozen=True)
+class RoutingRules:
+    """How ``auto`` picks a tier. Tier fields name tiers of the stack (or None)."""
+
+    default_tier: str
+    tool_tier: str
+    long_tier: str | None
+    output_reserve_tokens: int = DEFAULT_OUTPUT_RESERVE  # kept free for the answer
+    chars_per_token: float = DEFAULT_CHARS_PER_TOKEN  # ASCII characters per estimated token
+    long_prompt_tokens: int | None = None  # optional: longer prompts always go to long_tier
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    tier: str
+    reason: str  # "tools", "long-prompt" or "default"
+    estimated_tokens: int
+
+
+def default_rules(tier_names: Iterable[str], *, intent: str | None = None) -> RoutingRules:
+    """Rules for a stack without a ``routing:`` section.
+
+    The tool tier is ``fast`` for the agent-fleet intent (when the stack has it),
+    otherwise the default tier; ``longctx`` is the long tier when present.
+    """
+    names = list(tier_names)
+    default = DEFAULT_TIER if DEFAULT_TIER in names else names[0]
+    tool = FAST_TIER if intent == "agent-fleet" and FAST_TIER in names else default
+    return RoutingRules(default_tier=default, tool_tier=tool,
+                        long_tier=LONG_TIER if LONG_TIER in names else None)
+
+
+def _err(source: str, key: str, problem: str) -> StateError:
+    return StateError(
+        f"{source}: routing.{key}: {problem}",
+        hint="fix the routing: section by hand, or remove it to use the defaults",
+    )
+
+
+def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml") -> RoutingRules:
+    """Validate the optional ``routing:`` mapping; missing keys take the defaults."""
+    names = list(tier_names)
+    rules = default_rules(names)
+    if raw is None:
+        return rules
+    if not isinstance(raw, dict):
+        raise _err(source, "", f"expected a mapping, found {type(raw).__name__}")
+    known = {f.name for f in fields(RoutingRules)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _err(source, unknown[0], "unknown field; known: " + ", ".join(sorted(known)))
+    values: dict[str, Any] = {}
+    for key in ("default_tier", "tool_tier", "long_tier"):
+        if key not in raw:
+            continue
+        value = raw[key]
+        if value is None and key == "long_tier":
+            values[key] = None
+        elif not isinstance(value, str) or value not in names:
+            raise _err(source, key, f"{value!r} is not a tier of this stack ({', '.join(names)})")
+        else:
+            values[key] = value
+    for key, lo in (("output_reserve_tokens", 0), ("long_prompt_tokens", 1)):
+        if key not in raw or (raw[key] is None and key == "long_prompt_tokens"):
+            continue
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise _err(source, key, f"expected a whole number >= {lo}, found {value!r}")
+        values[key] = value
+    if "chars_per_token" in raw:
+        value = raw["chars_per_token"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 16:
+            raise _err(source, "chars_per_token", f"expected a number from 0.5 to 16, found {value!r}")
+        values["chars_per_token"] = float(value)
+    if "default_tier" in values and "tool_tier" not in raw:
+        values["tool_tier"] = values["default_tier"]
+    return replace(rules, **values)
+
+
+def dump_routing(rules: RoutingRules) -> dict[str, Any]:
+    """The mapping written to stack.yaml's ``routing:`` section (every rule, explicit)."""
+    return rules.as_dict()
+
+
+def prompt_limit(context_window: int | None, rules: RoutingRules) -> int | None:
+    """The longest prompt (estimated tokens) a tier with this window is given."""
+    if context_window is None:
+        return None
+    return max(1, context_window - rules.output_reserve_tokens)
+
+
+def _text_chars(value: Any) -> tuple[int, int]:
+    """(characters, non-ASCII characters) of every string inside ``value``."""
+    if isinstance(value, str):
+        if value.isascii():
+            return len(value), 0
+        extra = len(value.encode("utf-8")) - len(value)  # 1-3 extra bytes per non-ASCII char
+        wide = min(len(value), (extra + 1) // 2)
+        return len(value), wide
+    total = wide = 0
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in _MEDIA_KEYS:
+                continue
+            total += len(key) if isinstance(key, str) else 0  # tool schemas: property names
+            n, w = _text_chars(item)
+            total += n
+            wide += w
+    elif isinstance(value, list | tuple):
+        for item in value:
+            n, w = _text_chars(item)
+            total += n
+            wide += w
+    return total, wide
+
+
+def estimate_tokens(request: Mapping[str, Any], chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> int:
+    """A fast upper-leaning estimate of a request's prompt tokens.
+
+    Reads OpenAI chat requests (``messages``, ``tools``) and Anthropic Messages
+    requests (``system`` too); image, audio and file payloads are not counted.
+    """
+    messages = request.get("messages") or []
+    total = wide = 0
+    for part in (messages, request.get("system"), request.get("tools")):
+        n, w = _text_chars(part)
+        total += n
+        wide += w
+    count = len(messages) if isinstance(messages, list) else 0
+    return int((total - wide) / chars_per_token + wide) + _PER_MESSAGE_TOKENS * (count + 1)
+
+
+def has_tools(request: Mapping[str, Any]) -> bool:
+    """True when the request offers tools the model may call."""
+    tools = request.get("tools") or request.get("functions")
+    if not tools:
+        return False
+    choice = request.get("tool_choice")
+    return not (choice == "none" or (isinstance(choice, Mapping) and choice.get("type") == "none"))
+
+
+def _candidate(request: Mapping[str, Any], rules: RoutingRules) -> tuple[str, str]:
+    return (rules.tool_tier, "tools") if has_tools(request) else (rules.default_tier, "default")
+
+
+def _limits(tier: str, rules: RoutingRules, context_windows: Mapping[str, int | None]) -> list[int]:
+    if rules.long_tier is None or rules.long_tier == tier:
+        return []
+    limits = [rules.long_prompt_tokens] if rules.long_prompt_tokens is not None else []
+    window_limit = prompt_limit(context_windows.get(tier), rules)
+    return [*limits, window_limit] if window_limit is not None else limits
+
+
+def decide(request: Mapping[str, Any], rules: RoutingRules, context_windows: Mapping[str, int | None],
+           *, tokens: int | None = None) -> Decision:
+    """The tier an ``auto`` request goes to, and why.
+
+    ``tokens`` is a real count of the prompt when the caller has one; otherwise the
+    fast estimate decides.
+    """
+    counted = tokens if tokens is not None else estimate_tokens(request, rules.chars_per_token)
+    tier, reason = _candidate(request, rules)
+    if any(counted > limit for limit in _limits(tier, rules, context_windows)):
+        return Decision(rules.long_tier or tier, "long-prompt", counted)
+    return Decision(tier, reason, counted)
+
+
+def is_borderline(request: Mapping[str, Any], rules: RoutingRules,
+                  context_windows: Mapping[str, int | None], *, estimated: int | None = None) -> bool:
+    """True when the estimate is too close to a limit to trust: count the tokens for real."""
+    if estimated is None:
+        estimated = estimate_tokens(request, rules.chars_per_token)
+    tier, _ = _candidate(request, rules)
+    return any(limit / BORDERLINE_FACTOR <= estimated <= limit * BORDERLINE_FACTOR
+               for limit in _limits(tier, rules, context_windows))
+
+
+def context_window_fallbacks(tier_names: Iterable[str], context_windows: Mapping[str, int | None],
+                             rules: RoutingRules, *, cloud: str | None = None) -> list[dict[str, list[str]]]:
+    """LiteLLM ``context_window_fallbacks``: too long for a tier -> long tier -> cloud.
+
+    Only tiers with a known window get a chain; the long tier's chain is the cloud.
+    """
+    out: list[dict[str, list[str]]] = []
+    for name in tier_names:
+        if context_windows.get(name) is None:
+            continue
+        chain = [rules.long_tier] if rules.long_tier not in (None, name) else []
+        if cloud:
+            chain.append(cloud)
+        if chain:
+            out.append({name: [c for c in chain if c is not None]})
+    return out
