@@ -9,7 +9,9 @@ if TYPE_CHECKING:
 
 
 def _gb(n: int | None) -> str:
-    return f"{n / 1e9:.1f} GB" if n else "unknown"
+    from mlx_stack.core.units import gb
+
+    return gb(n)
 
 
 def hardware_rows(hw: HardwareProfile) -> list[tuple[str, str]]:

@@ -1,9 +1,256 @@
-"""`mlx-stack models` (placeholder while the full command lands)."""
+"""`mlx-stack models`: local models, the catalog with estimates, recommendations, the hub."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from mlx_stack.cli.plan_options import BandwidthOption, ChipOption, GpuCoresOption, MemoryOption
 
-def models(json_: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List models."""
+_FILTERS = "Catalog filters"
+_REC = "Recommendation"
+
+
+def models(
+    catalog: bool = typer.Option(False, "--catalog", help="The catalog, with speed and memory here."),
+    recommend: bool = typer.Option(False, "--recommend", help="Which model to run on each tier."),
+    available: bool = typer.Option(False, "--available", help="Ask the Hugging Face Hub which repos exist."),
+    family: str | None = typer.Option(None, "--family", help="Only this family (qwen3, llama...).",
+                                      rich_help_panel=_FILTERS),
+    tag: str | None = typer.Option(None, "--tag", help="Only models with this tag (code, vision...).",
+                                   rich_help_panel=_FILTERS),
+    tool_calling: bool = typer.Option(False, "--tool-calling", help="Only models that call tools.",
+                                      rich_help_panel=_FILTERS),
+    budget: str | None = typer.Option(None, "--budget", help="Memory for all tiers: 30gb or 40% (default: "
+                                      "memory-budget-pct of memory).", rich_help_panel=_REC),
+    intent: str = typer.Option("balanced", "--intent", help="balanced or agent-fleet.", rich_help_panel=_REC),
+    show_all: bool = typer.Option(False, "--show-all", help="Also list every scored candidate.",
+                                  rich_help_panel=_REC),
+    quant: str | None = typer.Option(None, "--quant", help="int4, int8 or bf16 (default: default-quant)."),
+    chip: ChipOption = None,
+    gpu_cores: GpuCoresOption = None,
+    memory: MemoryOption = None,
+    bandwidth: BandwidthOption = None,
+    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List local models (no flag), the catalog, a recommendation or the hub's repos."""
+    from mlx_stack.errors import UsageError
+
+    modes = [flag for flag, on in (("--catalog", catalog), ("--recommend", recommend),
+                                   ("--available", available)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"{' and '.join(modes)} cannot be combined", hint="choose one mode")
+    mode = modes[0] if modes else None
+    _check_flag_modes(mode, family=family, tag=tag, tool_calling=tool_calling, budget=budget,
+                      intent=intent, show_all=show_all, quant=quant,
+                      plan=any(v is not None for v in (chip, gpu_cores, memory, bandwidth)))
+    if mode is None:
+        _local(json_)
+    elif mode == "--available":
+        _available(family, tag, tool_calling, json_)
+    else:
+        from mlx_stack.cli.plan_options import resolve_hardware
+
+        hw = resolve_hardware(chip, gpu_cores, memory, bandwidth)
+        if mode == "--catalog":
+            _catalog(hw, family, tag, tool_calling, quant, json_)
+        else:
+            _recommend(hw, budget, intent, show_all, quant, json_)
+
+
+def _check_flag_modes(mode: str | None, **given: Any) -> None:
+    from mlx_stack.errors import UsageError
+
+    allowed = {
+        "--family": ("--catalog", "--available"), "--tag": ("--catalog", "--available"),
+        "--tool-calling": ("--catalog", "--available"), "--budget": ("--recommend",),
+        "--intent": ("--recommend",), "--show-all": ("--recommend",),
+        "--quant": ("--catalog", "--recommend"), "plan flags (--chip ...)": ("--catalog", "--recommend"),
+    }
+    values = {"--family": given["family"], "--tag": given["tag"], "--tool-calling": given["tool_calling"],
+              "--budget": given["budget"], "--intent": given["intent"] != "balanced" or None,
+              "--show-all": given["show_all"], "--quant": given["quant"],
+              "plan flags (--chip ...)": given["plan"]}
+    for flag, value in values.items():
+        if value and mode not in allowed[flag]:
+            raise UsageError(f"{flag} works only with {' or '.join(allowed[flag])}",
+                             hint=f"e.g. `mlx-stack models {allowed[flag][0]} ...`")
+
+
+def _config_value(key: str) -> Any:
+    from mlx_stack.paths import paths
+    from mlx_stack.services import config
+
+    return config.load(paths()).get(key)
+
+
+def _pick_quant(quant: str | None) -> str:
+    from mlx_stack.core.config_schema import KEYS
+
+    if quant is None:
+        return _config_value("default-quant")
+    return KEYS["default-quant"].parse(quant)
+
+
+def _local(json_: bool) -> None:
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.units import gb
+    from mlx_stack.paths import paths
+    from mlx_stack.services.local_models import list_local_models
+
+    found = list_local_models(paths())
+    if json_:
+        terminal.json([m.as_dict() for m in found])
+        return
+    if not found:
+        terminal.info("no local models yet: `mlx-stack models --recommend` suggests some, "
+                      "`mlx-stack pull MODEL` downloads one")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("model", "size", "quant", "source"):
+        table.add_column(col, no_wrap=col in ("model", "size"))
+    for m in found:
+        table.add_row(m.id, gb(m.size_bytes), m.quantization or "?", m.source)
+    terminal.print(table)
+
+
+def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, quant: str | None,
+             json_: bool) -> None:
+    from mlx_stack.cli.hardware_view import render_hardware
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates
+    from mlx_stack.core.units import gb
+
+    entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)
+    q = _pick_quant(quant)
+    budget, budget_reason = budget_for(hw, _config_value("memory-budget-pct"))
+    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget)}
+    rows = []
+    for e in entries:
+        c = by_id[e.id]
+        rows.append({
+            "id": e.id, "name": e.name, "family": e.family, "params_b": e.params_b,
+            "active_params_b": e.active_params_b, "context_length": e.context_length, "gated": e.gated,
+            "tags": list(e.tags), "capabilities": vars(e.capabilities).copy(),
+            "repos": {k: {"repo": r.repo, "disk_gb": r.disk_gb} for k, r in e.repos.items()},
+            "quant": c.quant, "repo": c.repo, "context": TIER_CONTEXT["standard"],
+            "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
+            "prefill_tok_s": None if c.prefill_tok_s is None else round(c.prefill_tok_s),
+            "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget,
+        })
+    if json_:
+        terminal.json({"hardware": hw.as_dict(), "budget_bytes": budget, "models": rows})
+        return
+    render_hardware(hw)
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, title=f"Catalog ({len(rows)} models; budget {budget_reason})",
+                  title_justify="left")
+    for col in ("model", "params", "ctx", "quant", "decode tok/s", "prefill tok/s", "memory", "fits",
+                "tools", "source"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "source"))
+    for r in rows:
+        params = f"{r['params_b']:g}B" + (f" ({r['active_params_b']:g}B active)"
+                                         if r["active_params_b"] != r["params_b"] else "")
+        table.add_row(
+            r["id"], params, f"{r['context_length'] // 1024}k", r["quant"], _num(r["decode_tok_s"]),
+            _num(r["prefill_tok_s"]), gb(r["memory_bytes"]), "yes" if r["fits"] else "no",
+            r["capabilities"]["tool_call_parser"] or "-", _source(r["source"]),
+        )
+    terminal.print(table)
+    terminal.info(f"memory includes the KV cache for {TIER_CONTEXT['standard']} tokens "
+                  "and one server process")
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:g}"
+
+
+def _source(source: str) -> str:
+    return "estimated" if source == "estimated" else "measured"
+
+
+def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: str | None,
+               json_: bool) -> None:
+    from mlx_stack.cli.hardware_view import render_hardware
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.core.scoring import INTENTS, recommend
+    from mlx_stack.core.units import gb, parse_budget
+    from mlx_stack.errors import UsageError
+
+    if intent not in INTENTS:
+        raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
+    budget_bytes = parse_budget(budget, hw.memory_bytes) if budget is not None else None
+    rec = recommend(hw, load_catalog(), intent=intent, budget_bytes=budget_bytes, quant=_pick_quant(quant),
+                    memory_budget_pct=_config_value("memory-budget-pct"))
+    if json_:
+        data = {"hardware": hw.as_dict(), **rec.as_dict()}
+        if show_all:
+            data["candidates"] = [_candidate_dict(c, rec.budget_bytes) for c in rec.candidates]
+        terminal.json(data)
+        return
+    render_hardware(hw)
+    terminal.print("")
+    w = rec.weights
+    terminal.info(f"intent {intent}: weights quality {w.quality}, speed {w.speed} (full at "
+                  f"{w.speed_target:g} tok/s), tool calling {w.tool_calling}, memory {w.memory}")
+    terminal.info(f"budget {rec.budget_reason}; the tiers use {gb(rec.total_memory_bytes)}")
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("tier", "model", "quant", "decode tok/s", "memory", "source", "repo"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "repo"))
+    for t in rec.tiers:
+        table.add_row(t.name, t.entry.id, t.quant, _num(None if t.decode_tok_s is None
+                                                        else round(t.decode_tok_s, 1)),
+                      gb(t.memory_bytes), _source(t.source), t.repo)
+    if rec.tiers:
+        terminal.print(table)
+    for t in rec.tiers:
+        terminal.info(f"{t.name}: {t.reason}")
+    for d in rec.dropped:
+        terminal.warn(f"tier {d.name} dropped: {d.reason}")
+    for n in rec.notes:
+        terminal.warn(n)
+    if show_all:
+        terminal.print("")
+        table = Table(box=None, pad_edge=False, title="All candidates", title_justify="left")
+        for col in ("model", "quant", "score", "quality", "decode tok/s", "memory", "fits"):
+            table.add_column(col, no_wrap=col in ("model", "memory"))
+        for c in rec.candidates:
+            table.add_row(c.entry.id, c.quant, f"{c.score:.2f}", f"{c.quality:.2f}",
+                          _num(None if c.decode_tok_s is None else round(c.decode_tok_s, 1)),
+                          gb(c.memory_bytes), "yes" if c.memory_bytes <= rec.budget_bytes else "no")
+        terminal.print(table)
+
+
+def _candidate_dict(c: Any, budget: int) -> dict[str, Any]:
+    return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score,
+            "quality": round(c.quality, 3),
+            "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
+            "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget}
+
+
+def _available(family: str | None, tag: str | None, tool_calling: bool, json_: bool) -> None:
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.services.hub_available import check_available
+
+    entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)
+    statuses = check_available(entries)
+    if json_:
+        terminal.json([s.as_dict() for s in statuses])
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("model", "quant", "repo", "hub", "downloads"):
+        table.add_column(col, no_wrap=col in ("model", "repo"))
+    for s in statuses:
+        table.add_row(s.model_id, s.quant, s.repo, s.status, "" if s.downloads is None else str(s.downloads))
+    terminal.print(table)

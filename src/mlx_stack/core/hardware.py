@@ -57,7 +57,7 @@ class HardwareProfile:
             return f"{self.os_name} CPU profile: {self.chip} (MLX CPU backend, no Apple GPU)"
         cores = f", {self.gpu_cores}-core GPU" if self.gpu_cores else ""
         plan = " (planned)" if self.kind == "plan" else ""
-        return f"Apple {self.chip}{cores}, {self.memory_bytes / GB:.0f} GB{plan}"
+        return f"Apple {self.chip}{cores}, {self.memory_bytes / GIB:.0f} GB{plan}"
 
     @property
     def profile_key(self) -> str:
@@ -77,7 +77,7 @@ class HardwareProfile:
             "chip_known": self.chip_known,
             "gpu_cores": self.gpu_cores,
             "memory_bytes": self.memory_bytes,
-            "memory_gb": round(self.memory_bytes / GB, 1),
+            "memory_gb": round(self.memory_bytes / GIB, 1),
             "bandwidth_gbs": self.bandwidth_gbs,
             "bandwidth_source": self.bandwidth_source,
             "gpu_limit_bytes": self.gpu_limit_bytes,

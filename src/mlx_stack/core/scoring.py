@@ -27,6 +27,7 @@ from typing import Any
 from mlx_stack.core.catalog import Catalog, CatalogEntry
 from mlx_stack.core.estimator import decode_tok_s, memory_bytes, prefill_tok_s
 from mlx_stack.core.hardware import HardwareProfile
+from mlx_stack.core.units import gb
 from mlx_stack.errors import UsageError
 
 
@@ -131,7 +132,7 @@ class Recommendation:
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
+    return gb(n)
 
 
 def budget_for(profile: HardwareProfile, memory_budget_pct: int = 40,
@@ -144,7 +145,7 @@ def budget_for(profile: HardwareProfile, memory_budget_pct: int = 40,
         budget, why = explicit_bytes, f"{_gb(explicit_bytes)} (--budget)"
     else:
         budget = int(profile.memory_bytes * memory_budget_pct / 100)
-        why = f"{_gb(budget)} ({memory_budget_pct}% of {_gb(profile.memory_bytes)} memory-budget-pct)"
+        why = f"{_gb(budget)} (memory-budget-pct {memory_budget_pct}% of {_gb(profile.memory_bytes)})"
     cap = profile.gpu_limit_bytes or profile.memory_bytes
     if cap and budget > cap:
         label = "GPU working-set limit" if profile.gpu_limit_bytes else "memory"

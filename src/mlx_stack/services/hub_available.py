@@ -1,0 +1,67 @@
+"""`models --available`: which catalog repos the Hugging Face Hub serves right now.
+
+Asks the hub for each repo's metadata (a few requests in parallel). Offline mode or an
+unreachable hub is one NetworkError (exit 6), raised at the first failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from mlx_stack.core.catalog import CatalogEntry
+from mlx_stack.errors import NetworkError
+
+
+@dataclass(frozen=True)
+class RepoStatus:
+    model_id: str
+    quant: str
+    repo: str
+    status: str  # "available" | "gated" | "missing"
+    downloads: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return vars(self).copy()
+
+
+def _hub_info(repo: str) -> tuple[str, int | None]:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from mlx_stack.system import hub
+
+    try:
+        info = HfApi(token=hub.token() or None).model_info(repo, timeout=15)
+    except GatedRepoError:
+        return "gated", None
+    except RepositoryNotFoundError:
+        return "missing", None
+    except Exception as exc:
+        raise hub.translate(exc, repo) from None
+    return ("gated" if info.gated else "available"), info.downloads
+
+
+def _offline() -> bool:
+    from mlx_stack.system import hub
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return flag or hub.offline()
+
+
+def check_available(entries: Iterable[CatalogEntry], *,
+                    info: Callable[[str], tuple[str, int | None]] | None = None,
+                    is_offline: Callable[[], bool] | None = None) -> list[RepoStatus]:
+    """The hub status of every repo of ``entries`` (all quantizations)."""
+    if (is_offline or _offline)():
+        raise NetworkError("cannot query the Hugging Face Hub: offline mode is on (HF_HUB_OFFLINE=1)",
+                           hint="unset HF_HUB_OFFLINE, or use `mlx-stack models --catalog` (no network)")
+    jobs = [(e.id, q, r.repo) for e in entries for q, r in e.repos.items()]
+    fetch = info or _hub_info
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: fetch(job[2]), jobs))
+    return [RepoStatus(mid, q, repo, status, downloads)
+            for (mid, q, repo), (status, downloads) in zip(jobs, results, strict=True)]

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+PLAN = ("--chip", "M4 Max", "--gpu-cores", "40", "--memory", "128")
+
+
+def _json(r):
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_no_flags_lists_local_models(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert _json(run("models", "--json")) == []
+    r = run("models")
+    assert r.exit_code == 0 and "no local models yet" in r.stderr
+    folder = tmp_path / "md" / "my-model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"quantization": {"bits": 4}}')
+    (folder / "model.safetensors").write_bytes(b"x" * 10)
+    assert run("config", "set", "model-dir", str(tmp_path / "md")).exit_code == 0
+    rows = _json(run("models", "--json"))
+    assert [(m["source"], m["quantization"]) for m in rows] == [("model-dir", "int4")]
+    assert "my-model" in run("models").stdout
+
+
+def test_catalog_json_entries(run):
+    data = _json(run("models", "--catalog", "--json", *PLAN))
+    assert data["hardware"]["chip"] == "M4 Max" and len(data["models"]) >= 20
+    entry = next(m for m in data["models"] if m["id"] == "qwen3-8b")
+    assert {"id", "repos", "decode_tok_s", "prefill_tok_s", "memory_bytes", "fits", "source"} <= set(entry)
+    assert entry["repos"]["int4"]["repo"] == "mlx-community/Qwen3-8B-4bit"
+    assert entry["decode_tok_s"] > 0 and entry["prefill_tok_s"] > 0 and entry["fits"] is True
+    assert entry["source"] == "estimated"
+    big = next(m for m in data["models"] if m["id"] == "llama-3.3-70b-instruct")
+    small = _json(run("models", "--catalog", "--json", "--chip", "M1", "--memory", "8"))
+    assert big["fits"] and not next(m for m in small["models"] if m["id"] == big["id"])["fits"]
+
+
+def test_catalog_filters_and_text(run):
+    rows = _json(run("models", "--catalog", "--json", "--family", "llama", *PLAN))["models"]
+    assert rows and {m["family"] for m in rows} == {"llama"}
+    rows = _json(run("models", "--catalog", "--json", "--tag", "code", "--tool-calling", *PLAN))["models"]
+    assert rows and all("code" in m["tags"] and m["capabilities"]["tool_calling"] for m in rows)
+    r = run("models", "--catalog", "--quant", "int8", *PLAN)
+    assert r.exit_code == 0 and "qwen3-8b" in r.stdout and "546 GB/s" in r.stdout
+    assert "estimated" in r.stdout
+
+
+def test_catalog_on_this_machine_measured_on_m5_max(run):
+    data = _json(run("models", "--catalog", "--json", "--chip", "M5 Max", "--gpu-cores", "40",
+                     "--memory", "128"))
+    entry = next(m for m in data["models"] if m["id"] == "qwen3-8b")
+    assert entry["decode_tok_s"] == 104.1 and entry["source"].startswith("measured")
+    assert _json(run("models", "--catalog", "--json"))["models"]  # this machine, no plan
+
+
+def test_recommend_json_and_text(run):
+    data = _json(run("models", "--recommend", "--json", *PLAN))
+    assert [t["tier"] for t in data["tiers"]] == ["standard", "fast", "longctx"]
+    assert data["total_memory_bytes"] <= data["budget_bytes"]
+    assert data["weights"]["quality"] == 0.55
+    r = run("models", "--recommend", "--intent", "agent-fleet", "--show-all", *PLAN)
+    assert r.exit_code == 0 and "All candidates" in r.stdout and "standard:" in r.stderr
+    data = _json(run("models", "--recommend", "--json", "--show-all", "--budget", "8gb", *PLAN))
+    assert data["budget_bytes"] == 8 * 1024**3 and data["candidates"]
+    assert data["total_memory_bytes"] <= data["budget_bytes"]
+
+
+@pytest.mark.parametrize("budget, expect", [
+    ("30gb", 30 * 1024**3), ("30GB", 30 * 1024**3), ("30 GB", 30 * 1024**3), ("25%", 32 * 1024**3),
+])
+def test_good_budgets(run, budget, expect):
+    assert _json(run("models", "--recommend", "--json", "--budget", budget, *PLAN))["budget_bytes"] == expect
+
+
+@pytest.mark.parametrize("budget", ["30", "0", "0gb", "-1", "-1gb", "abc", "30xb", "0%", "150%"])
+def test_bad_budgets(run, budget):
+    r = run("models", "--recommend", "--budget", budget, *PLAN)
+    assert r.exit_code == 2, (budget, r.stderr)
+    assert "budget" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_budget_above_the_gpu_limit_is_capped(run):
+    data = _json(run("models", "--recommend", "--json", "--budget", "200gb", *PLAN))
+    assert data["budget_bytes"] == 96 * 1024**3 and "capped" in data["budget"]
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (("--catalog", "--recommend"), 2, "cannot be combined"),
+    (("--recommend", "--available"), 2, "cannot be combined"),
+    (("--budget", "30gb"), 2, "--budget works only with --recommend"),
+    (("--catalog", "--show-all"), 2, "--show-all works only with --recommend"),
+    (("--recommend", "--family", "qwen3"), 2, "--family works only with"),
+    (("--chip", "M4 Max"), 2, "plan flags"),
+    (("--catalog", "--family", "gpt"), 4, "unknown family"),
+    (("--catalog", "--tag", "poetry"), 4, "unknown tag"),
+    (("--recommend", "--intent", "speedy"), 2, "unknown intent"),
+    (("--catalog", "--quant", "int3"), 2, "invalid value"),
+    (("--catalog", "--chip", "M7 Pro"), 4, "unknown chip"),
+    (("--catalog", "--chip", "M4 Max", "--gpu-cores", "36"), 2, "no 36-core GPU"),
+    (("--catalog", "--memory", "64"), 2, "need --chip"),
+    (("--catalog", "--chip", "M4", "--memory", "lots"), 2, "invalid --memory"),
+    (("--catalog", "--bandwidth", "0"), 2, "invalid --bandwidth"),
+])
+def test_bad_input(run, args, code, text):
+    r = run("models", *args)
+    assert r.exit_code == code, r.stderr
+    assert text in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("error:") == 1
+
+
+def test_unknown_chip_lists_the_known_ones(run):
+    r = run("models", "--recommend", "--chip", "M7 Pro")
+    assert r.exit_code == 4 and "M4 Max" in r.stderr and "--bandwidth" in r.stderr
+    data = _json(run("models", "--recommend", "--json", "--chip", "M7 Pro", "--memory", "64",
+                     "--bandwidth", "400"))
+    assert data["hardware"]["bandwidth_gbs"] == 400 and data["tiers"]
+
+
+def test_bandwidth_alone_gives_this_machine_speeds(run):
+    data = _json(run("models", "--catalog", "--json", "--bandwidth", "100"))
+    assert data["hardware"]["bandwidth_gbs"] == 100
+    assert all(m["decode_tok_s"] for m in data["models"])
+
+
+def test_available_offline_is_one_clear_error(run):
+    r = run("models", "--available")  # conftest sets HF_HUB_OFFLINE=1
+    assert r.exit_code == 6 and "offline mode is on" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_available_unreachable_hub(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = dict(os.environ, HF_ENDPOINT=closed, HF_HOME=str(tmp_path / "hf"))
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-m", "mlx_stack", "models", "--available", "--family", "mistral"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 6, done.stderr
+    assert "cannot reach the Hugging Face Hub" in done.stderr and "Traceback" not in done.stderr

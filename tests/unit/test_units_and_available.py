@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from mlx_stack.core.catalog import load_catalog
+from mlx_stack.core.units import GIB, gb, parse_budget, parse_memory_gb
+from mlx_stack.errors import NetworkError, UsageError
+from mlx_stack.services.hub_available import check_available
+
+
+def test_parse_budget():
+    assert parse_budget("30gb") == parse_budget("30GB") == parse_budget(" 30 gb ") == 30 * GIB
+    assert parse_budget("512mb") == 512 * 1024**2
+    assert parse_budget("1.5tb") == int(1.5 * 1024**4)
+    assert parse_budget("50%", 64 * GIB) == 32 * GIB
+    for bad in ("30", "0", "0gb", "-1", "-5gb", "abc", "", "10 parsecs", "0%", "101%", "x%"):
+        with pytest.raises(UsageError):
+            parse_budget(bad, 64 * GIB)
+    with pytest.raises(UsageError):
+        parse_budget("40%", None)
+
+
+def test_parse_memory_and_format():
+    assert parse_memory_gb("128") == parse_memory_gb("128gb") == parse_memory_gb("128 GB") == 128.0
+    for bad in ("lots", "0", "64mb", "-8"):
+        with pytest.raises(UsageError):
+            parse_memory_gb(bad)
+    assert gb(16 * GIB) == "16.0 GB" and gb(None) == "unknown"
+
+
+def test_check_available_with_a_recording_hub():
+    asked: list[str] = []
+
+    def info(repo: str):
+        asked.append(repo)
+        return ("missing", None) if repo.endswith("8bit") else ("available", 1234)
+
+    entries = load_catalog().filter(family="mistral")
+    statuses = check_available(entries, info=info, is_offline=lambda: False)
+    assert sorted(asked) == sorted(r.repo for e in entries for r in e.repos.values())
+    assert {(s.quant, s.status) for s in statuses} == {("int4", "available"), ("int8", "missing")}
+    assert statuses[0].as_dict()["model_id"] == "mistral-small-24b-instruct-2501"
+
+
+def test_check_available_offline():
+    with pytest.raises(NetworkError):
+        check_available(load_catalog(), info=lambda r: ("available", 0), is_offline=lambda: True)
