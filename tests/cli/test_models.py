@@ -146,3 +146,21 @@ def test_available_unreachable_hub(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 6, done.stderr
     assert "cannot reach the Hugging Face Hub" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_saved_benchmarks_override_estimates(run, isolated_home):
+    from mlx_stack.core.bench import RESULT_SCHEMA
+    from mlx_stack.services.bench_store import result_path
+
+    profile = "m4-max-40c-128gb"
+    for model, tok_s in (("qwen3-8b", 61.5), ("mlx-community/Qwen3-14B-4bit", 33.0)):
+        path = result_path(isolated_home, profile, model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"schema": RESULT_SCHEMA, "model": model, "profile": profile, "quant": "int4",
+                "gen_tok_s": tok_s, "prompt_tok_s": 500.0, "peak_memory_gb": 9.0}
+        path.write_text(json.dumps(data))
+    rows = {m["id"]: m for m in _json(run("models", "--catalog", "--json", *PLAN))["models"]}
+    assert rows["qwen3-8b"]["decode_tok_s"] == 61.5 and rows["qwen3-8b"]["memory_bytes"] == 9 * 10**9
+    assert rows["qwen3-14b"]["decode_tok_s"] == 33.0
+    assert rows["qwen3-8b"]["source"] == "measured (saved benchmark)"
+    assert rows["qwen3-32b"]["source"] == "estimated"

@@ -85,6 +85,21 @@ def _config_value(key: str) -> Any:
     return config.load(paths()).get(key)
 
 
+def _saved(hw: Any) -> dict[str, Any]:
+    """`bench --save` results for this hardware profile (they override estimates), by
+    catalog id; a result saved under a repo id counts for the catalog model shipping it."""
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.paths import paths
+    from mlx_stack.services.bench_store import load_saved
+
+    catalog, out = load_catalog(), {}
+    for key, m in load_saved(paths(), hw).items():
+        hit = catalog.find_repo(key)
+        model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
+        out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
+    return out
+
+
 def _pick_quant(quant: str | None) -> str:
     from mlx_stack.core.config_schema import KEYS
 
@@ -128,7 +143,7 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
     entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)
     q = _pick_quant(quant)
     budget, budget_reason = budget_for(hw, _config_value("memory-budget-pct"))
-    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget)}
+    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget, saved=_saved(hw))}
     rows = []
     for e in entries:
         c = by_id[e.id]
@@ -187,7 +202,7 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
         raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
     budget_bytes = parse_budget(budget, hw.memory_bytes) if budget is not None else None
     rec = recommend(hw, load_catalog(), intent=intent, budget_bytes=budget_bytes, quant=_pick_quant(quant),
-                    memory_budget_pct=_config_value("memory-budget-pct"))
+                    memory_budget_pct=_config_value("memory-budget-pct"), saved=_saved(hw))
     if json_:
         data = {"hardware": hw.as_dict(), **rec.as_dict()}
         if show_all:
