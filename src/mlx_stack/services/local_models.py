@@ -2,8 +2,8 @@
 
 Public API (other commands build on it; keep it stable):
 
-    list_local_models(p, *, model_dirs=None, hf_cache_dir=None, include_hf_cache=True)
-        -> list[LocalModel]
+    list_local_models(p, *, model_dirs=None, hf_cache_dir_override=None, include_hf_cache=True)
+        -> list[LocalModel]     (LocalModel: id, path, size_bytes, quantization, source)
 
 A model is a folder holding ``config.json`` and at least one ``*.safetensors`` file
 (what mlx-lm and vllm-mlx load). Nothing is downloaded and nothing is imported from
