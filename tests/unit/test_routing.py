@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from mlx_stack.core.routing import (
     default_rules,
     dump_routing,
     estimate_tokens,
+    fit_to_tiers,
     has_tools,
     is_borderline,
     parse_routing,
@@ -97,9 +99,11 @@ def test_has_tools() -> None:
 def test_parse_routing_round_trip_and_errors() -> None:
     rules = parse_routing({"tool_tier": "fast", "output_reserve_tokens": 256, "chars_per_token": 3}, TIERS)
     assert rules.tool_tier == "fast" and rules.output_reserve_tokens == 256 and rules.chars_per_token == 3.0
-    assert parse_routing(dump_routing(rules), TIERS) == rules
+    assert dump_routing(rules, TIERS) == {"tool_tier": "fast", "output_reserve_tokens": 256,
+                                          "chars_per_token": 3.0}
+    assert parse_routing(dump_routing(rules, TIERS), TIERS) == rules
     assert parse_routing(None, TIERS) == default_rules(TIERS)
-    assert parse_routing({"default_tier": "fast"}, TIERS).tool_tier == "fast"
+    assert fit_to_tiers(rules, ["standard"]) == RoutingRules("standard", "standard", None, 256, 3.0)
     assert parse_routing({"long_tier": None}, TIERS).long_tier is None
     for bad, field in (({"tool_tier": "nope"}, "tool_tier"), ({"speed": 1}, "speed"),
                        ({"output_reserve_tokens": -1}, "output_reserve_tokens"),
@@ -115,3 +119,21 @@ def test_context_window_fallbacks_go_long_then_cloud() -> None:
     assert context_window_fallbacks(TIERS, WINDOWS, rules, cloud="cloud") == [
         {"standard": ["longctx", "cloud"]}, {"fast": ["longctx", "cloud"]}, {"longctx": ["cloud"]}]
     assert context_window_fallbacks(TIERS, {"standard": 2048}, rules) == [{"standard": ["longctx"]}]
+
+
+def test_stack_yaml_routing_section_round_trip() -> None:
+    from mlx_stack.core.stack import dump_stack, parse_stack
+
+    data = {"schema": 1, "tiers": [{"name": n, "model": f"org/{n}", "path": f"/m/{n}", "port": 8100 + i}
+                                   for i, n in enumerate(TIERS)]}
+    assert parse_stack(data).routing is None
+    assert "routing" not in dump_stack(parse_stack(data))
+    stack = parse_stack({**data, "routing": {"tool_tier": "fast", "long_prompt_tokens": 5000}})
+    assert stack.routing == RoutingRules("standard", "fast", "longctx", long_prompt_tokens=5000)
+    assert parse_stack(dump_stack(stack)) == stack
+    with pytest.raises(StateError, match=r"routing\.tool_tier"):
+        parse_stack({**data, "routing": {"tool_tier": "gone"}})
+    # a tier removed later: the rule falls back to its default instead of breaking stack.yaml
+    smaller = replace(stack, tiers=stack.tiers[:1], fallback_order=("standard",))
+    assert dump_stack(smaller)["routing"] == {"long_prompt_tokens": 5000}
+    assert parse_stack(dump_stack(smaller)).routing.tool_tier == "standard"  # type: ignore[union-attr]

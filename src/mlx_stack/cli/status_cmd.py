@@ -17,6 +17,7 @@ def status(
     (gone while it should run) or stopped; each probed with a real completion.
     """
     from mlx_stack.cli.hardware_view import render_hardware
+    from mlx_stack.cli.routing_view import render_routing, routing_json, routing_report
     from mlx_stack.cli.services_view import render_services, services_report
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.services.hardware import detect
@@ -24,7 +25,8 @@ def status(
     hw = detect()
     if json_:
         report = services_report(show_key)
-        terminal.json({"hardware": hw.as_dict(), **report.as_dict()})
+        terminal.json({"hardware": hw.as_dict(), **report.as_dict(), **routing_json(routing_report())})
         return
     render_hardware(hw)
     render_services(services_report(show_key), show_key)
+    render_routing(routing_report())

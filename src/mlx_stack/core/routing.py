@@ -115,14 +115,27 @@ def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 16:
             raise _err(source, "chars_per_token", f"expected a number from 0.5 to 16, found {value!r}")
         values["chars_per_token"] = float(value)
-    if "default_tier" in values and "tool_tier" not in raw:
-        values["tool_tier"] = values["default_tier"]
     return replace(rules, **values)
 
 
-def dump_routing(rules: RoutingRules) -> dict[str, Any]:
-    """The mapping written to stack.yaml's ``routing:`` section (every rule, explicit)."""
-    return rules.as_dict()
+def fit_to_tiers(rules: RoutingRules, tier_names: Iterable[str]) -> RoutingRules:
+    """``rules`` with every reference to a tier that is gone replaced by its default
+    (a tier removed by `setup --remove` never leaves a stack.yaml that cannot be read)."""
+    names = list(tier_names)
+    defaults = default_rules(names)
+    changes: dict[str, Any] = {}
+    for key in ("default_tier", "tool_tier", "long_tier"):
+        value = getattr(rules, key)
+        if value is not None and value not in names:
+            changes[key] = getattr(defaults, key)
+    return replace(rules, **changes) if changes else rules
+
+
+def dump_routing(rules: RoutingRules, tier_names: Iterable[str]) -> dict[str, Any]:
+    """The ``routing:`` section for stack.yaml: only the rules that differ from the
+    defaults, so a default (say, the long tier) follows the tiers when they change."""
+    defaults = default_rules(tier_names).as_dict()
+    return {k: v for k, v in rules.as_dict().items() if defaults[k] != v}
 
 
 def prompt_limit(context_window: int | None, rules: RoutingRules) -> int | None:

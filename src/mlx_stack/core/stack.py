@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.errors import NotFoundError, StateError
 
 SCHEMA = 1
@@ -57,6 +58,9 @@ class Stack:
     fallback_order: tuple[str, ...]
     gateway: Gateway = field(default_factory=Gateway)
     cloud: Cloud = field(default_factory=Cloud)
+    # The optional `routing:` section (rules of the `auto` model name, see core.routing);
+    # None means the defaults derived from the tiers.
+    routing: RoutingRules | None = None
 
     @property
     def tier_names(self) -> list[str]:
@@ -158,7 +162,7 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
             f"{source}: unsupported schema {schema!r} (this mlx-stack reads schema {SCHEMA})",
             hint="upgrade mlx-stack, or write a new stack with `mlx-stack setup`",
         )
-    unknown = sorted(set(data) - {"schema", "tiers", "fallback_order", "gateway", "cloud"})
+    unknown = sorted(set(data) - {"schema", "tiers", "fallback_order", "gateway", "cloud", "routing"})
     if unknown:
         raise _err(source, unknown[0], "unknown field")
     raw_tiers = _get(data, "tiers", list, source, "")
@@ -194,7 +198,8 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
         base_url=_get(cloud_raw, "base_url", str, source, "cloud.", required=False,
                       default=DEFAULT_CLOUD_BASE_URL),
     )
-    return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud)
+    routing = parse_routing(data["routing"], names, source) if data.get("routing") is not None else None
+    return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud, routing=routing)
 
 
 def dump_stack(stack: Stack) -> dict[str, Any]:
@@ -216,4 +221,6 @@ def dump_stack(stack: Stack) -> dict[str, Any]:
     }
     if stack.cloud != Cloud():
         data["cloud"] = {"model": stack.cloud.model, "base_url": stack.cloud.base_url}
+    if stack.routing is not None:
+        data["routing"] = dump_routing(fit_to_tiers(stack.routing, stack.tier_names), stack.tier_names)
     return data

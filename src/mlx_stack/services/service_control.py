@@ -93,6 +93,11 @@ def write_gateway_config(p: Paths, stack: Stack) -> Path:
 
     cloud = secrets.read_secret(p, secrets.OPENROUTER_KEY) is not None
     config = litellm_config.render(stack, cloud=cloud)
+    # `auto`, served-by headers, per-tier counts and context-window fallbacks (issue 8);
+    # also writes generated/routing.json for the hook inside the proxy.
+    from mlx_stack.services import routing
+
+    config = routing.apply_to_gateway_config(p, stack, config, cloud=cloud)
     path = gateway_config_path(p)
     text = "# Rendered by mlx-stack from stack.yaml; do not edit (it is rewritten at `up`).\n"
     atomic_write(path, text + yaml.safe_dump(config, sort_keys=False))

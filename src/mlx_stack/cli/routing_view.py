@@ -1,0 +1,70 @@
+"""The routing part of `mlx-stack status`: the `auto` rules and per-tier counts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlx_stack.services.routing import RoutingReport
+
+
+def routing_report() -> RoutingReport | None:
+    """None when no stack is configured yet."""
+    from mlx_stack.paths import paths
+    from mlx_stack.services import routing, stack_store
+
+    p = paths()
+    if not stack_store.exists(p):
+        return None
+    return routing.report(p, stack_store.load(p))
+
+
+def routing_json(report: RoutingReport | None) -> dict[str, Any]:
+    return {"routing": report.as_dict() if report is not None else None}
+
+
+def render_routing(report: RoutingReport | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from mlx_stack.cli.terminal import terminal
+
+    if report is None:
+        return
+    r = report.rules
+    long_rule = f"longer than the chosen tier's window - {r.output_reserve_tokens} tokens"
+    if r.long_prompt_tokens is not None:
+        long_rule += f", or than {r.long_prompt_tokens} tokens"
+    lines = [
+        f"routing (model `auto`){'' if report.custom else ', defaults'}:",
+        f"  with tools -> {r.tool_tier}",
+        f"  prompt {long_rule} -> {r.long_tier or '(no long tier)'}",
+        f"  otherwise -> {r.default_tier}",
+        "  change with `mlx-stack config set routing.KEY VALUE`",
+    ]
+    for line in lines:
+        terminal.print(Text(line))
+    counts = report.counts or {}
+    tier_counts = counts.get("tiers") or {}
+    auto = counts.get("auto") or {}
+    table = Table(box=None, pad_edge=False)
+    for col in ("tier", "context", "prompt limit", "requests", "auto", "fallbacks out", "fallbacks in",
+                "errors"):
+        table.add_column(col)
+    known = {t["name"] for t in report.tiers}
+    extra = [{"name": name, "context_window": None, "prompt_limit": None}  # e.g. the cloud group
+             for name in tier_counts if name not in known]
+    for t in [*report.tiers, *extra]:
+        c = tier_counts.get(t["name"], {})
+
+        def n(kind: str, c: dict[str, Any] = c) -> str:
+            return str(c.get(kind, 0)) if report.counts is not None else "-"
+
+        table.add_row(*(Text(x) for x in (
+            t["name"], str(t["context_window"] or "?"), str(t["prompt_limit"] or "-"),
+            n("requests"), str(auto.get(t["name"], 0)) if report.counts is not None else "-",
+            n("fallbacks_from"), n("fallbacks_to"), n("errors"),
+        )))
+    terminal.print(table)
+    if report.counts is None:
+        terminal.print(Text("counts: the gateway is not running"))
