@@ -12,10 +12,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-SYSCTL_KEYS = (
-    "machdep.cpu.brand_string", "hw.memsize", "hw.physicalcpu", "hw.nperflevels",
-    "sysctl.proc_translated", "iogpu.wired_limit_mb",
-)
+# One sysctl call per name: an unknown one (iogpu.wired_limit_mb on older macOS,
+# sysctl.proc_translated on some) must not hide the others. "hw" prints the whole node,
+# hw.memsize and every hw.perflevelN.* included.
+SYSCTL_NAMES = ("hw", "machdep.cpu.brand_string", "sysctl.proc_translated", "iogpu.wired_limit_mb")
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,8 @@ def _metal_working_set() -> int | None:
 
 
 def read_mac() -> MacRaw:
-    """Run the macOS queries. sysctl keys are asked one call at a time per group so an
-    unknown key (``iogpu.wired_limit_mb`` on old macOS) does not hide the others."""
-    text = _run(["sysctl", *SYSCTL_KEYS])
-    text += _run(["sysctl", "hw.perflevel0", "hw.perflevel1", "hw.perflevel2", "hw.perflevel3"])
+    """Run the macOS queries (system_profiler only when the fast ones lack an answer)."""
+    text = "".join(_run(["sysctl", name]) for name in SYSCTL_NAMES)
     ioreg = _run(["ioreg", "-rc", "AGXAccelerator", "-d1"])
     displays = "" if '"gpu-core-count"' in ioreg else _run(
         ["system_profiler", "SPDisplaysDataType", "-json"], timeout=15.0
