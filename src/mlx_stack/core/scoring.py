@@ -285,7 +285,8 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     if f is not None:
         speedup = f.rank_speed / s.rank_speed if s.rank_speed else 0
         tool = ", tool calling" if f.entry.capabilities.tool_calling else ""
-        tiers.append(_tier("fast", f, f"{speedup:.1f}x the standard tier's decode speed{tool}"))
+        basis = "" if f.decode_tok_s is not None else " (relative, from model size: bandwidth unknown)"
+        tiers.append(_tier("fast", f, f"{speedup:.1f}x the standard tier's decode speed{basis}{tool}"))
     else:
         dropped.append(Dropped("fast", _why_no_fast(s, std, budget, agent)))
     if lc is not None:
