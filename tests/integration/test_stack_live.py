@@ -1,0 +1,270 @@
+"""The real stack: `setup --demo`, three vllm-mlx tiers and the LiteLLM gateway.
+
+One stack per module (starting it is the expensive part); the tests run in file
+order and the later ones break it on purpose (kill -9, cloud fallback, down).
+The only fake is the cloud stand-in: a small OpenAI-compatible server playing
+OpenRouter, so the cloud group can be tested offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import openai
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from mlx_stack.cli.app import app
+from mlx_stack.core.stack import Cloud
+from mlx_stack.paths import Paths
+from mlx_stack.services import lifecycle, stack_store
+from mlx_stack.system import pidfile, ports, processes, secrets
+
+pytestmark = pytest.mark.integration
+
+CLOUD_KEY = "sk-or-v1-test-stand-in-key"
+CLOUD_TEXT = "hello from the cloud stand-in"
+TOOLS = [{
+    "type": "function",
+    "function": {"name": "get_weather", "description": "Weather for a city",
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}]
+UP_DEADLINE_S = 420
+
+
+class _CloudHandler(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str | None]] = []  # noqa: RUF012 (class-level record of requests)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        type(self).seen.append((body.get("model"), self.headers.get("Authorization")))
+        base = {"id": "cmpl-cloud", "created": int(time.time()), "model": body.get("model")}
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for delta, finish in (({"role": "assistant", "content": CLOUD_TEXT}, None), ({}, "stop")):
+                chunk = {**base, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        raw = json.dumps({**base, "object": "chat.completion", "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": CLOUD_TEXT}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@dataclass
+class Live:
+    home: Paths
+    key: str
+    endpoint: str
+    up_outputs: list[str] = field(default_factory=list)
+    up_seconds: float = 0.0
+    pgids: set[int] = field(default_factory=set)
+
+    def client(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.endpoint, api_key=key or self.key, max_retries=0, timeout=60)
+
+    def pid(self, service: str) -> int:
+        record = pidfile.read(self.home.run_dir, service)
+        assert record is not None, f"no pid file for {service}"
+        return record.pid
+
+
+def _cli(home: Paths, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "MLX_STACK_HOME": str(home.home)}
+    return subprocess.Popen([sys.executable, "-m", "mlx_stack", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _stack_processes(home: Paths) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and str(home.home) in " ".join(
+                    proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    cloud = ThreadingHTTPServer(("127.0.0.1", 0), _CloudHandler)
+    threading.Thread(target=cloud.serve_forever, daemon=True).start()
+    home = Paths(tmp_path_factory.mktemp("live") / "home")
+    live = None
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLX_STACK_HOME", str(home.home))
+            mp.setenv("NO_COLOR", "1")
+            r = CliRunner().invoke(app, ["setup", "--demo", "--no-start"], catch_exceptions=False)
+            assert r.exit_code == 0, r.stderr
+        # Dynamic ports (never assume 4000/8100 are free) and the cloud stand-in.
+        stack = stack_store.load(home)
+        tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers)
+        cloud_url = f"http://127.0.0.1:{cloud.server_address[1]}/v1"
+        stack = replace(stack, tiers=tiers, gateway=replace(stack.gateway, port=ports.free_port()),
+                        cloud=Cloud(model="stand-in/model", base_url=cloud_url))
+        stack_store.save(home, stack)
+        secrets.write_secret(home, secrets.OPENROUTER_KEY, CLOUD_KEY)
+
+        start = time.monotonic()
+        first, second = _cli(home, "up"), _cli(home, "up")  # two concurrent `up`
+        outputs = []
+        for proc in (first, second):
+            _out, err = proc.communicate(timeout=UP_DEADLINE_S)
+            assert proc.returncode == 0, err
+            outputs.append(err)
+        live = Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
+                    lifecycle.endpoint(stack), outputs, time.monotonic() - start)
+        live.pgids = {live.pid(s) for s in stack.services}
+        yield live
+    finally:
+        lifecycle.down(home, grace=5)
+        for proc in _stack_processes(home):  # a safety net: never leave servers behind
+            proc.kill()
+        cloud.shutdown()
+
+
+@pytest.fixture
+def run() -> Callable[..., Any]:
+    runner = CliRunner()
+
+    def _run(*args: str) -> Any:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return _run
+
+
+@pytest.fixture
+def use_home(live: Live, monkeypatch: pytest.MonkeyPatch) -> Live:
+    monkeypatch.setenv("MLX_STACK_HOME", str(live.home.home))
+    return live
+
+
+def test_two_concurrent_ups_make_one_stack(live: Live) -> None:
+    started = [o for o in live.up_outputs if "started" in o]
+    waited = [o for o in live.up_outputs if "already running, nothing changed" in o]
+    assert len(started) == 1 and len(waited) == 1, live.up_outputs
+    procs = _stack_processes(live.home)
+    servers = [p for p in procs if "vllm-mlx" in " ".join(p.cmdline())]
+    gateways = [p for p in procs if "litellm" in " ".join(p.cmdline()) and "logwriter" not in " ".join(
+        p.cmdline())]
+    assert len(servers) == 3 and len(gateways) == 1
+    print(f"\nup (3 tiers + gateway, under a concurrent second up): {live.up_seconds:.1f} s")
+
+
+def test_status_shows_every_service_healthy(live: Live) -> None:
+    report = lifecycle.status(live.home)
+    states = {s.name: s.state for s in report.services}
+    assert states == {"standard": "healthy", "fast": "healthy", "longctx": "healthy", "gateway": "healthy"}
+    models = {s.name: s.model for s in report.services}
+    assert models["fast"] == "mlx-stack/demo-fast"
+    assert report.gateway_key == secrets.mask(live.key) and live.key not in json.dumps(report.as_dict())
+    assert all(s.pid and s.uptime_s is not None for s in report.services)
+
+
+def test_second_up_changes_nothing(use_home: Live, run) -> None:
+    before = {s: use_home.pid(s) for s in ("standard", "fast", "longctx", "gateway")}
+    r = run("up")
+    assert r.exit_code == 0, r.stderr
+    assert "already running, nothing changed" in r.stderr
+    assert before == {s: use_home.pid(s) for s in before}
+
+
+@pytest.mark.parametrize("tier", ["standard", "fast", "longctx"])
+def test_each_tier_by_name_streaming_and_not(live: Live, tier: str) -> None:
+    client = live.client()
+    raw = client.chat.completions.with_raw_response.create(
+        model=tier, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, tools=TOOLS)
+    reply = raw.parse()
+    assert reply.choices and reply.choices[0].finish_reason
+    port = stack_store.load(live.home).tier(tier).port
+    assert raw.headers["x-litellm-model-api-base"] == f"http://127.0.0.1:{port}/v1"
+    chunks = list(client.chat.completions.create(
+        model=tier, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, stream=True, tools=TOOLS))
+    assert chunks and any(c.choices and c.choices[0].finish_reason for c in chunks)
+
+
+def test_gateway_rejects_requests_without_the_key(live: Live) -> None:
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    no_key = httpx.post(f"{live.endpoint}/chat/completions", json=body, timeout=30, trust_env=False)
+    assert no_key.status_code >= 400 and "choices" not in no_key.text
+    with pytest.raises(openai.APIStatusError):
+        live.client(key="sk-not-the-key-0000000000").chat.completions.create(**body)
+
+
+def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
+    live = use_home
+    os.kill(live.pid("standard"), signal.SIGKILL)
+    client = live.client()
+    raw = client.chat.completions.with_raw_response.create(
+        model="standard", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+    assert raw.parse().choices
+    fast_port = stack_store.load(live.home).tier("fast").port
+    assert raw.headers["x-litellm-model-api-base"] == f"http://127.0.0.1:{fast_port}/v1"
+    chunks = list(client.chat.completions.create(
+        model="standard", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, stream=True))
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+    states = {s.name: s.state for s in lifecycle.status(live.home).services}
+    assert states["standard"] == "crashed" and states["fast"] == "healthy"
+
+    # `up --tier` brings the crashed tier back; nothing else is touched.
+    gateway_pid = live.pid("gateway")
+    r = run("up", "--tier", "standard")
+    assert r.exit_code == 0, r.stderr
+    assert "started standard" in r.stderr
+    assert live.pid("gateway") == gateway_pid
+    states = {s.name: s.state for s in lifecycle.status(live.home).services}
+    assert states["standard"] == "healthy"
+    live.pgids.add(live.pid("standard"))
+
+
+def test_every_local_tier_dead_the_cloud_answers(live: Live) -> None:
+    for tier in ("standard", "fast", "longctx"):
+        os.kill(live.pid(tier), signal.SIGKILL)
+    _CloudHandler.seen.clear()
+    client = live.client()
+    reply = client.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+    assert reply.choices[0].message.content == CLOUD_TEXT
+    text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="longctx", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, stream=True)
+        if c.choices)
+    assert text == CLOUD_TEXT
+    assert _CloudHandler.seen and all(auth == f"Bearer {CLOUD_KEY}" for _, auth in _CloudHandler.seen)
+
+
+def test_down_leaves_no_process_of_the_stack(use_home: Live, run) -> None:
+    r = run("down")
+    assert r.exit_code == 0, r.stderr
+    assert "gateway" in r.stderr
+    assert not list(use_home.home.run_dir.glob("*.pid"))
+    assert _stack_processes(use_home.home) == []
+    for pgid in use_home.pgids:
+        assert processes.group_members(pgid) == []
+    states = {s.name: s.state for s in lifecycle.status(use_home.home).services}
+    assert set(states.values()) == {"stopped"}
