@@ -57,7 +57,10 @@ def _metal_working_set() -> int | None:
     try:
         import mlx.core as mx
 
-        info = mx.metal.device_info() if mx.metal.is_available() else {}
+        if not mx.metal.is_available():
+            return None
+        device_info = getattr(mx, "device_info", None) or mx.metal.device_info  # newer MLX moved it
+        info = device_info()
         value = info.get("max_recommended_working_set_size")
         return int(value) if value else None
     except Exception:  # MLX missing or no Metal: the parser falls back to a default
