@@ -30,7 +30,6 @@ from mlx_stack.system import ports
 pytestmark = pytest.mark.integration
 
 REPO = "mlx-community/Qwen3-0.6B-4bit"  # a catalog repo; the tiny model stands in for it
-QUICK = ["--iterations", "1", "--prompts", "2", "--max-tokens", "16", "--concurrency", "1,2"]
 
 
 @pytest.fixture(scope="module")
@@ -67,52 +66,6 @@ def _servers_of(path: Path) -> list[int]:
         if proc.info["status"] != psutil.STATUS_ZOMBIE and str(path) in " ".join(proc.info["cmdline"] or []):
             found.append(proc.pid)
     return found
-
-
-def test_catalog_model_measured_saved_and_recommended(env, hf_home: Path, isolated_home: Paths):
-    started = time.monotonic()
-    r = _bench(env, "qwen3-0.6b", "--save", "--json", *QUICK)
-    wall = time.monotonic() - started
-    assert r.returncode == 0, r.stderr[-3000:]
-    data = json.loads(r.stdout)
-    assert (data["model"], data["quant"], data["target_kind"]) == ("qwen3-0.6b", "int4", "catalog")
-    assert data["settings"] == {"iterations": 1, "max_tokens": 16, "prompts": ["short", "code"]}
-    single = data["single_stream"]
-    assert single["requests"] == 2
-    assert data["gen_tok_s"] > 0 and data["prompt_tok_s"] > 0
-    assert 0 < data["ttft_s"] <= single["ttft_max_s"] < single["total_s"] < wall
-    assert 0 < single["completion_tokens"] <= 2 * 16
-    assert single["prompt_tokens"] > 20
-    # RSS of a vllm-mlx server is about 1 GB (mostly imports): decimal GB, not bytes or MiB
-    assert 0.1 < data["peak_memory_gb"] < 16
-    assert data["peak_memory_gb"] >= data["peak_rss_gb"] > 0
-    assert [lv["streams"] for lv in data["concurrency"]] == [1, 2]
-    for lv in data["concurrency"]:
-        assert lv["requests"] == lv["streams"] and lv["aggregate_tps"] > 0
-        assert 0 < lv["ttft_median_s"] < lv["wall_s"]
-    verdicts = {v["metric"]: v for v in data["verdicts"]}
-    assert set(verdicts) == {"generation tok/s", "prompt tok/s", "peak memory (GB)"}
-    assert verdicts["generation tok/s"]["status"] == "N/A"  # no speed estimate without a bandwidth
-    assert verdicts["peak memory (GB)"]["status"] in {"PASS", "WARN", "FAIL"}  # memory is estimated
-    assert "120%" in verdicts["peak memory (GB)"]["rule"]
-    assert data["reference"]["source"].startswith("estimate for qwen3-0.6b int4")
-    assert _servers_of(hf_home) == []
-
-    saved_file = Path(data["saved_to"])
-    assert saved_file.parent.parent == isolated_home.benchmarks_dir
-    profile = hardware.detect()
-    saved = bench_store.load_saved(isolated_home, profile)
-    assert saved["qwen3-0.6b"].memory_gb == pytest.approx(data["peak_memory_gb"])
-    assert saved["qwen3-0.6b"].decode_tok_s == pytest.approx(data["gen_tok_s"])
-    # A budget no catalog model fits by its estimate; the measured model fits it.
-    budget = int((data["peak_memory_gb"] + 0.5) * 1e9)
-    before = scoring.recommend(profile, catalog.load_catalog(), budget_bytes=budget)
-    after = scoring.recommend(profile, catalog.load_catalog(), budget_bytes=budget, saved=saved)
-    assert "qwen3-0.6b" not in [t.entry.id for t in before.tiers]
-    standard = next(t for t in after.tiers if t.name == "standard")
-    assert standard.entry.id == "qwen3-0.6b"
-    assert standard.source == "measured (saved benchmark)"
-    assert standard.decode_tok_s == pytest.approx(data["gen_tok_s"])
 
 
 def test_running_tier_is_measured_and_left_running(env, hf_home: Path, isolated_home: Paths):
@@ -178,13 +131,16 @@ def _kill_leftovers(path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize(("sig", "moment"), [
-    (signal.SIGINT, "starting a temporary"),  # Ctrl-C while the server loads
-    (signal.SIGTERM, "iteration 1/"),  # killed while measuring
+@pytest.mark.parametrize(("sig", "moment", "by_catalog_id"), [
+    (signal.SIGINT, "starting a temporary", True),  # Ctrl-C while the server loads
+    (signal.SIGTERM, "iteration 1/", False),  # killed while measuring
 ])
-def test_interrupted_bench_leaves_no_server(env, folder_model: Path, sig: int, moment: str):
+def test_interrupted_bench_leaves_no_server(env, hf_home: Path, folder_model: Path, sig: int, moment: str,
+                                            by_catalog_id: bool):
+    # a catalog id found in the Hugging Face cache, or a model folder
+    target, folder_model = ("qwen3-0.6b", hf_home) if by_catalog_id else (str(folder_model), folder_model)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlx_stack", "bench", str(folder_model), "--iterations", "100",
+        [sys.executable, "-m", "mlx_stack", "bench", target, "--iterations", "100", "--prompts", "2",
          "--max-tokens", "64"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -208,3 +164,63 @@ def test_interrupted_bench_leaves_no_server(env, folder_model: Path, sig: int, m
             proc.kill()
             proc.wait()
         _kill_leftovers(folder_model)  # never leave one behind, even when the test fails
+
+
+
+def test_pull_bench_measures_saves_and_changes_the_recommendation(tmp_path: Path, isolated_home: Paths):
+    """`pull --bench` (the default bench settings) from a local stand-in of the hub."""
+    from tests.fakehub import FakeHub, FakeRepo
+
+    model = build_random_model(tmp_path / "upload", seed=2, context_length=8192)
+    started = time.monotonic()
+    with FakeHub() as hub:
+        hub.repos[REPO] = FakeRepo.from_dir(model)
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+               "MLX_STACK_HOME": str(isolated_home.home), "NO_COLOR": "1"}
+        env.pop("HF_HUB_OFFLINE", None)
+        r = subprocess.run([sys.executable, "-m", "mlx_stack", "pull", "qwen3-0.6b", "--bench", "--json"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    wall = time.monotonic() - started
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["repo"] == REPO
+    data = out["bench"]
+    assert (data["model"], data["quant"], data["target_kind"]) == ("qwen3-0.6b", "int4", "path")
+    assert data["settings"] == {"iterations": 3, "max_tokens": 128,
+                                "prompts": ["short", "code", "summary", "long"]}
+    single = data["single_stream"]
+    assert single["requests"] == 12
+    assert data["gen_tok_s"] > 0 and data["prompt_tok_s"] > 0
+    assert 0 < data["ttft_s"] <= single["ttft_max_s"] < single["total_s"] < wall
+    assert 0 < single["completion_tokens"] <= 12 * 128
+    assert single["prompt_tokens"] > 12 * 20
+    # RSS of a vllm-mlx server is about 1 GB (mostly imports): decimal GB, not bytes or MiB
+    assert 0.1 < data["peak_memory_gb"] < 16
+    assert data["peak_memory_gb"] >= data["peak_rss_gb"] > 0
+    assert [lv["streams"] for lv in data["concurrency"]] == [1, 4, 8]
+    for lv in data["concurrency"]:
+        assert lv["requests"] == lv["streams"] and lv["aggregate_tps"] > 0
+        assert 0 < lv["ttft_median_s"] < lv["wall_s"]
+    verdicts = {v["metric"]: v for v in data["verdicts"]}
+    assert set(verdicts) == {"generation tok/s", "prompt tok/s", "peak memory (GB)"}
+    assert verdicts["generation tok/s"]["status"] == "N/A"  # no speed estimate without a bandwidth
+    assert verdicts["peak memory (GB)"]["status"] in {"PASS", "WARN", "FAIL"}  # memory is estimated
+    assert "120%" in verdicts["peak memory (GB)"]["rule"]
+    assert data["reference"]["source"].startswith("estimate for qwen3-0.6b int4")
+    assert _servers_of(tmp_path / "hf") == []
+
+    saved_file = Path(data["saved_to"])
+    assert saved_file.parent.parent == isolated_home.benchmarks_dir
+    profile = hardware.detect()
+    saved = bench_store.load_saved(isolated_home, profile)
+    assert saved["qwen3-0.6b"].memory_gb == pytest.approx(data["peak_memory_gb"])
+    assert saved["qwen3-0.6b"].decode_tok_s == pytest.approx(data["gen_tok_s"])
+    # A budget no catalog model fits by its estimate; the measured model fits it.
+    budget = int((data["peak_memory_gb"] + 0.5) * 1e9)
+    before = scoring.recommend(profile, catalog.load_catalog(), budget_bytes=budget)
+    after = scoring.recommend(profile, catalog.load_catalog(), budget_bytes=budget, saved=saved)
+    assert "qwen3-0.6b" not in [t.entry.id for t in before.tiers]
+    standard = next(t for t in after.tiers if t.name == "standard")
+    assert standard.entry.id == "qwen3-0.6b"
+    assert standard.source == "measured (saved benchmark)"
+    assert standard.decode_tok_s == pytest.approx(data["gen_tok_s"])

@@ -28,12 +28,9 @@ def bench(
     Exit codes: 2 bad option, 4 unknown target, 5 port taken, 7 tier down or server failed,
     130 interrupted.
     """
-    from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.bench import parse_levels
-    from mlx_stack.errors import ExitCode, MlxStackError, UsageError
-    from mlx_stack.paths import paths
+    from mlx_stack.errors import UsageError
     from mlx_stack.services import bench as bench_service
-    from mlx_stack.services.bench_target import Interrupted
 
     try:
         levels = parse_levels(concurrency)
@@ -42,18 +39,44 @@ def bench(
                          hint="a comma-separated list, e.g. --concurrency 1,4,8") from None
     options = bench_service.Options(iterations=iterations, levels=levels, max_tokens=max_tokens,
                                     prompts=prompts)
+    outcome = measure(target, save=save, options=options, port=port)
+    if json_:
+        from mlx_stack.cli.terminal import terminal
+
+        terminal.json(as_json(outcome))
+        return
+    show(outcome)
+
+
+def measure(target: str, *, save: bool, options: Any = None, port: int | None = None) -> Any:
+    """Run the benchmark with progress on stderr; also used by `pull --bench`.
+
+    Ctrl-C and SIGTERM end it with exit code 130, the temporary server stopped."""
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.errors import ExitCode, MlxStackError
+    from mlx_stack.paths import paths
+    from mlx_stack.services import bench as bench_service
+    from mlx_stack.services.bench_target import Interrupted
+
     try:
-        outcome = bench_service.run(paths(), target, options=options, port=port, save=save,
-                                    on_progress=lambda msg: terminal.info(f"bench: {msg}"))
+        return bench_service.run(paths(), target, options=options or bench_service.Options(),
+                                 port=port, save=save,
+                                 on_progress=lambda msg: terminal.info(f"bench: {msg}"))
     except (KeyboardInterrupt, Interrupted):
         raise MlxStackError("bench interrupted; no server of the benchmark is left running",
                             exit_code=ExitCode.INTERRUPTED) from None
-    if json_:
-        data: dict[str, Any] = outcome.result.to_dict()
-        data["saved_to"] = outcome.saved_to
-        terminal.json(data)
-        return
+
+
+def as_json(outcome: Any) -> dict[str, Any]:
+    data: dict[str, Any] = outcome.result.to_dict()
+    data["saved_to"] = outcome.saved_to
+    return data
+
+
+def show(outcome: Any) -> None:
+    """The result as tables and a bar chart on stdout; where it was saved on stderr."""
     from mlx_stack.cli import bench_view
+    from mlx_stack.cli.terminal import terminal
 
     bench_view.render(terminal, outcome.result)
     if outcome.saved_to:

@@ -14,6 +14,9 @@ def pull(
     ),
     force: bool = typer.Option(False, "--force", help="Download again even if the files are on disk."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    bench: bool = typer.Option(
+        False, "--bench", help="Then benchmark it here and save the result (as `bench MODEL --save`)."
+    ),
 ) -> None:
     """Download a model (resumable; reuses files already in the cache), then record it for setup.
 
@@ -33,7 +36,7 @@ def pull(
         raise UsageError(f"invalid --quant {quant!r}: expected one of {', '.join(QUANTS)}")
     if quant is not None and "/" in model:
         terminal.warn(f"--quant {quant} ignored: {model} is a hub repo, pulled as it is")
-    bar = _Bar(terminal)
+    bar = DownloadBar(terminal)
     try:
         result = pull_service.pull(
             p, model, quant=quant, default_quant=config.load(p).get("default-quant"), force=force,
@@ -53,15 +56,23 @@ def pull(
     if json_:
         out: dict[str, Any] = result.as_dict()
         out["downloaded_bytes"] = bar.fetched
+        if bench:  # added by bench (issue 7): the measurement goes into the same JSON
+            from mlx_stack.cli import bench_cmd
+
+            out["bench"] = bench_cmd.as_json(bench_cmd.measure(result.path, save=True))
         terminal.json(out)
         return
     terminal.success(
         f"{result.model} ready: {pull_service.human(result.size_bytes)}"
         f"{', ' + result.quant if result.quant else ''} at {result.path}"
     )
+    if bench:  # added by bench (issue 7)
+        from mlx_stack.cli import bench_cmd
+
+        bench_cmd.show(bench_cmd.measure(result.path, save=True))
 
 
-class _Bar:
+class DownloadBar:
     """A Rich progress bar on a terminal; two plain lines otherwise."""
 
     def __init__(self, terminal: Any) -> None:
