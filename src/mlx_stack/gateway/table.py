@@ -15,11 +15,20 @@ from mlx_stack.errors import MlxStackError
 log = logging.getLogger("mlx_stack.gateway")
 
 
+# The LiteLLM config the gateway was started with (set by the gateway command; see
+# mlx_stack.gateway.reload): routing.json is written next to it.
+GATEWAY_CONFIG_ENV = "MLX_STACK_GATEWAY_CONFIG"
+
+
 def routing_file() -> Path:
-    """``$MLX_STACK_ROUTING_FILE``, else ``generated/routing.json`` of the state home."""
+    """``$MLX_STACK_ROUTING_FILE``; else ``routing.json`` next to the gateway's LiteLLM
+    config; else ``generated/routing.json`` of the state home."""
     override = os.environ.get(ROUTING_FILE_ENV)
     if override:
         return Path(override)
+    config = os.environ.get(GATEWAY_CONFIG_ENV)
+    if config:
+        return Path(config).parent / ROUTING_FILE
     from mlx_stack.paths import paths
 
     return paths().generated_dir / ROUTING_FILE
