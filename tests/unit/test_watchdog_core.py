@@ -15,23 +15,29 @@ from mlx_stack.core.watchdog import (
     Record,
     State,
     decide,
+    probe_due,
 )
 
 P = Policy(interval_s=10, restart_delay_s=5, backoff_cap_s=300, reset_after_s=600, max_restarts=5,
            flap_window_s=600, flap_cooldown_s=600, start_timeout_s=60, wedge_probes=3,
            busy_cpu_fraction=0.05, busy_limit_s=1800, fast_poll_s=1)
 
-UP = Observation(wanted=True, alive=True, probe_ok=True, cpu_s=1.0)
+UP = Observation(wanted=True, alive=True, probe_ok=True, probe_s=0.05)
 DOWN = Observation(wanted=True, alive=False)
 UNWANTED = Observation(wanted=False, alive=False)
 
 
-def stuck(cpu: float = 1.0) -> Observation:
-    return Observation(wanted=True, alive=True, probe_ok=False, error="timed out", cpu_s=cpu)
+def stuck(cpu: float = 0.0) -> Observation:
+    """A probe that timed out after 2 s, while the server used ``cpu`` CPU seconds."""
+    return Observation(wanted=True, alive=True, probe_ok=False, error="timed out", probe_s=2.0, cpu_s=cpu)
 
 
-def loading(cpu: float = 1.0) -> Observation:
-    return Observation(wanted=True, alive=True, probe_ok=False, error="connection refused", cpu_s=cpu)
+def busy() -> Observation:
+    return stuck(cpu=1.2)
+
+
+def loading() -> Observation:
+    return Observation(wanted=True, alive=True, probe_ok=False, error="connection refused", probe_s=0.01)
 
 
 def run(events: list[tuple[float, Observation]], rec: Record | None = None,
@@ -133,7 +139,7 @@ def test_sigstopped_server_is_wedged_after_n_stuck_probes() -> None:
 
 def test_busy_server_with_a_long_generation_is_left_alone() -> None:
     # Probes fail (queued behind a long request) but CPU keeps moving: busy, never restarted.
-    events = [(0.0, UP)] + [(10.0 * i, stuck(cpu=1.0 + 5 * i)) for i in range(1, 60)] + [(600.0, UP)]
+    events = [(0.0, UP)] + [(10.0 * i, busy()) for i in range(1, 60)] + [(600.0, UP)]
     rows = run(events)
     assert all(s in (State.HEALTHY, State.BUSY) for _, s, _, _ in rows)
     assert not any(a for _, _, a, _ in rows)
@@ -141,15 +147,14 @@ def test_busy_server_with_a_long_generation_is_left_alone() -> None:
 
 
 def test_token_counter_counts_as_progress_even_without_cpu_data() -> None:
-    obs = [Observation(True, True, False, work=w) for w in (10, 20, 30, 40)]
-    first = Observation(True, True, True, work=0)
-    rows = run([(0, first)] + [(10.0 * (i + 1), o) for i, o in enumerate(obs)])
+    obs = [Observation(True, True, False, probe_s=2.0, work_delta=w) for w in (10, 20, 30, 40)]
+    rows = run([(0, UP)] + [(10.0 * (i + 1), o) for i, o in enumerate(obs)])
     assert [s.value for _, s, _, _ in rows] == ["healthy", "busy", "busy", "busy", "busy"]
 
 
 def test_busy_forever_hits_the_busy_limit() -> None:
     pol = replace(P, busy_limit_s=100)
-    events = [(0.0, UP)] + [(10.0 * i, stuck(cpu=1.0 + 5 * i)) for i in range(1, 11)]
+    events = [(0.0, UP)] + [(10.0 * i, busy()) for i in range(1, 11)]
     rows = run(events, policy=pol)
     assert rows[-2][1] is State.BUSY
     assert rows[-1][1] is State.BACKOFF and rows[-1][2] == ["stop"]
@@ -190,3 +195,28 @@ def test_two_services_are_independent_and_wake_at_the_earliest() -> None:
     d = decide({}, {"a": UP, "b": DOWN}, 0, P)
     assert d.records["a"].state is State.HEALTHY and d.records["b"].state is State.STARTING
     assert d.wake_at == 1  # b is starting: fast poll
+
+
+def test_cpu_evidence_needs_a_probe_long_enough_to_measure() -> None:
+    quick_fail = Observation(True, True, False, error="connection refused", probe_s=0.01, cpu_s=0.01)
+    assert [s.value for _, s, _, _ in run([(0, UP), (10, quick_fail)])] == ["healthy", "unhealthy"]
+
+
+def test_frozen_after_busy_work_is_still_stuck() -> None:
+    # Work done before the freeze does not count: only CPU used while the probe waited.
+    rows = run([(0, UP), (10, busy()), (20, stuck()), (23, stuck()), (26, stuck())])
+    assert [s.value for _, s, _, _ in rows] == ["healthy", "busy", "unhealthy", "unhealthy", "backoff"]
+
+
+def test_probe_schedule() -> None:
+    pol = P  # interval 10, fast poll 1: recheck after a failed probe every 10/3 s
+    assert pol.recheck_s == pytest.approx(10 / 3)
+    healthy = Record(State.HEALTHY, last_probe_at=100)
+    assert not probe_due(healthy, 109.9, pol) and probe_due(healthy, 110, pol)
+    unhealthy = Record(State.UNHEALTHY, last_probe_at=100)
+    assert not probe_due(unhealthy, 103, pol) and probe_due(unhealthy, 103.4, pol)
+    starting = Record(State.STARTING, last_probe_at=100)
+    assert probe_due(starting, 101, pol)
+    assert probe_due(Record(State.BACKOFF, last_probe_at=100), 100, pol)
+    d = decide({"a": healthy}, {"a": Observation(True, True, None)}, 105, pol)
+    assert d.wake_at == 110

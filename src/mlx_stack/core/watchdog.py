@@ -23,13 +23,15 @@ States and transitions (one record per service)::
     any       --not wanted (after `down`)------------> STOPPED
 
 Busy or wedged? A probe is a real one-token completion with a deadline. When it
-fails, the service is *busy* if it shows progress since the previous probe: its
+fails, the service is *busy* if it showed progress *while the probe waited*: its
 token counter moved, or its processes used at least ``busy_cpu_fraction`` of a
-core. A stopped (SIGSTOP) or deadlocked server uses no CPU and produces no
-token, so its failed probes count as *stuck*; ``wedge_probes`` stuck probes in a
-row mean wedged, and it is restarted. A busy server is never restarted for being
-slow, unless no probe at all succeeded for ``busy_limit_s`` (a livelock that
-spins the CPU forever).
+core during the probe (measured over at least ``min_probe_s``). A stopped
+(SIGSTOP) or deadlocked server uses no CPU and produces no token, so its failed
+probes count as *stuck*; ``wedge_probes`` stuck probes in a row (re-checked every
+``recheck_s``) mean wedged, and it is restarted. A busy server is never
+restarted for being slow, unless no probe at all succeeded for ``busy_limit_s``
+(a livelock that spins the CPU forever). Measuring during the probe, not since
+the previous one, keeps work done before a freeze from passing for progress.
 
 Backoff (like Kubernetes' CrashLoopBackOff): the n-th consecutive failure waits
 ``restart_delay * 2**(n-1)`` seconds, capped at ``backoff_cap_s``; the count
@@ -67,6 +69,12 @@ class Policy:
     busy_cpu_fraction: float = 0.05  # CPU share of one core that counts as progress
     busy_limit_s: float = 3600.0  # even a busy server must answer a probe this often
     fast_poll_s: float = 1.0  # poll period while a service starts or waits
+    min_probe_s: float = 0.5  # a failed probe shorter than this says nothing about CPU use
+
+    @property
+    def recheck_s(self) -> float:
+        """Time between the probes of a service whose last probe failed."""
+        return min(self.interval_s, max(self.fast_poll_s, self.interval_s / 3))
 
     def backoff(self, failures: int) -> float:
         """Delay before the start that follows the ``failures``-th failure in a row."""
@@ -83,9 +91,10 @@ class Observation:
     alive: bool  # its process is ours and alive
     probe_ok: bool | None = None  # a real completion (gateway: liveness) answered in time
     error: str | None = None  # why the probe or the last start failed
-    cpu_s: float | None = None  # CPU seconds used by its processes so far
-    work: int | None = None  # tokens generated so far, if the server tells
-    in_flight: int | None = None  # requests it is serving, if it tells
+    probe_s: float | None = None  # how long the probe took
+    cpu_s: float | None = None  # CPU seconds its processes used while the probe ran
+    work_delta: int | None = None  # tokens it generated while the probe ran, if it tells
+    in_flight: int | None = None  # requests it is serving, if it tells (diagnostics)
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,6 @@ class Record:
     last_ok: float | None = None  # last successful probe
     next_start: float | None = None  # BACKOFF / FLAPPING: when to start again
     last_probe_at: float | None = None
-    last_cpu_s: float | None = None
-    last_work: int | None = None
     probes: int = 0  # probes since the last start (diagnostics)
 
 
@@ -129,14 +136,28 @@ class Decision:
     wake_at: float = 0.0  # when the loop should run again
 
 
-def progressing(rec: Record, obs: Observation, now: float, policy: Policy) -> bool:
-    """True if the service did work since the previous probe (see the module doc)."""
-    if obs.work is not None and rec.last_work is not None and obs.work > rec.last_work:
+def progressing(obs: Observation, policy: Policy) -> bool:
+    """True if the service did work while its failed probe waited (see the module doc)."""
+    if obs.work_delta is not None and obs.work_delta > 0:
         return True
-    if obs.cpu_s is None or rec.last_cpu_s is None or rec.last_probe_at is None:
+    if obs.cpu_s is None or obs.probe_s is None or obs.probe_s < policy.min_probe_s:
         return False
-    elapsed = now - rec.last_probe_at
-    return elapsed > 0 and (obs.cpu_s - rec.last_cpu_s) >= policy.busy_cpu_fraction * elapsed
+    return obs.cpu_s >= policy.busy_cpu_fraction * obs.probe_s
+
+
+def probe_due(rec: Record, now: float, policy: Policy) -> bool:
+    """Whether the loop should probe this service now (it always checks liveness)."""
+    return now >= _next_probe(rec, policy)
+
+
+def _next_probe(rec: Record, policy: Policy) -> float:
+    if rec.last_probe_at is None or rec.state in (State.STOPPED, State.BACKOFF, State.FLAPPING):
+        return float("-inf")
+    if rec.state is State.STARTING:
+        return rec.last_probe_at + policy.fast_poll_s
+    if rec.state is State.UNHEALTHY:
+        return rec.last_probe_at + policy.recheck_s
+    return rec.last_probe_at + policy.interval_s
 
 
 def decide(
@@ -160,9 +181,11 @@ def decide(
 def _wake_for(rec: Record, now: float, policy: Policy) -> float:
     if rec.state in (State.BACKOFF, State.FLAPPING) and rec.next_start is not None:
         return max(now + 0.05, min(rec.next_start, now + policy.interval_s))
-    if rec.state in (State.STARTING, State.UNHEALTHY):
-        return now + min(policy.fast_poll_s, policy.interval_s)
-    return now + policy.interval_s
+    if rec.state is State.STOPPED:
+        return now + policy.interval_s
+    if rec.state is State.STARTING and rec.last_probe_at is None:
+        return now + policy.fast_poll_s
+    return max(now + 0.05, min(_next_probe(rec, policy), now + policy.interval_s))
 
 
 def step(name: str, rec: Record, obs: Observation, now: float, policy: Policy) -> tuple[Record, list[Action]]:
@@ -179,8 +202,7 @@ def step(name: str, rec: Record, obs: Observation, now: float, policy: Policy) -
             return new, [Action(ActionKind.CLEAR, name, "started again by hand")]
         if rec.next_start is not None and now >= rec.next_start:
             new = replace(rec, state=State.STARTING, since=now, reason="cool-down over",
-                          restarts=(now,), next_start=None, stuck=0, probes=0,
-                          last_probe_at=None, last_cpu_s=None, last_work=None)
+                          restarts=(now,), next_start=None, stuck=0, probes=0, last_probe_at=None)
             return new, [Action(ActionKind.CLEAR, name, "cool-down over"),
                          Action(ActionKind.START, name, "cool-down over, trying again")]
         return rec, []
@@ -191,7 +213,7 @@ def step(name: str, rec: Record, obs: Observation, now: float, policy: Policy) -
         if rec.next_start is None or now >= rec.next_start:
             restarts = (*_in_window(rec.restarts, now, policy), now)
             new = replace(rec, state=State.STARTING, since=now, restarts=restarts, next_start=None,
-                          stuck=0, probes=0, last_probe_at=None, last_cpu_s=None, last_work=None)
+                          stuck=0, probes=0, last_probe_at=None)
             return new, [Action(ActionKind.START, name, f"restart after: {rec.reason}")]
         return rec, []
 
@@ -212,10 +234,9 @@ def step(name: str, rec: Record, obs: Observation, now: float, policy: Policy) -
 
 def _probed(name: str, rec: Record, obs: Observation, now: float,
             policy: Policy) -> tuple[Record, list[Action]]:
-    base = replace(rec, last_probe_at=now, last_cpu_s=obs.cpu_s, last_work=obs.work,
-                   probes=rec.probes + (obs.probe_ok is not None))
     if obs.probe_ok is None:  # not probed this round: nothing learnt
-        return replace(rec), []
+        return rec, []
+    base = replace(rec, last_probe_at=now, probes=rec.probes + 1)
     if obs.probe_ok:
         healthy_since = rec.healthy_since if rec.healthy_since is not None else now
         failures, restarts = rec.failures, rec.restarts
@@ -236,7 +257,7 @@ def _probed(name: str, rec: Record, obs: Observation, now: float,
                          f"not healthy {policy.start_timeout_s:g} s after start{detail}", stop=True)
         return base, []  # still loading: a failed probe is expected
 
-    if progressing(rec, obs, now, policy):
+    if progressing(obs, policy):
         last_ok = rec.last_ok if rec.last_ok is not None else rec.since
         if now - last_ok >= policy.busy_limit_s:
             return _fail(name, rec, now, policy,
@@ -261,7 +282,7 @@ def _adopt(rec: Record, obs: Observation, now: float, reason: str) -> Record:
     state = State.HEALTHY if obs.probe_ok else State.STARTING
     return replace(rec, state=state, since=now, reason=reason, next_start=None, stuck=0,
                    healthy_since=now if obs.probe_ok else None, last_ok=now if obs.probe_ok else None,
-                   last_probe_at=now, last_cpu_s=obs.cpu_s, last_work=obs.work, probes=0)
+                   last_probe_at=now if obs.probe_ok is not None else None, probes=0)
 
 
 def _in_window(times: tuple[float, ...], now: float, policy: Policy) -> tuple[float, ...]:

@@ -70,6 +70,32 @@ def pending_path(log_file: Path) -> Path:
     return log_file.with_name(log_file.name + PENDING_SUFFIX)
 
 
+def attach(log_file: Path, max_bytes: int, keep: int) -> int:
+    """Send this process's stdout and stderr through a new writer; return its pid.
+
+    The writer runs in its own session, so signals meant for us (launchd stopping
+    the watchdog) do not cut our last lines; it exits when we do (EOF).
+    """
+    import subprocess
+
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(command(log_file, max_bytes, keep), stdin=r, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    finally:
+        os.close(r)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(w, 1)
+    os.dup2(w, 2)
+    os.close(w)
+    _attached.append(proc)  # keep it referenced: it lives as long as we do
+    return proc.pid
+
+
+_attached: list[object] = []
+
+
 # --- rotation (used by the writer and by `logs --rotate` on idle files) -------------
 
 

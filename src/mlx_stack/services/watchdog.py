@@ -1,0 +1,354 @@
+"""The watchdog loop: observe -> decide (core.watchdog) -> apply -> sleep.
+
+What should run: every service of stack.yaml that has a pid file. `up` writes
+pid files and `down` removes them, so a pid file whose process is gone means
+"crashed" (or "the machine rebooted"): the watchdog starts it again. A service
+stopped with `down` is left alone. When the watchdog itself stops a wedged
+service, it writes the pid record back (its process now dead) so the intent
+survives until the restart, exactly as after a crash.
+
+One watchdog at a time: it holds ``run/watchdog.lock`` (flock) while it runs.
+It adopts services that already run instead of starting duplicates; starts and
+stops hold the stack lock (``run/stack.lock``) briefly, like `up` and `down`.
+
+It writes its view to ``run/watchdog.json`` after every round, for `status`::
+
+    {"pid": 123, "updated_at": <epoch s>, "interval_s": 30.0,
+     "services": {"fast": {"state": "flapping", "reason": "...", "since": <epoch s>,
+                           "failures": 6, "restarts_in_window": 5,
+                           "next_start_at": <epoch s> | null,
+                           "last_log_lines": ["...", ...]}}}
+
+``read_state(paths)`` returns that mapping while a watchdog holds the lock, else None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.core.watchdog import (
+    Action,
+    ActionKind,
+    Decision,
+    Observation,
+    Policy,
+    Record,
+    State,
+    decide,
+    probe_due,
+)
+from mlx_stack.errors import ConflictError, MlxStackError
+from mlx_stack.paths import Paths
+
+LOGGED_ENV = "MLX_STACK_WATCHDOG_LOGGED"  # set once output goes through a log writer
+STATE_FILE = "watchdog.json"
+LOCK_FILE = "watchdog.lock"
+STACK_LOCK_TIMEOUT_S = 2.0  # `up` may hold the stack lock for minutes: retry next round
+WEDGED_STOP_GRACE_S = 5.0  # a frozen process ignores SIGTERM; SIGKILL comes after this
+LOG_LINES_IN_STATE = 10
+
+
+def state_path(p: Paths) -> Path:
+    return p.run_dir / STATE_FILE
+
+
+def lock_path(p: Paths) -> Path:
+    return p.run_dir / LOCK_FILE
+
+
+@dataclass
+class Options:
+    policy: Policy
+    probe_timeout_s: float = 10.0
+
+
+def log(message: str) -> None:
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    sys.stderr.write(f"{stamp} watchdog: {message}\n")
+    sys.stderr.flush()
+
+
+# --- observe ----------------------------------------------------------------------
+
+
+def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opts: Options,
+                 start_error: str | None) -> Observation:
+    from mlx_stack.services import service_control as sc
+    from mlx_stack.system import pidfile, probes, server_stats
+
+    pid_rec = pidfile.read(p.run_dir, name)
+    wanted = pid_rec is not None
+    alive = pid_rec is not None and pidfile.is_ours(pid_rec)
+    if not alive or pid_rec is None or not probe_due(rec, now, opts.policy):
+        return Observation(wanted, alive, None, start_error)
+    url = sc.base_url(stack, name)
+    is_tier = name != GATEWAY
+    counted = is_tier and rec.state is not State.STARTING
+    before = server_stats.vllm_counters(url, timeout=1.0) if counted else None
+    cpu0 = server_stats.cpu_seconds(pid_rec.pid)
+    t0 = time.monotonic()
+    if is_tier:
+        result = probes.completion(url, name, timeout=opts.probe_timeout_s)
+    else:
+        result = probes.health(url, timeout=opts.probe_timeout_s, route=sc.GATEWAY_LIVENESS)
+    probe_s = time.monotonic() - t0
+    if result.ok:
+        return Observation(wanted, True, True, probe_s=probe_s)
+    cpu1 = server_stats.cpu_seconds(pid_rec.pid)
+    after = server_stats.vllm_counters(url, timeout=1.0) if before is not None else None
+    cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    delta = after.work - before.work if before is not None and after is not None else None
+    return Observation(wanted, pidfile.is_ours(pid_rec), False, result.error, probe_s=probe_s,
+                       cpu_s=cpu, work_delta=delta, in_flight=after.in_flight if after else None)
+
+
+def observe(p: Paths, stack: Stack, records: dict[str, Record], now: float, opts: Options,
+            start_errors: dict[str, str]) -> dict[str, Observation]:
+    """Look at every service of the stack, probing those that are due, in parallel."""
+    from mlx_stack.system import probes
+
+    names = stack.services
+    calls = [(lambda n=n: _safe_observe(p, stack, n, records.get(n, Record(since=now)), now, opts,
+                                        start_errors.get(n))) for n in names]
+    return dict(zip(names, probes.in_parallel(calls), strict=True))
+
+
+def _safe_observe(p: Paths, stack: Stack, name: str, rec: Record, now: float, opts: Options,
+                  start_error: str | None) -> Observation:
+    try:
+        return _observe_one(p, stack, name, rec, now, opts, start_error)
+    except Exception as exc:  # a failed probe must not kill the watchdog: learn nothing this round
+        log(f"{name}: could not observe ({type(exc).__name__}: {exc})")
+        from mlx_stack.system import pidfile
+
+        rec_ = pidfile.read(p.run_dir, name)
+        return Observation(rec_ is not None, rec_ is not None and pidfile.is_ours(rec_), None)
+
+
+# --- apply ------------------------------------------------------------------------
+
+
+class LockBusy(Exception):
+    """The stack lock is held (an `up` or `down` runs): try again next round."""
+
+
+def _apply_one(p: Paths, stack: Stack, action: Action) -> None:
+    from mlx_stack.services import service_control as sc
+    from mlx_stack.system import pidfile
+    from mlx_stack.system.fs import file_lock
+
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"))
+        except ConflictError:
+            raise LockBusy() from None
+        record = pidfile.read(p.run_dir, action.service)
+        if record is None:
+            return  # `down` ran meanwhile: not wanted any more
+        if action.kind is ActionKind.START:
+            sc.start_service(p, action.service, stack=stack, wait=False)
+        elif action.kind is ActionKind.STOP and pidfile.is_ours(record):
+            sc.stop_service(p, action.service, grace=WEDGED_STOP_GRACE_S)
+            pidfile.write(p.run_dir, record)  # dead pid: "should run", restarted after the backoff
+
+
+def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
+          start_errors: dict[str, str]) -> dict[str, Record]:
+    """Carry out the actions; returns the records to keep (a skipped start is retried)."""
+    records = dict(decision.records)
+    for action in decision.actions:
+        name = action.service
+        if action.kind in (ActionKind.EVENT, ActionKind.CLEAR, ActionKind.FLAPPING):
+            word = {"event": "", "clear": "flapping cleared: ", "flapping": "FLAPPING: "}[action.kind.value]
+            log(f"{name}: {word}{action.reason}")
+            continue
+        try:
+            log(f"{name}: {action.kind.value} ({action.reason})")
+            _apply_one(p, stack, action)
+            start_errors.pop(name, None)
+        except LockBusy:
+            log(f"{name}: stack lock busy (an up/down runs); will retry")
+            if name in before:
+                records[name] = before[name]
+        except MlxStackError as exc:
+            start_errors[name] = exc.message
+            log(f"{name}: {action.kind.value} failed: {exc.message}")
+        except Exception as exc:  # survive: the next round sees the result
+            start_errors[name] = f"{type(exc).__name__}: {exc}"
+            log(f"{name}: {action.kind.value} failed: {type(exc).__name__}: {exc}")
+    return records
+
+
+# --- state file ---------------------------------------------------------------------
+
+
+def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
+    return None if mono is None else round(now_wall - (now_mono - mono), 3)
+
+
+def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy) -> None:
+    from mlx_stack.services import logs
+    from mlx_stack.system.fs import atomic_write
+
+    wall = time.time()
+    services: dict[str, Any] = {}
+    for name, rec in records.items():
+        entry: dict[str, Any] = {
+            "state": rec.state.value, "reason": rec.reason, "since": _wall(rec.since, now, wall),
+            "failures": rec.failures,
+            "restarts_in_window": sum(1 for t in rec.restarts if now - t < policy.flap_window_s),
+            "next_start_at": _wall(rec.next_start, now, wall),
+        }
+        if rec.state in (State.FLAPPING, State.BACKOFF):
+            entry["last_log_lines"] = logs.tail_lines(p.logs_dir / f"{name}.log", LOG_LINES_IN_STATE)
+        services[name] = entry
+    data = {"pid": os.getpid(), "updated_at": round(wall, 3), "interval_s": policy.interval_s,
+            "services": services}
+    atomic_write(state_path(p), json.dumps(data, indent=2) + "\n")
+
+
+def read_state(p: Paths) -> dict[str, Any] | None:
+    """The running watchdog's last written view, or None if no watchdog runs."""
+    if not _lock_held(lock_path(p)):  # a held lock means a live watchdog
+        return None
+    try:
+        data = json.loads(state_path(p).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _lock_held(path: Path) -> bool:
+    import errno
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EACCES)
+    finally:
+        os.close(fd)
+    return False
+
+
+# --- the loop -----------------------------------------------------------------------
+
+
+def run_loop(p: Paths, opts: Options, stop: threading.Event,
+             clock: Callable[[], float] = time.monotonic) -> None:
+    """Observe, decide, apply, sleep, until ``stop`` is set. Survives its own errors."""
+    from mlx_stack.services import stack_store
+    from mlx_stack.system import server_stats
+
+    records: dict[str, Record] = {}
+    start_errors: dict[str, str] = {}
+    while not stop.is_set():
+        now = clock()
+        wake = now + opts.policy.interval_s
+        try:
+            server_stats.reap_children()
+            if stack_store.exists(p):
+                stack = stack_store.load(p)
+                obs = observe(p, stack, records, now, opts, start_errors)
+                now = clock()  # probes take time; decide with the time they ended
+                decision = decide(records, obs, now, opts.policy)
+                records = apply(p, stack, decision, records, start_errors)
+                wake = decision.wake_at
+                write_state(p, records, now, opts.policy)
+        except Exception as exc:  # a vanished or corrupt file, a bug: log it, keep watching
+            log(f"round failed: {type(exc).__name__}: {exc}")
+            wake = clock() + min(opts.policy.interval_s, 5.0)
+        stop.wait(max(0.0, wake - clock()))
+
+
+def serve(p: Paths, opts: Options, *, standby: bool = False,
+          on_ready: Callable[[], None] | None = None) -> None:
+    """Hold the watchdog lock and run the loop until SIGTERM/SIGINT."""
+    from mlx_stack.system.fs import file_lock
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log(f"got {signal.Signals(signum).name}, stopping (services keep running)")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    p.run_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        said = False
+        while True:
+            try:
+                held.enter_context(file_lock(lock_path(p), timeout=0, what="watchdog"))
+                break
+            except ConflictError:
+                if not standby:
+                    raise ConflictError("a watchdog is already running",
+                                        hint="stop it first, or see `mlx-stack install --status`") from None
+                if not said:
+                    log("another watchdog runs; standing by until it exits")
+                    said = True
+                if stop.wait(1.0):
+                    return
+        log(f"watching {p.home} (pid {os.getpid()}, every {opts.policy.interval_s:g} s)")
+        if on_ready is not None:
+            on_ready()
+        try:
+            run_loop(p, opts, stop)
+        finally:
+            with contextlib.suppress(OSError):
+                state_path(p).unlink()
+            log("stopped")
+
+
+def log_to_file(p: Paths) -> None:
+    """Send our output to ``logs/watchdog.log`` through a rotating log writer."""
+    from mlx_stack.services import config
+    from mlx_stack.system import logwriter
+
+    settings = config.load(p)
+    logwriter.attach(p.logs_dir / "watchdog.log", int(settings.get("log-max-size-mb")) * 1024 * 1024,
+                     int(settings.get("log-max-files")))
+    os.environ[LOGGED_ENV] = "1"
+
+
+def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0) -> int:
+    """Start ``mlx-stack <args>`` (a foreground watch) detached; return its pid once it holds the lock."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            from mlx_stack.errors import ServiceError
+
+            raise ServiceError(f"the watchdog exited at once (code {proc.returncode})",
+                               hint=f"see {p.logs_dir / 'watchdog.log'}")
+        if _lock_held(lock_path(p)):
+            return proc.pid
+        time.sleep(0.1)
+    return proc.pid
+
+
+def ensure_not_running(p: Paths) -> None:
+    if _lock_held(lock_path(p)):
+        raise ConflictError("a watchdog is already running",
+                            hint="`mlx-stack install --status` shows the installed one; stop it first")

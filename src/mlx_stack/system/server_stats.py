@@ -1,0 +1,68 @@
+"""What the watchdog measures besides probes: CPU time of a service's processes and
+the request/token counters vllm-mlx reports, to tell a busy server from a wedged one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from dataclasses import dataclass
+
+import httpx
+import psutil
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by ``pid`` and its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+@dataclass(frozen=True)
+class ServerCounters:
+    work: int  # tokens generated so far, finished requests plus those in flight
+    in_flight: int  # requests running or waiting
+
+
+def vllm_counters(base_url: str, timeout: float = 2.0) -> ServerCounters | None:
+    """vllm-mlx's ``/v1/status`` counters, or None if it does not answer in time."""
+    try:
+        resp = httpx.get(f"{base_url.rstrip('/')}/v1/status", timeout=timeout, trust_env=False)
+        data = resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        live = sum(int(r.get("completion_tokens") or 0) for r in data.get("requests") or []
+                   if isinstance(r, dict))
+        work = int(data.get("total_completion_tokens") or 0) + live
+        in_flight = int(data.get("num_running") or 0) + int(data.get("num_waiting") or 0)
+    except (TypeError, ValueError):
+        return None
+    return ServerCounters(work, in_flight)
+
+
+def reap_children() -> None:
+    """Collect exited children (services this process started) so none stays a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            return
+        if pid == 0:
+            return
