@@ -1,7 +1,7 @@
 """`mlx-stack setup`: write the stack (stack.yaml) and start it.
 
-Only the demo path exists so far (`--demo`); the recommender-driven flow plugs in
-as another branch of :func:`setup` (see ``_setup_demo`` for the shape).
+`--demo` builds tiny local models (below); every other shape (recommended, --model,
+--add/--remove) runs through ``mlx_stack.services.setup`` (see ``cli/setup_view.py``).
 """
 
 from __future__ import annotations
@@ -15,17 +15,45 @@ def setup(
         help="Three tiers of tiny models built here, offline, in seconds (they answer nonsense).",
     ),
     no_start: bool = typer.Option(False, "--no-start", help="Write the stack but start nothing."),
+    accept_defaults: bool = typer.Option(
+        False, "--accept-defaults", "-y",
+        help="No questions: take the recommendation (never a gated model). Implied without a terminal.",
+    ),
+    intent: str = typer.Option(None, "--intent", help="balanced (default) or agent-fleet."),
+    budget_pct: int = typer.Option(
+        None, "--budget-pct",
+        help="Share of memory all tiers may use, 10-90 (default: config memory-budget-pct).",
+    ),
+    add: list[str] = typer.Option(
+        None, "--add",
+        help="Add a model to the current stack (catalog id, org/name or a local folder); repeatable.",
+    ),
+    as_: list[str] = typer.Option(None, "--as", help="Tier name for the --add at the same position."),
+    remove: list[str] = typer.Option(
+        None, "--remove", help="Remove a tier from the current stack; repeatable.",
+    ),
+    model: str = typer.Option(None, "--model", help="Quick setup: one tier (standard) serving this model."),
+    no_pull: bool = typer.Option(False, "--no-pull", help="Download nothing: use models already on disk."),
 ) -> None:
-    """Choose what runs on this machine, write ~/.mlx-stack/stack.yaml and start it."""
-    from mlx_stack.errors import UsageError
+    """Choose what runs on this machine, write ~/.mlx-stack/stack.yaml and start it.
 
+    Without flags: detect the hardware, recommend a model per tier, confirm, download, start.
+    On a running stack, --add/--remove start and stop only those tiers; the others keep serving.
+    """
+    from mlx_stack.core.stack_change import SetupFlags, check_flags
+
+    flags = SetupFlags(
+        demo=demo, accept_defaults=accept_defaults, intent=intent, budget_pct=budget_pct,
+        add=tuple(add or ()), as_=tuple(as_ or ()), remove=tuple(remove or ()), model=model,
+        no_pull=no_pull, no_start=no_start,
+    )
+    check_flags(flags)
     if demo:
         _setup_demo(start=not no_start)
         return
-    raise UsageError(
-        "only `mlx-stack setup --demo` is available in this version",
-        hint="run `mlx-stack setup --demo` to try the whole stack with tiny local models",
-    )
+    from mlx_stack.cli.setup_view import run_setup
+
+    run_setup(flags)
 
 
 def _setup_demo(*, start: bool) -> None:

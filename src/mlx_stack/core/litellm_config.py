@@ -16,6 +16,9 @@ from mlx_stack.core.stack import CLOUD, Stack
 
 MASTER_KEY_ENV = "MLX_STACK_GATEWAY_KEY"
 CLOUD_KEY_ENV = "MLX_STACK_OPENROUTER_KEY"
+# Re-applies this file's model list to the running proxy when `setup` rewrites it
+# (see mlx_stack.gateway.reload): adding or removing a tier needs no gateway restart.
+RELOAD_HOOK = "mlx_stack.gateway.reload.reloader"
 
 # A local server refuses a dead port in under a millisecond, so a retry on the same
 # tier only delays the fallback; the next tier is the retry.
@@ -82,6 +85,7 @@ def render(stack: Stack, *, cloud: bool = False) -> dict[str, Any]:
             "set_verbose": False,
             "json_logs": False,
             "turn_off_message_logging": True,  # prompts never reach the logs
+            "callbacks": [RELOAD_HOOK],
         },
         "general_settings": {
             "master_key": f"os.environ/{MASTER_KEY_ENV}",

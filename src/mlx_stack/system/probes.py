@@ -70,6 +70,20 @@ def completion(
     return ProbeResult(True, latency, None, resp.status_code)
 
 
+def served_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:
+    """The model names ``GET {base_url}/v1/models`` lists, or None when it does not answer."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        resp = httpx.get(f"{base_url.rstrip('/')}/v1/models", headers=headers, timeout=timeout,
+                         trust_env=False)
+        data = resp.json().get("data") if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    if not isinstance(data, list):
+        return None
+    return [str(m.get("id")) for m in data if isinstance(m, dict)]
+
+
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
     """Run ``calls`` concurrently (threads: the probes wait on the network)."""
     if not calls:

@@ -1,0 +1,271 @@
+"""`setup`: from nothing to a running stack chosen for this machine, or the stack's next shape.
+
+Three shapes, one ending:
+
+- recommended (no model flags): hardware -> recommendation (intent, budget) ->
+  confirmation -> downloads -> the three tiers;
+- ``--model M``: one tier, ``standard``, serving M;
+- ``--add M [--as T]`` / ``--remove T``: the current stack, changed.
+
+Then :func:`stack_apply.apply` writes stack.yaml under the lock and changes only
+what differs on a running stack, and ``up`` starts whatever is not running yet.
+Every download happens before the stack is touched: a failed or interrupted
+setup leaves the previous stack exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlx_stack.core.stack import Gateway, Stack, Tier
+from mlx_stack.core.stack_change import SetupFlags, assign_ports, check_flags, check_tier_name, tier_name_for
+from mlx_stack.errors import ConflictError, MlxStackError, NotFoundError
+from mlx_stack.paths import Paths
+from mlx_stack.services import pull as pulling
+from mlx_stack.services.stack_apply import ApplyResult
+
+
+class SetupUI(Protocol):
+    """What setup shows and asks; the CLI implements it with Rich, tests with a recorder."""
+
+    interactive: bool
+
+    def say(self, message: str) -> None: ...
+    def hardware(self, profile: Any) -> None: ...
+    def recommendation(self, rec: Any) -> None: ...
+    def ask_intent(self, default: str) -> str: ...
+    def ask_budget_pct(self, default: int) -> int: ...
+    def confirm(self, question: str) -> bool: ...
+    def pull_started(self, plan: pulling.Plan) -> None: ...
+    def pull_progress(self, done: int, total: int) -> None: ...
+    def pull_finished(self) -> None: ...
+
+
+class SetupCancelled(MlxStackError):
+    """The user said no at the confirmation: nothing changed (exit 0)."""
+
+    exit_code = 0
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One tier to set up: its name and the model to serve."""
+
+    tier: str
+    spec: str  # catalog id, hub repo or a local folder
+    quant: str | None = None
+
+
+@dataclass
+class SetupResult:
+    stack: Stack
+    applied: ApplyResult
+    up_started: list[str] = field(default_factory=list)
+    endpoint: str = ""
+    downloaded: list[str] = field(default_factory=list)
+
+
+def run(p: Paths, flags: SetupFlags, ui: SetupUI) -> SetupResult:
+    """Validate, decide, download, then apply. Raises before touching the stack on any failure."""
+    from mlx_stack.services import config, lifecycle, stack_store
+
+    check_flags(flags)
+    settings = config.load(p)
+    default_quant = settings.get("default-quant")
+    previous = stack_store.load(p) if stack_store.exists(p) else None
+    if flags.changes_stack:
+        wanted = _changes(previous, flags)
+    elif flags.model is not None:
+        wanted = [Wanted("standard", flags.model)]
+    else:
+        wanted = _recommended(p, flags, ui, default_quant, settings.get("memory-budget-pct"))
+    tiers, downloaded = _fetch(p, wanted, ui, no_pull=flags.no_pull, default_quant=default_quant,
+                               confirm=not flags.accept_defaults and ui.interactive)
+    new = _build(p, previous, tiers, flags, int(settings.get("litellm-port")))
+    from mlx_stack.services import stack_apply
+
+    applied = stack_apply.apply(p, new, start=not flags.no_start, say=ui.say)
+    result = SetupResult(new, applied, downloaded=downloaded, endpoint=lifecycle.endpoint(new))
+    if not flags.no_start:
+        up = lifecycle.up(p)
+        result.up_started = up.started
+    return result
+
+
+def _changes(previous: Stack | None, flags: SetupFlags) -> list[Wanted]:
+    if previous is None:
+        raise NotFoundError(
+            "no stack to change yet",
+            hint="run `mlx-stack setup` (or `--model MODEL`) first; --add/--remove change an existing stack",
+        )
+    for name in flags.remove:
+        previous.tier(name)  # NotFoundError naming the tiers
+    names = list(flags.as_) + [tier_name_for(spec) for spec in flags.add[len(flags.as_):]]
+    for name in names:
+        check_tier_name(name)
+    if len(set(names)) != len(names):
+        raise ConflictError("two added models would get the same tier name",
+                            hint="name each with --as")
+    if len(previous.tiers) - len(flags.remove) + len([n for n in names if n not in previous.tier_names]) < 1:
+        raise ConflictError("that would leave the stack without any tier",
+                            hint="`mlx-stack down` stops the stack; --remove keeps at least one tier")
+    return [Wanted(name, spec) for name, spec in zip(names, flags.add, strict=True)]
+
+
+def _recommended(p: Paths, flags: SetupFlags, ui: SetupUI, quant: str, config_pct: int) -> list[Wanted]:
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.core.scoring import recommend
+    from mlx_stack.services import hardware
+    from mlx_stack.system import hub
+
+    profile = hardware.detect()
+    ui.hardware(profile)
+    ask = ui.interactive and not flags.accept_defaults
+    intent = flags.intent or (ui.ask_intent("balanced") if ask else "balanced")
+    pct = flags.budget_pct or (ui.ask_budget_pct(int(config_pct)) if ask else int(config_pct))
+    catalog = list(load_catalog())
+    if flags.accept_defaults or not ui.interactive or not hub.token():
+        catalog = [e for e in catalog if not e.gated]  # the zero-config path needs no token
+    rec = recommend(profile, catalog, intent=intent, quant=quant, memory_budget_pct=pct,
+                    saved=_saved(p, profile))
+    ui.recommendation(rec)
+    if not rec.tiers:
+        reason = rec.dropped[0].reason if rec.dropped else "no catalog model fits"
+        raise ConflictError(f"nothing to run on this machine: {reason}",
+                            hint="raise --budget-pct, or pick a model yourself with `--model`")
+    return [Wanted(t.name, t.entry.id, t.quant) for t in rec.tiers]
+
+
+def _saved(p: Paths, profile: Any) -> dict[str, Any]:
+    """`bench --save` results for this hardware, by catalog id (they override estimates)."""
+    try:
+        from mlx_stack.core.catalog import load_catalog
+        from mlx_stack.services.bench_store import load_saved
+
+        catalog, out = load_catalog(), {}
+        for key, m in load_saved(p, profile).items():
+            hit = catalog.find_repo(key)
+            model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
+            out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
+        return out
+    except (ImportError, MlxStackError):
+        return {}
+
+
+@dataclass(frozen=True)
+class _Local:
+    wanted: Wanted
+    model: str
+    path: str
+    entry: Any = None
+
+
+def _fetch(p: Paths, wanted: list[Wanted], ui: SetupUI, *, no_pull: bool, default_quant: str,
+           confirm: bool) -> tuple[list[Tier], list[str]]:
+    """Every wanted model as a local folder: found on disk, or planned, confirmed, downloaded."""
+    local: list[_Local] = []
+    plans: list[tuple[Wanted, pulling.Plan]] = []
+    for w in wanted:
+        found = _on_disk(p, w, default_quant)
+        if found is not None:
+            local.append(found)
+        elif no_pull:
+            raise NotFoundError(
+                f"{w.spec} (for tier {w.tier}) is not on this machine",
+                hint=f"drop --no-pull to download it, or run `mlx-stack pull {w.spec}` first",
+            )
+        else:
+            target = pulling.resolve(w.spec, w.quant, default_quant)
+            plans.append((w, pulling.plan(p, target)))
+    downloaded: list[str] = []
+    if plans:
+        total = sum(pl.to_fetch for _, pl in plans)
+        free = min(pl.free for _, pl in plans)
+        ui.say(f"to download: {len(plans)} model(s), {pulling.human(total)}; "
+               f"{pulling.human(free)} free on disk")
+        if total and free < total + pulling.HEADROOM:
+            raise ConflictError(
+                f"not enough disk space: the models need {pulling.human(total)}, {pulling.human(free)} free",
+                hint="free some space, or `mlx-stack config set model-dir /path/on/a/bigger/disk`",
+            )
+        if confirm and not ui.confirm(f"Download {pulling.human(total)} and continue?"):
+            raise SetupCancelled("setup cancelled; nothing was changed", exit_code=0)
+        for w, pl in plans:
+            ui.pull_started(pl)
+            try:
+                model = pulling.execute(p, pl, on_progress=ui.pull_progress)
+            finally:
+                ui.pull_finished()
+            downloaded.append(model.repo)
+            local.append(_Local(w, model.model, model.path, pl.target.entry))
+    by_tier = {item.wanted.tier: item for item in local}
+    return [_tier_for(by_tier[w.tier]) for w in wanted], downloaded
+
+
+def _on_disk(p: Paths, w: Wanted, default_quant: str) -> _Local | None:
+    """A local folder, a model `pull` recorded, or a complete copy in the HF cache (no network)."""
+    from mlx_stack.services import pulled_models
+
+    folder = Path(w.spec).expanduser()
+    if (w.spec.startswith((".", "/", "~")) or folder.is_dir()) and (folder / "config.json").is_file():
+        return _Local(w, folder.name, str(folder.absolute()))
+    if w.spec.startswith((".", "/", "~")):
+        raise NotFoundError(f"{w.spec}: no model folder (config.json) there",
+                            hint="give a folder with config.json and *.safetensors, a catalog id or org/name")
+    target = pulling.resolve(w.spec, w.quant, default_quant)
+    found = pulled_models.find(p, target.repo) or pulled_models.find(p, w.spec)
+    if found is not None:
+        return _Local(w, target.model, found.path, target.entry)
+    from mlx_stack.system import hub
+
+    cache, local_dir = pulling.destination(p, target.repo)
+    path = hub.cached_snapshot(target.repo, revision=None, cache=cache, local_dir=local_dir,
+                               allow=pulling.ALLOW)
+    return _Local(w, target.model, str(path), target.entry) if path is not None else None
+
+
+def _tier_for(item: _Local) -> Tier:
+    entry = item.entry
+    if entry is not None:
+        caps = entry.capabilities
+        return Tier(name=item.wanted.tier, model=item.model, path=item.path, port=0,
+                    tool_call_parser=caps.tool_call_parser, reasoning_parser=caps.reasoning_parser,
+                    context_window=entry.context_length)
+    parser, context = _local_hints(Path(item.path))
+    return Tier(name=item.wanted.tier, model=item.model, path=item.path, port=0,
+                tool_call_parser=parser, context_window=context)
+
+
+def _local_hints(folder: Path) -> tuple[str | None, int | None]:
+    """A model folder outside the catalog: the demo builder's marker says hermes tool calls."""
+    import json
+
+    parser = "hermes" if (folder / ".mlx-stack-model.json").is_file() else None
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        context = config.get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        context = None
+    return parser, context if isinstance(context, int) and context > 0 else None
+
+
+def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlags, config_port: int) -> Stack:
+    from mlx_stack.system import ports
+
+    if flags.changes_stack:
+        assert previous is not None
+        kept = [t for t in previous.tiers if t.name not in flags.remove]
+        by_name = {t.name: t for t in kept}
+        for t in tiers:
+            by_name[t.name] = t
+        order = [n for n in previous.fallback_order if n in by_name]
+        order += [n for n in by_name if n not in order]
+        placed = assign_ports(list(by_name.values()), previous, previous.gateway.port, ports.is_free)
+        return replace(previous, tiers=tuple(placed), fallback_order=tuple(order))
+    gateway = Gateway(host=previous.gateway.host if previous else "127.0.0.1", port=config_port)
+    placed = assign_ports(tiers, previous, gateway.port, ports.is_free)
+    cloud = previous.cloud if previous is not None else Stack(tiers=(), fallback_order=()).cloud
+    order = tuple(t.name for t in placed)
+    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud)

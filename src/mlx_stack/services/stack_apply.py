@@ -1,0 +1,145 @@
+"""Put a new stack in place, touching on a running stack only what changed.
+
+Under the stack lock:
+
+1. tiers whose definition changed are stopped (they may keep their port);
+2. added and changed tiers start, in parallel, until each answered a real
+   completion. If one fails, what was just started is stopped, changed tiers
+   get their old definition back, and stack.yaml is left as it was;
+3. stack.yaml is written (atomically);
+4. the gateway gets the regenerated LiteLLM config and reloads it in place
+   (``mlx_stack.gateway.reload``), checked through the gateway itself; when it
+   did not take the change (or its port changed) it is restarted;
+5. removed tiers stop, once the gateway no longer routes to them.
+
+Unchanged tiers are never signalled: they keep their pids and keep serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.core.stack_change import StackDiff, diff
+from mlx_stack.errors import ServiceError
+from mlx_stack.paths import Paths
+from mlx_stack.services import stack_store
+from mlx_stack.services.service_control import (
+    HEALTH_TIMEOUT_S,
+    base_url,
+    running_record,
+    start_service,
+    stop_service,
+    write_gateway_config,
+)
+from mlx_stack.system import probes, secrets
+from mlx_stack.system.fs import file_lock
+
+RELOAD_TIMEOUT_S = 20.0
+LOCK_TIMEOUT_S = 600.0
+
+
+@dataclass
+class ApplyResult:
+    diff: StackDiff
+    live: bool = False  # the stack was running: changes were applied to it
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    gateway: str = "untouched"  # untouched | reloaded | restarted | started
+
+
+def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lambda _: None,
+          health_timeout: float = HEALTH_TIMEOUT_S) -> ApplyResult:
+    """Write ``new`` as the stack; on a running stack (and ``start``), change only what differs."""
+    with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="setup"):
+        old = stack_store.load(p) if stack_store.exists(p) else None
+        d = diff(old, new)
+        running = {s for s in (old.services if old else []) if running_record(p, s) is not None}
+        if not running or not start or old is None:
+            stack_store.save(p, new)
+            return ApplyResult(d)
+        result = ApplyResult(d, live=True)
+        _start_tiers(p, old, new, d, running, result, say, health_timeout)
+        stack_store.save(p, new)
+        if GATEWAY in running:
+            _update_gateway(p, old, new, d, result, say, health_timeout)
+        for name in d.removed:
+            if name in running:
+                say(f"stopping tier {name}")
+                stop_service(p, name)
+                result.stopped.append(name)
+        return result
+
+
+def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[str], result: ApplyResult,
+                 say: Callable[[str], None], health_timeout: float) -> None:
+    changed_running = [n for n in d.changed if n in running]
+    for name in changed_running:
+        say(f"stopping tier {name} (its definition changed)")
+        stop_service(p, name)
+    todo = [*d.added, *d.changed]
+    if not todo:
+        return
+    say("starting " + ", ".join(todo) + " (each counts once it answered a real completion)")
+    launched: list[str] = []
+
+    def one(name: str) -> ServiceError | None:
+        try:
+            start_service(p, name, stack=new, timeout=health_timeout)
+        except ServiceError as exc:
+            return exc
+        finally:
+            if running_record(p, name) is not None:
+                launched.append(name)
+        return None
+
+    try:
+        errors = [e for e in probes.in_parallel([(lambda n=n: one(n)) for n in todo]) if e is not None]
+        if errors:
+            raise errors[0] if len(errors) == 1 else ServiceError(
+                "; ".join(e.message for e in errors), hint=errors[0].hint)
+    except BaseException:
+        for name in launched:
+            stop_service(p, name)
+        for name in changed_running:  # put the old definition back
+            with contextlib.suppress(ServiceError):
+                start_service(p, name, stack=old, timeout=health_timeout)
+        raise
+    result.started += todo
+
+
+def _update_gateway(p: Paths, old: Stack, new: Stack, d: StackDiff, result: ApplyResult,
+                    say: Callable[[str], None], health_timeout: float) -> None:
+    if old.gateway == new.gateway and not d.routes_changed:
+        return
+    if old.gateway == new.gateway:
+        write_gateway_config(p, new)
+        if _reloaded(p, new, d):
+            say("gateway routes reloaded in place (no restart)")
+            result.gateway = "reloaded"
+            return
+        say("the gateway did not take the new routes; restarting it")
+    else:
+        say(f"restarting the gateway on port {new.gateway.port}")
+    stop_service(p, GATEWAY)
+    start_service(p, GATEWAY, stack=new, timeout=health_timeout)
+    result.gateway = "restarted"
+
+
+def _reloaded(p: Paths, new: Stack, d: StackDiff, timeout: float = RELOAD_TIMEOUT_S) -> bool:
+    """True once the gateway serves exactly the new tiers (a request triggers the reload)."""
+    url = base_url(new, GATEWAY)
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY)
+    target = (d.added or d.changed or new.tier_names)[0]
+    wanted, gone = set(new.tier_names), set(d.removed)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probes.completion(url, target, api_key=key, timeout=30.0)
+        listed = probes.served_models(url, api_key=key)
+        if listed is not None and wanted <= set(listed) and not gone & set(listed):
+            return True
+        time.sleep(0.3)
+    return False

@@ -1,0 +1,140 @@
+"""`setup --add` / `setup --remove` on a live stack: real vllm-mlx tiers, the real LiteLLM gateway.
+
+While setup adds and then removes a tier, a client keeps calling the endpoint; the
+untouched tiers and the gateway keep their pids (the gateway reloads its routes in
+place), and not one request fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from mlx_stack.paths import Paths
+from mlx_stack.services import lifecycle, stack_store
+from mlx_stack.services.demo_models import build_random_model
+from mlx_stack.system import pidfile, ports, secrets
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 480
+
+
+@dataclass
+class Live:
+    home: Paths
+    extra_model: Path
+    key: str = ""
+    endpoint: str = ""
+
+    def pid(self, service: str) -> int | None:
+        record = pidfile.read(self.home.run_dir, service)
+        return record.pid if record is not None else None
+
+    def pids(self) -> dict[str, int | None]:
+        return {s: self.pid(s) for s in ("standard", "fast", "longctx", "gateway")}
+
+    def ask(self, model: str, timeout: float = 60) -> httpx.Response:
+        return httpx.post(f"{self.endpoint}/chat/completions", timeout=timeout, trust_env=False,
+                          headers={"Authorization": f"Bearer {self.key}"},
+                          json={"model": model, "max_tokens": 2,
+                                "messages": [{"role": "user", "content": "hello"}]})
+
+
+def _cli(home: Paths, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLX_STACK_HOME": str(home.home)}
+    return subprocess.run([sys.executable, "-m", "mlx_stack", *args], env=env, text=True,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=DEADLINE_S)
+
+
+@dataclass
+class Poller:
+    """Calls the endpoint in a loop; records every failure."""
+
+    live: Live
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                r = self.live.ask("standard", timeout=30)
+                if r.status_code == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"HTTP {r.status_code}: {r.text[:120]}")
+            except httpx.HTTPError as exc:
+                self.failures.append(repr(exc))
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("setup-live")
+    home = Paths(root / "home")
+    live = Live(home, build_random_model(root / "extra-model", seed=7))
+    try:
+        assert _cli(home, "config", "set", "litellm-port", str(ports.free_port())).returncode == 0
+        r = _cli(home, "setup", "--demo")
+        assert r.returncode == 0, r.stderr
+        live.key = secrets.read_secret(home, secrets.GATEWAY_KEY) or ""
+        live.endpoint = lifecycle.endpoint(stack_store.load(home))
+        yield live
+    finally:
+        lifecycle.down(home, grace=5)
+        for proc in psutil.process_iter(["cmdline"]):  # never leave a server behind
+            try:
+                if str(home.home) in " ".join(proc.info["cmdline"] or []):
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                continue
+
+
+def test_add_then_remove_a_tier_on_a_live_stack(live: Live) -> None:
+    before = live.pids()
+    assert all(before.values()), before
+    assert live.ask("standard").status_code == 200
+    poller = Poller(live)
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    try:
+        added = _cli(live.home, "setup", "--add", str(live.extra_model), "--as", "extra")
+        assert added.returncode == 0, added.stderr
+        assert "gateway reloaded" in added.stderr
+        assert "standard, fast, longctx kept serving" in added.stderr
+        assert live.pids() == before  # untouched tiers and the gateway: same processes
+        extra_pid = live.pid("extra")
+        assert extra_pid is not None and psutil.pid_exists(extra_pid)
+        r = live.ask("extra")
+        assert r.status_code == 200, r.text
+        assert stack_store.load(live.home).tier_names == ["standard", "fast", "longctx", "extra"]
+
+        removed = _cli(live.home, "setup", "--remove", "extra")
+        assert removed.returncode == 0, removed.stderr
+        assert live.pids() == before
+        assert live.pid("extra") is None
+        deadline = time.monotonic() + 15
+        while psutil.pid_exists(extra_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc_gone = not psutil.pid_exists(extra_pid) or \
+            psutil.Process(extra_pid).status() == psutil.STATUS_ZOMBIE
+        assert proc_gone
+        assert live.ask("extra").status_code in (400, 404)  # no such model any more
+        assert stack_store.load(live.home).tier_names == ["standard", "fast", "longctx"]
+        time.sleep(1.0)  # a few more requests after the change
+    finally:
+        poller.stop.set()
+        thread.join(60)
+    assert poller.failures == [], poller.failures[:5]
+    assert poller.ok >= 5
