@@ -224,3 +224,11 @@ def test_pull_bench_measures_saves_and_changes_the_recommendation(tmp_path: Path
     assert standard.entry.id == "qwen3-0.6b"
     assert standard.source == "measured (saved benchmark)"
     assert standard.decode_tok_s == pytest.approx(data["gen_tok_s"])
+    # and through the command line the user runs
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlx_stack", "models", "--recommend", "--budget", f"{budget // 1024**2}mb",
+         "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    tiers = {t["tier"]: t for t in json.loads(shown.stdout)["tiers"]}
+    assert tiers["standard"]["model"] == "qwen3-0.6b"
+    assert tiers["standard"]["source"] == "measured (saved benchmark)"
