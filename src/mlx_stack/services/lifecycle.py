@@ -192,6 +192,9 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     report = probes.in_parallel(
         [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout)) for s in services]
     )
+    from mlx_stack.services import watchdog  # flapping / restart-pending, as the watchdog sees it
+
+    report = watchdog.overlay(p, report)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     shown = key if show_key else (secrets.mask(key) if key else None)
     return StatusReport(True, report, endpoint(stack), shown, time.monotonic() - start)

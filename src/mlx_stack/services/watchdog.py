@@ -230,6 +230,36 @@ def read_state(p: Paths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
+    """`status` rows with the watchdog's view laid over them: a service the watchdog
+    declared flapping shows ``flapping`` with the reason and its last log lines; one
+    waiting to be restarted says when. Rows stay as probed when no watchdog runs or
+    the probe found the service healthy."""
+    from dataclasses import replace
+
+    state = read_state(p)
+    if not state:
+        return statuses
+    seen = state.get("services", {})
+    out = []
+    now = time.time()
+    for s in statuses:
+        entry = seen.get(s.name)
+        if not isinstance(entry, dict) or s.state in ("healthy", "degraded"):
+            out.append(s)
+            continue
+        lines = [ln.strip() for ln in entry.get("last_log_lines") or [] if ln.strip()][-3:]
+        tail = f"; last log: {' | '.join(lines)}" if lines else ""
+        if entry.get("state") == "flapping":
+            out.append(replace(s, state="flapping", detail=f"{entry.get('reason', '')}{tail}"))
+        elif entry.get("state") == "backoff" and entry.get("next_start_at"):
+            wait = max(0.0, float(entry["next_start_at"]) - now)
+            out.append(replace(s, detail=f"watchdog restarts it in {wait:.0f} s ({entry.get('reason', '')})"))
+        else:
+            out.append(s)
+    return out
+
+
 def _lock_held(path: Path) -> bool:
     import errno
     import fcntl
