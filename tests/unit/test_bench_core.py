@@ -7,6 +7,7 @@ import math
 import pytest
 
 from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 
 
 def _sample(prompt: str = "p", pt: int = 100, ct: int = 11, ttft: float = 0.5, total: float = 1.5):
@@ -126,9 +127,9 @@ def test_prompt_set_and_tags():
     assert a != b and a[:10] != b[:10]  # differ at the start: no shared prefix to cache
 
 
-def _result(memory: float = 1.25, profile: str = "cpu-24gb") -> core.BenchResult:
+def _result(memory: float = 1.25, profile: str = "cpu-24gb") -> results.BenchResult:
     single = core.summarize_single([_sample()])
-    return core.BenchResult(
+    return results.BenchResult(
         model="qwen3-0.6b", target="qwen3-0.6b", target_kind="catalog", profile=profile,
         hardware="test", measured_at="2026-11-25T20:00:00+00:00", iterations=1, max_tokens=16,
         prompts=("short",), single=single, concurrency=(_level(1, 10.0),), peak_memory_gb=memory,
@@ -138,8 +139,8 @@ def _result(memory: float = 1.25, profile: str = "cpu-24gb") -> core.BenchResult
 
 def test_saved_round_trip():
     data = _result().to_dict()
-    saved = core.parse_saved(data, "cpu-24gb")
-    assert saved == core.SavedMeasurement("qwen3-0.6b", 10.0, 200.0, 1.25, "2026-11-25T20:00:00+00:00")
+    saved = results.parse_saved(data, "cpu-24gb")
+    assert saved == results.SavedMeasurement("qwen3-0.6b", 10.0, 200.0, 1.25, "2026-11-25T20:00:00+00:00")
     assert data["concurrency"][0]["streams"] == 1
     assert {v["status"] for v in data["verdicts"]} == {core.NA}
 
@@ -157,19 +158,19 @@ def test_saved_round_trip():
 def test_saved_rejects(change: dict, reason: str):
     data = {**_result().to_dict(), **change}
     with pytest.raises(ValueError, match=reason):
-        core.parse_saved(data, "cpu-24gb")
+        results.parse_saved(data, "cpu-24gb")
 
 
 def test_saved_rejects_a_missing_field_and_non_objects():
     data = _result().to_dict()
     del data["prompt_tok_s"]
     with pytest.raises(ValueError, match="missing field 'prompt_tok_s'"):
-        core.parse_saved(data, "cpu-24gb")
+        results.parse_saved(data, "cpu-24gb")
     with pytest.raises(ValueError):
-        core.parse_saved([1, 2], "cpu-24gb")
+        results.parse_saved([1, 2], "cpu-24gb")
 
 
 def test_slug():
-    assert core.slug("mlx-community/Qwen3-8B-4bit") == "mlx-community--qwen3-8b-4bit"
-    assert core.slug("local:my model") == "local-my-model"
-    assert core.slug("../..") == "unnamed"
+    assert results.slug("mlx-community/Qwen3-8B-4bit") == "mlx-community--qwen3-8b-4bit"
+    assert results.slug("local:my model") == "local-my-model"
+    assert results.slug("../..") == "unnamed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 from mlx_stack.core.hardware import GIB, cpu_profile
 from mlx_stack.services import bench_reference
 from mlx_stack.services.hardware import Plan, plan_profile
@@ -17,7 +17,7 @@ def test_the_catalog_measurement_for_this_chip_comes_first():
     assert ref.gen_tps == pytest.approx(326.9)
     assert ref.prompt_tps == pytest.approx(4261.2)
     # MLX's peak plus one server process: the benchmark counts the server's whole tree
-    assert ref.memory_gb == pytest.approx((1.71 * GIB + 1e9) / core.GB)
+    assert ref.memory_gb == pytest.approx((1.71 * GIB + 1e9) / results.GB)
     assert bench_reference.reference("qwen3-0.6b", "int8", hw).gen_tps == pytest.approx(243.4)  # type: ignore[union-attr]
 
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 from mlx_stack.errors import ServiceError, UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.services import bench, bench_store
@@ -19,7 +20,7 @@ PROFILE = "cpu-24gb"
 def _result(model: str = "qwen3-0.6b", memory: float = 1.5, when: str = "2026-11-25T20:00:00+00:00"):
     single = core.summarize_single([core.Sample("short", 100, 11, 0.5, 1.5)])
     level = core.summarize_level(1, [core.Sample("code", 20, 11, 0.1, 1.1)], 1.1)
-    return core.BenchResult(
+    return results.BenchResult(
         model=model, target=model, target_kind="catalog", profile=PROFILE, hardware="test",
         measured_at=when, iterations=1, max_tokens=16, prompts=("short",), single=single,
         concurrency=(level,), peak_memory_gb=memory,

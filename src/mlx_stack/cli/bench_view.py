@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def render(terminal: Any, result: core.BenchResult) -> None:
+def render(terminal: Any, result: results.BenchResult) -> None:
     from rich.table import Table
 
     def line(text: str) -> None:

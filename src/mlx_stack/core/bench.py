@@ -1,21 +1,16 @@
-"""Benchmark arithmetic, verdicts and the saved-result format (pure, no I/O).
+"""Benchmark arithmetic and verdicts (pure, no I/O).
 
 The engine (``services.bench``) streams requests and records one :class:`Sample`
 per request; everything else happens here: the fixed prompt set, aggregation into
 tokens/s and time to first token, PASS/WARN/FAIL against a reference (the catalog's
-measurement or the estimator's prediction), the text bar chart, and the JSON shape
-of a saved result (validated when read back: a saved memory of zero or a missing
-field is rejected, never trusted).
+measurement or the estimator's prediction) and the text bar chart. The result and
+its saved form live in :mod:`mlx_stack.core.bench_result`.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
-from dataclasses import dataclass, field
-from typing import Any
-
-RESULT_SCHEMA = 1
+from dataclasses import dataclass
 
 # Verdict thresholds, stated in the output as well. Speeds: measured / reference.
 SPEED_PASS = 0.80  # PASS at >= 80% of the reference
@@ -25,7 +20,6 @@ MEMORY_PASS = 1.20  # PASS at <= 120% of the reference
 MEMORY_WARN = 1.50  # WARN at <= 150%, FAIL above
 
 PASS, WARN, FAIL, NA = "PASS", "WARN", "FAIL", "N/A"
-GB = 1_000_000_000  # memory figures are decimal GB, like the estimator's
 
 
 @dataclass(frozen=True)
@@ -248,116 +242,3 @@ def bar_chart(levels: list[ConcurrencyLevel], width: int = 40, bar: str = "█")
         speedup = f"  x{lv.aggregate_tps / base:.1f}" if base > 0 else ""
         lines.append(f"{lv.streams:>{label_w}} | {bar * n:<{width}} {lv.aggregate_tps:>{num_w},.1f}{speedup}")
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    model: str  # the key the recommender knows: catalog id, hub repo, or "local:<dir name>"
-    target: str  # what the user typed
-    target_kind: str  # "tier" | "catalog" | "path"
-    profile: str  # hardware profile key
-    hardware: str  # the profile in words
-    measured_at: str  # ISO 8601, UTC
-    iterations: int
-    max_tokens: int
-    prompts: tuple[str, ...]
-    single: SingleStream
-    concurrency: tuple[ConcurrencyLevel, ...]
-    peak_memory_gb: float  # max of the two figures below
-    reference: Reference | None = None
-    verdicts: tuple[Verdict, ...] = field(default_factory=tuple)
-    quant: str | None = None  # int4 / int8 / bf16 when known
-    peak_rss_gb: float | None = None  # resident memory of the server's process tree, peak
-    mlx_peak_gb: float | None = None  # MLX's own peak as the server reports it (Metal; None on CPU)
-
-    def to_dict(self) -> dict[str, Any]:
-        def _lv(lv: ConcurrencyLevel) -> dict[str, Any]:
-            return {k: _round(v) for k, v in lv.__dict__.items()}
-
-        return {
-            "schema": RESULT_SCHEMA,
-            "model": self.model,
-            "quant": self.quant,
-            "target": self.target,
-            "target_kind": self.target_kind,
-            "profile": self.profile,
-            "hardware": self.hardware,
-            "measured_at": self.measured_at,
-            "settings": {"iterations": self.iterations, "max_tokens": self.max_tokens,
-                         "prompts": list(self.prompts)},
-            "gen_tok_s": _round(self.single.gen_tps),
-            "prompt_tok_s": _round(self.single.prompt_tps),
-            "ttft_s": _round(self.single.ttft_median_s),
-            "peak_memory_gb": _round(self.peak_memory_gb),
-            "peak_rss_gb": _round(self.peak_rss_gb),
-            "mlx_peak_gb": _round(self.mlx_peak_gb),
-            "single_stream": {k: _round(v) for k, v in self.single.__dict__.items()},
-            "concurrency": [_lv(lv) for lv in self.concurrency],
-            "reference": None if self.reference is None else dict(self.reference.__dict__),
-            "verdicts": [
-                {"metric": v.metric, "measured": _round(v.measured), "reference": _round(v.reference),
-                 "status": v.status, "rule": v.rule}
-                for v in self.verdicts
-            ],
-        }
-
-
-def _round(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
-
-
-@dataclass(frozen=True)
-class SavedMeasurement:
-    """What the recommender takes from a saved result, trusted only after validation."""
-
-    model: str
-    gen_tok_s: float
-    prompt_tok_s: float
-    memory_gb: float
-    measured_at: str
-    quant: str | None = None
-
-    # The names scoring.recommend(saved=...) reads.
-    @property
-    def decode_tok_s(self) -> float:
-        return self.gen_tok_s
-
-    @property
-    def memory_bytes(self) -> int:
-        return int(self.memory_gb * GB)
-
-
-def parse_saved(data: Any, profile: str) -> SavedMeasurement:
-    """Validate a saved result for ``profile``; ValueError (with the reason) if not usable."""
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    if data.get("schema") != RESULT_SCHEMA:
-        raise ValueError(f"unknown schema {data.get('schema')!r}")
-    if data.get("profile") != profile:
-        raise ValueError(f"measured on another hardware profile ({data.get('profile')!r})")
-    model = data.get("model")
-    if not isinstance(model, str) or not model:
-        raise ValueError("missing field 'model'")
-    numbers = {}
-    for key in ("gen_tok_s", "prompt_tok_s", "peak_memory_gb"):
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"missing field {key!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{key} is {value}, not a positive measurement")
-        numbers[key] = float(value)
-    return SavedMeasurement(
-        model=model,
-        gen_tok_s=numbers["gen_tok_s"],
-        prompt_tok_s=numbers["prompt_tok_s"],
-        memory_gb=numbers["peak_memory_gb"],
-        measured_at=str(data.get("measured_at", "")),
-        quant=data.get("quant") if isinstance(data.get("quant"), str) else None,
-    )
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a model or profile key."""
-    text = text.strip().lower().replace("/", "--")
-    out = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
-    return out.strip("-.") or "unnamed"

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 from mlx_stack.errors import ServiceError, UsageError
 from mlx_stack.paths import Paths
 
@@ -234,14 +235,14 @@ def measure(client: Client, *, options: Options, server_pid: int | None,
         prompts=tuple(p.name for p in prompts),
         single=core.summarize_single(samples),
         levels=tuple(levels),
-        peak_rss_gb=memory.peak / core.GB,
+        peak_rss_gb=memory.peak / results.GB,
         mlx_peak_gb=client.mlx_peak_gb(),
     )
 
 
 @dataclass(frozen=True)
 class Outcome:
-    result: core.BenchResult
+    result: results.BenchResult
     saved_to: str | None  # the file written by --save
     server: str  # "tier <name> on port N" or "temporary server on port N"
 
@@ -270,7 +271,7 @@ def run(p: Paths, text: str, *, options: Options, port: int | None = None, save:
         stack.callback(client.close)
         measured = measure(client, options=options, server_pid=server.pid, on_progress=say)
     reference = bench_reference.reference(target.model, target.quant, profile)
-    result = core.BenchResult(
+    result = results.BenchResult(
         model=target.model,
         quant=target.quant,
         target=text,

@@ -12,6 +12,7 @@ A model that is not in the catalog has no reference: its verdicts are N/A.
 from __future__ import annotations
 
 from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 from mlx_stack.core import estimator
 from mlx_stack.core.catalog import CatalogEntry, load_catalog
 from mlx_stack.core.hardware import GIB, HardwareProfile
@@ -34,7 +35,7 @@ def _measured(entry: CatalogEntry, quant: str, hw: HardwareProfile) -> core.Refe
         if m.quant == quant and m.chip == hw.chip and (m.gpu_cores is None or m.gpu_cores == hw.gpu_cores):
             memory = None
             if m.peak_memory_gib:
-                memory = (m.peak_memory_gib * GIB + estimator.SERVER_PROCESS) / core.GB
+                memory = (m.peak_memory_gib * GIB + estimator.SERVER_PROCESS) / results.GB
             return core.Reference(f"catalog measurement ({m.machine}; {m.source})",
                                   gen_tps=m.decode_tok_s, prompt_tps=m.prefill_tok_s, memory_gb=memory)
     return None
@@ -52,9 +53,9 @@ def reference(model_id: str, quant: str | None, hw: HardwareProfile) -> core.Ref
     if measured is None:
         return core.Reference(
             f"estimate for {entry.id} {quant} on {hw.label}",
-            gen_tps=est.decode_tok_s, prompt_tps=est.prefill_tok_s, memory_gb=est.memory_bytes / core.GB,
+            gen_tps=est.decode_tok_s, prompt_tps=est.prefill_tok_s, memory_gb=est.memory_bytes / results.GB,
         )
     if measured.memory_gb is None:  # the catalog measured speeds only: the estimate covers memory
         return core.Reference(measured.source + "; memory estimated", measured.gen_tps,
-                              measured.prompt_tps, est.memory_bytes / core.GB)
+                              measured.prompt_tps, est.memory_bytes / results.GB)
     return measured

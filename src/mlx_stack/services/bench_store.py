@@ -2,7 +2,7 @@
 
 ``bench --save`` writes a result atomically; the recommender reads them back with
 :func:`load_saved` for the hardware profile it plans for. A file is trusted only if
-it passes :func:`mlx_stack.core.bench.parse_saved` (right schema and profile, every
+it passes :func:`mlx_stack.core.bench_result.parse_saved` (right schema and profile, every
 figure present and positive: a saved memory of zero is rejected); rejected files are
 reported by :func:`scan_saved` and never used.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlx_stack.core import bench as core
+from mlx_stack.core import bench_result as results
 from mlx_stack.errors import UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.system.fs import atomic_write
@@ -32,18 +32,18 @@ def _key(profile: Any) -> str:
 
 
 def profile_dir(p: Paths, profile: Any) -> Path:
-    return p.benchmarks_dir / core.slug(_key(profile))
+    return p.benchmarks_dir / results.slug(_key(profile))
 
 
 def result_path(p: Paths, profile: str, model: str) -> Path:
-    return profile_dir(p, profile) / f"{core.slug(model)}.json"
+    return profile_dir(p, profile) / f"{results.slug(model)}.json"
 
 
-def save(p: Paths, result: core.BenchResult) -> Path:
+def save(p: Paths, result: results.BenchResult) -> Path:
     """Store ``result`` for its profile and model, replacing an older one (atomic write)."""
     data = result.to_dict()
     try:
-        core.parse_saved(data, result.profile)
+        results.parse_saved(data, result.profile)
     except ValueError as exc:
         raise UsageError(
             f"this result cannot be saved: {exc}",
@@ -55,11 +55,11 @@ def save(p: Paths, result: core.BenchResult) -> Path:
     return path
 
 
-def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, core.SavedMeasurement], list[Rejected]]:
+def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, results.SavedMeasurement], list[Rejected]]:
     """Every usable saved measurement for ``profile`` (a HardwareProfile or its key) by model,
     and the files rejected."""
     profile = _key(profile)
-    found: dict[str, core.SavedMeasurement] = {}
+    found: dict[str, results.SavedMeasurement] = {}
     rejected: list[Rejected] = []
     folder = profile_dir(p, profile)
     if not folder.is_dir():
@@ -71,7 +71,7 @@ def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, core.SavedMeasurement]
             rejected.append(Rejected(path, f"unreadable: {type(exc).__name__}"))
             continue
         try:
-            saved = core.parse_saved(data, profile)
+            saved = results.parse_saved(data, profile)
         except ValueError as exc:
             rejected.append(Rejected(path, str(exc)))
             continue
@@ -81,7 +81,7 @@ def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, core.SavedMeasurement]
     return found, rejected
 
 
-def load_saved(p: Paths, profile: Any) -> dict[str, core.SavedMeasurement]:
+def load_saved(p: Paths, profile: Any) -> dict[str, results.SavedMeasurement]:
     """Usable saved measurements for ``profile`` (a HardwareProfile or its key), by model id:
     pass it to ``scoring.recommend(..., saved=...)``."""
     return scan_saved(p, profile)[0]
