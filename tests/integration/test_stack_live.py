@@ -30,6 +30,7 @@ from mlx_stack.cli.app import app
 from mlx_stack.core.stack import Cloud
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
+from mlx_stack.services.demo_models import build_scripted_model
 from mlx_stack.system import pidfile, ports, processes, secrets
 
 pytestmark = pytest.mark.integration
@@ -41,6 +42,7 @@ TOOLS = [{
     "function": {"name": "get_weather", "description": "Weather for a city",
                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
 }]
+TOOL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 UP_DEADLINE_S = 420
 
 
@@ -124,7 +126,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             assert r.exit_code == 0, r.stderr
         # Dynamic ports (never assume 4000/8100 are free) and the cloud stand-in.
         stack = stack_store.load(home)
-        tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers)
+        # longctx serves the scripted model: a real tool call through server and gateway.
+        tool_model = build_scripted_model(home.models_dir / "tool-caller", TOOL_TEXT)
+        tiers = tuple(
+            replace(t, port=ports.free_port(), path=str(tool_model) if t.name == "longctx" else t.path)
+            for t in stack.tiers
+        )
         cloud_url = f"http://127.0.0.1:{cloud.server_address[1]}/v1"
         stack = replace(stack, tiers=tiers, gateway=replace(stack.gateway, port=ports.free_port()),
                         cloud=Cloud(model="stand-in/model", base_url=cloud_url))
@@ -207,6 +214,24 @@ def test_each_tier_by_name_streaming_and_not(live: Live, tier: str) -> None:
     chunks = list(client.chat.completions.create(
         model=tier, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, stream=True, tools=TOOLS))
     assert chunks and any(c.choices and c.choices[0].finish_reason for c in chunks)
+
+
+def test_a_real_tool_call_through_the_gateway(live: Live) -> None:
+    client = live.client()
+    ask = {"model": "longctx", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+           "tools": TOOLS, "max_tokens": 64, "temperature": 0}
+    reply = client.chat.completions.create(**ask)
+    calls = reply.choices[0].message.tool_calls
+    assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    names, args = [], ""
+    for chunk in client.chat.completions.create(**ask, stream=True):
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            if call.function and call.function.name:
+                names.append(call.function.name)
+            if call.function and call.function.arguments:
+                args += call.function.arguments
+    assert names == ["get_weather"] and json.loads(args) == {"city": "Paris"}
 
 
 def test_gateway_rejects_requests_without_the_key(live: Live) -> None:

@@ -6,13 +6,14 @@ an open port or a 200 on /health says nothing about a wedged model.
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
-
-import httpx
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -26,23 +27,37 @@ class ProbeResult:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return "timed out"
     return type(exc).__name__
+
+
+def _request(base_url: str, method: str, route: str, timeout: float, body: object = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One HTTP request with the standard library (status must stay quick to import)."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
+    try:
+        raw = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Content-Type": "application/json", **(headers or {})} if raw else dict(headers or {})
+        conn.request(method, url.path.rstrip("/") + route, body=raw, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def health(base_url: str, timeout: float = 2.0, route: str = "/health") -> ProbeResult:
     """GET ``{base_url}{route}`` (the root of the server, not /v1)."""
     start = time.monotonic()
     try:
-        resp = httpx.get(f"{base_url.rstrip('/')}{route}", timeout=timeout, trust_env=False)
-    except httpx.HTTPError as exc:
+        status, _ = _request(base_url, "GET", route, timeout)
+    except (OSError, http.client.HTTPException) as exc:
         return ProbeResult(False, time.monotonic() - start, _describe(exc))
-    ok = resp.status_code == 200
-    return ProbeResult(ok, time.monotonic() - start, None if ok else f"HTTP {resp.status_code}",
-                       resp.status_code)
+    ok = status == 200
+    return ProbeResult(ok, time.monotonic() - start, None if ok else f"HTTP {status}", status)
 
 
 def completion(
@@ -54,34 +69,19 @@ def completion(
             "max_tokens": 1, "stream": False}
     start = time.monotonic()
     try:
-        resp = httpx.post(f"{base_url.rstrip('/')}/v1/chat/completions", json=body,
-                          headers=headers, timeout=timeout, trust_env=False)
-    except httpx.HTTPError as exc:
+        status, data = _request(base_url, "POST", "/v1/chat/completions", timeout, body, headers)
+    except (OSError, http.client.HTTPException) as exc:
         return ProbeResult(False, time.monotonic() - start, _describe(exc))
     latency = time.monotonic() - start
-    if resp.status_code != 200:
-        return ProbeResult(False, latency, f"HTTP {resp.status_code}", resp.status_code)
+    if status != 200:
+        return ProbeResult(False, latency, f"HTTP {status}", status)
     try:
-        choices = resp.json().get("choices")
-    except ValueError:
+        choices = json.loads(data).get("choices")
+    except (ValueError, AttributeError):
         choices = None
     if not choices:
-        return ProbeResult(False, latency, "no choices in the answer", resp.status_code)
-    return ProbeResult(True, latency, None, resp.status_code)
-
-
-def served_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:
-    """The model names ``GET {base_url}/v1/models`` lists, or None when it does not answer."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        resp = httpx.get(f"{base_url.rstrip('/')}/v1/models", headers=headers, timeout=timeout,
-                         trust_env=False)
-        data = resp.json().get("data") if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return None
-    if not isinstance(data, list):
-        return None
-    return [str(m.get("id")) for m in data if isinstance(m, dict)]
+        return ProbeResult(False, latency, "no choices in the answer", status)
+    return ProbeResult(True, latency, None, status)
 
 
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
