@@ -244,7 +244,7 @@ def measure(client: Client, *, options: Options, server_pid: int | None,
 class Outcome:
     result: results.BenchResult
     saved_to: str | None  # the file written by --save
-    server: str  # "tier <name> on port N" or "temporary server on port N"
+    server: str  # where it was measured, in words
 
 
 def run(p: Paths, text: str, *, options: Options, port: int | None = None, save: bool = False,
