@@ -20,9 +20,12 @@ from mlx_stack.system import pidfile, ports, secrets
 
 def _write_stack(home: Paths, tier_port: int | None = None) -> Stack:
     tp = tier_port or ports.free_port()
+    big, small = home.models_dir / "big", home.models_dir / "small"
+    big.mkdir(parents=True, exist_ok=True)
+    small.mkdir(parents=True, exist_ok=True)
     stack = Stack(
-        (Tier("standard", "org/big-model", "/models/big", tp, tool_call_parser="hermes"),
-         Tier("fast", "org/small-model", "/models/small", ports.free_port())),
+        (Tier("standard", "org/big-model", str(big), tp, tool_call_parser="hermes"),
+         Tier("fast", "org/small-model", str(small), ports.free_port())),
         ("standard", "fast"),
         Gateway("127.0.0.1", ports.free_port()),
     )
@@ -73,7 +76,7 @@ def test_dry_run_prints_commands_with_the_key_masked(run, isolated_home: Paths) 
     assert f"MLX_STACK_GATEWAY_KEY='{secrets.mask(key)}'" in r.stdout
     assert f"--port {stack.tiers[0].port} --served-model-name standard" in r.stdout
     assert "--tool-call-parser hermes" in r.stdout
-    assert "/models/big" in r.stdout
+    assert str(isolated_home.models_dir / "big") in r.stdout
     assert not isolated_home.run_dir.exists() or not list(isolated_home.run_dir.glob("*.pid"))
 
 
@@ -102,6 +105,15 @@ def test_busy_port_names_port_and_holder(run, isolated_home: Paths, busy_port: i
     assert f"port {busy_port} (for standard) is held by" in r.stderr
     assert f"pid {os.getpid()}" in r.stderr
     assert not list(isolated_home.run_dir.glob("*.pid"))  # nothing was started
+
+
+def test_missing_model_folder_is_named_before_anything_starts(run, isolated_home: Paths) -> None:
+    _write_stack(isolated_home)
+    (isolated_home.models_dir / "small").rmdir()
+    r = run("up")
+    assert r.exit_code == 4
+    assert "model folder of tier fast not found" in r.stderr
+    assert not list(isolated_home.run_dir.glob("*.pid"))
 
 
 def test_status_lists_stopped_services_and_masks_the_key(run, isolated_home: Paths) -> None:

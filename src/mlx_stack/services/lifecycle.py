@@ -34,7 +34,7 @@ from mlx_stack.services.service_control import (
     base_url,
     check_service,
     command_for,
-    ensure_port_free,
+    ensure_startable,
     launch,
     probe_service,
     running_record,
@@ -126,7 +126,7 @@ def up(
         if not todo:
             return UpResult(already_running=already, endpoint=endpoint(stack))
         for s in todo:
-            ensure_port_free(stack, s)  # all checked before anything starts
+            ensure_startable(stack, s)  # all checked before anything starts
         records = {s: launch(p, stack, s) for s in todo}
         deadline = time.monotonic() + health_timeout
         tiers_todo = [s for s in todo if s != GATEWAY]

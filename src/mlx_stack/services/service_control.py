@@ -110,6 +110,18 @@ def running_record(p: Paths, service: str) -> pidfile.PidRecord | None:
     return record if record is not None and pidfile.is_ours(record) else None
 
 
+def ensure_startable(stack: Stack, service: str) -> None:
+    """Fail before anything starts: a missing model folder, or a port another program holds."""
+    if service != GATEWAY:
+        tier = stack.tier(service)
+        if not Path(tier.path).is_dir():
+            raise NotFoundError(
+                f"model folder of tier {service} not found: {tier.path}",
+                hint="download it with `mlx-stack pull`, or fix the path in stack.yaml",
+            )
+    ensure_port_free(stack, service)
+
+
 def ensure_port_free(stack: Stack, service: str) -> None:
     port = port_of(stack, service)
     host = stack.gateway.host if service == GATEWAY else "127.0.0.1"
@@ -130,11 +142,17 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
     if service == GATEWAY:
         write_gateway_config(p, stack)
     cmd = command_for(p, stack, service)
-    pid = processes.spawn(
-        cmd.argv, log_file=log_path(p, service), env=cmd.env,
-        log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
-        log_keep=int(settings.get("log-max-files")),
-    )
+    try:
+        pid = processes.spawn(
+            cmd.argv, log_file=log_path(p, service), env=cmd.env,
+            log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
+            log_keep=int(settings.get("log-max-files")),
+        )
+    except OSError as exc:  # the program is missing or not executable
+        raise ServiceError(
+            f"cannot start {service}: {cmd.argv[0]}: {exc.strerror or exc}",
+            hint="reinstall mlx-stack (`make install`) so vllm-mlx and litellm sit next to it",
+        ) from None
     record = pidfile.record_for(service, pid, cmd.argv, cmd.port)
     pidfile.write(p.run_dir, record)
     return record
@@ -218,7 +236,7 @@ def start_service(
     existing = running_record(p, service)
     if existing is not None:
         return existing
-    ensure_port_free(stack, service)
+    ensure_startable(stack, service)
     record = launch(p, stack, service)
     if wait:
         wait_healthy(p, stack, service, record, time.monotonic() + timeout)
