@@ -12,7 +12,9 @@ def up(
         False, "--dry-run", help="Print the exact commands (secrets masked) and start nothing."
     ),
     tier: list[str] = typer.Option(
-        None, "--tier", "-t", help="Start only this tier (repeatable); the gateway too if it is not running."
+        None, "--tier", "-t",
+        help="Start only this tier (repeatable; `gateway` for the gateway alone); the gateway too "
+        "if it is not running.",
     ),
 ) -> None:
     """Start every tier and the gateway; wait until each answered a real completion."""
@@ -40,7 +42,8 @@ def up(
 
 def down(
     tier: list[str] = typer.Option(
-        None, "--tier", "-t", help="Stop only this tier (repeatable); the gateway keeps running."
+        None, "--tier", "-t",
+        help="Stop only this tier (repeatable; `gateway` for the gateway); the rest keeps running.",
     ),
 ) -> None:
     """Stop the stack: SIGTERM each process group, SIGKILL after 10 s."""
