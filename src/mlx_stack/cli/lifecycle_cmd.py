@@ -12,7 +12,7 @@ def up(
         False, "--dry-run", help="Print the exact commands (secrets masked) and start nothing."
     ),
     tier: list[str] = typer.Option(
-        None, "--tier", "-t",
+        None, "--tier", "-t", metavar="NAME",
         help="Start only this tier (repeatable; `gateway` for the gateway alone); the gateway too "
         "if it is not running.",
     ),
@@ -42,7 +42,7 @@ def up(
 
 def down(
     tier: list[str] = typer.Option(
-        None, "--tier", "-t",
+        None, "--tier", "-t", metavar="NAME",
         help="Stop only this tier (repeatable; `gateway` for the gateway); the rest keeps running.",
     ),
 ) -> None:
