@@ -352,9 +352,12 @@ def log_to_file(p: Paths) -> None:
     from mlx_stack.services import config
     from mlx_stack.system import logwriter
 
-    settings = config.load(p)
-    logwriter.attach(p.logs_dir / "watchdog.log", int(settings.get("log-max-size-mb")) * 1024 * 1024,
-                     int(settings.get("log-max-files")))
+    try:
+        settings = config.load(p)
+        max_mb, keep = int(settings.get("log-max-size-mb")), int(settings.get("log-max-files"))
+    except MlxStackError:  # a corrupt config.yaml must not keep the watchdog from starting
+        max_mb, keep = 50, 5
+    logwriter.attach(p.logs_dir / "watchdog.log", max_mb * 1024 * 1024, keep)
     os.environ[LOGGED_ENV] = "1"
 
 
