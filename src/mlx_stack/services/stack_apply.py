@@ -37,6 +37,7 @@ from mlx_stack.services.service_control import (
 )
 from mlx_stack.system import probes, secrets
 from mlx_stack.system.fs import file_lock
+from mlx_stack.system.gateway_routes import served_models
 
 RELOAD_TIMEOUT_S = 20.0
 LOCK_TIMEOUT_S = 600.0
@@ -138,7 +139,7 @@ def _reloaded(p: Paths, new: Stack, d: StackDiff, timeout: float = RELOAD_TIMEOU
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probes.completion(url, target, api_key=key, timeout=30.0)
-        listed = probes.served_models(url, api_key=key)
+        listed = served_models(url, api_key=key)
         if listed is not None and wanted <= set(listed) and not gone & set(listed):
             return True
         time.sleep(0.3)

@@ -1,0 +1,31 @@
+"""Which model names a running gateway serves (``GET /v1/models``), standard library only."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urlsplit
+
+
+def served_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:
+    """The ids ``{base_url}/v1/models`` lists, or None when it does not answer 200 with a list."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        conn.request("GET", url.path.rstrip("/") + "/v1/models", headers=headers)
+        resp = conn.getresponse()
+        status, raw = resp.status, resp.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if status != 200:
+        return None
+    try:
+        data = json.loads(raw).get("data")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, list):
+        return None
+    return [str(m.get("id")) for m in data if isinstance(m, dict)]
