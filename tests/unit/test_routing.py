@@ -137,3 +137,14 @@ def test_stack_yaml_routing_section_round_trip() -> None:
     smaller = replace(stack, tiers=stack.tiers[:1], fallback_order=("standard",))
     assert dump_stack(smaller)["routing"] == {"long_prompt_tokens": 5000}
     assert parse_stack(dump_stack(smaller)).routing.tool_tier == "standard"  # type: ignore[union-attr]
+
+
+def test_setup_for_an_agent_fleet_sends_tool_calls_to_fast(isolated_home) -> None:
+    from mlx_stack.core.stack import Tier
+    from mlx_stack.core.stack_change import SetupFlags
+    from mlx_stack.services import setup
+
+    tiers = [Tier(n, f"org/{n}", f"/m/{n}", 0) for n in TIERS]
+    fleet = setup._build(isolated_home, None, tiers, SetupFlags(intent="agent-fleet"), 4000)
+    assert fleet.routing is not None and fleet.routing.tool_tier == "fast"
+    assert setup._build(isolated_home, None, tiers, SetupFlags(intent="balanced"), 4000).routing is None

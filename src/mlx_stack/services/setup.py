@@ -268,4 +268,8 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
     placed = assign_ports(tiers, previous, gateway.port, ports.is_free)
     cloud = previous.cloud if previous is not None else Stack(tiers=(), fallback_order=()).cloud
     order = tuple(t.name for t in placed)
-    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud)
+    # `auto` sends tool calls to `fast` for an agent fleet (core.routing); else the defaults.
+    from mlx_stack.core.routing import default_rules
+
+    routing = default_rules(order, intent="agent-fleet") if flags.intent == "agent-fleet" else None
+    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud, routing=routing)
