@@ -32,13 +32,13 @@ def test_demo_stack_has_three_tiers_on_free_ports(isolated_home: Paths) -> None:
     assert len({t.port for t in stack.tiers}) == 3
 
 
-def test_a_busy_port_is_skipped_and_ports_are_kept_on_rerun(isolated_home: Paths) -> None:
+def test_a_busy_port_is_skipped_and_ports_are_kept_on_rerun(
+    isolated_home: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", demo_stack.FIRST_TIER_PORT))
-        except OSError:
-            pytest.skip("port 8100 is in use on this machine")
+        sock.bind(("127.0.0.1", 0))
         sock.listen()
+        monkeypatch.setattr(demo_stack, "FIRST_TIER_PORT", sock.getsockname()[1])
         first = demo_stack.write_demo_stack(isolated_home).stack
         assert demo_stack.FIRST_TIER_PORT not in [t.port for t in first.tiers]
     again = demo_stack.write_demo_stack(isolated_home).stack
