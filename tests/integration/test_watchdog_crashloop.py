@@ -52,7 +52,9 @@ def _overlay_env(root: Path) -> Path:
 def test_crash_at_start_backs_off_then_flaps_without_a_storm(tmp_path: Path) -> None:
     python = _overlay_env(tmp_path / "venv")
     p = Paths(home=tmp_path / "home")
-    stack = Stack(tiers=(Tier("fast", "broken", "/nonexistent/model", _free_port()),),
+    broken = tmp_path / "broken-model"  # exists (so `up` checks pass); the fake server crashes on it
+    broken.mkdir()
+    stack = Stack(tiers=(Tier("fast", "broken", str(broken), _free_port()),),
                   fallback_order=("fast",), gateway=Gateway(port=_free_port()))
     stack_store.save(p, stack)
     # It should run (a pid file whose process is gone: as after a crash or a reboot).
@@ -84,7 +86,7 @@ def test_crash_at_start_backs_off_then_flaps_without_a_storm(tmp_path: Path) -> 
         flapping_at = time.monotonic()
         st = state()
         assert "3 restarts in 120 s" in st["reason"] and "exited" in st["reason"]
-        assert any("fake vllm-mlx: cannot load /nonexistent/model" in ln for ln in st["last_log_lines"])
+        assert any(f"fake vllm-mlx: cannot load {broken}" in ln for ln in st["last_log_lines"])
         # During the cool-down: no start at all.
         starts_before = _start_times(log_file.read_text())
         time.sleep(cooldown / 2)

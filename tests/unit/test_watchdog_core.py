@@ -219,4 +219,6 @@ def test_probe_schedule() -> None:
     assert probe_due(starting, 101, pol)
     assert probe_due(Record(State.BACKOFF, last_probe_at=100), 100, pol)
     d = decide({"a": healthy}, {"a": Observation(True, True, None)}, 105, pol)
+    assert d.wake_at == 107  # not probed before 110, but checked for being alive every 2 s
+    d = decide({"a": healthy}, {"a": Observation(True, True, None)}, 109, pol)
     assert d.wake_at == 110

@@ -70,6 +70,7 @@ class Policy:
     busy_limit_s: float = 3600.0  # even a busy server must answer a probe this often
     fast_poll_s: float = 1.0  # poll period while a service starts or waits
     min_probe_s: float = 0.5  # a failed probe shorter than this says nothing about CPU use
+    liveness_s: float = 2.0  # how often running processes are checked for being alive (cheap)
 
     @property
     def recheck_s(self) -> float:
@@ -185,7 +186,8 @@ def _wake_for(rec: Record, now: float, policy: Policy) -> float:
         return now + policy.interval_s
     if rec.state is State.STARTING and rec.last_probe_at is None:
         return now + policy.fast_poll_s
-    return max(now + 0.05, min(_next_probe(rec, policy), now + policy.interval_s))
+    # Between probes, a cheap liveness check notices a crash within liveness_s.
+    return max(now + 0.05, min(_next_probe(rec, policy), now + policy.interval_s, now + policy.liveness_s))
 
 
 def step(name: str, rec: Record, obs: Observation, now: float, policy: Policy) -> tuple[Record, list[Action]]:

@@ -214,9 +214,20 @@ def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy
         if rec.state in (State.FLAPPING, State.BACKOFF):
             entry["last_log_lines"] = logs.tail_lines(p.logs_dir / f"{name}.log", LOG_LINES_IN_STATE)
         services[name] = entry
+    global _last_written
+    facts = sorted((n, r.state, r.reason, r.failures, r.restarts, r.since, r.next_start)
+                   for n, r in records.items())
+    key = repr((str(state_path(p)), facts))
+    if (_last_written is not None and _last_written[0] == key and wall - _last_written[1] < policy.interval_s
+            and state_path(p).exists()):
+        return  # unchanged: spare the disk a write (and an fsync) every liveness check
     data = {"pid": os.getpid(), "updated_at": round(wall, 3), "interval_s": policy.interval_s,
             "services": services}
     atomic_write(state_path(p), json.dumps(data, indent=2) + "\n")
+    _last_written = (key, wall)
+
+
+_last_written: tuple[str, float] | None = None
 
 
 def read_state(p: Paths) -> dict[str, Any] | None:
