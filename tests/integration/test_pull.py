@@ -204,7 +204,7 @@ def test_model_dir_gets_a_plain_folder(cli, tmp_path: Path, tiny: Path, isolated
     assert Path(json.loads(r.stdout)["path"]) == folder
     assert (folder / "model.safetensors").read_bytes() == (tiny / "model.safetensors").read_bytes()
     listed = list_local_models(isolated_home, include_hf_cache=False)
-    assert folder in [m.path for m in listed]
+    assert [m.id for m in listed if m.path == folder] == ["org/tiny"]
 
 
 def test_unknown_repo_is_exit_4(cli) -> None:

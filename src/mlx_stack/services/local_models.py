@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,17 @@ def _scan_folder(root: Path, source: str) -> list[LocalModel]:
     return found
 
 
+def _pulled_repos(p: Paths) -> dict[Path, str]:
+    """Folder -> hub repo, for the models `pull` recorded (added by pull, issue 5)."""
+    from mlx_stack.errors import MlxStackError
+    from mlx_stack.services import pulled_models
+
+    try:
+        return {Path(m.path).resolve(): m.repo for m in pulled_models.load(p)}
+    except MlxStackError:
+        return {}
+
+
 def list_local_models(
     p: Paths,
     *,
@@ -160,8 +171,10 @@ def list_local_models(
 
         configured = config.load(p).get("model-dir")
         model_dirs = [Path(configured).expanduser()] if configured else []
+    pulled = _pulled_repos(p)
     for d in model_dirs:
-        models += _scan_folder(d, "model-dir")
+        # A folder `pull` filled (model-dir/org--name) is named by its repo.
+        models += [replace(m, id=pulled.get(m.path.resolve(), m.id)) for m in _scan_folder(d, "model-dir")]
     models += _scan_folder(p.models_dir, "demo")
     unique: dict[Path, LocalModel] = {}
     for m in models:
