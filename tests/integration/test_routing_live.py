@@ -3,15 +3,20 @@
 One stack per module: `setup --demo` (standard and fast: 2048-token windows, longctx:
 8192), three real vllm-mlx servers and the real LiteLLM proxy with the mlx-stack hook
 loaded from this package. The tool tier is set to `fast` through `config set`, as a
-user would. Nothing here is faked.
+user would. The only fake is the cloud group's server: a small OpenAI-compatible
+stand-in for OpenRouter, so the end of the fallback chain can be reached offline.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anthropic
 import httpx
@@ -20,10 +25,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mlx_stack.cli.app import app
-from mlx_stack.core.stack import GATEWAY
+from mlx_stack.core.stack import GATEWAY, Cloud
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, routing, stack_store
-from mlx_stack.system import ports, secrets
+from mlx_stack.system import pidfile, ports, secrets
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +42,37 @@ LONG = "The quick brown fox jumps over the lazy dog. " * 280
 # Over every tier's window.
 HUGE = "The quick brown fox jumps over the lazy dog. " * 1200
 UP_DEADLINE_S = 420
+CLOUD_MODEL = "stand-in/model"
+
+
+class _Cloud(BaseHTTPRequestHandler):
+    """OpenRouter's chat completions, minimally: one fixed answer, streamed or not."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        base = {"id": "cmpl-cloud", "created": int(time.time()), "model": body.get("model")}
+        message = {"role": "assistant", "content": "from the cloud"}
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for delta, finish in ((message, None), ({}, "stop")):
+                chunk = {**base, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        raw = json.dumps({**base, "object": "chat.completion", "choices": [
+            {"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
 
 @dataclass
@@ -60,6 +96,8 @@ def _cli(*args: str) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = Paths(tmp_path_factory.mktemp("routing") / "home")
+    cloud = ThreadingHTTPServer(("127.0.0.1", 0), _Cloud)
+    threading.Thread(target=cloud.serve_forever, daemon=True).start()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLX_STACK_HOME", str(home.home))  # the gateway inherits it
         mp.setenv("NO_COLOR", "1")
@@ -67,14 +105,18 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             _cli("setup", "--demo", "--no-start")
             stack = stack_store.load(home)
             stack = replace(stack, tiers=tuple(replace(t, port=ports.free_port()) for t in stack.tiers),
-                            gateway=replace(stack.gateway, port=ports.free_port()))
+                            gateway=replace(stack.gateway, port=ports.free_port()),
+                            cloud=Cloud(model=CLOUD_MODEL,
+                                        base_url=f"http://127.0.0.1:{cloud.server_address[1]}/v1"))
             stack_store.save(home, stack)
+            secrets.write_secret(home, secrets.OPENROUTER_KEY, "sk-or-v1-stand-in")
             _cli("config", "set", "routing.tool-tier", "fast")
             lifecycle.up(home, health_timeout=UP_DEADLINE_S)
             yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
                        f"http://127.0.0.1:{stack.gateway.port}")
         finally:
             lifecycle.down(home, grace=5)
+            cloud.shutdown()
 
 
 @pytest.fixture
@@ -122,10 +164,10 @@ def test_too_long_for_standard_is_served_by_longctx(live: Live, stream: bool) ->
     assert _served(_chat(live, "standard", "Hello", stream=stream))[:2] == ("standard", "direct")
 
 
-def test_too_long_for_every_tier_is_a_clear_client_error(live: Live) -> None:
-    with pytest.raises(openai.BadRequestError, match="ContextWindowExceeded"):
-        live.openai().chat.completions.create(
-            model="standard", messages=[{"role": "user", "content": HUGE}], max_tokens=4)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_too_long_for_every_local_tier_goes_to_the_cloud(live: Live, stream: bool) -> None:
+    headers = _chat(live, "standard", HUGE, stream=stream)
+    assert _served(headers) == ("cloud", "fallback", CLOUD_MODEL)
 
 
 @pytest.mark.parametrize("tier", ["standard", "fast", "longctx", "auto"])
@@ -174,11 +216,11 @@ def test_status_counts_requests_and_fallbacks_per_tier(use_home: Live) -> None:
     assert data["rules"]["tool_tier"] == "fast" and data["custom"] is True
     assert counts["tiers"]["standard"]["fallbacks_from"] >= 4  # 2 openai + 2 anthropic above
     assert counts["tiers"]["longctx"]["fallbacks_to"] >= 4
-    assert counts["tiers"]["standard"]["errors"] >= 1  # the prompt too long for every tier
+    assert counts["tiers"]["cloud"]["fallbacks_to"] >= 2  # too long for every local tier
     assert all(counts["tiers"][t]["requests"] >= 2 for t in ("standard", "fast", "longctx"))
     assert counts["auto"]["fast"] >= 2 and counts["auto_reasons"]["long-prompt"] >= 4
     text = CliRunner().invoke(app, ["status"], catch_exceptions=False).stdout
-    assert "with tools -> fast" in text and "fallbacks out" in text
+    assert "with tools -> fast" in text and "fallbacks out" in text and "cloud" in text
 
 
 def test_a_rule_changed_on_a_live_stack_applies_without_restart(use_home: Live) -> None:
@@ -199,3 +241,14 @@ def test_a_rule_changed_on_a_live_stack_applies_without_restart(use_home: Live) 
         assert next(s.pid for s in after.services if s.name == GATEWAY) == gateway_pid
     finally:
         _cli("config", "set", "routing.tool-tier", "fast")
+
+
+def test_a_dead_tier_is_named_in_the_headers(live: Live) -> None:
+    """Last: kills the fast tier for good (the fixture's `down` cleans up)."""
+    record = pidfile.read(live.home.run_dir, "fast")
+    assert record is not None
+    os.killpg(record.pid, signal.SIGKILL)
+    for stream in (False, True):
+        headers = _chat(live, "fast", "Hello", stream=stream)
+        assert _served(headers) == ("standard", "fallback", "mlx-stack/demo-standard")
+        assert headers["x-mlx-stack-requested"] == "fast"
