@@ -89,3 +89,18 @@ def test_stop_pid_for_a_plain_child() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert processes.stop_pid(proc.pid, grace=5)
     assert proc.wait(5) is not None
+
+
+def test_stop_service_cleans_up_after_a_crashed_leader(isolated_home) -> None:  # type: ignore[no-untyped-def]
+    from mlx_stack.services.service_control import stop_service
+
+    log = isolated_home.logs_dir / "tier.log"
+    pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log)
+    pidfile.write(isolated_home.run_dir, pidfile.record_for("tier", pid, ["x"]))
+    assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)
+    os.kill(pid, signal.SIGKILL)  # the leader dies; its child lives on in the group
+    assert _wait_for(lambda: not processes.is_alive(pid))
+    assert processes.group_members(pid)
+    assert stop_service(isolated_home, "tier", grace=5) is False  # nothing of ours was running
+    assert processes.group_members(pid) == []
+    assert pidfile.read(isolated_home.run_dir, "tier") is None

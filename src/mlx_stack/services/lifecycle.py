@@ -35,6 +35,7 @@ from mlx_stack.services.service_control import (
     check_service,
     command_for,
     ensure_startable,
+    forget_stale,
     launch,
     probe_service,
     running_record,
@@ -126,6 +127,7 @@ def up(
         if not todo:
             return UpResult(already_running=already, endpoint=endpoint(stack))
         for s in todo:
+            forget_stale(p, s)  # a crashed instance's leftovers may hold its port
             ensure_startable(stack, s)  # all checked before anything starts
         records = {s: launch(p, stack, s) for s in todo}
         deadline = time.monotonic() + health_timeout

@@ -139,6 +139,7 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
     from mlx_stack.services import config
 
     settings = config.load(p)
+    forget_stale(p, service)
     if service == GATEWAY:
         write_gateway_config(p, stack)
     cmd = command_for(p, stack, service)
@@ -236,6 +237,7 @@ def start_service(
     existing = running_record(p, service)
     if existing is not None:
         return existing
+    forget_stale(p, service)  # a crashed instance's leftovers may hold its port
     ensure_startable(stack, service)
     record = launch(p, stack, service)
     if wait:
@@ -243,17 +245,34 @@ def start_service(
     return record
 
 
+def clear_stale(p: Paths, record: pidfile.PidRecord, grace: float = processes.GRACE_S) -> None:
+    """Forget a pid file whose process is not ours any more, stopping what its crashed
+    leader left in its group (never anything else: a live pid is another program's)."""
+    if record.pid > 0 and not processes.is_alive(record.pid) and processes.group_members(record.pid):
+        processes.stop_group(record.pid, grace)
+    pidfile.remove(p.run_dir, record.service)
+
+
+def forget_stale(p: Paths, service: str) -> None:
+    """Before a start: clear the pid file (and leftovers) of a crashed instance."""
+    stale = pidfile.read(p.run_dir, service)
+    if stale is not None and not pidfile.is_ours(stale):
+        clear_stale(p, stale)
+
+
 def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S) -> bool:
     """Stop one service's process group; True if a process of ours was stopped.
 
-    A pid file whose pid is gone or now belongs to another program is removed
-    without sending any signal. The pid file goes only once the group is empty.
+    A pid file whose pid now belongs to another program is removed without
+    sending any signal. When the service crashed but left processes in its group
+    (the kernel never reuses a pid while it names a live group, so they are ours),
+    those are stopped. The pid file goes only once the group is empty.
     """
     record = pidfile.read(p.run_dir, service)
     if record is None:
         return False
     if not pidfile.is_ours(record):
-        pidfile.remove(p.run_dir, service)
+        clear_stale(p, record, grace)
         return False
     if processes.is_group_leader(record.pid):
         gone = processes.stop_group(record.pid, grace)

@@ -154,6 +154,14 @@ def stop_pid(pid: int, grace: float = GRACE_S) -> bool:
     return True
 
 
+def is_alive(pid: int) -> bool:
+    """True if ``pid`` is a running (non-zombie) process."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def is_group_leader(pid: int) -> bool:
     try:
         return os.getpgid(pid) == pid
