@@ -140,6 +140,9 @@ def _safe_observe(p: Paths, stack: Stack, name: str, rec: Record, now: float, op
 # --- apply ------------------------------------------------------------------------
 
 
+_waiting_for_lock: set[str] = set()
+
+
 class LockBusy(Exception):
     """The stack lock is held (an `up` or `down` runs): try again next round."""
 
@@ -168,6 +171,8 @@ def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
           start_errors: dict[str, str]) -> dict[str, Record]:
     """Carry out the actions; returns the records to keep (a skipped start is retried)."""
     records = dict(decision.records)
+    _waiting_for_lock.intersection_update(
+        a.service for a in decision.actions if a.kind in (ActionKind.START, ActionKind.STOP))
     for action in decision.actions:
         name = action.service
         if action.kind in (ActionKind.EVENT, ActionKind.CLEAR, ActionKind.FLAPPING):
@@ -175,11 +180,15 @@ def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
             log(f"{name}: {word}{action.reason}")
             continue
         try:
-            log(f"{name}: {action.kind.value} ({action.reason})")
+            if name not in _waiting_for_lock:
+                log(f"{name}: {action.kind.value} ({action.reason})")
             _apply_one(p, stack, action)
             start_errors.pop(name, None)
+            _waiting_for_lock.discard(name)
         except LockBusy:
-            log(f"{name}: stack lock busy (an up/down runs); will retry")
+            if name not in _waiting_for_lock:  # say it once, not every round of a long `up`
+                log(f"{name}: stack lock busy (an up/down runs); will retry")
+                _waiting_for_lock.add(name)
             if name in before:
                 records[name] = before[name]
         except MlxStackError as exc:
