@@ -98,3 +98,14 @@ def test_without_a_terminal_setup_asks_nothing(run, isolated_home: Paths) -> Non
     assert not isolated_home.stack_file.exists()
     r = run("setup", "--no-pull", "--no-start", "--budget-pct", "10", "--intent", "agent-fleet")
     assert "Recommended (agent-fleet" in r.stderr and "10%" in r.stderr
+
+
+def test_a_corrupt_stack_is_replaced_by_a_new_setup_not_changed(run, models, isolated_home: Paths) -> None:
+    isolated_home.home.mkdir(parents=True, exist_ok=True)
+    isolated_home.stack_file.write_text("schema: 1\ntiers: [\n")
+    r = run("setup", "--add", str(models[1]), "--no-start")
+    assert r.exit_code == 3
+    r = run("setup", "--model", str(models[0]), "--no-start")
+    assert r.exit_code == 0, r.stderr
+    assert "a new stack will replace it" in r.stderr
+    assert stack_store.load(isolated_home).tier_names == ["standard"]

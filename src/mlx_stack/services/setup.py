@@ -69,12 +69,12 @@ class SetupResult:
 
 def run(p: Paths, flags: SetupFlags, ui: SetupUI) -> SetupResult:
     """Validate, decide, download, then apply. Raises before touching the stack on any failure."""
-    from mlx_stack.services import config, lifecycle, stack_store
+    from mlx_stack.services import config, lifecycle
 
     check_flags(flags)
     settings = config.load(p)
     default_quant = settings.get("default-quant")
-    previous = stack_store.load(p) if stack_store.exists(p) else None
+    previous = _previous(p, flags, ui)
     if flags.changes_stack:
         wanted = _changes(previous, flags)
     elif flags.model is not None:
@@ -86,12 +86,29 @@ def run(p: Paths, flags: SetupFlags, ui: SetupUI) -> SetupResult:
     new = _build(p, previous, tiers, flags, int(settings.get("litellm-port")))
     from mlx_stack.services import stack_apply
 
-    applied = stack_apply.apply(p, new, start=not flags.no_start, say=ui.say)
+    applied = stack_apply.apply(p, new, start=not flags.no_start, say=ui.say,
+                                replace_corrupt=not flags.changes_stack)
     result = SetupResult(new, applied, downloaded=downloaded, endpoint=lifecycle.endpoint(new))
     if not flags.no_start:
         up = lifecycle.up(p)
         result.up_started = up.started
     return result
+
+
+def _previous(p: Paths, flags: SetupFlags, ui: SetupUI) -> Stack | None:
+    """The current stack; a corrupt stack.yaml is replaced by a new setup, not changed by --add/--remove."""
+    from mlx_stack.errors import StateError
+    from mlx_stack.services import stack_store
+
+    if not stack_store.exists(p):
+        return None
+    try:
+        return stack_store.load(p)
+    except StateError as exc:
+        if flags.changes_stack:
+            raise
+        ui.say(f"warning: {exc.message}; a new stack will replace it")
+        return None
 
 
 def _changes(previous: Stack | None, flags: SetupFlags) -> list[Wanted]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.core.stack_change import StackDiff, diff
-from mlx_stack.errors import ServiceError
+from mlx_stack.errors import ServiceError, StateError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.services.service_control import (
@@ -53,10 +53,19 @@ class ApplyResult:
 
 
 def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lambda _: None,
-          health_timeout: float = HEALTH_TIMEOUT_S) -> ApplyResult:
-    """Write ``new`` as the stack; on a running stack (and ``start``), change only what differs."""
+          health_timeout: float = HEALTH_TIMEOUT_S, replace_corrupt: bool = False) -> ApplyResult:
+    """Write ``new`` as the stack; on a running stack (and ``start``), change only what differs.
+
+    ``replace_corrupt``: an unreadable stack.yaml is overwritten (a whole new setup)
+    instead of raising StateError.
+    """
     with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="setup"):
-        old = stack_store.load(p) if stack_store.exists(p) else None
+        try:
+            old = stack_store.load(p) if stack_store.exists(p) else None
+        except StateError:
+            if not replace_corrupt:
+                raise
+            old = None
         d = diff(old, new)
         running = {s for s in (old.services if old else []) if running_record(p, s) is not None}
         if not running or not start or old is None:
