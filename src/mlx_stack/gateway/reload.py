@@ -24,7 +24,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 log = logging.getLogger("mlx_stack.gateway")
 
-CONFIG_ENV = "MLX_STACK_GATEWAY_CONFIG"  # the config file to watch (set by the gateway command)
+CONFIG_ENV = "MLX_STACK_GATEWAY_CONFIG"  # overrides the watched file (default: generated/litellm.yaml)
 RECHECK_S = 0.25
 ROUTER_KEYS = ("fallbacks", "context_window_fallbacks")
 
