@@ -176,6 +176,8 @@ def test_two_concurrent_ups_make_one_stack(live: Live) -> None:
     started = [o for o in live.up_outputs if "started" in o]
     waited = [o for o in live.up_outputs if "already running, nothing changed" in o]
     assert len(started) == 1 and len(waited) == 1, live.up_outputs
+    assert "another up/down is running: waiting" in waited[0]
+    assert "standard answered a completion after" in started[0]
     procs = _stack_processes(live.home)
     servers = [p for p in procs if "vllm-mlx" in " ".join(p.cmdline())]
     gateways = [p for p in procs if "litellm" in " ".join(p.cmdline()) and "logwriter" not in " ".join(

@@ -28,7 +28,7 @@ def up(
         sys.stdout.write(result.dry_run or "")
         return
     terminal.info("starting (each service counts once it answered a real completion)…")
-    result = lifecycle.up(p, tiers=tier or None)
+    result = lifecycle.up(p, tiers=tier or None, progress=terminal.info)
     if not result.started:
         terminal.success(
             "already running, nothing changed: " + ", ".join(result.already_running)

@@ -71,7 +71,7 @@ def _setup_demo(*, start: bool) -> None:
         terminal.info("start it with `mlx-stack up`")
         return
     terminal.info("starting (each service counts once it answered a real completion)…")
-    up = lifecycle.up(p)
+    up = lifecycle.up(p, progress=terminal.info)
     if up.started:
         terminal.success(f"started {', '.join(up.started)} in {up.seconds:.1f} s")
     else:

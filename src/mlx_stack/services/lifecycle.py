@@ -18,13 +18,14 @@ callers hold the lock around start/stop):
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mlx_stack.core.server_cmd import render_dry_run
 from mlx_stack.core.stack import GATEWAY, Stack
-from mlx_stack.errors import ServiceError
+from mlx_stack.errors import ConflictError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.services.service_control import (
@@ -107,12 +108,15 @@ def _settings(p: Paths) -> bool:
 def up(
     p: Paths, tiers: list[str] | None = None, dry_run: bool = False, *,
     health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
+    progress: Callable[[str], None] | None = None,
 ) -> UpResult:
     """Start the selected tiers (all by default) and the gateway, in parallel.
 
     Returns once every started service answered a real one-token completion
-    (or only its health route, with ``auto-health-check`` false).
+    (or only its health route, with ``auto-health-check`` false). ``progress``
+    receives one-line messages as services become ready (from worker threads).
     """
+    say = progress or (lambda _msg: None)
     stack = stack_store.load(p)
     services = list(dict.fromkeys([*_select(stack, tiers), GATEWAY]))
     if dry_run:
@@ -120,7 +124,7 @@ def up(
         return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
     real_completion = _settings(p)
     start = time.monotonic()
-    with file_lock(p.lock_file, timeout=lock_timeout, what="up/down"):
+    with _locked(p, lock_timeout, say):
         stack = stack_store.load(p)  # may have changed while we waited
         already = [s for s in services if running_record(p, s) is not None]
         todo = [s for s in services if s not in already]
@@ -132,18 +136,20 @@ def up(
         records = {s: launch(p, stack, s) for s in todo}
         deadline = time.monotonic() + health_timeout
         tiers_todo = [s for s in todo if s != GATEWAY]
+        def ready(service: str, real: bool) -> None:
+            seconds = wait_healthy(p, stack, service, records[service], deadline, real_completion=real)
+            what = "answered a completion" if real else "is up"
+            say(f"{service} {what} after {time.monotonic() - start:.1f} s (wait {seconds:.1f} s)")
+
         waits: list[Callable[[], object]] = [
-            (lambda s=s: wait_healthy(p, stack, s, records[s], deadline, real_completion=real_completion))
-            for s in tiers_todo
+            (lambda s=s: ready(s, real_completion)) for s in tiers_todo
         ]
         if GATEWAY in todo:  # the proxy boots while the tiers load
-            waits.append(lambda: wait_healthy(p, stack, GATEWAY, records[GATEWAY], deadline,
-                                              real_completion=False))
+            waits.append(lambda: ready(GATEWAY, False))
         errors = [e for e in probes.in_parallel([_catching(w) for w in waits]) if e is not None]
         if not errors and GATEWAY in todo and real_completion:
             # Only now can a completion go through it to a tier.
-            errors = [e for e in [_catching(lambda: wait_healthy(
-                p, stack, GATEWAY, records[GATEWAY], deadline))()] if e is not None]
+            errors = [e for e in [_catching(lambda: ready(GATEWAY, True))()] if e is not None]
         if errors:
             if len(errors) == 1:
                 raise errors[0]
@@ -153,6 +159,18 @@ def up(
             )
     return UpResult(started=todo, already_running=already, endpoint=endpoint(stack),
                     seconds=time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def _locked(p: Paths, timeout: float, say: Callable[[str], None]) -> Iterator[None]:
+    """The stack lock; says so when another up/down holds it and we wait."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(p.lock_file, timeout=0, what="up/down"))
+        except ConflictError:
+            say("another up/down is running: waiting for it to finish")
+            held.enter_context(file_lock(p.lock_file, timeout=timeout, what="up/down"))
+        yield
 
 
 def _catching(fn: Callable[[], object]) -> Callable[[], ServiceError | None]:
