@@ -154,6 +154,14 @@ def test_auto_picks_the_tier_from_the_request(live: Live, stream: bool) -> None:
     assert headers["x-mlx-stack-tier"] == "longctx" and headers["x-mlx-stack-requested"] == "auto"
 
 
+def test_auto_counts_for_real_near_a_limit(live: Live) -> None:
+    # Both estimates sit near standard's limit (1,536): the real count decides.
+    digits = "7 " * 2100  # estimate ~1,060 tokens, real count ~4,200: too long for standard
+    assert _served(_chat(live, "auto", digits, stream=False))[:2] == ("longctx", "auto-long-prompt")
+    words = "international " * 500  # estimate ~1,760 tokens, real count ~520: fits standard
+    assert _served(_chat(live, "auto", words, stream=False))[:2] == ("standard", "auto-default")
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_too_long_for_standard_is_served_by_longctx(live: Live, stream: bool) -> None:
     headers = _chat(live, "standard", LONG, stream=stream)
