@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.system import pidfile
+from tests.overlay_venv import make_overlay
 
 pytestmark = pytest.mark.integration
 
@@ -36,21 +36,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _overlay_env(root: Path) -> Path:
-    """A venv whose python is ours but whose bin/vllm-mlx is a crashing fake."""
-    venv = Path(sys.prefix)
-    (root / "bin").mkdir(parents=True)
-    (root / "pyvenv.cfg").write_text((venv / "pyvenv.cfg").read_text())
-    (root / "lib").symlink_to(venv / "lib")
-    (root / "bin" / "python").symlink_to(os.path.realpath(sys.executable))
-    fake = root / "bin" / "vllm-mlx"
-    fake.write_text("#!/bin/sh\necho \"fake vllm-mlx: cannot load $2\"\nexit 1\n")
-    fake.chmod(0o755)
-    return root / "bin" / "python"
+FAKE = "#!/bin/sh\necho \"fake vllm-mlx: cannot load $2\"\nexit 1\n"
 
 
 def test_crash_at_start_backs_off_then_flaps_without_a_storm(tmp_path: Path) -> None:
-    python = _overlay_env(tmp_path / "venv")
+    python = make_overlay(tmp_path / "venv", FAKE)
     p = Paths(home=tmp_path / "home")
     broken = tmp_path / "broken-model"  # exists (so `up` checks pass); the fake server crashes on it
     broken.mkdir()
