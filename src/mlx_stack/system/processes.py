@@ -9,11 +9,11 @@ group signal stops it too), which rotates the log by size.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,10 +26,7 @@ _POLL_S = 0.05
 # Popen objects of the children started by this process, kept so they are reaped
 # (no zombies, no "still running" warnings) when they stop.
 _children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _logwriter_available() -> bool:
-    return importlib.util.find_spec("mlx_stack.system.logwriter") is not None
+_children_lock = threading.Lock()
 
 
 def spawn(
@@ -44,18 +41,6 @@ def spawn(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    if not _logwriter_available():
-        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            proc = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                env=full_env, start_new_session=True, close_fds=True,
-            )
-        finally:
-            os.close(fd)
-        _children[proc.pid] = proc
-        return proc.pid
-
     # A process group of its own, but not a new session: setpgid() cannot move the
     # log writer into a group of another session, and the writer must share the
     # service's group so one killpg stops both. Neither holds the terminal.
@@ -71,21 +56,24 @@ def spawn(
             stdin=proc.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             process_group=proc.pid, close_fds=True,
         )
-        _children[writer.pid] = writer
+        with _children_lock:
+            _children[writer.pid] = writer
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     finally:
         proc.stdout.close()  # the writer holds the only read end now
-    _children[proc.pid] = proc
+    with _children_lock:
+        _children[proc.pid] = proc
     return proc.pid
 
 
 def _reap() -> None:
-    for pid, proc in list(_children.items()):
-        if proc.poll() is not None:
-            del _children[pid]
+    with _children_lock:  # down stops services from several threads at once
+        for pid, proc in list(_children.items()):
+            if proc.poll() is not None:
+                _children.pop(pid, None)
 
 
 def group_members(pgid: int) -> list[int]:
