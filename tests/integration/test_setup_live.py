@@ -2,7 +2,8 @@
 
 While setup adds and then removes a tier, a client keeps calling the endpoint; the
 untouched tiers and the gateway keep their pids (the gateway reloads its routes in
-place), and not one request fails.
+place), and not one request fails. The added model is pulled on the way (from a
+local stand-in of the hub) and served from its Hugging Face cache snapshot.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.services.demo_models import build_random_model
 from mlx_stack.system import pidfile, ports, secrets
+from tests.fakehub import FakeHub, FakeRepo
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +35,8 @@ DEADLINE_S = 480
 @dataclass
 class Live:
     home: Paths
-    extra_model: Path
+    hub: FakeHub
+    hf_home: Path
     key: str = ""
     endpoint: str = ""
 
@@ -51,8 +54,12 @@ class Live:
                                 "messages": [{"role": "user", "content": "hello"}]})
 
 
-def _cli(home: Paths, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(home: Paths, *args: str, hub: FakeHub | None = None, hf_home: Path | None = None
+         ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLX_STACK_HOME": str(home.home)}
+    if hub is not None and hf_home is not None:
+        env.pop("HF_HUB_OFFLINE", None)
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(hf_home))
     return subprocess.run([sys.executable, "-m", "mlx_stack", *args], env=env, text=True,
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=DEADLINE_S)
 
@@ -83,22 +90,24 @@ class Poller:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("setup-live")
     home = Paths(root / "home")
-    live = Live(home, build_random_model(root / "extra-model", seed=7))
-    try:
-        assert _cli(home, "config", "set", "litellm-port", str(ports.free_port())).returncode == 0
-        r = _cli(home, "setup", "--demo")
-        assert r.returncode == 0, r.stderr
-        live.key = secrets.read_secret(home, secrets.GATEWAY_KEY) or ""
-        live.endpoint = lifecycle.endpoint(stack_store.load(home))
-        yield live
-    finally:
-        lifecycle.down(home, grace=5)
-        for proc in psutil.process_iter(["cmdline"]):  # never leave a server behind
-            try:
-                if str(home.home) in " ".join(proc.info["cmdline"] or []):
-                    proc.kill()
-            except psutil.NoSuchProcess:
-                continue
+    with FakeHub() as hub:
+        hub.repos["org/extra"] = FakeRepo.from_dir(build_random_model(root / "extra-model", seed=7))
+        live = Live(home, hub, root / "hf")
+        try:
+            assert _cli(home, "config", "set", "litellm-port", str(ports.free_port())).returncode == 0
+            r = _cli(home, "setup", "--demo")
+            assert r.returncode == 0, r.stderr
+            live.key = secrets.read_secret(home, secrets.GATEWAY_KEY) or ""
+            live.endpoint = lifecycle.endpoint(stack_store.load(home))
+            yield live
+        finally:
+            lifecycle.down(home, grace=5)
+            for proc in psutil.process_iter(["cmdline"]):  # never leave a server behind
+                try:
+                    if str(home.home) in " ".join(proc.info["cmdline"] or []):
+                        proc.kill()
+                except psutil.NoSuchProcess:
+                    continue
 
 
 def test_add_then_remove_a_tier_on_a_live_stack(live: Live) -> None:
@@ -110,7 +119,8 @@ def test_add_then_remove_a_tier_on_a_live_stack(live: Live) -> None:
     thread.start()
     try:
         started = time.monotonic()
-        added = _cli(live.home, "setup", "--add", str(live.extra_model), "--as", "extra")
+        added = _cli(live.home, "setup", "--add", "org/extra", "--as", "extra", hub=live.hub,
+                     hf_home=live.hf_home)
         add_s = time.monotonic() - started
         assert added.returncode == 0, added.stderr
         assert "gateway reloaded" in added.stderr
@@ -120,7 +130,9 @@ def test_add_then_remove_a_tier_on_a_live_stack(live: Live) -> None:
         assert extra_pid is not None and psutil.pid_exists(extra_pid)
         r = live.ask("extra")
         assert r.status_code == 200, r.text
-        assert stack_store.load(live.home).tier_names == ["standard", "fast", "longctx", "extra"]
+        stack = stack_store.load(live.home)
+        assert stack.tier_names == ["standard", "fast", "longctx", "extra"]
+        assert stack.tier("extra").path.startswith(str(live.hf_home / "hub" / "models--org--extra"))
 
         started = time.monotonic()
         removed = _cli(live.home, "setup", "--remove", "extra")
