@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlx_stack.services import logs
-from mlx_stack.system import logwriter
+from mlx_stack.system import logrotate, logwriter
 
 pytestmark = pytest.mark.integration
 
@@ -46,5 +46,5 @@ def test_follow_a_rotating_writer(tmp_path: Path) -> None:
         if writer.poll() is None:
             writer.kill()
             writer.wait()
-    assert logwriter.archive_path(log, 3).exists(), "expected several rotations"
+    assert logrotate.archive_path(log, 3).exists(), "expected several rotations"
     assert seen == [f"line {i:05d}" for i in range(2000)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_stack.system import logwriter
+from mlx_stack.system import logrotate, logwriter
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,10 @@ for i in range(count):
 def _read_all(log: Path) -> list[bytes]:
     data = b""
     n = 1
-    while logwriter.archive_path(log, n).exists():
+    while logrotate.archive_path(log, n).exists():
         n += 1
     for i in range(n - 1, 0, -1):
-        chunk = gzip.decompress(logwriter.archive_path(log, i).read_bytes())
+        chunk = gzip.decompress(logrotate.archive_path(log, i).read_bytes())
         assert chunk.endswith(b"\n"), f"archive {i} ends mid-line"
         data += chunk
     if log.exists():
@@ -55,7 +55,7 @@ def test_concurrent_writers_with_rotations_lose_no_line(tmp_path: Path) -> None:
     children: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + 20
-        while logwriter.live_writer_pid(log) is None:  # started and holding its lock
+        while logrotate.live_writer_pid(log) is None:  # started and holding its lock
             assert time.monotonic() < deadline
             time.sleep(0.02)
         writers, per_child = 4, 5000
@@ -67,8 +67,8 @@ def test_concurrent_writers_with_rotations_lose_no_line(tmp_path: Path) -> None:
         # Ask for extra rotations while they write (what `logs --rotate` does).
         deadline = time.monotonic() + 60
         while any(ch.poll() is None for ch in children) and time.monotonic() < deadline:
-            assert logwriter.live_writer_pid(log) == writer.pid
-            assert logwriter.request_rotation(log, keep=10_000) == "signalled"
+            assert logrotate.live_writer_pid(log) == writer.pid
+            assert logrotate.request_rotation(log, keep=10_000) == "signalled"
             time.sleep(0.05)
         for ch in children:
             assert _wait(ch) == 0
@@ -87,8 +87,8 @@ def test_concurrent_writers_with_rotations_lose_no_line(tmp_path: Path) -> None:
         for ln in mine:
             i = int(ln.split()[1])
             assert ln == f"w{c} {i:06d} {'x' * (i % 97)}".encode(), "a line was split"
-    assert logwriter.archive_path(log, 2).exists(), "expected several rotations"
-    assert logwriter.live_writer_pid(log) is None
+    assert logrotate.archive_path(log, 2).exists(), "expected several rotations"
+    assert logrotate.live_writer_pid(log) is None
 
 
 def test_log_moved_away_is_reopened(tmp_path: Path) -> None:
@@ -141,7 +141,10 @@ def test_sigterm_drains_then_exits(tmp_path: Path) -> None:
     try:
         writer.stdin.write(b"kept\n")
         writer.stdin.flush()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20
+        while logrotate.live_writer_pid(log) is None:  # its signal handlers are in place by then
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         writer.send_signal(signal.SIGTERM)
         writer.stdin.write(b"also kept\n")  # the service's last words after the signal
         writer.stdin.flush()

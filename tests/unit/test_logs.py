@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlx_stack.paths import Paths
 from mlx_stack.services import logs
-from mlx_stack.system import logwriter
+from mlx_stack.system import logrotate
 
 
 def _write_log(p: Paths, service: str, generations: list[list[str]]) -> Path:
@@ -20,7 +20,7 @@ def _write_log(p: Paths, service: str, generations: list[list[str]]) -> Path:
     *old, current = generations
     for age, lines in enumerate(reversed(old), start=1):
         text = "".join(f"{x}\n" for x in lines)
-        logwriter.archive_path(path, age).write_bytes(gzip.compress(text.encode()))
+        logrotate.archive_path(path, age).write_bytes(gzip.compress(text.encode()))
     path.write_text("".join(f"{x}\n" for x in current))
     return path
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_stack.system import logwriter
+from mlx_stack.system import logrotate, logwriter
 
 
 def _archives(log: Path) -> list[str]:
@@ -20,38 +20,38 @@ def test_shift_keeps_newest_first_and_drops_the_oldest(tmp_path: Path) -> None:
     log = tmp_path / "fast.log"
     for n in range(4):
         log.write_text(f"generation {n}\n")
-        assert logwriter.shift_and_move_aside(log, keep=2)
-        logwriter.compress_pending(log)
+        assert logrotate.shift_and_move_aside(log, keep=2)
+        logrotate.compress_pending(log)
     assert _archives(log) == ["fast.log.1.gz", "fast.log.2.gz"]
-    assert gzip.decompress(logwriter.archive_path(log, 1).read_bytes()) == b"generation 3\n"
-    assert gzip.decompress(logwriter.archive_path(log, 2).read_bytes()) == b"generation 2\n"
+    assert gzip.decompress(logrotate.archive_path(log, 1).read_bytes()) == b"generation 3\n"
+    assert gzip.decompress(logrotate.archive_path(log, 2).read_bytes()) == b"generation 2\n"
 
 
 def test_empty_or_missing_log_is_not_rotated(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
-    assert not logwriter.shift_and_move_aside(log, keep=3)
+    assert not logrotate.shift_and_move_aside(log, keep=3)
     log.write_text("")
-    assert not logwriter.shift_and_move_aside(log, keep=3)
+    assert not logrotate.shift_and_move_aside(log, keep=3)
     assert _archives(log) == []
 
 
 def test_an_interrupted_rotation_is_finished_first(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
-    logwriter.pending_path(log).write_text("older\n")  # a crash left it uncompressed
+    logrotate.pending_path(log).write_text("older\n")  # a crash left it uncompressed
     log.write_text("newer\n")
-    assert logwriter.shift_and_move_aside(log, keep=3)
-    logwriter.compress_pending(log)
-    assert gzip.decompress(logwriter.archive_path(log, 1).read_bytes()) == b"newer\n"
-    assert gzip.decompress(logwriter.archive_path(log, 2).read_bytes()) == b"older\n"
+    assert logrotate.shift_and_move_aside(log, keep=3)
+    logrotate.compress_pending(log)
+    assert gzip.decompress(logrotate.archive_path(log, 1).read_bytes()) == b"newer\n"
+    assert gzip.decompress(logrotate.archive_path(log, 2).read_bytes()) == b"older\n"
 
 
 def test_request_rotation_on_an_idle_file_rotates_it_here(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("a\n")
-    assert logwriter.live_writer_pid(log) is None
-    assert logwriter.request_rotation(log, keep=5) == "rotated"
+    assert logrotate.live_writer_pid(log) is None
+    assert logrotate.request_rotation(log, keep=5) == "rotated"
     assert not log.exists()
-    assert logwriter.request_rotation(log, keep=5) == "empty"
+    assert logrotate.request_rotation(log, keep=5) == "empty"
     assert _archives(log) == ["x.log.1.gz"]
 
 
@@ -75,10 +75,10 @@ def _pipe_run(tmp_path: Path, data: list[bytes], max_bytes: int = 10, keep: int 
 def _all_bytes(log: Path) -> bytes:
     out = b""
     n = 1
-    while logwriter.archive_path(log, n).exists():
+    while logrotate.archive_path(log, n).exists():
         n += 1
     for i in range(n - 1, 0, -1):
-        out += gzip.decompress(logwriter.archive_path(log, i).read_bytes())
+        out += gzip.decompress(logrotate.archive_path(log, i).read_bytes())
     return out + (log.read_bytes() if log.exists() else b"")
 
 
@@ -87,7 +87,7 @@ def test_a_line_is_never_split_across_files(tmp_path: Path) -> None:
     log = _pipe_run(tmp_path, [b"first line\nsecond li", b"ne\nthird\n"], max_bytes=5)
     assert _all_bytes(log) == b"first line\nsecond line\nthird\n"
     for i in range(1, 10):
-        p = logwriter.archive_path(log, i)
+        p = logrotate.archive_path(log, i)
         if p.exists():
             assert gzip.decompress(p.read_bytes()).endswith(b"\n")
 

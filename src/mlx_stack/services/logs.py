@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlx_stack.errors import NotFoundError, UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.system import logwriter
+from mlx_stack.system import logrotate
 
 _BLOCK = 8192
 
@@ -44,7 +44,7 @@ def archives(path: Path) -> list[Path]:
         if middle.isdigit():
             numbered.append((int(middle), cand))
     out = [c for _, c in sorted(numbered, reverse=True)]
-    pending = logwriter.pending_path(path)
+    pending = logrotate.pending_path(path)
     if pending.exists():
         out.append(pending)
     return out
@@ -191,4 +191,4 @@ def rotate(p: Paths, service: str | None, keep: int) -> list[tuple[str, str]]:
     if keep < 1:
         raise UsageError("log-max-files must be at least 1")
     logs = [find_log(p, service)] if service else list_logs(p)
-    return [(lg.service, logwriter.request_rotation(lg.path, keep)) for lg in logs]
+    return [(lg.service, logrotate.request_rotation(lg.path, keep)) for lg in logs]

@@ -16,8 +16,8 @@ blocks or kills the service: the writer keeps draining the pipe, counts what it
 could not store and says so in the log once it can write again.
 
 While alive, a writer holds an exclusive ``flock`` on ``.<LOG name>.writer``
-next to LOG and records its pid there; ``request_rotation`` uses that to signal
-a live writer, or rotates an idle file itself under the same lock.
+next to LOG and records its pid there; ``logrotate.request_rotation`` uses that
+to signal a live writer, or rotates an idle file itself under the same lock.
 
 This module is imported by a process started once per service: it imports only
 the standard library, and ``gzip`` only when it compresses.
@@ -26,7 +26,6 @@ the standard library, and ``gzip`` only when it compresses.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import select
@@ -35,6 +34,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from mlx_stack.system.logrotate import compress_pending, lock_path, shift_and_move_aside
 
 CHUNK = 65536
 # A line longer than this is written in pieces (rotation still waits for its end).
@@ -45,7 +46,6 @@ PARTIAL_FLUSH_S = 1.0
 REOPEN_CHECK_S = 1.0
 # After SIGTERM, keep draining the pipe this long (the service usually exits too).
 TERM_DRAIN_S = 5.0
-PENDING_SUFFIX = ".1.pending"
 
 
 def command(log_file: Path, max_bytes: int, keep: int) -> list[str]:
@@ -54,20 +54,6 @@ def command(log_file: Path, max_bytes: int, keep: int) -> list[str]:
         sys.executable, "-m", "mlx_stack.system.logwriter",
         "--file", str(log_file), "--max-bytes", str(int(max_bytes)), "--keep", str(int(keep)),
     ]
-
-
-def lock_path(log_file: Path) -> Path:
-    """The lock a live writer holds (its pid inside)."""
-    return log_file.with_name(f".{log_file.name}.writer")
-
-
-def archive_path(log_file: Path, n: int) -> Path:
-    return log_file.with_name(f"{log_file.name}.{n}.gz")
-
-
-def pending_path(log_file: Path) -> Path:
-    """LOG after it was moved aside and before it is compressed into LOG.1.gz."""
-    return log_file.with_name(log_file.name + PENDING_SUFFIX)
 
 
 def attach(log_file: Path, max_bytes: int, keep: int) -> int:
@@ -94,100 +80,6 @@ def attach(log_file: Path, max_bytes: int, keep: int) -> int:
 
 
 _attached: list[object] = []
-
-
-# --- rotation (used by the writer and by `logs --rotate` on idle files) -------------
-
-
-def shift_and_move_aside(log_file: Path, keep: int) -> bool:
-    """Shift LOG.i.gz -> LOG.(i+1).gz (dropping the oldest) and rename LOG aside.
-
-    Fast (renames only). Returns False if LOG does not exist or is empty.
-    Call ``compress_pending`` afterwards. The caller holds the writer lock.
-    """
-    compress_pending(log_file)  # finish a rotation a crash interrupted
-    try:
-        if log_file.stat().st_size == 0:
-            return False
-    except FileNotFoundError:
-        return False
-    keep = max(1, keep)
-    for stale in range(keep + 1, keep + 50):  # keep was lowered: drop what is now beyond it
-        archive_path(log_file, stale).unlink(missing_ok=True)
-    for i in range(keep - 1, 0, -1):
-        src = archive_path(log_file, i)
-        if src.exists():
-            os.replace(src, archive_path(log_file, i + 1))
-    os.replace(log_file, pending_path(log_file))
-    return True
-
-
-def compress_pending(log_file: Path) -> None:
-    """Compress LOG.1.pending into LOG.1.gz (temp file + rename), then remove it."""
-    src = pending_path(log_file)
-    if not src.exists():
-        return
-    import gzip
-    import shutil
-
-    dest = archive_path(log_file, 1)
-    tmp = dest.with_name(dest.name + ".tmp")
-    with open(src, "rb") as fin, open(tmp, "wb") as raw:
-        with gzip.GzipFile(filename=log_file.name, mode="wb", fileobj=raw, compresslevel=6) as gz:
-            shutil.copyfileobj(fin, gz, CHUNK)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, dest)
-    src.unlink(missing_ok=True)
-
-
-def live_writer_pid(log_file: Path) -> int | None:
-    """The pid of the writer holding LOG's lock, or None if no writer is alive."""
-    path = lock_path(log_file)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raw = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(raw) if raw.isdigit() else None
-        return None  # we got the lock: nobody holds it
-    finally:
-        os.close(fd)
-
-
-def request_rotation(log_file: Path, keep: int) -> str:
-    """Rotate LOG now: signal its live writer, or rotate it here if it has none.
-
-    Returns "signalled", "rotated" or "empty" (nothing to rotate).
-    """
-    pid = live_writer_pid(log_file)
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGUSR1)
-            return "signalled"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(log_file), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            # A writer started meanwhile: ask it.
-            pid = live_writer_pid(log_file)
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGUSR1)
-            return "signalled"
-        moved = shift_and_move_aside(log_file, keep)
-        compress_pending(log_file)
-        return "rotated" if moved else "empty"
-    finally:
-        os.close(fd)
 
 
 # --- the writer -------------------------------------------------------------------
