@@ -19,20 +19,24 @@ def setup(
         False, "--accept-defaults", "-y",
         help="No questions: take the recommendation (never a gated model). Implied without a terminal.",
     ),
-    intent: str = typer.Option(None, "--intent", help="balanced (default) or agent-fleet."),
+    intent: str = typer.Option(None, "--intent", metavar="INTENT", help="balanced (default) or agent-fleet."),
     budget_pct: int = typer.Option(
-        None, "--budget-pct",
+        None, "--budget-pct", metavar="PCT",
         help="Share of memory all tiers may use, 10-90 (default: config memory-budget-pct).",
     ),
     add: list[str] = typer.Option(
-        None, "--add",
+        None, "--add", metavar="MODEL",
         help="Add a model to the current stack (catalog id, org/name or a local folder); repeatable.",
     ),
-    as_: list[str] = typer.Option(None, "--as", help="Tier name for the --add at the same position."),
-    remove: list[str] = typer.Option(
-        None, "--remove", help="Remove a tier from the current stack; repeatable.",
+    as_: list[str] = typer.Option(
+        None, "--as", metavar="TIER", help="Tier name for the --add at the same position.",
     ),
-    model: str = typer.Option(None, "--model", help="Quick setup: one tier (standard) serving this model."),
+    remove: list[str] = typer.Option(
+        None, "--remove", metavar="TIER", help="Remove a tier from the current stack; repeatable.",
+    ),
+    model: str = typer.Option(
+        None, "--model", metavar="MODEL", help="Quick setup: one tier (standard) serving this model.",
+    ),
     no_pull: bool = typer.Option(False, "--no-pull", help="Download nothing: use models already on disk."),
 ) -> None:
     """Choose what runs on this machine, write ~/.mlx-stack/stack.yaml and start it.
