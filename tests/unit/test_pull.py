@@ -167,3 +167,21 @@ def test_catalog_ids_resolve_to_the_repo_of_the_quant() -> None:
     assert (known.model, known.quant, known.entry is not None) == ("qwen3-8b", "int8", True)
     assert pull.resolve("org/unknown-model").entry is None
 
+
+
+def test_partial_files_left_by_a_killed_pull_are_swept_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    remote = _remote({"model.safetensors": 100})
+    blobs = hub.storage_folder("org/m", tmp_path) / "blobs"
+    blobs.mkdir(parents=True)
+    stale, live = blobs / "blob-model.safetensors.1234abcd.incomplete", blobs / "x.5678abcd.incomplete"
+    stale.write_bytes(b"x" * 40)
+    live.write_bytes(b"y" * 30)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert hub._bytes_on_disk(remote, cache=tmp_path, local_dir=None) == 70
+    hub._sweep_stale_partials(remote, cache=tmp_path, local_dir=None)
+    assert not stale.exists() and live.exists()
+    assert hub._bytes_on_disk(remote, cache=tmp_path, local_dir=None) == 30
