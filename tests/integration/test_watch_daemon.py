@@ -37,7 +37,7 @@ def test_daemon_detaches_and_stops_cleanly(tmp_path: Path) -> None:
     assert m, r.stderr
     pid = int(m.group(1))
     try:
-        assert watchdog._lock_held(watchdog.lock_path(p))
+        assert watchdog.lock_held(watchdog.lock_path(p))
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         assert again.returncode == 5 and "already running" in again.stderr
         log = p.logs_dir / "watchdog.log"
@@ -53,7 +53,7 @@ def test_daemon_detaches_and_stops_cleanly(tmp_path: Path) -> None:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
     assert not _alive(pid)
-    assert not watchdog._lock_held(watchdog.lock_path(p))
+    assert not watchdog.lock_held(watchdog.lock_path(p))
     deadline = time.monotonic() + 10
     while "stopped" not in (p.logs_dir / "watchdog.log").read_text():
         assert time.monotonic() < deadline, "the last lines did not reach the log"

@@ -11,21 +11,13 @@ One watchdog at a time: it holds ``run/watchdog.lock`` (flock) while it runs.
 It adopts services that already run instead of starting duplicates; starts and
 stops hold the stack lock (``run/stack.lock``) briefly, like `up` and `down`.
 
-It writes its view to ``run/watchdog.json`` after every round, for `status`::
-
-    {"pid": 123, "updated_at": <epoch s>, "interval_s": 30.0,
-     "services": {"fast": {"state": "flapping", "reason": "...", "since": <epoch s>,
-                           "failures": 6, "restarts_in_window": 5,
-                           "next_start_at": <epoch s> | null,
-                           "last_log_lines": ["...", ...]}}}
-
-``read_state(paths)`` returns that mapping while a watchdog holds the lock, else None.
+It writes its view to ``run/watchdog.json`` after every change, for `status`
+(see services/watchdog_state.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -33,8 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.core.watchdog import (
@@ -50,21 +40,23 @@ from mlx_stack.core.watchdog import (
 )
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
+from mlx_stack.services.watchdog_state import (
+    lock_held,
+    lock_path,
+    overlay,
+    read_state,
+    state_path,
+    write_state,
+)
+
+__all__ = [
+    "Options", "lock_held", "lock_path", "overlay", "read_state", "run_loop", "serve", "state_path",
+    "write_state",
+]
 
 LOGGED_ENV = "MLX_STACK_WATCHDOG_LOGGED"  # set once output goes through a log writer
-STATE_FILE = "watchdog.json"
-LOCK_FILE = "watchdog.lock"
 STACK_LOCK_TIMEOUT_S = 2.0  # `up` may hold the stack lock for minutes: retry next round
 WEDGED_STOP_GRACE_S = 5.0  # a frozen process ignores SIGTERM; SIGKILL comes after this
-LOG_LINES_IN_STATE = 10
-
-
-def state_path(p: Paths) -> Path:
-    return p.run_dir / STATE_FILE
-
-
-def lock_path(p: Paths) -> Path:
-    return p.run_dir / LOCK_FILE
 
 
 @dataclass
@@ -200,103 +192,6 @@ def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
     return records
 
 
-# --- state file ---------------------------------------------------------------------
-
-
-def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
-    return None if mono is None else round(now_wall - (now_mono - mono), 3)
-
-
-def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy) -> None:
-    from mlx_stack.services import logs
-    from mlx_stack.system.fs import atomic_write
-
-    wall = time.time()
-    services: dict[str, Any] = {}
-    for name, rec in records.items():
-        entry: dict[str, Any] = {
-            "state": rec.state.value, "reason": rec.reason, "since": _wall(rec.since, now, wall),
-            "failures": rec.failures,
-            "restarts_in_window": sum(1 for t in rec.restarts if now - t < policy.flap_window_s),
-            "next_start_at": _wall(rec.next_start, now, wall),
-        }
-        if rec.state in (State.FLAPPING, State.BACKOFF):
-            entry["last_log_lines"] = logs.tail_lines(p.logs_dir / f"{name}.log", LOG_LINES_IN_STATE)
-        services[name] = entry
-    global _last_written
-    facts = sorted((n, r.state, r.reason, r.failures, r.restarts, r.since, r.next_start)
-                   for n, r in records.items())
-    key = repr((str(state_path(p)), facts))
-    if (_last_written is not None and _last_written[0] == key and wall - _last_written[1] < policy.interval_s
-            and state_path(p).exists()):
-        return  # unchanged: spare the disk a write (and an fsync) every liveness check
-    data = {"pid": os.getpid(), "updated_at": round(wall, 3), "interval_s": policy.interval_s,
-            "services": services}
-    atomic_write(state_path(p), json.dumps(data, indent=2) + "\n")
-    _last_written = (key, wall)
-
-
-_last_written: tuple[str, float] | None = None
-
-
-def read_state(p: Paths) -> dict[str, Any] | None:
-    """The running watchdog's last written view, or None if no watchdog runs."""
-    if not _lock_held(lock_path(p)):  # a held lock means a live watchdog
-        return None
-    try:
-        data = json.loads(state_path(p).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
-    """`status` rows with the watchdog's view laid over them: a service the watchdog
-    declared flapping shows ``flapping`` with the reason and its last log lines; one
-    waiting to be restarted says when. Rows stay as probed when no watchdog runs or
-    the probe found the service healthy."""
-    from dataclasses import replace
-
-    state = read_state(p)
-    if not state:
-        return statuses
-    seen = state.get("services", {})
-    out = []
-    now = time.time()
-    for s in statuses:
-        entry = seen.get(s.name)
-        if not isinstance(entry, dict) or s.state in ("healthy", "degraded"):
-            out.append(s)
-            continue
-        lines = [ln.strip() for ln in entry.get("last_log_lines") or [] if ln.strip()][-3:]
-        tail = f"; last log: {' | '.join(lines)}" if lines else ""
-        if entry.get("state") == "flapping":
-            out.append(replace(s, state="flapping", detail=f"{entry.get('reason', '')}{tail}"))
-        elif entry.get("state") == "backoff" and entry.get("next_start_at"):
-            wait = max(0.0, float(entry["next_start_at"]) - now)
-            out.append(replace(s, detail=f"watchdog restarts it in {wait:.0f} s ({entry.get('reason', '')})"))
-        else:
-            out.append(s)
-    return out
-
-
-def _lock_held(path: Path) -> bool:
-    import errno
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EACCES)
-    finally:
-        os.close(fd)
-    return False
-
-
 # --- the loop -----------------------------------------------------------------------
 
 
@@ -395,13 +290,13 @@ def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0) -> int:
 
             raise ServiceError(f"the watchdog exited at once (code {proc.returncode})",
                                hint=f"see {p.logs_dir / 'watchdog.log'}")
-        if _lock_held(lock_path(p)):
+        if lock_held(lock_path(p)):
             return proc.pid
         time.sleep(0.1)
     return proc.pid
 
 
 def ensure_not_running(p: Paths) -> None:
-    if _lock_held(lock_path(p)):
+    if lock_held(lock_path(p)):
         raise ConflictError("a watchdog is already running",
                             hint="`mlx-stack install --status` shows the installed one; stop it first")
