@@ -69,7 +69,7 @@ def _setup_demo(*, start: bool) -> None:
     terminal.info("building the demo models (tiny, random weights: they answer nonsense)…")
     result = demo_stack.write_demo_stack(p)
     for t in result.stack.tiers:
-        terminal.info(f"  {t.name:<9} {t.model}  port {t.port}")
+        terminal.info(f"  {t.name:<9} {t.model:<24} port {t.port}")
     terminal.success(f"wrote {p.stack_file}")
     if not start:
         terminal.info("start it with `mlx-stack up`")
