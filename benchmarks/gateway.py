@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def main() -> int:
         status = _status_time(p)
     finally:
         lifecycle.down(p, grace=5)
+        shutil.rmtree(home, ignore_errors=True)
 
     print(f"{'clients':>7} {'mode':<12}{'direct p50':>11}{'gw p50':>9}{'added p50':>10}{'added p99':>10}"
           f"{'gw/direct tok/s':>16}")
