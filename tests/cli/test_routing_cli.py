@@ -40,6 +40,10 @@ def test_set_and_unset_a_rule(run, isolated_home: Paths, tmp_path: Path) -> None
     r = run("config", "unset", "routing.tool-tier")
     assert r.exit_code == 0 and "reset to its default (standard)" in r.stderr
     assert yaml.safe_load(isolated_home.stack_file.read_text())["routing"] == {"output_reserve_tokens": 1024}
+    assert run("config", "set", "routing.long-tier", "none").exit_code == 0
+    assert stack_store.load(isolated_home).routing.long_tier is None  # type: ignore[union-attr]
+    assert run("config", "set", "routing.long-prompt-tokens", "20000").exit_code == 0
+    assert stack_store.load(isolated_home).routing.long_prompt_tokens == 20000  # type: ignore[union-attr]
 
 
 def test_bad_rules_are_usage_errors(run, isolated_home: Paths, tmp_path: Path) -> None:
