@@ -118,7 +118,8 @@ def _bare_gateway(p: Paths, key: str) -> tuple[subprocess.Popen[bytes], str]:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = command_for(p, replace(stack, gateway=replace(stack.gateway, port=port)), "gateway")
     argv = [a if a != str(p.generated_dir / "litellm.yaml") else str(path) for a in cmd.argv]
-    proc = subprocess.Popen(argv, env={**os.environ, **cmd.env}, stdout=subprocess.DEVNULL,
+    env = {**os.environ, **cmd.env, "MLX_STACK_GATEWAY_CONFIG": str(path)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -99,7 +99,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     cloud = ThreadingHTTPServer(("127.0.0.1", 0), _Cloud)
     threading.Thread(target=cloud.serve_forever, daemon=True).start()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLX_STACK_HOME", str(home.home))  # the gateway inherits it
+        mp.setenv("MLX_STACK_HOME", str(home.home))
         mp.setenv("NO_COLOR", "1")
         try:
             _cli("setup", "--demo", "--no-start")
@@ -111,7 +111,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             stack_store.save(home, stack)
             secrets.write_secret(home, secrets.OPENROUTER_KEY, "sk-or-v1-stand-in")
             _cli("config", "set", "routing.tool-tier", "fast")
+            # The gateway finds its files from its own command, not from MLX_STACK_HOME.
+            mp.setenv("MLX_STACK_HOME", str(home.home.parent / "not-this-home"))
             lifecycle.up(home, health_timeout=UP_DEADLINE_S)
+            mp.setenv("MLX_STACK_HOME", str(home.home))
             yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
                        f"http://127.0.0.1:{stack.gateway.port}")
         finally:

@@ -61,6 +61,8 @@ def gateway_command(
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of the cost map at start
         "LITELLM_LOG": "ERROR",
         "DISABLE_ADMIN_UI": "True",
+        # The hooks inside the proxy (mlx_stack.gateway) find their files next to this one.
+        "MLX_STACK_GATEWAY_CONFIG": str(config_path),
         MASTER_KEY_ENV: gateway_key,
     }
     secret = {MASTER_KEY_ENV}
