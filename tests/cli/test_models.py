@@ -149,7 +149,7 @@ def test_available_unreachable_hub(tmp_path):
 
 
 def test_saved_benchmarks_override_estimates(run, isolated_home):
-    from mlx_stack.core.bench import RESULT_SCHEMA
+    from mlx_stack.core.bench_result import RESULT_SCHEMA
     from mlx_stack.services.bench_store import result_path
 
     profile = "m4-max-40c-128gb"
