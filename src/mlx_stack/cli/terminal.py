@@ -6,6 +6,7 @@ Rich is imported on first use, so commands that print nothing stay fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,13 +20,13 @@ class Terminal:
     def out(self) -> Console:
         from rich.console import Console
 
-        return Console(highlight=False, soft_wrap=True)  # follows sys.stdout
+        return Console(highlight=False, soft_wrap=True, width=_pipe_width(sys.stdout))
 
     @cached_property
     def err(self) -> Console:
         from rich.console import Console
 
-        return Console(stderr=True, highlight=False, soft_wrap=True)  # follows sys.stderr
+        return Console(stderr=True, highlight=False, soft_wrap=True, width=_pipe_width(sys.stderr))
 
     def json(self, data: Any) -> None:
         """Machine-readable output: plain JSON on stdout, nothing else."""
@@ -48,6 +49,17 @@ class Terminal:
 
     def print(self, renderable: Any) -> None:
         self.out.print(renderable)
+
+
+def _pipe_width(stream: Any) -> int | None:
+    """Rich's 80 columns truncate our tables when piped: use 160 unless COLUMNS says.
+
+    On a terminal (or with COLUMNS set) Rich measures by itself. The console keeps
+    following ``sys.stdout``/``sys.stderr`` as they are swapped (tests do that).
+    """
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return 160
 
 
 def _escape(text: str) -> str:
