@@ -79,6 +79,8 @@ def test_estimate_reads_openai_and_anthropic_shapes() -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100000}}]}]}
     assert estimate_tokens(image) < base + 50
     assert estimate_tokens({"messages": [], "tools": TOOLS}) > base
+    responses = {"input": [{"role": "user", "content": "r" * 4000}], "instructions": "i" * 4000}
+    assert estimate_tokens(responses) >= 2000
 
 
 def test_estimate_is_fast() -> None:

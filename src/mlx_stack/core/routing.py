@@ -173,12 +173,14 @@ def _text_chars(value: Any) -> tuple[int, int]:
 def estimate_tokens(request: Mapping[str, Any], chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> int:
     """A fast upper-leaning estimate of a request's prompt tokens.
 
-    Reads OpenAI chat requests (``messages``, ``tools``) and Anthropic Messages
-    requests (``system`` too); image, audio and file payloads are not counted.
+    Reads OpenAI chat requests (``messages``, ``tools``), Anthropic Messages requests
+    (``system`` too) and Responses API requests (``input``, ``instructions``); image,
+    audio and file payloads are not counted.
     """
     messages = request.get("messages") or []
     total = wide = 0
-    for part in (messages, request.get("system"), request.get("tools")):
+    for part in (messages, request.get("system"), request.get("tools"), request.get("input"),
+                 request.get("instructions")):
         n, w = _text_chars(part)
         total += n
         wide += w
