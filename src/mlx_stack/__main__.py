@@ -1,4 +1,4 @@
-from mlx_stack.cli.app import main
+from mlx_stack.cli.main import main
 
 if __name__ == "__main__":
     main()

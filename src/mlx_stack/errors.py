@@ -1,6 +1,6 @@
 """One family of domain errors. Each carries an exit code and a hint.
 
-``cli.app.main`` turns any of them into one red line on stderr (plus the hint)
+The root command group in ``cli.app`` turns any of them into one red line on stderr (plus the hint)
 and exits with the error's code. The codes are documented in DEVELOPING.md.
 """
 

@@ -96,8 +96,3 @@ def _register() -> None:
 
 
 _register()
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()

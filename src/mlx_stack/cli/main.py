@@ -1,0 +1,20 @@
+"""Console-script entry point.
+
+`--version` is answered before Typer and the command tree are imported (they cost
+~50 ms); everything else goes to the Typer app.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        from mlx_stack import __version__
+
+        sys.stdout.write(f"mlx-stack {__version__}\n")
+        return
+    from mlx_stack.cli.app import app
+
+    app()
