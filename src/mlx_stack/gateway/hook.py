@@ -64,6 +64,8 @@ def count_like_router(data: dict[str, Any]) -> int | None:
     (``litellm.token_counter`` over the messages, an Anthropic ``system`` and the tools)."""
     import litellm
 
+    if data.get("input") is not None:
+        return None  # a Responses API request: the estimate decides (the router counts it itself)
     messages = list(data.get("messages") or [])
     system = data.get("system")
     if isinstance(system, list):
