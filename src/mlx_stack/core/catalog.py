@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import NotFoundError, StateError
 
 QUANT_BITS = {"int4": 4.5, "int6": 6.5, "int8": 8.5, "bf16": 16.0}  # MLX, group size 64
@@ -307,14 +308,7 @@ class Catalog:
 
 
 def _parse_text(text: str, source: str) -> CatalogEntry:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise CatalogError(f"{source}{where}: invalid YAML", hint="fix the file") from None
+    data = parse_yaml(text, source, hint="fix the file", error=CatalogError)
     entry = parse_entry(data, source)
     if Path(source).stem != entry.id:
         raise CatalogError(f"{source}: id: {entry.id!r} differs from the file name",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_stack.core.config_schema import KEYS, get_key, validate_file_values
+from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths
 from mlx_stack.system import secrets
@@ -35,30 +36,22 @@ class Setting:
         }
 
 
-def _read_file(p: Paths) -> dict[str, Any]:
-    import yaml
+_RESET_HINT = "fix the file by hand, or move it away and run `mlx-stack config reset --yes`"
 
+
+def _read_file(p: Paths) -> dict[str, Any]:
     path = p.config_file
     try:
         text = path.read_text()
     except FileNotFoundError:
         return {}
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise StateError(
-            f"{path}{where}: {problem}",
-            hint="fix the file by hand, or move it away and run `mlx-stack config reset --yes`",
-        ) from None
+    data = parse_yaml(text, str(path), hint=_RESET_HINT)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise StateError(
             f"{path}: expected a mapping of key: value, found {type(data).__name__}",
-            hint="fix the file by hand, or move it away and run `mlx-stack config reset --yes`",
+            hint=_RESET_HINT,
         )
     return validate_file_values(data, str(path))
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mlx_stack.core.stack import Stack, dump_stack, parse_stack
-from mlx_stack.errors import NotFoundError, StateError
+from mlx_stack.core.yaml_text import parse_yaml
+from mlx_stack.errors import NotFoundError
 from mlx_stack.paths import Paths
 from mlx_stack.system.fs import atomic_write
 
@@ -19,8 +20,6 @@ def exists(p: Paths) -> bool:
 
 def load(p: Paths) -> Stack:
     """The configured stack; NotFoundError when there is none yet."""
-    import yaml
-
     path = p.stack_file
     try:
         text = path.read_text()
@@ -29,16 +28,9 @@ def load(p: Paths) -> Stack:
             "no stack configured yet",
             hint="run `mlx-stack setup` (or `mlx-stack setup --demo` to try it with tiny models)",
         ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise StateError(
-            f"{path}{where}: {problem}",
-            hint="fix the file by hand, or write a new one with `mlx-stack setup`",
-        ) from None
+    data = parse_yaml(
+        text, str(path), hint="fix the file by hand, or write a new one with `mlx-stack setup`"
+    )
     return parse_stack(data, str(path))
 
 
