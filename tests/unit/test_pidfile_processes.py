@@ -85,6 +85,19 @@ def test_stop_group_kills_what_ignores_sigterm(tmp_path: Path) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+def test_stop_group_ends_a_stopped_group_within_the_grace(tmp_path: Path) -> None:
+    # A wedged (SIGSTOPped) service must act on SIGTERM at once, not wait for SIGKILL.
+    log = tmp_path / "frozen.log"
+    pid = processes.spawn([sys.executable, "-c", "import time\nprint('up', flush=True)\ntime.sleep(60)\n"],
+                          log_file=log)
+    assert _wait_for(lambda: log.exists() and "up" in log.read_text())
+    os.killpg(pid, signal.SIGSTOP)
+    start = time.monotonic()
+    assert processes.stop_group(pid, grace=10)
+    assert time.monotonic() - start < 5
+    assert processes.group_members(pid) == []
+
+
 def test_stop_pid_for_a_plain_child() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert processes.stop_pid(proc.pid, grace=5)

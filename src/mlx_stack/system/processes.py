@@ -110,6 +110,8 @@ def stop_group(
     if not group_members(pgid):
         return True
     _killpg(pgid, signal.SIGTERM)
+    # A stopped (SIGSTOP, wedged) process only acts on SIGTERM once it runs again.
+    _killpg(pgid, signal.SIGCONT)
     deadline = clock() + grace
     while clock() < deadline:
         if not group_members(pgid):
