@@ -147,6 +147,6 @@ def test_setup_for_an_agent_fleet_sends_tool_calls_to_fast(isolated_home) -> Non
     from mlx_stack.services import setup
 
     tiers = [Tier(n, f"org/{n}", f"/m/{n}", 0) for n in TIERS]
-    fleet = setup._build(isolated_home, None, tiers, SetupFlags(intent="agent-fleet"), 4000)
+    fleet = setup._build(isolated_home, None, tiers, SetupFlags(), 4000, "agent-fleet")
     assert fleet.routing is not None and fleet.routing.tool_tier == "fast"
-    assert setup._build(isolated_home, None, tiers, SetupFlags(intent="balanced"), 4000).routing is None
+    assert setup._build(isolated_home, None, tiers, SetupFlags(), 4000, "balanced").routing is None

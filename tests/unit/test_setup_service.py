@@ -103,3 +103,12 @@ def test_accept_defaults_never_picks_a_gated_model(monkeypatch: pytest.MonkeyPat
     with pytest.raises(NotFoundError):
         setup.run(isolated_home, SetupFlags(no_pull=True), ui)
     assert any(t.entry.gated for t in ui.recs[0].tiers)
+
+
+def test_the_intent_answered_at_the_prompt_is_the_one_the_stack_gets(isolated_home: Paths) -> None:
+    # The routing rules (tool calls -> fast for an agent fleet) follow the answer, not only --intent.
+    wanted, intent = setup._recommended(isolated_home, SetupFlags(), RecordingUI(intent="agent-fleet"),
+                                        "int4", 40)
+    assert intent == "agent-fleet" and wanted
+    _, intent = setup._recommended(isolated_home, SetupFlags(intent="balanced"), RecordingUI(), "int4", 40)
+    assert intent == "balanced"

@@ -75,15 +75,16 @@ def run(p: Paths, flags: SetupFlags, ui: SetupUI) -> SetupResult:
     settings = config.load(p)
     default_quant = settings.get("default-quant")
     previous = _previous(p, flags, ui)
+    intent = flags.intent
     if flags.changes_stack:
         wanted = _changes(previous, flags)
     elif flags.model is not None:
         wanted = [Wanted("standard", flags.model)]
     else:
-        wanted = _recommended(p, flags, ui, default_quant, settings.get("memory-budget-pct"))
+        wanted, intent = _recommended(p, flags, ui, default_quant, settings.get("memory-budget-pct"))
     tiers, downloaded = _fetch(p, wanted, ui, no_pull=flags.no_pull, default_quant=default_quant,
                                confirm=not flags.accept_defaults and ui.interactive)
-    new = _build(p, previous, tiers, flags, int(settings.get("litellm-port")))
+    new = _build(p, previous, tiers, flags, int(settings.get("litellm-port")), intent)
     from mlx_stack.services import stack_apply
 
     applied = stack_apply.apply(p, new, start=not flags.no_start, say=ui.say,
@@ -131,7 +132,10 @@ def _changes(previous: Stack | None, flags: SetupFlags) -> list[Wanted]:
     return [Wanted(name, spec) for name, spec in zip(names, flags.add, strict=True)]
 
 
-def _recommended(p: Paths, flags: SetupFlags, ui: SetupUI, quant: str, config_pct: int) -> list[Wanted]:
+def _recommended(
+    p: Paths, flags: SetupFlags, ui: SetupUI, quant: str, config_pct: int
+) -> tuple[list[Wanted], str]:
+    """The recommended tiers, and the intent they were chosen for (asked or from --intent)."""
     from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.scoring import recommend
     from mlx_stack.services import hardware
@@ -152,7 +156,7 @@ def _recommended(p: Paths, flags: SetupFlags, ui: SetupUI, quant: str, config_pc
         reason = rec.dropped[0].reason if rec.dropped else "no catalog model fits"
         raise ConflictError(f"nothing to run on this machine: {reason}",
                             hint="raise --budget-pct, or pick a model yourself with `--model`")
-    return [Wanted(t.name, t.entry.id, t.quant) for t in rec.tiers]
+    return [Wanted(t.name, t.entry.id, t.quant) for t in rec.tiers], intent
 
 
 def _saved(p: Paths, profile: Any) -> dict[str, Any]:
@@ -268,7 +272,8 @@ def _local_hints(folder: Path) -> tuple[str | None, int | None]:
     return parser, context if isinstance(context, int) and context > 0 else None
 
 
-def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlags, config_port: int) -> Stack:
+def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlags, config_port: int,
+           intent: str | None) -> Stack:
     from mlx_stack.system import ports
 
     if flags.changes_stack:
@@ -288,5 +293,5 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
     # `auto` sends tool calls to `fast` for an agent fleet (core.routing); else the defaults.
     from mlx_stack.core.routing import default_rules
 
-    routing = default_rules(order, intent="agent-fleet") if flags.intent == "agent-fleet" else None
+    routing = default_rules(order, intent="agent-fleet") if intent == "agent-fleet" else None
     return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud, routing=routing)
