@@ -7,7 +7,10 @@ Measures, on three vllm-mlx tiers of tiny demo models behind the LiteLLM gateway
 - time from `up` to all-healthy vs the slowest single tier started alone;
 - `mlx-stack status` wall time with the stack up;
 - the added latency of `auto` routing over a plain tier name (target <= 1 ms p50; the
-  breakdown, and the hook's own time, in benchmarks/routing.py).
+  breakdown, and the hook's own time, in benchmarks/routing.py);
+- what bounds these on this machine: LiteLLM's own per-request time (its
+  ``x-litellm-overhead-duration-ms`` header), the proxy's CPU time per request, and the
+  CPU seconds each service burns to start (their sum over the cores is the floor of `up`).
 
 Prints a table, writes JSON to benchmarks/results/gateway.json. Targets: overhead
 p50 <= 5 ms at 1 client, throughput at 16 clients >= 90% of direct, parallel `up`
@@ -32,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import psutil
 
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_stack, lifecycle, stack_store
@@ -48,13 +52,17 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _one(client: httpx.Client, url: str, headers: dict[str, str], stream: bool) -> tuple[float, int]:
-    """Seconds to the full answer (or to the first content chunk) and completion tokens."""
+def _one(client: httpx.Client, url: str, headers: dict[str, str], stream: bool,
+         overhead: list[float] | None = None) -> tuple[float, int]:
+    """Seconds to the full answer (or to the first content chunk) and completion tokens;
+    LiteLLM's own overhead header (ms), when there is one, goes to ``overhead``."""
     body = {"model": TIER, "messages": PROMPT, "max_tokens": MAX_TOKENS, "stream": stream}
     start = time.perf_counter()
     if not stream:
         resp = client.post(url, json=body, headers=headers)
         resp.raise_for_status()
+        if overhead is not None and resp.headers.get("x-litellm-overhead-duration-ms"):
+            overhead.append(float(resp.headers["x-litellm-overhead-duration-ms"]))
         return time.perf_counter() - start, int(resp.json()["usage"]["completion_tokens"])
     first = None
     tokens = 0
@@ -73,6 +81,7 @@ def _one(client: httpx.Client, url: str, headers: dict[str, str], stream: bool) 
 
 def _run(url: str, headers: dict[str, str], clients: int, per_client: int, stream: bool) -> dict:
     latencies: list[float] = []
+    overhead: list[float] = []
     tokens = [0]
     lock = threading.Lock()
 
@@ -80,7 +89,7 @@ def _run(url: str, headers: dict[str, str], clients: int, per_client: int, strea
         with httpx.Client(timeout=120, trust_env=False) as client:
             _one(client, url, headers, stream)  # warm the connection
             for _ in range(per_client):
-                seconds, n = _one(client, url, headers, stream)
+                seconds, n = _one(client, url, headers, stream, overhead)
                 with lock:
                     latencies.append(seconds)
                     tokens[0] += n
@@ -93,7 +102,26 @@ def _run(url: str, headers: dict[str, str], clients: int, per_client: int, strea
         t.join()
     wall = time.perf_counter() - start
     return {"p50_ms": _pct(latencies, 0.5) * 1000, "p99_ms": _pct(latencies, 0.99) * 1000,
-            "requests": len(latencies), "tokens_per_s": tokens[0] / wall, "req_per_s": len(latencies) / wall}
+            "requests": len(latencies), "tokens_per_s": tokens[0] / wall, "req_per_s": len(latencies) / wall,
+            "overhead_p50_ms": _pct(overhead, 0.5) if overhead else None}
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children."""
+    proc = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+
+
+def _proxy_cpu_ms(p: Paths, url: str, headers: dict[str, str], requests: int) -> float:
+    """The gateway process's CPU milliseconds per sequential non-streaming request."""
+    record = lifecycle.running_record(p, "gateway")
+    assert record is not None
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        _one(client, url, headers, False)
+        before = _cpu_s(record.pid)
+        for _ in range(requests):
+            _one(client, url, headers, False)
+        return (_cpu_s(record.pid) - before) / requests * 1000
 
 
 def _latency(p: Paths, requests: int) -> list[dict]:
@@ -112,9 +140,12 @@ def _latency(p: Paths, requests: int) -> list[dict]:
                 "direct_p50_ms": round(d["p50_ms"], 1), "gateway_p50_ms": round(g["p50_ms"], 1),
                 "added_p50_ms": round(g["p50_ms"] - d["p50_ms"], 1),
                 "added_p99_ms": round(g["p99_ms"] - d["p99_ms"], 1),
+                "litellm_overhead_p50_ms": round(g["overhead_p50_ms"], 1) if g["overhead_p50_ms"] else None,
                 "throughput_share": round(g["tokens_per_s"] / d["tokens_per_s"], 3),
                 "direct_tok_s": round(d["tokens_per_s"], 1), "gateway_tok_s": round(g["tokens_per_s"], 1),
             })
+    rows[0]["proxy_cpu_ms_per_request"] = round(
+        _proxy_cpu_ms(p, gateway, {"Authorization": f"Bearer {key}"}, requests), 1)
     return rows
 
 
@@ -150,9 +181,17 @@ def _startup(p: Paths) -> dict:
     start = time.monotonic()
     lifecycle.up(p)
     up_s = time.monotonic() - start
+    cpu = {}
+    for service in stack.services:
+        record = lifecycle.running_record(p, service)
+        cpu[service] = _cpu_s(record.pid) if record else 0.0
     slowest = max(alone.values())
+    # However well `up` overlaps the starts, the cores must burn every service's CPU seconds.
+    floor = sum(cpu.values()) / (os.cpu_count() or 1)
     return {"tier_alone_s": {k: round(v, 1) for k, v in alone.items()}, "slowest_alone_s": round(slowest, 1),
-            "up_all_healthy_s": round(up_s, 1), "ratio": round(up_s / slowest, 2)}
+            "up_all_healthy_s": round(up_s, 1), "ratio": round(up_s / slowest, 2),
+            "start_cpu_s": {k: round(v, 1) for k, v in cpu.items()}, "cpu_floor_s": round(floor, 1),
+            "floor_ratio": round(floor / slowest, 2)}
 
 
 def _status_time(p: Paths, runs: int = 5) -> dict:
@@ -164,6 +203,7 @@ def _status_time(p: Paths, runs: int = 5) -> dict:
                        capture_output=True, check=True)
         cli.append(time.perf_counter() - start)
     inproc = []
+    report = lifecycle.status(p)
     for _ in range(runs):
         start = time.perf_counter()
         report = lifecycle.status(p)
@@ -174,7 +214,7 @@ def _status_time(p: Paths, runs: int = 5) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=64, help="requests per measurement")
     parser.add_argument("--skip-startup", action="store_true", help="skip the up-time measurement")
     args = parser.parse_args()
@@ -199,13 +239,17 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
 
     print(f"{'clients':>7} {'mode':<12}{'direct p50':>11}{'gw p50':>9}{'added p50':>10}{'added p99':>10}"
-          f"{'gw/direct tok/s':>16}")
+          f"{'gw/direct tok/s':>16}{'LiteLLM own p50':>16}")
     for r in rows:
+        own = f"{r['litellm_overhead_p50_ms']:.1f}ms" if r["litellm_overhead_p50_ms"] else "-"
         print(f"{r['clients']:>7} {r['mode']:<12}{r['direct_p50_ms']:>9.1f}ms{r['gateway_p50_ms']:>7.1f}ms"
-              f"{r['added_p50_ms']:>8.1f}ms{r['added_p99_ms']:>8.1f}ms{r['throughput_share']:>15.0%}")
+              f"{r['added_p50_ms']:>8.1f}ms{r['added_p99_ms']:>8.1f}ms{r['throughput_share']:>15.0%}{own:>16}")
+    print(f"gateway CPU per request (1 client, non-stream): {rows[0]['proxy_cpu_ms_per_request']} ms")
     if startup:
         print(f"up to all-healthy {startup['up_all_healthy_s']} s; slowest tier alone "
               f"{startup['slowest_alone_s']} s; ratio {startup['ratio']} (target <= 1.3)")
+        print(f"start CPU seconds {startup['start_cpu_s']}: floor on {os.cpu_count()} cores "
+              f"{startup['cpu_floor_s']} s, ratio {startup['floor_ratio']} at best")
     print(f"status: CLI {status['cli_median_s']} s (target <= 0.5), "
           f"probes alone {status['probe_median_s']} s")
     print(f"auto over a plain tier name: {auto['added_p50_ms']} ms p50 of {auto['pairs']} paired requests "
