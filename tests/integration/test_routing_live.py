@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anthropic
 import httpx
@@ -29,6 +27,7 @@ from mlx_stack.core.stack import GATEWAY, Cloud
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, routing, stack_store
 from mlx_stack.system import pidfile, ports, secrets
+from tests.integration.cloud_standin import cloud_standin
 
 pytestmark = pytest.mark.integration
 
@@ -43,36 +42,6 @@ LONG = "The quick brown fox jumps over the lazy dog. " * 280
 HUGE = "The quick brown fox jumps over the lazy dog. " * 1200
 UP_DEADLINE_S = 420
 CLOUD_MODEL = "stand-in/model"
-
-
-class _Cloud(BaseHTTPRequestHandler):
-    """OpenRouter's chat completions, minimally: one fixed answer, streamed or not."""
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        base = {"id": "cmpl-cloud", "created": int(time.time()), "model": body.get("model")}
-        message = {"role": "assistant", "content": "from the cloud"}
-        if body.get("stream"):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            for delta, finish in ((message, None), ({}, "stop")):
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.write(b"data: [DONE]\n\n")
-            return
-        raw = json.dumps({**base, "object": "chat.completion", "choices": [
-            {"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
 
 
 @dataclass
@@ -96,9 +65,7 @@ def _cli(*args: str) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = Paths(tmp_path_factory.mktemp("routing") / "home")
-    cloud = ThreadingHTTPServer(("127.0.0.1", 0), _Cloud)
-    threading.Thread(target=cloud.serve_forever, daemon=True).start()
-    with pytest.MonkeyPatch.context() as mp:
+    with cloud_standin("from the cloud") as cloud, pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLX_STACK_HOME", str(home.home))
         mp.setenv("NO_COLOR", "1")
         try:
@@ -107,7 +74,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             stack = replace(stack, tiers=tuple(replace(t, port=ports.free_port()) for t in stack.tiers),
                             gateway=replace(stack.gateway, port=ports.free_port()),
                             cloud=Cloud(model=CLOUD_MODEL,
-                                        base_url=f"http://127.0.0.1:{cloud.server_address[1]}/v1"))
+                                        base_url=cloud.base_url))
             stack_store.save(home, stack)
             secrets.write_secret(home, secrets.OPENROUTER_KEY, "sk-or-v1-stand-in")
             _cli("config", "set", "routing.tool-tier", "fast")
@@ -119,7 +86,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                        f"http://127.0.0.1:{stack.gateway.port}")
         finally:
             lifecycle.down(home, grace=5)
-            cloud.shutdown()
 
 
 @pytest.fixture

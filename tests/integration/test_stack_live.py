@@ -13,11 +13,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -32,6 +30,7 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.services.demo_models import build_scripted_model
 from mlx_stack.system import pidfile, ports, processes, secrets
+from tests.integration.cloud_standin import CloudStandIn, cloud_standin
 
 pytestmark = pytest.mark.integration
 
@@ -46,36 +45,6 @@ TOOL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}
 UP_DEADLINE_S = 420
 
 
-class _CloudHandler(BaseHTTPRequestHandler):
-    seen: list[tuple[str, str | None]] = []  # noqa: RUF012 (class-level record of requests)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        type(self).seen.append((body.get("model"), self.headers.get("Authorization")))
-        base = {"id": "cmpl-cloud", "created": int(time.time()), "model": body.get("model")}
-        if body.get("stream"):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            for delta, finish in (({"role": "assistant", "content": CLOUD_TEXT}, None), ({}, "stop")):
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.write(b"data: [DONE]\n\n")
-            return
-        raw = json.dumps({**base, "object": "chat.completion", "choices": [{
-            "index": 0, "message": {"role": "assistant", "content": CLOUD_TEXT}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-
 @dataclass
 class Live:
     home: Paths
@@ -84,6 +53,7 @@ class Live:
     up_outputs: list[str] = field(default_factory=list)
     up_seconds: float = 0.0
     pgids: set[int] = field(default_factory=set)
+    cloud: CloudStandIn | None = None
 
     def client(self, key: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.endpoint, api_key=key or self.key, max_retries=0, timeout=60)
@@ -114,46 +84,43 @@ def _stack_processes(home: Paths) -> list[psutil.Process]:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    cloud = ThreadingHTTPServer(("127.0.0.1", 0), _CloudHandler)
-    threading.Thread(target=cloud.serve_forever, daemon=True).start()
     home = Paths(tmp_path_factory.mktemp("live") / "home")
     live = None
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MLX_STACK_HOME", str(home.home))
-            mp.setenv("NO_COLOR", "1")
-            r = CliRunner().invoke(app, ["setup", "--demo", "--no-start"], catch_exceptions=False)
-            assert r.exit_code == 0, r.stderr
-        # Dynamic ports (never assume 4000/8100 are free) and the cloud stand-in.
-        stack = stack_store.load(home)
-        # longctx serves the scripted model: a real tool call through server and gateway.
-        tool_model = build_scripted_model(home.models_dir / "tool-caller", TOOL_TEXT)
-        tiers = tuple(
-            replace(t, port=ports.free_port(), path=str(tool_model) if t.name == "longctx" else t.path)
-            for t in stack.tiers
-        )
-        cloud_url = f"http://127.0.0.1:{cloud.server_address[1]}/v1"
-        stack = replace(stack, tiers=tiers, gateway=replace(stack.gateway, port=ports.free_port()),
-                        cloud=Cloud(model="stand-in/model", base_url=cloud_url))
-        stack_store.save(home, stack)
-        secrets.write_secret(home, secrets.OPENROUTER_KEY, CLOUD_KEY)
+    with cloud_standin(CLOUD_TEXT) as cloud:
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("MLX_STACK_HOME", str(home.home))
+                mp.setenv("NO_COLOR", "1")
+                r = CliRunner().invoke(app, ["setup", "--demo", "--no-start"], catch_exceptions=False)
+                assert r.exit_code == 0, r.stderr
+            # Dynamic ports (never assume 4000/8100 are free) and the cloud stand-in.
+            stack = stack_store.load(home)
+            # longctx serves the scripted model: a real tool call through server and gateway.
+            tool_model = build_scripted_model(home.models_dir / "tool-caller", TOOL_TEXT)
+            tiers = tuple(
+                replace(t, port=ports.free_port(), path=str(tool_model) if t.name == "longctx" else t.path)
+                for t in stack.tiers
+            )
+            stack = replace(stack, tiers=tiers, gateway=replace(stack.gateway, port=ports.free_port()),
+                            cloud=Cloud(model="stand-in/model", base_url=cloud.base_url))
+            stack_store.save(home, stack)
+            secrets.write_secret(home, secrets.OPENROUTER_KEY, CLOUD_KEY)
 
-        start = time.monotonic()
-        first, second = _cli(home, "up"), _cli(home, "up")  # two concurrent `up`
-        outputs = []
-        for proc in (first, second):
-            _out, err = proc.communicate(timeout=UP_DEADLINE_S)
-            assert proc.returncode == 0, err
-            outputs.append(err)
-        live = Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
-                    lifecycle.endpoint(stack), outputs, time.monotonic() - start)
-        live.pgids = {live.pid(s) for s in stack.services}
-        yield live
-    finally:
-        lifecycle.down(home, grace=5)
-        for proc in _stack_processes(home):  # a safety net: never leave servers behind
-            proc.kill()
-        cloud.shutdown()
+            start = time.monotonic()
+            first, second = _cli(home, "up"), _cli(home, "up")  # two concurrent `up`
+            outputs = []
+            for proc in (first, second):
+                _out, err = proc.communicate(timeout=UP_DEADLINE_S)
+                assert proc.returncode == 0, err
+                outputs.append(err)
+            live = Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
+                        lifecycle.endpoint(stack), outputs, time.monotonic() - start, cloud=cloud)
+            live.pgids = {live.pid(s) for s in stack.services}
+            yield live
+        finally:
+            lifecycle.down(home, grace=5)
+            for proc in _stack_processes(home):  # a safety net: never leave servers behind
+                proc.kill()
 
 
 @pytest.fixture
@@ -273,7 +240,8 @@ def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
 def test_every_local_tier_dead_the_cloud_answers(live: Live) -> None:
     for tier in ("standard", "fast", "longctx"):
         os.kill(live.pid(tier), signal.SIGKILL)
-    _CloudHandler.seen.clear()
+    assert live.cloud is not None
+    live.cloud.seen.clear()
     client = live.client()
     reply = client.chat.completions.create(
         model="fast", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
@@ -282,7 +250,7 @@ def test_every_local_tier_dead_the_cloud_answers(live: Live) -> None:
         model="longctx", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, stream=True)
         if c.choices)
     assert text == CLOUD_TEXT
-    assert _CloudHandler.seen and all(auth == f"Bearer {CLOUD_KEY}" for _, auth in _CloudHandler.seen)
+    assert live.cloud.seen and all(auth == f"Bearer {CLOUD_KEY}" for _, auth in live.cloud.seen)
 
 
 def test_down_leaves_no_process_of_the_stack(use_home: Live, run) -> None:
