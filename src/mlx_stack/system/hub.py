@@ -1,6 +1,8 @@
 """The Hugging Face Hub: repo metadata, downloads and the local cache.
 
-The only module that imports ``huggingface_hub``. Downloads go through
+Repo metadata and downloads for ``pull`` and ``setup`` (the cache scan of
+``services.local_models`` and the availability check of ``services.hub_available``
+call ``huggingface_hub`` themselves). Downloads go through
 ``snapshot_download`` (the Hugging Face cache layout, or a plain folder for
 ``model-dir``), so files a user already has are reused and a transfer cut
 midway is resumed by the library with a ``Range`` request. Every library
