@@ -66,6 +66,28 @@ class KvCache:
 
 
 @dataclass(frozen=True)
+class QualityScore:
+    """A published aggregate score with its provenance (a leaderboard or a model card)."""
+
+    score: float  # 0-100
+    benchmark: str
+    source: str  # URL
+    date: str  # when the source was published or retrieved
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The layout of a mixture-of-experts or hybrid-attention model, with its source."""
+
+    source: str
+    layers: int | None = None
+    kv_heads: int | None = None
+    experts: int | None = None
+    experts_active: int | None = None
+    full_attention_layers: int | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     tool_calling: bool
     tool_call_parser: str | None  # a vllm-mlx --tool-call-parser name
@@ -93,6 +115,10 @@ class CatalogEntry:
     measured: tuple[Measurement, ...] = ()
     notes: str | None = None
     source: str = ""  # the file it came from
+    released: str | None = None  # "YYYY-MM"
+    quality: QualityScore | None = None
+    shape: Shape | None = None
+    repo_source: str | None = None  # where the repos' existence was checked
 
     @property
     def is_moe(self) -> bool:
@@ -110,6 +136,10 @@ class CatalogEntry:
             "tags": list(self.tags),
             "capabilities": vars(self.capabilities).copy(),
             "repos": {q: {"repo": r.repo, "disk_gb": r.disk_gb} for q, r in self.repos.items()},
+            "released": self.released,
+            "quality": None if self.quality is None else vars(self.quality).copy(),
+            "shape": None if self.shape is None else vars(self.shape).copy(),
+            "repo_source": self.repo_source,
         }
 
 
@@ -170,7 +200,9 @@ class _Fields:
 
 _TOP = ("id", "name", "family", "publisher", "architecture", "attention", "params_b", "active_params_b",
         "context_length", "gated", "license", "tags", "capabilities", "kv_cache", "disk_size_source",
-        "repos", "measured", "notes", "quality")
+        "repos", "measured", "notes", "quality", "released", "shape", "repo_source")
+_RELEASED = re.compile(r"^20\d\d-(0[1-9]|1[0-2])$")
+_URL = re.compile(r"^https://\S+$")
 
 
 def parse_entry(data: Any, source: str) -> CatalogEntry:
@@ -180,8 +212,6 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
     entry_id = f.get("id", str)
     if not _ID.match(entry_id):
         f.fail("id", "expected lower-case letters, digits, '.' and '-'")
-    if "quality" in f.data:
-        f.fail("quality", "quality scores need a benchmark and a source; none is defined yet")
     params = f.number("params_b", 0.01, 5000)
     active = f.number("active_params_b", 0.01, 5000)
     assert params is not None and active is not None
@@ -247,6 +277,9 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
             peak_memory_gib=m.number("peak_memory_gib", 0.01, 10000, required=False),
             source=m.get("source", str),
         ))
+    released = f.get("released", str, required=False)
+    if released is not None and not _RELEASED.match(released):
+        f.fail("released", f"expected YYYY-MM, found {released!r}")
     return CatalogEntry(
         id=entry_id, name=f.get("name", str), family=f.get("family", str),
         publisher=f.get("publisher", str), architecture=architecture,
@@ -255,7 +288,40 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
         gated=f.get("gated", bool), license=f.get("license", str), tags=tuple(tags),
         capabilities=caps, repos=repos, kv_cache=kv, measured=tuple(measured),
         notes=f.get("notes", str, required=False), source=source,
+        released=released, quality=_quality(f), shape=_shape(f, architecture),
+        repo_source=f.get("repo_source", str, required=False),
     )
+
+
+def _quality(f: _Fields) -> QualityScore | None:
+    q = f.sub("quality", required=False)
+    if q is None:
+        return None
+    q.unknown(("score", "benchmark", "source", "date"))
+    source = q.get("source", str)
+    if not _URL.match(source):
+        q.fail("source", "expected an https:// URL of the leaderboard or model card")
+    return QualityScore(score=q.number("score", 0, 100) or 0.0, benchmark=q.get("benchmark", str),
+                        source=source, date=q.get("date", str))
+
+
+def _shape(f: _Fields, architecture: str) -> Shape | None:
+    sh = f.sub("shape", required=False)
+    if sh is None:
+        return None
+    sh.unknown(("source", "layers", "kv_heads", "experts", "experts_active", "full_attention_layers"))
+    shape = Shape(
+        source=sh.get("source", str), layers=sh.integer("layers", 1, 1000, required=False),
+        kv_heads=sh.integer("kv_heads", 1, 1000, required=False),
+        experts=sh.integer("experts", 1, 10000, required=False),
+        experts_active=sh.integer("experts_active", 1, 10000, required=False),
+        full_attention_layers=sh.integer("full_attention_layers", 0, 1000, required=False),
+    )
+    if shape.experts is not None and architecture != "moe":
+        sh.fail("experts", "only a mixture-of-experts model has experts")
+    if shape.experts and shape.experts_active and shape.experts_active > shape.experts:
+        sh.fail("experts_active", "more active experts than experts")
+    return shape
 
 
 class Catalog:

@@ -1,16 +1,26 @@
 """Speed and memory estimates for a catalog model on a hardware profile (pure).
 
-Decode is bound by memory bandwidth. Time per generated token:
+Decode is bound by memory bandwidth. Time per generated token at ``context`` tokens:
 
-    t = bytes_read / (EFFICIENCY x bandwidth) + FIXED_MS
-        + (HYBRID_MS x active_B [hybrid linear attention] + MOE_MS x total_B [MoE]) / gpu_cores
+    t = (active_weight_bytes + KV_FACTOR x kv_bytes(context)) / (EFFICIENCY x share x bandwidth)
+        + FIXED_MS + MOE_MS [mixture of experts] + HYBRID_MS [linear-attention/Mamba layers]
 
-``bytes_read`` is the (active) weights at the quantization's bits per weight plus the
-KV cache at the stated context. The fixed term is per-token latency (kernel launches,
-sampling); the last term is compute that grows with model size and shrinks with GPU
-cores, seen on Qwen3.5's linear-attention layers and on mixture-of-experts routing.
-The constants were fitted on shared/data/mlx-measured-decode.csv (96 MLX runs on an
-M4 Pro and an M5 Max); benchmarks/estimator.py reports the error (median about 4%).
+- dense: the weights at the quantization's bits per weight, read once per token;
+- mixture of experts: only the *active* parameters are read; routing and the expert
+  gather add a fixed MOE_MS per token (it does not grow with the total parameters);
+- hybrid attention (Gated DeltaNet, Mamba): the recurrent layers add HYBRID_MS per
+  token; only the full-attention layers keep a KV cache;
+- sub-1B models: the fixed per-token cost (kernel launches, sampling, the server loop)
+  is most of the time, so FIXED_MS sets their speed, not the bandwidth;
+- ``share`` is ULTRA_SHARE on Ultra chips (two dies), 1 elsewhere; the KV cache is read
+  at KV_FACTOR x its size (attention kernels reach less bandwidth than the weight GEMVs).
+
+Every speed has a context: ``decode_tok_s`` at SHORT_CONTEXT tokens (a short chat
+turn, like the published runs) and ``decode_full_tok_s`` at the tier's full context.
+
+The constants are fitted (benchmarks/estimator.py --fit) on published MLX measurements
+in benchmarks/data/ (8 chips, M1 Max to M5 Max, each row with its source); the benchmark
+reports the error leave-one-chip-out: every chip predicted by constants fitted without it.
 
 Prefill is compute bound: tok/s = PREFILL_PER_CORE[generation] x gpu_cores / active_B,
 from llama.cpp's Apple Silicon table (M1-M4, pp512) and the MLX runs (M4 Pro, M5 Max).
@@ -28,11 +38,24 @@ from mlx_stack.core.catalog import QUANT_BITS, CatalogEntry
 from mlx_stack.core.chips import chip_generation, chip_tier
 from mlx_stack.core.hardware import HardwareProfile
 
-EFFICIENCY = 0.94  # share of the rated bandwidth a decode step achieves
-FIXED_MS = 1.5  # per-token latency independent of model size
-HYBRID_MS = 25.0  # ms x GPU cores per billion active params, linear-attention layers
-MOE_MS = 15.0  # ms x GPU cores per billion total params, expert routing
-ULTRA_BANDWIDTH_SHARE = 0.6  # Ultra (two dies) reaches less of its rated bandwidth (llama.cpp table)
+
+
+@dataclass(frozen=True)
+class DecodeModel:
+    """The decode-time constants (see the module docstring); fitted by benchmarks/estimator.py."""
+
+    efficiency: float  # share of the rated bandwidth a decode step reaches
+    ultra_share: float  # extra share on Ultra chips (two dies)
+    fixed_ms: float  # per-token cost of every model
+    moe_ms: float  # per-token routing/gather cost of a mixture of experts
+    hybrid_ms: float  # per-token cost of linear-attention / Mamba layers
+    kv_factor: float  # KV bytes cost this many weight bytes
+
+
+# Fitted on benchmarks/data/ (140 runs on 8 chips); leave-one-chip-out error in benchmarks/estimator.py.
+DECODE = DecodeModel(efficiency=0.80, ultra_share=0.62, fixed_ms=1.9, moe_ms=3.0, hybrid_ms=3.5,
+                     kv_factor=3.0)
+SHORT_CONTEXT = 512  # tokens: the context of the short-prompt decode figure
 # prefill: tok/s x billion active params per GPU core, by chip generation (batch 512),
 # plus a fixed time per prompt token (fitted on 0.5B-14B models)
 PREFILL_PER_CORE = {1: 113.0, 2: 123.0, 3: 130.0, 4: 165.0, 5: 500.0}
@@ -42,14 +65,14 @@ ACTIVATION_SHARE = 0.16
 SERVER_PROCESS = 1.0e9  # RSS of one vllm-mlx server (shared/design/verified-facts.md)
 KV_BYTES = 2  # fp16 K and V
 DEFAULT_CONTEXT = 8192
-CALIBRATION_GPU_CORES = 20  # an M4 Pro without a stated count: its top bin
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """One model at one quantization on one machine. Speeds are None when the machine's
-    bandwidth (decode) or GPU (prefill) is unknown. ``source`` is ``estimated`` or
-    ``measured`` (a saved benchmark replaced the numbers)."""
+    """One model at one quantization on one machine. ``decode_tok_s`` is the decode speed
+    at ``short_context`` tokens, ``decode_full_tok_s`` at ``context`` (the tier's full
+    window, which memory is reserved for). Speeds are None when the machine's bandwidth
+    (decode) or GPU (prefill) is unknown. ``source`` is ``estimated`` or ``measured``."""
 
     model_id: str
     quant: str
@@ -60,15 +83,22 @@ class Estimate:
     kv_bytes: int
     memory_bytes: int
     source: str = "estimated"
+    decode_full_tok_s: float | None = None
+    short_context: int = SHORT_CONTEXT
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "quant": self.quant, "context": self.context,
-            "decode_tok_s": None if self.decode_tok_s is None else round(self.decode_tok_s, 1),
+            "decode_tok_s": _round(self.decode_tok_s), "decode_context": self.short_context,
+            "decode_full_tok_s": _round(self.decode_full_tok_s), "decode_full_context": self.context,
             "prefill_tok_s": None if self.prefill_tok_s is None else round(self.prefill_tok_s),
             "weights_bytes": self.weights_bytes, "kv_bytes": self.kv_bytes,
             "memory_bytes": self.memory_bytes, "source": self.source,
         }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
 
 
 def weights_bytes(entry: CatalogEntry, quant: str, *, active: bool = False) -> int:
@@ -104,21 +134,20 @@ def memory_bytes(entry: CatalogEntry, quant: str, context: int = DEFAULT_CONTEXT
 
 
 def decode_tok_s(entry: CatalogEntry, quant: str, hw: HardwareProfile,
-                 context: int = DEFAULT_CONTEXT) -> float | None:
-    """Generated tokens per second for one request, or None without a bandwidth."""
+                 context: int = SHORT_CONTEXT, model: DecodeModel = DECODE) -> float | None:
+    """Generated tokens per second for one request with ``context`` tokens in its KV
+    cache, or None without a bandwidth."""
     if not hw.bandwidth_gbs:
         return None
-    read = weights_bytes(entry, quant, active=True) + kv_bytes(entry, context)
-    share = ULTRA_BANDWIDTH_SHARE if chip_tier(hw.chip) == "Ultra" else 1.0
-    seconds = read / (EFFICIENCY * share * hw.bandwidth_gbs * 1e9) + FIXED_MS / 1000
-    cores = hw.gpu_cores or CALIBRATION_GPU_CORES
-    compute_ms = 0.0
-    if entry.attention == "hybrid-linear":
-        compute_ms += HYBRID_MS * entry.active_params_b
+    read = weights_bytes(entry, quant, active=True) + model.kv_factor * kv_bytes(entry, context)
+    share = model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0
+    seconds = read / (model.efficiency * share * hw.bandwidth_gbs * 1e9)
+    fixed_ms = model.fixed_ms
     if entry.is_moe:
-        compute_ms += MOE_MS * entry.params_b
-    seconds += compute_ms / cores / 1000
-    return 1 / seconds
+        fixed_ms += model.moe_ms
+    if entry.attention.startswith("hybrid"):
+        fixed_ms += model.hybrid_ms
+    return 1 / (seconds + fixed_ms / 1000)
 
 
 def prefill_tok_s(entry: CatalogEntry, hw: HardwareProfile) -> float | None:
@@ -133,14 +162,17 @@ def prefill_tok_s(entry: CatalogEntry, hw: HardwareProfile) -> float | None:
 
 def estimate(entry: CatalogEntry, quant: str, hw: HardwareProfile,
              context: int = DEFAULT_CONTEXT) -> Estimate:
-    """Every estimate for one model at one quantization and context on ``hw``."""
+    """Every estimate for one model at one quantization on ``hw``: decode at a short
+    prompt and at ``context`` tokens, prefill, and memory with ``context`` tokens of KV."""
     if quant not in entry.repos:
         raise ValueError(f"{entry.id} has no {quant} repo")
     return Estimate(
         model_id=entry.id, quant=quant, context=context,
-        decode_tok_s=decode_tok_s(entry, quant, hw, context),
+        decode_tok_s=decode_tok_s(entry, quant, hw, min(SHORT_CONTEXT, context)),
         prefill_tok_s=prefill_tok_s(entry, hw),
         weights_bytes=weights_bytes(entry, quant),
         kv_bytes=kv_bytes(entry, context),
         memory_bytes=memory_bytes(entry, quant, context),
+        decode_full_tok_s=decode_tok_s(entry, quant, hw, context),
+        short_context=min(SHORT_CONTEXT, context),
     )
