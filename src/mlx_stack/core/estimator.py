@@ -3,7 +3,8 @@
 Decode is bound by memory bandwidth. Time per generated token at ``context`` tokens:
 
     t = (active_weight_bytes + KV_FACTOR x kv_bytes(context)) / (EFFICIENCY x share x bandwidth)
-        + FIXED_MS + MOE_MS [mixture of experts] + HYBRID_MS [linear-attention/Mamba layers]
+        + (FIXED_MS + MOE_MS [mixture of experts] + HYBRID_MS [linear-attention/Mamba layers])
+          x GEN_SPEEDUP ^ (4 - chip generation)
 
 - dense: the weights at the quantization's bits per weight, read once per token;
 - mixture of experts: only the *active* parameters are read; routing and the expert
@@ -13,7 +14,9 @@ Decode is bound by memory bandwidth. Time per generated token at ``context`` tok
 - sub-1B models: the fixed per-token cost (kernel launches, sampling, the server loop)
   is most of the time, so FIXED_MS sets their speed, not the bandwidth;
 - ``share`` is ULTRA_SHARE on Ultra chips (two dies), 1 elsewhere; the KV cache is read
-  at KV_FACTOR x its size (attention kernels reach less bandwidth than the weight GEMVs).
+  at KV_FACTOR x its size (attention kernels reach less bandwidth than the weight GEMVs);
+- the per-token costs are an M4's; each chip generation changes them by GEN_SPEEDUP (an
+  M2 spends GEN_SPEEDUP^2 times an M4's time on them), an unknown chip counts as an M4.
 
 Every speed has a context: ``decode_tok_s`` at SHORT_CONTEXT tokens (a short chat
 turn, like the published runs) and ``decode_full_tok_s`` at the tier's full context.
@@ -50,11 +53,14 @@ class DecodeModel:
     moe_ms: float  # per-token routing/gather cost of a mixture of experts
     hybrid_ms: float  # per-token cost of linear-attention / Mamba layers
     kv_factor: float  # KV bytes cost this many weight bytes
+    gen_speedup: float  # per-token costs shrink by this factor per chip generation (M4 = 1)
 
 
-# Fitted on benchmarks/data/ (140 runs on 8 chips); leave-one-chip-out error in benchmarks/estimator.py.
-DECODE = DecodeModel(efficiency=0.80, ultra_share=0.62, fixed_ms=1.9, moe_ms=3.0, hybrid_ms=3.5,
-                     kv_factor=3.0)
+# Fitted on every run in benchmarks/data/ (benchmarks/estimator.py --fit: 135 runs on 8 chips,
+# 2026-12-02); its leave-one-chip-out error is what benchmarks/estimator.py reports.
+DECODE = DecodeModel(efficiency=0.878, ultra_share=0.845, fixed_ms=1.42, moe_ms=2.58, hybrid_ms=0.93,
+                     kv_factor=1.97, gen_speedup=1.24)
+REFERENCE_GENERATION = 4  # per-token costs are stated for an M4
 SHORT_CONTEXT = 512  # tokens: the context of the short-prompt decode figure
 # prefill: tok/s x billion active params per GPU core, by chip generation (batch 512),
 # plus a fixed time per prompt token (fitted on 0.5B-14B models)
@@ -147,6 +153,8 @@ def decode_tok_s(entry: CatalogEntry, quant: str, hw: HardwareProfile,
         fixed_ms += model.moe_ms
     if entry.attention.startswith("hybrid"):
         fixed_ms += model.hybrid_ms
+    gen = chip_generation(hw.chip) or REFERENCE_GENERATION
+    fixed_ms *= model.gen_speedup ** (REFERENCE_GENERATION - gen)
     return 1 / (seconds + fixed_ms / 1000)
 
 
