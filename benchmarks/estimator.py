@@ -114,12 +114,14 @@ def load_runs() -> tuple[list[Run], list[dict]]:
                 continue
             runs.append(Run(row["model_id"], row["quant"], row["repo"], row["chip"],
                             int(row["gpu_cores"]) if row["gpu_cores"] else None, float(row["memory_gb"]),
-                            int(row["context"]), float(row["decode_tok_s"]), f"{row['source']} ({row['date']})"))
+                            int(row["context"]), float(row["decode_tok_s"]),
+                            f"{row['source']} ({row['date']})"))
     return runs, left_out
 
 
 def _profiles(runs: list[Run]) -> dict[tuple[str, int | None, float], object]:
-    return {(r.chip, r.gpu_cores, r.memory_gb): plan_profile(Plan(r.chip, r.gpu_cores, r.memory_gb)) for r in runs}
+    return {(r.chip, r.gpu_cores, r.memory_gb): plan_profile(Plan(r.chip, r.gpu_cores, r.memory_gb))
+            for r in runs}
 
 
 def predict(run: Run, model: DecodeModel, hw: object) -> float:
@@ -271,10 +273,12 @@ def main(argv: list[str]) -> int:
     print(f"Decode speed, leave-one-chip-out ({len(rows)} runs, {len({r.chip for r in runs})} chips; "
           "median absolute error of predictions for a chip left out of the fit)")
     print(f"  {'chip':<16}{'runs':>5}{'error':>9}   {'class':<13}{'runs':>5}{'error':>9}")
-    left, right = list(by_chip.items()), [(c, by_class.get(c, {"runs": 0, "median_error": None})) for c in CLASSES]
+    left = list(by_chip.items())
+    right = [(c, by_class.get(c, {"runs": 0, "median_error": None})) for c in CLASSES]
     for i in range(max(len(left), len(right))):
-        a = f"  {left[i][0]:<16}{left[i][1]['runs']:>5}{_fmt(left[i][1]['median_error']):>9}" if i < len(left) \
-            else " " * 32
+        a = " " * 32
+        if i < len(left):
+            a = f"  {left[i][0]:<16}{left[i][1]['runs']:>5}{_fmt(left[i][1]['median_error']):>9}"
         b = f"   {right[i][0]:<13}{right[i][1]['runs']:>5}{_fmt(right[i][1]['median_error']):>9}" \
             if i < len(right) else ""
         print(a + b)
@@ -282,7 +286,8 @@ def main(argv: list[str]) -> int:
     print("  worst predictions (chip left out):")
     for r in sorted(rows, key=lambda r: -r["error"])[:8]:
         print(f"    {r['chip']:<14}{r['model']:<30}{r['quant']:<5} ctx {r['context']:>5}  "
-              f"measured {r['measured']:>6.1f}  predicted {r['predicted']:>6.1f}  ({_fmt(r['error']).strip()})")
+              f"measured {r['measured']:>6.1f}  predicted {r['predicted']:>6.1f}  "
+              f"({_fmt(r['error']).strip()})")
     ins = in_sample(runs, hws)
     ins_dec = _median([r["error"] for r in ins])
     pre = _median([r["prefill_error"] for r in ins if r.get("prefill_error") is not None])
@@ -296,7 +301,8 @@ def main(argv: list[str]) -> int:
         print(f"  fitted on every run: {asdict(fit(runs, hws))}")
     print()
     results = {"overall": (overall, TARGET)}
-    results.update({f"class {c}": (by_class[c]["median_error"], CLASS_TARGET) for c in CLASSES if c in by_class})
+    results.update({f"class {c}": (by_class[c]["median_error"], CLASS_TARGET)
+                    for c in CLASSES if c in by_class})
     passed = True
     for name, (value, target) in results.items():
         ok = value is not None and value <= target

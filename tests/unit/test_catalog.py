@@ -25,13 +25,18 @@ def test_every_shipped_file_loads_through_the_package():
 def test_measurements_carry_provenance():
     catalog = load_catalog()
     measured = [m for e in catalog for m in e.measured]
-    assert len(measured) >= 90
+    assert len(measured) >= 80  # the stale Qwen3.5-35B-A3B and odd bf16 M5 Max rows are left out
     assert all(m.source and m.machine and m.decode_tok_s > 0 for m in measured)
 
 
 def test_capabilities_name_vllm_mlx_parsers():
     parsers = {e.capabilities.tool_call_parser for e in load_catalog() if e.capabilities.tool_calling}
-    assert parsers <= {"hermes", "llama", "mistral", "qwen3.5", "nemotron", "qwen3"}
+    from vllm_mlx.reasoning import list_parsers
+    from vllm_mlx.tool_parsers import ToolParserManager
+
+    assert parsers <= set(ToolParserManager.tool_parsers)  # names vllm-mlx registers
+    reasoning = {e.capabilities.reasoning_parser for e in load_catalog()} - {None}
+    assert reasoning <= set(list_parsers())
     assert any(e.capabilities.vision for e in load_catalog())
 
 
@@ -95,3 +100,35 @@ def test_filters_and_lookups():
             catalog.filter(**kwargs)
     with pytest.raises(NotFoundError):
         catalog.get("nope")
+
+
+def test_catalog_covers_current_models_with_checked_repos_and_shapes():
+    catalog = load_catalog()
+    assert len(catalog) >= 40
+    assert len({e.publisher for e in catalog}) >= 10 and len(catalog.families()) >= 10
+    ids = {e.id for e in catalog}
+    assert {"gpt-oss-20b", "gpt-oss-120b", "qwen3-coder-30b-a3b-instruct", "qwen3-30b-a3b-instruct-2507",
+            "glm-4.5-air", "gemma-3-27b-it-qat", "qwen3.6-35b-a3b"} <= ids
+    for e in catalog:
+        assert e.repo_source, e.id  # where the repos' existence was checked
+        if e.is_moe:  # shape recorded: layers and KV heads (or Mamba layers) with a source
+            assert e.shape is not None and e.shape.layers and e.shape.source, e.id
+            assert e.active_params_b < e.params_b
+    experts = [e for e in catalog if e.shape and e.shape.experts]
+    assert len(experts) >= 5 and all(e.shape.experts_active <= e.shape.experts for e in experts)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d.update(quality={"score": 50, "benchmark": "x", "source": "nope", "date": "2026"}),
+     "quality.source"),
+    (lambda d: d.update(quality={"score": 500, "benchmark": "x", "source": "https://a.b", "date": "2026"}),
+     "quality.score"),
+    (lambda d: d.update(released="April 2025"), "released"),
+    (lambda d: d.update(shape={"source": "x", "experts": 8}), "shape.experts"),
+])
+def test_bad_quality_and_shape_name_the_field(mutate, field):
+    data = _good()
+    mutate(data)
+    with pytest.raises(CatalogError) as exc:
+        parse_entry(data, "qwen3-8b.yaml")
+    assert field in str(exc.value)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from mlx_stack.core.catalog import load_catalog
-from mlx_stack.core.estimator import decode_tok_s, estimate, kv_bytes, memory_bytes, prefill_tok_s
+from mlx_stack.core.estimator import DECODE, decode_tok_s, estimate, kv_bytes, memory_bytes, prefill_tok_s
 from mlx_stack.core.hardware import cpu_profile
 from mlx_stack.services.hardware import Plan, plan_profile
 
@@ -64,3 +66,32 @@ def test_memory_is_weights_kv_and_overhead(cat):
     est = estimate(e, "int4", plan_profile(Plan("M1", 8, 16)), 8192)
     assert est.memory_bytes > est.weights_bytes + est.kv_bytes
     assert 7e9 < est.memory_bytes < 10e9
+
+
+def test_every_speed_states_its_context(cat):
+    hw = plan_profile(Plan("M4 Max", 40, 128))
+    est = estimate(cat.get("qwen3-8b"), "int4", hw, 32768)
+    d = est.as_dict()
+    assert d["decode_context"] == 512 and d["decode_full_context"] == 32768
+    assert d["decode_tok_s"] > d["decode_full_tok_s"] > 0
+
+
+def test_moe_speed_follows_active_not_total_params(cat):
+    hw = plan_profile(Plan("M4 Max", 40, 128))
+    small, big = cat.get("qwen3-30b-a3b"), cat.get("qwen3-235b-a22b-instruct-2507")
+    # 7x the total params but a 22B active path: slower by roughly the active ratio, not the total
+    ratio = decode_tok_s(small, "int4", hw) / decode_tok_s(big, "int4", hw)
+    assert 2 < ratio < 235 / 30.5
+
+
+def test_sub_1b_speed_is_bounded_by_fixed_per_token_costs(cat):
+    fast = plan_profile(Plan("M5 Max", 40, 128))
+    tiny = cat.get("qwen3-0.6b")
+    assert decode_tok_s(tiny, "int4", fast) < 1000 / DECODE.fixed_ms
+
+
+def test_older_chip_generations_pay_more_per_token(cat):
+    e = cat.get("qwen3-0.6b")
+    m2, m4 = plan_profile(Plan("M2 Pro", 16, 32)), plan_profile(Plan("M4 Pro", 16, 48))
+    m2_same_bw = replace(m2, bandwidth_gbs=m4.bandwidth_gbs)
+    assert decode_tok_s(e, "int4", m2_same_bw) < decode_tok_s(e, "int4", m4)

@@ -42,7 +42,6 @@ from mlx_stack.core.chips import chip_generation, chip_tier
 from mlx_stack.core.hardware import HardwareProfile
 
 
-
 @dataclass(frozen=True)
 class DecodeModel:
     """The decode-time constants (see the module docstring); fitted by benchmarks/estimator.py."""

@@ -7,10 +7,11 @@ Public API (stable):
     candidates(profile, catalog, *, intent, quant, budget_bytes, saved) -> list[Candidate]
 
 Each candidate gets a score in [0, 1] = sum of the intent's weights x normalized
-features: quality (a size heuristic: log of parameters between 0.3B and 400B, MoE
-counted as the geometric mean of total and active, -3% at int4; no benchmark scores are
-shipped), speed (log of decode tok/s from 3 up to the intent's target, 30 balanced /
-60 agent-fleet), tool calling (1 or 0) and memory (1 - share of the budget).
+features: quality (core.quality: the model's published aggregate score, or an estimate
+that says so, less the quantization's measured loss), speed (log of the short-prompt
+decode tok/s from 3 up to the intent's target, 30 balanced / 60 agent-fleet), tool
+calling (1 or 0) and memory headroom (1 while the model uses at most half the budget,
+falling to 0 at the whole budget).
 The three tiers are chosen together so their memory SUM fits the budget,
 maximizing score(standard) + 0.6 x score(fast) + 0.4 x score(longctx), with every tier a
 different model, fast >= 1.5x standard's decode speed (and tool calling for
@@ -25,8 +26,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
-from mlx_stack.core.estimator import decode_tok_s, memory_bytes, prefill_tok_s
+from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, memory_bytes, prefill_tok_s
 from mlx_stack.core.hardware import HardwareProfile
+from mlx_stack.core.quality import Quality, assess
 from mlx_stack.core.units import gb
 from mlx_stack.errors import UsageError
 
@@ -49,7 +51,6 @@ TIER_VALUE = {"standard": 1.0, "fast": 0.6, "longctx": 0.4}
 TIER_CONTEXT = {"standard": 8192, "fast": 8192, "longctx": 32768}  # KV cache reserved per tier
 FAST_SPEEDUP = 1.5
 LONGCTX_MIN_CONTEXT = 65536
-QUANT_QUALITY = {"int4": 0.97, "int6": 0.99, "int8": 1.0, "bf16": 1.0}
 QUANT_PREFERENCE = ("int4", "int8", "int6", "bf16")
 NOMINAL_BANDWIDTH = 100.0  # GB/s, only to rank speeds on a machine without a known bandwidth
 
@@ -66,9 +67,11 @@ class Candidate:
     prefill_tok_s: float | None
     memory_bytes: int
     source: str  # "estimated" | "measured (saved benchmark)" | "measured (catalog: <machine>)"
-    rank_speed: float  # decode tok/s, or a relative figure when the bandwidth is unknown
-    quality: float
+    rank_speed: float  # short-prompt decode tok/s, or a relative figure when the bandwidth is unknown
+    quality: float  # in [0, 1]; quality_info says where it comes from
     score: float = 0.0
+    decode_full_tok_s: float | None = None  # at ``context`` tokens
+    quality_info: Quality | None = None
 
 
 @dataclass(frozen=True)
@@ -82,21 +85,49 @@ class Tier:
     context: int
     reason: str
     source: str  # "estimated" or "measured (...)"
+    decode_full_tok_s: float | None = None
+    quality: Quality | None = None
 
     @property
     def estimated(self) -> bool:
         return self.source == "estimated"
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each number of this tier comes from."""
+        return number_sources(self.source, self.quality)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "tier": self.name, "model": self.entry.id, "name": self.entry.name, "quant": self.quant,
             "repo": self.repo,
             "decode_tok_s": None if self.decode_tok_s is None else round(self.decode_tok_s, 1),
+            "decode_context": SHORT_CONTEXT,
+            "decode_full_tok_s": None if self.decode_full_tok_s is None else round(self.decode_full_tok_s, 1),
+            "decode_full_context": self.context,
             "memory_bytes": self.memory_bytes, "context": self.context, "source": self.source,
             "estimated": self.estimated, "reason": self.reason,
+            "quality": None if self.quality is None else self.quality.as_dict(),
+            "sources": self.sources,
             "tool_call_parser": self.entry.capabilities.tool_call_parser,
             "reasoning_parser": self.entry.capabilities.reasoning_parser,
         }
+
+
+def number_sources(speed_source: str, quality: Quality | None) -> dict[str, str]:
+    """One line per number: decode speed, memory and quality, and where each comes from."""
+    if speed_source == "estimated":
+        speed = ("estimated by core.estimator (constants fitted on published MLX runs, "
+                 "benchmarks/data/; full-context figure from the same model)")
+        memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
+    elif speed_source == "measured (saved benchmark)":
+        speed = "measured on this Mac (`mlx-stack bench --save`); full-context figure scaled by the estimator"
+        memory = "measured on this Mac (`mlx-stack bench --save`)"
+    else:
+        speed = f"{speed_source}; full-context figure scaled by the estimator"
+        memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
+    return {"decode": speed, "memory": memory,
+            "quality": "unknown" if quality is None else f"{quality.basis}: {quality.explanation}"}
 
 
 @dataclass(frozen=True)
@@ -153,11 +184,14 @@ def budget_for(profile: HardwareProfile, memory_budget_pct: int = 40,
     return budget, why
 
 
-def quality_of(entry: CatalogEntry, quant: str) -> float:
-    """Size heuristic in [0, 1]: log of (effective) params between 0.3B and 400B."""
-    params = math.sqrt(entry.params_b * entry.active_params_b) if entry.is_moe else entry.params_b
-    q = math.log(params / 0.3) / math.log(400 / 0.3)
-    return max(0.0, min(1.0, q)) * QUANT_QUALITY.get(quant, 1.0)
+def quality_of(entry: CatalogEntry, quant: str, catalog: Catalog | list[CatalogEntry] | None = None) -> float:
+    """Quality in [0, 1] (see core.quality); ``catalog`` feeds estimates for unscored models."""
+    return assess(entry, quant, [entry] if catalog is None else catalog).value
+
+
+def _memory_score(memory: int, budget: int) -> float:
+    """Headroom: 1 up to half the budget, then falling to 0 at the whole budget."""
+    return max(0.0, min(1.0, 2 * (1 - memory / budget)))
 
 
 def _speed_score(tok_s: float, target: float) -> float:
@@ -201,31 +235,46 @@ def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
 
 def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
                quant: str = "int4", budget_bytes: int, context: int = TIER_CONTEXT["standard"],
-               saved: Mapping[str, Any] | None = None, notes: list[str] | None = None) -> list[Candidate]:
-    """Every catalog model priced and scored for one context (not filtered by fit)."""
+               saved: Mapping[str, Any] | None = None, notes: list[str] | None = None,
+               reference: Catalog | list[CatalogEntry] | None = None) -> list[Candidate]:
+    """Every catalog model priced and scored for one context (not filtered by fit).
+    ``reference`` is the catalog that unscored models' quality estimates are drawn from
+    (default: ``catalog``)."""
     weights = INTENTS[intent]
     notes = [] if notes is None else notes
+    reference_list = list(catalog if reference is None else reference)
     ranking_hw = profile if profile.bandwidth_gbs else replace(profile, bandwidth_gbs=NOMINAL_BANDWIDTH)
+    short = min(SHORT_CONTEXT, context)
     out = []
     for entry in catalog:
         q = _pick_quant(entry, quant)
-        decode = decode_tok_s(entry, q, profile, context)
+        decode = decode_tok_s(entry, q, profile, short)
+        full = decode_tok_s(entry, q, profile, context)
         memory = memory_bytes(entry, q, context)
         source = "estimated"
         measured = _measured_in_catalog(entry, q, profile)
         if measured is not None:
-            decode, source = measured
+            (decode, full), source = _with_full(measured[0], decode, full), measured[1]
         saved_value = _saved_value(saved, entry.id, q, notes)
         if saved_value is not None:
-            (decode, memory), source = saved_value, "measured (saved benchmark)"
-        rank = decode if decode is not None else (decode_tok_s(entry, q, ranking_hw, context) or 0.0)
-        quality = quality_of(entry, q)
-        score = (weights.quality * quality + weights.speed * _speed_score(rank, weights.speed_target)
+            (decode, full), source = _with_full(saved_value[0], decode, full), "measured (saved benchmark)"
+            memory = saved_value[1]
+        rank = decode if decode is not None else (decode_tok_s(entry, q, ranking_hw, short) or 0.0)
+        quality = assess(entry, q, reference_list)
+        score = (weights.quality * quality.value + weights.speed * _speed_score(rank, weights.speed_target)
                  + weights.tool_calling * (1.0 if entry.capabilities.tool_calling else 0.0)
-                 + weights.memory * max(0.0, 1 - memory / budget_bytes))
+                 + weights.memory * _memory_score(memory, budget_bytes))
         out.append(Candidate(entry, q, entry.repos[q].repo, context, decode, prefill_tok_s(entry, profile),
-                             memory, source, rank, quality, round(score, 4)))
+                             memory, source, rank, quality.value, round(score, 4), full, quality))
     return sorted(out, key=lambda c: (-c.score, c.entry.id))
+
+
+def _with_full(measured: float, est_short: float | None,
+               est_full: float | None) -> tuple[float, float | None]:
+    """A measured short-prompt speed, and the full-context speed scaled by the estimate's ratio."""
+    if est_short and est_full:
+        return measured, measured * est_full / est_short
+    return measured, None
 
 
 def _longctx_bonus(c: Candidate, standard: Candidate) -> float:
@@ -246,7 +295,7 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     std = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget, saved=saved,
                      notes=notes)
     longs = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget,
-                       context=TIER_CONTEXT["longctx"], saved=saved)
+                       context=TIER_CONTEXT["longctx"], saved=saved, notes=[])
     longs = [c for c in longs if c.entry.context_length >= LONGCTX_MIN_CONTEXT]
     agent = intent == "agent-fleet"
     fits = [c for c in std if c.memory_bytes <= budget]
@@ -280,13 +329,14 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     assert best is not None
     _, s, f, lc = best
     tiers = [_tier("standard", s, f"highest {intent} score that fits with the other tiers "
-                   f"(score {s.score:.2f}, {s.entry.params_b:g}B params)")]
+                   f"(score {s.score:.2f}, {s.entry.params_b:g}B params, quality {_quality_label(s)})")]
     dropped: list[Dropped] = []
     if f is not None:
         speedup = f.rank_speed / s.rank_speed if s.rank_speed else 0
         tool = ", tool calling" if f.entry.capabilities.tool_calling else ""
         basis = "" if f.decode_tok_s is not None else " (relative, from model size: bandwidth unknown)"
-        tiers.append(_tier("fast", f, f"{speedup:.1f}x the standard tier's decode speed{basis}{tool}"))
+        tiers.append(_tier("fast", f, f"{speedup:.1f}x the standard tier's decode speed{basis}{tool}; "
+                           f"quality {_quality_label(f)}"))
     else:
         dropped.append(Dropped("fast", _why_no_fast(s, std, budget, agent)))
     if lc is not None:
@@ -302,8 +352,14 @@ def _fast_score(c: Candidate) -> float:
     return c.score + 0.2 * _speed_score(c.rank_speed, 300)  # the fast tier is there to be fast
 
 
+def _quality_label(c: Candidate) -> str:
+    q = c.quality_info
+    return "unknown" if q is None else f"{q.quantized_score:.1f} {q.basis}"
+
+
 def _tier(name: str, c: Candidate, reason: str) -> Tier:
-    return Tier(name, c.entry, c.quant, c.repo, c.decode_tok_s, c.memory_bytes, c.context, reason, c.source)
+    return Tier(name, c.entry, c.quant, c.repo, c.decode_tok_s, c.memory_bytes, c.context, reason, c.source,
+                c.decode_full_tok_s, c.quality_info)
 
 
 def _why_no_fast(s: Candidate, std: list[Candidate], budget: int, agent: bool) -> str:
