@@ -39,6 +39,10 @@ def test_catalog_json_entries(run):
     assert entry["repos"]["int4"]["repo"] == "mlx-community/Qwen3-8B-4bit"
     assert entry["decode_tok_s"] > 0 and entry["prefill_tok_s"] > 0 and entry["fits"] is True
     assert entry["source"] == "estimated"
+    assert entry["decode_context"] < entry["decode_full_context"] == entry["context"] == 8192
+    assert 0 < entry["decode_full_tok_s"] < entry["decode_tok_s"]
+    assert entry["quality"]["basis"] == "published" and "https://" in entry["quality"]["source"]
+    assert set(entry["sources"]) == {"decode", "memory", "quality"}
     big = next(m for m in data["models"] if m["id"] == "llama-3.3-70b-instruct")
     small = _json(run("models", "--catalog", "--json", "--chip", "M1", "--memory", "8"))
     assert big["fits"] and not next(m for m in small["models"] if m["id"] == big["id"])["fits"]
@@ -67,8 +71,12 @@ def test_recommend_json_and_text(run):
     assert [t["tier"] for t in data["tiers"]] == ["standard", "fast", "longctx"]
     assert data["total_memory_bytes"] <= data["budget_bytes"]
     assert data["weights"]["quality"] == 0.55
+    for t in data["tiers"]:
+        assert t["decode_context"] < t["decode_full_context"] == t["context"]
+        assert t["quality"]["basis"] in ("published", "estimated") and t["sources"]["quality"]
     r = run("models", "--recommend", "--intent", "agent-fleet", "--show-all", *PLAN)
     assert r.exit_code == 0 and "All candidates" in r.stdout and "standard:" in r.stderr
+    assert "quality: published" in r.stderr and "decode@512" in r.stdout
     data = _json(run("models", "--recommend", "--json", "--show-all", "--budget", "8gb", *PLAN))
     assert data["budget_bytes"] == 8 * 1024**3 and data["candidates"]
     assert data["total_memory_bytes"] <= data["budget_bytes"]

@@ -137,13 +137,16 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.catalog import load_catalog
-    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates
+    from mlx_stack.core.estimator import SHORT_CONTEXT
+    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources
     from mlx_stack.core.units import gb
 
-    entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)
+    full_catalog = load_catalog()
+    entries = full_catalog.filter(family=family, tag=tag, tool_calling=tool_calling)
     q = _pick_quant(quant)
     budget, budget_reason = budget_for(hw, _config_value("memory-budget-pct"))
-    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget, saved=_saved(hw))}
+    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget, saved=_saved(hw),
+                                               reference=full_catalog)}
     rows = []
     for e in entries:
         c = by_id[e.id]
@@ -154,8 +157,15 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
             "repos": {k: {"repo": r.repo, "disk_gb": r.disk_gb} for k, r in e.repos.items()},
             "quant": c.quant, "repo": c.repo, "context": TIER_CONTEXT["standard"],
             "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
+            "decode_context": SHORT_CONTEXT,
+            "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
+            "decode_full_context": TIER_CONTEXT["standard"],
             "prefill_tok_s": None if c.prefill_tok_s is None else round(c.prefill_tok_s),
             "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget,
+            "released": e.released,
+            "quality": None if c.quality_info is None else c.quality_info.as_dict(),
+            "shape": None if e.shape is None else vars(e.shape).copy(), "repo_source": e.repo_source,
+            "sources": number_sources(c.source, c.quality_info),
         })
     if json_:
         terminal.json({"hardware": hw.as_dict(), "budget_bytes": budget, "models": rows})
@@ -165,24 +175,36 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
 
     table = Table(box=None, pad_edge=False, title=f"Catalog ({len(rows)} models; budget {budget_reason})",
                   title_justify="left")
-    for col in ("model", "params", "ctx", "quant", "decode tok/s", "prefill tok/s", "memory", "fits",
-                "tools", "source"):
-        table.add_column(col, no_wrap=col in ("model", "memory", "source"))
+    full_k = TIER_CONTEXT["standard"] // 1024
+    decode_cols = (f"decode@{SHORT_CONTEXT}", f"decode@{full_k}k")
+    for col in ("model", "params", "ctx", "quant", *decode_cols, "prefill tok/s", "memory", "fits",
+                "quality", "tools", "source"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "source", "quality"))
     for r in rows:
         params = f"{r['params_b']:g}B" + (f" ({r['active_params_b']:g}B active)"
                                          if r["active_params_b"] != r["params_b"] else "")
         table.add_row(
             r["id"], params, f"{r['context_length'] // 1024}k", r["quant"], _num(r["decode_tok_s"]),
-            _num(r["prefill_tok_s"]), gb(r["memory_bytes"]), "yes" if r["fits"] else "no",
+            _num(r["decode_full_tok_s"]), _num(r["prefill_tok_s"]), gb(r["memory_bytes"]),
+            "yes" if r["fits"] else "no", _quality(r["quality"]),
             r["capabilities"]["tool_call_parser"] or "-", _source(r["source"]),
         )
     terminal.print(table)
-    terminal.info(f"memory includes the KV cache for {TIER_CONTEXT['standard']} tokens "
-                  "and one server process")
+    terminal.info(f"decode tok/s for one request with {SHORT_CONTEXT} tokens of context, and with "
+                  f"{TIER_CONTEXT['standard']} (the tier's full context); memory includes the KV cache "
+                  f"for {TIER_CONTEXT['standard']} tokens and one server process")
+    terminal.info("quality: the published aggregate score at this quantization (`pub`), or an estimate "
+                  "from size (`est`); `--json` gives each score's benchmark, URL and date")
 
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:g}"
+
+
+def _quality(q: dict[str, Any] | None) -> str:
+    if q is None:
+        return "-"
+    return f"{q['quantized_score']:g} {'pub' if q['basis'] == 'published' else 'est'}"
 
 
 def _source(source: str) -> str:
@@ -217,17 +239,24 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
     terminal.info(f"budget {rec.budget_reason}; the tiers use {gb(rec.total_memory_bytes)}")
     from rich.table import Table
 
+    from mlx_stack.core.estimator import SHORT_CONTEXT
+
     table = Table(box=None, pad_edge=False)
-    for col in ("tier", "model", "quant", "decode tok/s", "memory", "source", "repo"):
-        table.add_column(col, no_wrap=col in ("model", "memory", "repo"))
+    for col in ("tier", "model", "quant", f"decode@{SHORT_CONTEXT}", "decode@full", "memory", "quality",
+                "source", "repo"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "repo", "quality"))
     for t in rec.tiers:
+        full = None if t.decode_full_tok_s is None else round(t.decode_full_tok_s, 1)
         table.add_row(t.name, t.entry.id, t.quant, _num(None if t.decode_tok_s is None
                                                         else round(t.decode_tok_s, 1)),
-                      gb(t.memory_bytes), _source(t.source), t.repo)
+                      f"{_num(full)} @{t.context // 1024}k", gb(t.memory_bytes),
+                      _quality(None if t.quality is None else t.quality.as_dict()), _source(t.source), t.repo)
     if rec.tiers:
         terminal.print(table)
     for t in rec.tiers:
         terminal.info(f"{t.name}: {t.reason}")
+        for what, where in t.sources.items():
+            terminal.info(f"  {what}: {where}")
     for d in rec.dropped:
         terminal.warn(f"tier {d.name} dropped: {d.reason}")
     for n in rec.notes:
@@ -235,10 +264,11 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
     if show_all:
         terminal.print("")
         table = Table(box=None, pad_edge=False, title="All candidates", title_justify="left")
-        for col in ("model", "quant", "score", "quality", "decode tok/s", "memory", "fits"):
-            table.add_column(col, no_wrap=col in ("model", "memory"))
+        for col in ("model", "quant", "score", "quality", f"decode@{SHORT_CONTEXT}", "memory", "fits"):
+            table.add_column(col, no_wrap=col in ("model", "memory", "quality"))
         for c in rec.candidates:
-            table.add_row(c.entry.id, c.quant, f"{c.score:.2f}", f"{c.quality:.2f}",
+            qual = _quality(None if c.quality_info is None else c.quality_info.as_dict())
+            table.add_row(c.entry.id, c.quant, f"{c.score:.2f}", qual,
                           _num(None if c.decode_tok_s is None else round(c.decode_tok_s, 1)),
                           gb(c.memory_bytes), "yes" if c.memory_bytes <= rec.budget_bytes else "no")
         terminal.print(table)
@@ -247,6 +277,8 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
 def _candidate_dict(c: Any, budget: int) -> dict[str, Any]:
     return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score,
             "quality": round(c.quality, 3),
+            "quality_source": None if c.quality_info is None else c.quality_info.as_dict(),
+            "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
             "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
             "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget}
 
