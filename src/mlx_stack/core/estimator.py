@@ -2,21 +2,23 @@
 
 Decode is bound by memory bandwidth. Time per generated token at ``context`` tokens:
 
-    t = (active_weight_bytes + KV_FACTOR x kv_bytes(context)) / (EFFICIENCY x share x bandwidth)
-        + (FIXED_MS + MOE_MS [mixture of experts] + HYBRID_MS [linear-attention/Mamba layers])
-          x GEN_SPEEDUP ^ (4 - chip generation)
+    t = (active_weight_bytes + kv_factor x kv_bytes(context)) / (efficiency x share x bandwidth)
+        + (fixed_ms + moe_ms [mixture of experts] + hybrid_ms [linear-attention/Mamba layers])
+          x gen_speedup ^ (4 - chip generation)
+
+(the fields of ``DecodeModel``; ``DECODE`` holds the fitted values)
 
 - dense: the weights at the quantization's bits per weight, read once per token;
 - mixture of experts: only the *active* parameters are read; routing and the expert
-  gather add a fixed MOE_MS per token (it does not grow with the total parameters);
-- hybrid attention (Gated DeltaNet, Mamba): the recurrent layers add HYBRID_MS per
+  gather add a fixed moe_ms per token (it does not grow with the total parameters);
+- hybrid attention (Gated DeltaNet, Mamba): the recurrent layers add hybrid_ms per
   token; only the full-attention layers keep a KV cache;
 - sub-1B models: the fixed per-token cost (kernel launches, sampling, the server loop)
-  is most of the time, so FIXED_MS sets their speed, not the bandwidth;
-- ``share`` is ULTRA_SHARE on Ultra chips (two dies), 1 elsewhere; the KV cache is read
-  at KV_FACTOR x its size (attention kernels reach less bandwidth than the weight GEMVs);
-- the per-token costs are an M4's; each chip generation changes them by GEN_SPEEDUP (an
-  M2 spends GEN_SPEEDUP^2 times an M4's time on them), an unknown chip counts as an M4.
+  is most of the time, so fixed_ms sets their speed, not the bandwidth;
+- ``share`` is ultra_share on Ultra chips (two dies), 1 elsewhere; the KV cache is read
+  at kv_factor x its size (attention kernels reach less bandwidth than the weight GEMVs);
+- the per-token costs are an M4's; each chip generation changes them by gen_speedup (an
+  M2 spends gen_speedup^2 times an M4's time on them), an unknown chip counts as an M4.
 
 Every speed has a context: ``decode_tok_s`` at SHORT_CONTEXT tokens (a short chat
 turn, like the published runs) and ``decode_full_tok_s`` at the tier's full context.
