@@ -165,7 +165,7 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
             "released": e.released,
             "quality": None if c.quality_info is None else c.quality_info.as_dict(),
             "shape": None if e.shape is None else vars(e.shape).copy(), "repo_source": e.repo_source,
-            "sources": number_sources(c.source, c.quality_info),
+            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None),
         })
     if json_:
         terminal.json({"hardware": hw.as_dict(), "budget_bytes": budget, "models": rows})

@@ -95,7 +95,7 @@ class Tier:
     @property
     def sources(self) -> dict[str, str]:
         """Where each number of this tier comes from."""
-        return number_sources(self.source, self.quality)
+        return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -114,9 +114,12 @@ class Tier:
         }
 
 
-def number_sources(speed_source: str, quality: Quality | None) -> dict[str, str]:
+def number_sources(speed_source: str, quality: Quality | None, *, speed_known: bool = True) -> dict[str, str]:
     """One line per number: decode speed, memory and quality, and where each comes from."""
-    if speed_source == "estimated":
+    if not speed_known:
+        speed = "not estimated: the memory bandwidth is unknown (plan with --chip or --bandwidth)"
+        memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
+    elif speed_source == "estimated":
         speed = ("estimated by core.estimator (constants fitted on published MLX runs, "
                  "benchmarks/data/; full-context figure from the same model)")
         memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
