@@ -140,11 +140,21 @@ def need_from_catalog(name: str, entry: Any, quant: str, context: int) -> TierNe
                     kv // max(1, min(context, entry.context_length)), head)
 
 
+def for_recommendation(rec: Any, working_set_bytes: int) -> dict[str, ServingProfile]:
+    """The profiles of a ``scoring.Recommendation``'s tiers: the same need figures
+    (``Tier.memory_bytes``, measured ones included), caps from the same budget."""
+    needs = []
+    for t in rec.tiers:
+        n = need_from_catalog(t.name, t.entry, t.quant, t.context)
+        needs.append(replace(n, need_bytes=t.memory_bytes))
+    return plan(needs, rec.budget_bytes, working_set_bytes, intent=rec.intent)
+
+
 # --- planning -----------------------------------------------------------------------
 
 
 def _mb(n: float) -> int:
-    return int(math.ceil(n / MB))
+    return math.ceil(n / MB)
 
 
 def _wanted_cache_mb(need: TierNeed, intent: str) -> int:
@@ -262,7 +272,8 @@ def guard(g: GuardInput) -> None:
             fits.append(name)
             acc += mb
     starting = ", ".join(f"{n} {_gb(mb)}" for n, mb in g.starting.items())
-    running = f" next to {_gb(used)} planned for the running tiers ({', '.join(g.running)})" if g.running else ""
+    running = (f" next to {_gb(used)} planned for the running tiers ({', '.join(g.running)})"
+               if g.running else "")
     would = (f"only {', '.join(fits)} would fit" if fits else f"no tier fits in the {_gb(max(0, room))} left")
     raise ConflictError(
         f"not enough memory: starting {starting} needs {_gb(need)}{running}; the {g.limit_label} is "

@@ -80,6 +80,9 @@ def write_demo_stack(p: Paths) -> DemoResult:
         gateway = previous.gateway if previous is not None and _is_demo(previous) else Gateway(
             port=gateway_port)
         stack = Stack(tiers=tiers, fallback_order=tuple(n for n, _, _ in DEMO_TIERS), gateway=gateway)
+        from mlx_stack.services import serving_plan  # the runtime caps, as for any stack
+
+        stack = serving_plan.plan_stack(p, stack).stack
         stack_store.save(p, stack)
     return DemoResult(stack, built)
 

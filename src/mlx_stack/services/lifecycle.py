@@ -108,13 +108,14 @@ def _settings(p: Paths) -> bool:
 def up(
     p: Paths, tiers: list[str] | None = None, dry_run: bool = False, *,
     health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, force: bool = False,
 ) -> UpResult:
     """Start the selected tiers (all by default) and the gateway, in parallel.
 
     Returns once every started service answered a real one-token completion
     (or only its health route, with ``auto-health-check`` false). ``progress``
     receives one-line messages as services become ready (from worker threads).
+    The memory guard refuses (exit 5) tiers that would not fit, unless ``force``.
     """
     say = progress or (lambda _msg: None)
     stack = stack_store.load(p)
@@ -133,6 +134,9 @@ def up(
         for s in todo:
             forget_stale(p, s)  # a crashed instance's leftovers may hold its port
             ensure_startable(stack, s)  # all checked before anything starts
+        from mlx_stack.services import serving_plan
+
+        serving_plan.check_start(p, stack, todo, force=force)
         records = {s: launch(p, stack, s) for s in todo}
         deadline = time.monotonic() + health_timeout
         tiers_todo = [s for s in todo if s != GATEWAY]

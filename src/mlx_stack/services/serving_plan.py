@@ -60,12 +60,12 @@ def need_from_folder(tier: Tier) -> TierNeed:
     return need_from_shape(tier.name, weights, per_token, ctx, head_dim)
 
 
-def budget(p: Paths, hw: Any) -> tuple[int, str]:
-    """The recommender's budget for this machine and config."""
+def budget(p: Paths, hw: Any, pct: int | None = None) -> tuple[int, str]:
+    """The recommender's budget for this machine and config (or ``pct`` of memory)."""
     from mlx_stack.core.scoring import budget_for
     from mlx_stack.services import config
 
-    return budget_for(hw, int(config.load(p).get("memory-budget-pct")))
+    return budget_for(hw, pct or int(config.load(p).get("memory-budget-pct")))
 
 
 def working_set(hw: Any) -> int:
@@ -81,14 +81,15 @@ class Planned:
 
 
 def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
-               needs: Mapping[str, TierNeed] | None = None, hw: Any = None) -> Planned:
+               needs: Mapping[str, TierNeed] | None = None, hw: Any = None,
+               pct: int | None = None) -> Planned:
     """``stack`` with a serving profile on every tier that has none (tiers that have one
     keep it: they may be running) and its memory budget recorded."""
     if hw is None:
         from mlx_stack.services import hardware
 
         hw = hardware.detect()
-    budget_bytes, reason = budget(p, hw)
+    budget_bytes, reason = budget(p, hw, pct)
     needs = dict(needs or {})
     todo = [t for t in stack.tiers if t.serving is None]
     fixed = {t.name: t.serving for t in stack.tiers if t.serving is not None}
