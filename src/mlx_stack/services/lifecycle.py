@@ -219,6 +219,9 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     from mlx_stack.services import watchdog  # flapping / restart-pending, as the watchdog sees it
 
     report = watchdog.overlay(p, report)
+    from mlx_stack.services import serving_plan
+
+    report = serving_plan.measure(p, stack, report)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     shown = key if show_key else (secrets.mask(key) if key else None)
     return StatusReport(True, report, endpoint(stack), shown, time.monotonic() - start)

@@ -40,6 +40,12 @@ class ServiceStatus:
     model: str | None = None  # the real model id behind a tier
     latency_ms: float | None = None
     detail: str | None = None
+    # Memory (tiers, `status`): measured RSS of its processes, the Metal active memory the
+    # server reports (macOS), and its serving profile's plan (need + cache cap).
+    rss_bytes: int | None = None
+    metal_bytes: int | None = None
+    planned_bytes: int | None = None
+    over_plan: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -175,3 +175,42 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
             rss = r.rss_of(record.pid) or 0
             running[t.name] = max(0, planned - rss // MB)
     guard(GuardInput(r.limit_bytes // MB, r.limit_label, {n: profs[n].planned_mb for n in names}, running))
+
+
+# --- status -----------------------------------------------------------------------------
+
+OVER_PLAN_MARGIN = 1.10  # RSS above plan x this is flagged (allocator slack, page rounding)
+
+
+def measure(p: Paths, stack: Stack, statuses: list[Any], *,
+            rss_of: Callable[[int], int | None] | None = None,
+            metal_of: Callable[[str], int | None] | None = None) -> list[Any]:
+    """Each running tier's status with its measured memory beside its plan."""
+    from mlx_stack.core.units import gb
+    from mlx_stack.services.service_control import base_url
+    from mlx_stack.system import server_stats
+
+    rss_of = rss_of or server_stats.rss_bytes
+    metal_of = metal_of or server_stats.metal_active_bytes
+    try:
+        profs = profiles(p, stack)
+    except Exception:  # a plan that cannot be made must not hide the services' state
+        profs = {}
+    out = []
+    for s in statuses:
+        prof = profs.get(s.name)
+        if s.kind != "tier" or prof is None:
+            out.append(s)
+            continue
+        planned = prof.planned_mb * MB
+        rss = rss_of(s.pid) if s.pid else None
+        metal = metal_of(base_url(stack, s.name)) if s.pid else None
+        used = max(rss or 0, metal or 0)
+        over = used > planned * OVER_PLAN_MARGIN
+        detail = s.detail
+        if over:
+            flag = f"over plan: {gb(used)} used, {gb(planned)} planned"
+            detail = f"{flag}; {detail}" if detail else flag
+        out.append(replace(s, rss_bytes=rss, metal_bytes=metal, planned_bytes=planned, over_plan=over,
+                           detail=detail))
+    return out
