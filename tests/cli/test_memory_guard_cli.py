@@ -51,7 +51,8 @@ def _memory(monkeypatch: pytest.MonkeyPatch, available_mb: int) -> None:
 
 
 def test_hand_edited_caps_over_the_budget_exit_5_with_the_numbers(
-        run, isolated_home: Paths, tmp_path: Path, launched: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        run, isolated_home: Paths, tmp_path: Path, launched: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     _memory(monkeypatch, 64_000)
     _stack(isolated_home, tmp_path, cache_mb=3000, budget_mb=6000)  # 2 x (2 GB + 2.9 GB) > 5.9 GB
     before = isolated_home.stack_file.read_bytes()
@@ -65,7 +66,8 @@ def test_hand_edited_caps_over_the_budget_exit_5_with_the_numbers(
 
 
 def test_tiers_that_do_not_fit_the_memory_exit_5_naming_what_would_fit(
-        run, isolated_home: Paths, tmp_path: Path, launched: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        run, isolated_home: Paths, tmp_path: Path, launched: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     _stack(isolated_home, tmp_path)
     _memory(monkeypatch, 3000)  # one tier (2.3 GB) fits, two do not
     result = run("up")
