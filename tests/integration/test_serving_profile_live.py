@@ -1,0 +1,77 @@
+"""A real demo tier started with its serving profile's flags (vllm-mlx 0.6, CPU backend):
+it answers, its paged cache holds the planned number of blocks, metrics are on, max_tokens
+above the planned context is refused, and `status` shows its RSS beside its plan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from mlx_stack.paths import Paths
+from mlx_stack.services import demo_stack, lifecycle, stack_store
+from mlx_stack.services.service_control import base_url, command_for, start_service, stop_service
+from mlx_stack.system import ports
+
+pytestmark = pytest.mark.integration
+
+TIER = "standard"
+
+
+@pytest.fixture(scope="module")
+def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paths, str]]:
+    home = Paths(tmp_path_factory.mktemp("profile") / "home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLX_STACK_HOME", str(home.home))
+        demo_stack.write_demo_stack(home)
+        stack = stack_store.load(home)
+        stack = replace(stack, tiers=tuple(replace(t, port=ports.free_port()) for t in stack.tiers),
+                        gateway=replace(stack.gateway, port=ports.free_port()))
+        stack_store.save(home, stack)
+        try:
+            start_service(home, TIER, timeout=300)  # the memory guard runs here too
+            yield home, base_url(stack, TIER)
+        finally:
+            stop_service(home, TIER, grace=5)
+
+
+def test_the_tier_runs_with_the_rendered_flags(tier: tuple[Paths, str]) -> None:
+    home, url = tier
+    stack = stack_store.load(home)
+    profile = stack.tier(TIER).serving
+    assert profile is not None
+    argv = command_for(home, stack, TIER).argv
+    for flag in ("--max-cache-blocks", "--gpu-memory-utilization", "--max-num-seqs", "--enable-metrics",
+                 "--max-request-tokens", "--enable-prefix-cache"):
+        assert flag in argv
+    status = httpx.get(f"{url}/v1/status", timeout=10).json()
+    assert status["cache"]["max_blocks"] == profile.cache_blocks  # not vllm-mlx's 1000-block default
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+
+
+def test_max_tokens_above_the_planned_context_is_refused(tier: tuple[Paths, str]) -> None:
+    home, url = tier
+    context = stack_store.load(home).tier(TIER).serving.context  # type: ignore[union-attr]
+    body = {"model": TIER, "messages": [{"role": "user", "content": "hi"}]}
+    ok = httpx.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=60)
+    assert ok.status_code == 200
+    over = httpx.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": context + 1}, timeout=60)
+    assert over.status_code == 400
+
+
+def test_status_shows_the_measured_memory_beside_the_plan(tier: tuple[Paths, str]) -> None:
+    home, _ = tier
+    deadline = time.monotonic() + 60
+    while True:
+        report = lifecycle.status(home, timeout=30)
+        s = next(x for x in report.services if x.name == TIER)
+        if s.rss_bytes or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    plan = stack_store.load(home).tier(TIER).serving
+    assert s.rss_bytes and s.rss_bytes > 50 * 1024 * 1024
+    assert s.planned_bytes == plan.planned_mb * 1024 * 1024  # type: ignore[union-attr]
+    assert s.over_plan is False and s.metal_bytes is None  # no Metal on the CPU backend
