@@ -191,7 +191,10 @@ def measure(p: Paths, stack: Stack, statuses: list[Any], *,
     from mlx_stack.system import server_stats
 
     rss_of = rss_of or server_stats.rss_bytes
-    metal_of = metal_of or server_stats.metal_active_bytes
+    if metal_of is None:  # Metal exists only on macOS; elsewhere the server reports none
+        import sys
+
+        metal_of = server_stats.metal_active_bytes if sys.platform == "darwin" else (lambda url: None)
     try:
         profs = profiles(p, stack)
     except Exception:  # a plan that cannot be made must not hide the services' state
@@ -204,7 +207,8 @@ def measure(p: Paths, stack: Stack, statuses: list[Any], *,
             continue
         planned = prof.planned_mb * MB
         rss = rss_of(s.pid) if s.pid else None
-        metal = metal_of(base_url(stack, s.name)) if s.pid else None
+        answering = s.pid and s.state in ("healthy", "degraded")  # a wedged one would only time out
+        metal = metal_of(base_url(stack, s.name)) if answering else None
         used = max(rss or 0, metal or 0)
         over = used > planned * OVER_PLAN_MARGIN
         detail = s.detail
