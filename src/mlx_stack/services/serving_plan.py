@@ -101,7 +101,8 @@ def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
     plan_budget = max(budget_bytes, total_need)
     profiles = plan(wanted, plan_budget, working_set(hw), intent=intent or "balanced", fixed=fixed)
     tiers = tuple(replace(t, serving=profiles[t.name]) if t.serving is None else t for t in stack.tiers)
-    recorded = max(stack.memory_budget_mb or 0, plan_budget // MB)
+    # (each need is rounded up to whole MB: the sum may pass the budget by a few MB)
+    recorded = max(plan_budget // MB, sum(p.planned_mb for p in profiles.values()))
     return Planned(replace(stack, tiers=tiers, memory_budget_mb=recorded), budget_bytes, reason, over)
 
 

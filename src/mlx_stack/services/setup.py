@@ -107,7 +107,7 @@ def _plan(p: Paths, stack: Stack, needs: dict[str, Any], intent: str | None, fla
     if planned.over_budget:
         total = sum(t.serving.need_mb for t in planned.stack.tiers if t.serving is not None) * 1024 * 1024
         ui.say(f"warning: the tiers need {gb(total)}, more than the memory budget of "
-               f"{gb(planned.budget_bytes)}; they get no prefix cache (the memory guard still checks "
+               f"{gb(planned.budget_bytes)}; new tiers get no prefix cache (the memory guard still checks "
                "each start)")
     return planned.stack
 
