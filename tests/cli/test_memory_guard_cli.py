@@ -120,3 +120,20 @@ def test_old_stack_without_profiles_is_planned_on_the_fly(run, isolated_home: Pa
     assert result.exit_code == 0
     assert "--max-cache-blocks" in result.stdout and "--gpu-memory-utilization" in result.stdout
     assert "serving" not in isolated_home.stack_file.read_text()  # a dry run writes nothing
+
+
+def test_a_watchdog_restart_is_guarded_too(isolated_home: Paths, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog restarts a tier with service_control.start_service: the same guard."""
+    from mlx_stack.errors import ConflictError
+    from mlx_stack.services import service_control
+
+    _stack(isolated_home, tmp_path)
+    _memory(monkeypatch, 1000)
+    calls: list[str] = []
+    monkeypatch.setattr(service_control, "launch", lambda p, s, name: calls.append(name))
+    with pytest.raises(ConflictError) as err:
+        service_control.start_service(isolated_home, "standard", wait=False)
+    assert "available memory is 1000 MB" in err.value.message and calls == []
+    service_control.start_service(isolated_home, "standard", wait=False, force=True)
+    assert calls == ["standard"]
