@@ -65,3 +65,12 @@ def test_status_puts_measured_memory_beside_the_plan(isolated_home: Paths) -> No
     assert not std.over_plan and std.detail is None
     assert fast.over_plan and fast.detail is not None and "over plan" in fast.detail  # 1.3 GB > 1.1 x 1 GB
     assert gw.planned_bytes is None and gw.rss_bytes is None
+
+
+def test_the_demo_stack_fits_an_8_gb_mac() -> None:
+    from mlx_stack.core.hardware import default_gpu_limit
+    from mlx_stack.core.memory_plan import MIN_CACHE_MB
+    from mlx_stack.services.demo_stack import DEMO_NEED_BYTES, DEMO_TIERS
+
+    planned = len(DEMO_TIERS) * (DEMO_NEED_BYTES + MIN_CACHE_MB * MB)
+    assert planned <= default_gpu_limit(8 * GIB)
