@@ -98,8 +98,9 @@ def test_paged_flags_size_the_blocks_to_the_cap() -> None:
     for flag in ("--enable-prefix-cache", "--use-paged-cache", "--enable-metrics"):
         assert flag in flags
     assert flags[flags.index("--gpu-memory-utilization") + 1] == "0.2"
-    assert flags[flags.index("--max-request-tokens") + 1] == "8192"
-    assert flags[flags.index("--max-tokens") + 1] == "8192"  # vllm-mlx refuses max-tokens > the cap
+    assert flags[flags.index("--max-tokens") + 1] == "8192"  # the default of a request without one
+    assert "--max-request-tokens" not in flags  # it would refuse clients that ask for more
+    assert "32768" in server_flags(replace(p, context=131072))  # vllm-mlx's ceiling for --max-tokens
 
 
 def test_kv_shape_from_config() -> None:

@@ -12,7 +12,7 @@ turns the same figures into caps every server is started with:
   cache it is enforced as ``--max-cache-blocks`` (cap / (KV bytes per token x block));
 - ``gpu_memory_utilization``: each tier's Metal share of the working-set limit (its
   plan plus a margin), all tiers together at most ``METAL_TOTAL_MAX``;
-- ``max_num_seqs`` by intent and role, ``max_tokens`` at the planned context;
+- ``max_num_seqs`` by intent and role, the default ``max_tokens`` at the planned context;
 - ``kv_cache_bits``: 8 (or 4) when the cache cap cannot hold one full planned context
   at fp16 and the model's head size allows MLX's group-64 quantization; the server
   then uses vllm-mlx's memory-aware cache (the paged cache does not quantize).
@@ -40,6 +40,7 @@ METAL_MARGIN = 1.15  # Metal limit = plan x this (transient buffers), when the b
 METAL_TOTAL_MAX = 0.95  # all tiers' Metal shares together, of the working-set limit
 METAL_MAX = 0.90  # vllm-mlx's own default for one process alone
 QUANT_GROUP = 64  # MLX quantizes KV in groups of 64 along the head dimension
+MAX_DEFAULT_TOKENS = 32768  # vllm-mlx 0.6 refuses --max-tokens above its --max-request-tokens (32768)
 MAX_NUM_SEQS = {
     "balanced": {"standard": 4, "fast": 8, "longctx": 2},
     "agent-fleet": {"standard": 8, "fast": 16, "longctx": 4},
@@ -358,7 +359,9 @@ def server_flags(p: ServingProfile) -> list[str]:
     flags += [
         "--gpu-memory-utilization", f"{p.gpu_memory_utilization:g}",
         "--max-num-seqs", str(p.max_num_seqs),
-        "--max-tokens", str(p.context), "--max-request-tokens", str(p.context),
+        # The default max_tokens of a request that sets none; not --max-request-tokens: it
+        # refuses (400) larger values, and agent clients ask for 32k+ as a matter of course.
+        "--max-tokens", str(min(p.context, MAX_DEFAULT_TOKENS)),
     ]
     if p.metrics:
         flags.append("--enable-metrics")
