@@ -34,6 +34,7 @@ MB = 1024 * 1024
 BLOCK_SIZE = 64  # vllm-mlx's paged-cache block (tokens), its default
 MAX_BLOCKS = 65536  # beyond this the block table itself costs more than it saves
 MIN_CACHE_MB = 32  # a smaller prefix cache holds too little to be worth its upkeep
+UNKNOWN_KV_PER_TOKEN = 4096  # bytes, when config.json gives no shape
 DEFAULT_CACHE_MB = 512  # wanted cache of a model whose KV shape is unknown
 CACHE_CONTEXTS = {"balanced": 2, "agent-fleet": 4}  # planned contexts of prefix kept per tier
 METAL_MARGIN = 1.15  # Metal limit = plan x this (transient buffers), when the budget allows
@@ -93,8 +94,8 @@ class ServingProfile:
     @property
     def cache_blocks(self) -> int:
         """Paged-cache blocks that fit the cache cap (fp16 KV)."""
-        if not self.kv_bytes_per_token:
-            return max(1, min(MAX_BLOCKS, self.cache_memory_mb * MB // (256 * 1024)))
+        if not self.kv_bytes_per_token:  # shape unknown: assume 4 KB per token, a ~1B model
+            return max(1, min(MAX_BLOCKS, self.cache_memory_mb * MB // (UNKNOWN_KV_PER_TOKEN * BLOCK_SIZE)))
         return max(1, min(MAX_BLOCKS, self.cache_memory_mb * MB // (self.kv_bytes_per_token * BLOCK_SIZE)))
 
     @property
