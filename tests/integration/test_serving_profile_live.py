@@ -1,6 +1,7 @@
 """A real demo tier started with its serving profile's flags (vllm-mlx 0.6, CPU backend):
 it answers, its paged cache holds the planned number of blocks, metrics are on, a client
-asking for 32k tokens is served, and `status` shows its RSS beside its plan."""
+asking for 32k tokens is served, and `status` shows its RSS beside its plan. Plus one tier
+with a quantized-cache profile (8-bit KV in the memory-aware cache), which reuses a prefix."""
 
 from __future__ import annotations
 
