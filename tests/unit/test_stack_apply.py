@@ -25,7 +25,7 @@ class Recorder:
         self.running = set(running)
         failing = failing or set()
 
-        def start(p: Paths, name: str, *, stack: Stack, timeout: float = 0) -> None:
+        def start(p: Paths, name: str, *, stack: Stack, timeout: float = 0, force: bool = False) -> None:
             self.calls.append(f"start {name}")
             if name in failing:
                 raise ServiceError(f"{name} did not answer")
@@ -37,6 +37,10 @@ class Recorder:
             return True
 
         monkeypatch.setattr(stack_apply, "start_service", start)
+        # The memory guard is tested on its own (test_memory_guard.py); here it lets all start.
+        from mlx_stack.services import serving_plan
+
+        monkeypatch.setattr(serving_plan, "check_start", lambda *a, **k: None)
         monkeypatch.setattr(stack_apply, "stop_service", stop)
         def running_record(p: Paths, name: str) -> str | None:
             return name if name in self.running else None

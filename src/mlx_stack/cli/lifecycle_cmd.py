@@ -16,8 +16,17 @@ def up(
         help="Start only this tier (repeatable; `gateway` for the gateway alone); the gateway too "
         "if it is not running.",
     ),
+    force: bool = typer.Option(
+        False, "--force",
+        help="Start even when the memory guard finds the tiers do not fit next to what runs (exit 5).",
+    ),
 ) -> None:
-    """Start every tier and the gateway; wait until each answered a real completion."""
+    """Start every tier and the gateway; wait until each answered a real completion.
+
+    Before anything starts, the memory guard checks the tiers' serving plans against the
+    memory budget and the GPU working-set limit (macOS) or available memory (Linux),
+    next to what already runs: too much exits 5, naming the numbers (--force overrides).
+    """
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
     from mlx_stack.services import lifecycle
@@ -28,7 +37,7 @@ def up(
         sys.stdout.write(result.dry_run or "")
         return
     terminal.info("starting (each service counts once it answered a real completion)…")
-    result = lifecycle.up(p, tiers=tier or None, progress=terminal.info)
+    result = lifecycle.up(p, tiers=tier or None, progress=terminal.info, force=force)
     if not result.started:
         terminal.success(
             "already running, nothing changed: " + ", ".join(result.already_running)

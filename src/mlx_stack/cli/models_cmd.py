@@ -225,8 +225,15 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
     budget_bytes = parse_budget(budget, hw.memory_bytes) if budget is not None else None
     rec = recommend(hw, load_catalog(), intent=intent, budget_bytes=budget_bytes, quant=_pick_quant(quant),
                     memory_budget_pct=_config_value("memory-budget-pct"), saved=_saved(hw))
+    from mlx_stack.core.memory_plan import MB, for_recommendation
+
+    profiles = for_recommendation(rec, int(hw.gpu_limit_bytes or hw.memory_bytes))
     if json_:
+        from mlx_stack.cli.serving_view import profile_dict
+
         data = {"hardware": hw.as_dict(), **rec.as_dict()}
+        for t in data["tiers"]:
+            t["serving"] = profile_dict(profiles[t["tier"]])
         if show_all:
             data["candidates"] = [_candidate_dict(c, rec.budget_bytes) for c in rec.candidates]
         terminal.json(data)
@@ -253,6 +260,9 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
                       _quality(None if t.quality is None else t.quality.as_dict()), _source(t.source), t.repo)
     if rec.tiers:
         terminal.print(table)
+        from mlx_stack.cli.serving_view import render_plan
+
+        render_plan(profiles, rec.budget_bytes // MB)
     for t in rec.tiers:
         terminal.info(f"{t.name}: {t.reason}")
         for what, where in t.sources.items():

@@ -33,6 +33,18 @@ def _uptime(seconds: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def _memory(s: object) -> str:
+    """RSS (and Metal active memory, when the server reports it) / the tier's plan."""
+    rss, metal, plan = (getattr(s, k, None) for k in ("rss_bytes", "metal_bytes", "planned_bytes"))
+    if plan is None:
+        return "-"
+    gib = 1024**3  # as units.gb and the plan tables
+    used = "-" if rss is None else f"{rss / gib:.1f}"
+    if metal is not None:
+        used += f" (Metal {metal / gib:.1f})"
+    return f"{used} / {plan / gib:.1f} GB"
+
+
 def render_services(report: StatusReport, show_key: bool = False) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -43,16 +55,18 @@ def render_services(report: StatusReport, show_key: bool = False) -> None:
         terminal.info("no stack configured yet: run `mlx-stack setup` (or `mlx-stack setup --demo`)")
         return
     table = Table(box=None, pad_edge=False, title="services", title_justify="left")
-    for col in ("service", "state", "pid", "port", "uptime", "model", "latency", "detail"):
+    for col in ("service", "state", "pid", "port", "uptime", "model", "latency", "memory / plan", "detail"):
         table.add_column(col)
     for s in report.services:
         style = _STYLE.get(s.state, "")
         cells = [
             s.name, str(s.pid) if s.pid else "-", str(s.port or "-"), _uptime(s.uptime_s),
             s.model or "-", f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "-",
-            s.detail or "",
+            _memory(s), s.detail or "",
         ]
         texts = [Text(c) for c in cells]  # never parse log text as markup
+        if getattr(s, "over_plan", False):
+            texts[-2].stylize("bold red")
         table.add_row(texts[0], Text(s.state, style=style), *texts[1:])
     terminal.print(table)
     terminal.print(Text(f"endpoint: {report.endpoint}"))

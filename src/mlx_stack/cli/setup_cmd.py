@@ -38,6 +38,10 @@ def setup(
         None, "--model", metavar="MODEL", help="Quick setup: one tier (standard) serving this model.",
     ),
     no_pull: bool = typer.Option(False, "--no-pull", help="Download nothing: use models already on disk."),
+    force: bool = typer.Option(
+        False, "--force",
+        help="Start even when the memory guard finds the tiers do not fit (exit 5 otherwise).",
+    ),
 ) -> None:
     """Choose what runs on this machine, write ~/.mlx-stack/stack.yaml and start it.
 
@@ -49,18 +53,18 @@ def setup(
     flags = SetupFlags(
         demo=demo, accept_defaults=accept_defaults, intent=intent, budget_pct=budget_pct,
         add=tuple(add or ()), as_=tuple(as_ or ()), remove=tuple(remove or ()), model=model,
-        no_pull=no_pull, no_start=no_start,
+        no_pull=no_pull, no_start=no_start, force=force,
     )
     check_flags(flags)
     if demo:
-        _setup_demo(start=not no_start)
+        _setup_demo(start=not no_start, force=force)
         return
     from mlx_stack.cli.setup_view import run_setup
 
     run_setup(flags)
 
 
-def _setup_demo(*, start: bool) -> None:
+def _setup_demo(*, start: bool, force: bool = False) -> None:
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
     from mlx_stack.services import demo_stack, lifecycle
@@ -70,12 +74,15 @@ def _setup_demo(*, start: bool) -> None:
     result = demo_stack.write_demo_stack(p)
     for t in result.stack.tiers:
         terminal.info(f"  {t.name:<9} {t.model:<24} port {t.port}")
+    from mlx_stack.cli.serving_view import render_stack_plan
+
+    render_stack_plan(result.stack)
     terminal.success(f"wrote {p.stack_file}")
     if not start:
         terminal.info("start it with `mlx-stack up`")
         return
     terminal.info("starting (each service counts once it answered a real completion)…")
-    up = lifecycle.up(p, progress=terminal.info)
+    up = lifecycle.up(p, progress=terminal.info, force=force)
     if up.started:
         terminal.success(f"started {', '.join(up.started)} in {up.seconds:.1f} s")
     else:

@@ -12,6 +12,7 @@ class TerminalSetupUI:
         self.terminal = terminal
         self.interactive = interactive
         self._bar: Any = None
+        self._hw: Any = None
 
     def say(self, message: str) -> None:
         self.terminal.info(message)
@@ -19,6 +20,7 @@ class TerminalSetupUI:
     def hardware(self, profile: Any) -> None:
         from mlx_stack.cli.hardware_view import hardware_rows
 
+        self._hw = profile
         self.terminal.info("This machine:")
         for key, value in hardware_rows(profile):
             self.terminal.info(f"  {key:<17} {value}")
@@ -34,6 +36,12 @@ class TerminalSetupUI:
             memory = gb(t.memory_bytes)
             self.terminal.info(f"  {t.name:<9} {t.entry.id} {t.quant}  {speed}, {memory} ({kind})")
             self.terminal.info(f"  {'':<9} why: {t.reason}")
+        if rec.tiers and self._hw is not None:
+            from mlx_stack.cli.serving_view import render_plan
+            from mlx_stack.core.memory_plan import MB, for_recommendation
+
+            ws = int(self._hw.gpu_limit_bytes or self._hw.memory_bytes)
+            render_plan(for_recommendation(rec, ws), rec.budget_bytes // MB)
         for d in rec.dropped:
             self.terminal.warn(f"tier {d.name} dropped: {d.reason}")
         for note in rec.notes:
@@ -132,6 +140,9 @@ def _report(terminal: Any, p: Any, result: Any, *, started: bool) -> None:
         terminal.info(f"  {t.name:<9} {t.model}  port {t.port}{mark}")
     for name in d.removed:
         terminal.info(f"  {name:<9} removed")
+    from mlx_stack.cli.serving_view import render_stack_plan
+
+    render_stack_plan(result.stack)
     terminal.success(f"wrote {p.stack_file}")
     if not started:
         terminal.info("start it with `mlx-stack up`")

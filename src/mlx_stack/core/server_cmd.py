@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_stack.core.litellm_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
+from mlx_stack.core.memory_plan import server_flags
 from mlx_stack.core.stack import GATEWAY, Stack, Tier
 
 LOCALHOST = "127.0.0.1"
@@ -34,8 +35,10 @@ def tier_command(tier: Tier, bin_dir: Path) -> Command:
         "--port", str(tier.port),
         "--served-model-name", tier.name,
         "--continuous-batching",
-        "--use-paged-cache",
     ]
+    # The serving profile's caps (core.memory_plan); a stack.yaml from before them keeps
+    # vllm-mlx's own defaults.
+    argv += server_flags(tier.serving) if tier.serving is not None else ["--use-paged-cache"]
     if tier.tool_call_parser:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", tier.tool_call_parser]
     if tier.reasoning_parser:

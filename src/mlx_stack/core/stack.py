@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.errors import NotFoundError, StateError
 
@@ -36,6 +37,8 @@ class Tier:
     reasoning_parser: str | None = None
     context_window: int | None = None
     extra_args: tuple[str, ...] = ()  # further vllm-mlx flags, passed as is
+    # The runtime caps (core.memory_plan); None in a stack.yaml written before them.
+    serving: ServingProfile | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Stack:
     # The optional `routing:` section (rules of the `auto` model name, see core.routing);
     # None means the defaults derived from the tiers.
     routing: RoutingRules | None = None
+    # What all tiers' serving profiles together may plan (MB); None: from config + hardware.
+    memory_budget_mb: int | None = None
 
     @property
     def tier_names(self) -> list[str]:
@@ -126,7 +131,7 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
     if not isinstance(raw, dict):
         raise _err(source, f"tiers[{index}]", "expected a mapping")
     known = {"name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
-             "context_window", "extra_args"}
+             "context_window", "extra_args", "serving"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(source, f"{where}{unknown[0]}", "unknown field")
@@ -149,6 +154,8 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
         reasoning_parser=_get(raw, "reasoning_parser", str, source, where, required=False),
         context_window=ctx,
         extra_args=tuple(extra),
+        serving=parse_profile(raw["serving"], f"{where}serving.", source) if raw.get("serving") is not None
+        else None,
     )
 
 
@@ -162,7 +169,8 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
             f"{source}: unsupported schema {schema!r} (this mlx-stack reads schema {SCHEMA})",
             hint="upgrade mlx-stack, or write a new stack with `mlx-stack setup`",
         )
-    unknown = sorted(set(data) - {"schema", "tiers", "fallback_order", "gateway", "cloud", "routing"})
+    unknown = sorted(set(data) - {"schema", "tiers", "fallback_order", "gateway", "cloud", "routing",
+                                    "memory_budget_mb"})
     if unknown:
         raise _err(source, unknown[0], "unknown field")
     raw_tiers = _get(data, "tiers", list, source, "")
@@ -199,7 +207,11 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
                       default=DEFAULT_CLOUD_BASE_URL),
     )
     routing = parse_routing(data["routing"], names, source) if data.get("routing") is not None else None
-    return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud, routing=routing)
+    budget = _get(data, "memory_budget_mb", int, source, "", required=False)
+    if budget is not None and budget <= 0:
+        raise _err(source, "memory_budget_mb", "must be positive")
+    return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud, routing=routing,
+                 memory_budget_mb=budget)
 
 
 def dump_stack(stack: Stack) -> dict[str, Any]:
@@ -212,6 +224,8 @@ def dump_stack(stack: Stack) -> dict[str, Any]:
                 entry[key] = getattr(t, key)
         if t.extra_args:
             entry["extra_args"] = list(t.extra_args)
+        if t.serving is not None:
+            entry["serving"] = dump_profile(t.serving)
         tiers.append(entry)
     data: dict[str, Any] = {
         "schema": SCHEMA,
@@ -219,6 +233,8 @@ def dump_stack(stack: Stack) -> dict[str, Any]:
         "fallback_order": list(stack.fallback_order),
         "tiers": tiers,
     }
+    if stack.memory_budget_mb is not None:
+        data["memory_budget_mb"] = stack.memory_budget_mb
     if stack.cloud != Cloud():
         data["cloud"] = {"model": stack.cloud.model, "base_url": stack.cloud.base_url}
     if stack.routing is not None:

@@ -59,6 +59,7 @@ class SetupFlags:
     model: str | None = None
     no_pull: bool = False
     no_start: bool = False
+    force: bool = False  # start even when the memory guard says the tiers do not fit
 
     @property
     def changes_stack(self) -> bool:

@@ -6,7 +6,7 @@ so the whole control plane (servers, gateway, fallbacks, status) runs anywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.errors import ConflictError
@@ -18,6 +18,11 @@ FIRST_TIER_PORT = 8100
 # name, seed, context window
 DEMO_TIERS = (("standard", 0, 2048), ("fast", 1, 2048), ("longctx", 2, 8192))
 DEMO_PARSER = "hermes"  # the demo chat template speaks hermes-style <tool_call>
+# A demo tier's need, measured instead of the estimator's formula (whose 0.9 GB activation
+# term is fitted on real models): RSS 0.85-0.9 GB idle, 1.32 GB peak with 5.5k-token
+# prompts (benchmarks/memory_soak.py, vllm-mlx 0.6 on the CPU backend). So three demo
+# tiers fit an 8 GB Mac's GPU working-set limit.
+DEMO_NEED_BYTES = 1536 * 1024 * 1024
 
 
 @dataclass
@@ -80,6 +85,11 @@ def write_demo_stack(p: Paths) -> DemoResult:
         gateway = previous.gateway if previous is not None and _is_demo(previous) else Gateway(
             port=gateway_port)
         stack = Stack(tiers=tiers, fallback_order=tuple(n for n, _, _ in DEMO_TIERS), gateway=gateway)
+        from mlx_stack.services import serving_plan  # the runtime caps, as for any stack
+
+        needs = {t.name: replace(n, need_bytes=max(DEMO_NEED_BYTES, n.weights_bytes + n.kv_bytes))
+                 for t in tiers if (n := serving_plan.need_from_folder(t))}
+        stack = serving_plan.plan_stack(p, stack, needs=needs).stack
         stack_store.save(p, stack)
     return DemoResult(stack, built)
 

@@ -108,13 +108,14 @@ def _settings(p: Paths) -> bool:
 def up(
     p: Paths, tiers: list[str] | None = None, dry_run: bool = False, *,
     health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, force: bool = False,
 ) -> UpResult:
     """Start the selected tiers (all by default) and the gateway, in parallel.
 
     Returns once every started service answered a real one-token completion
     (or only its health route, with ``auto-health-check`` false). ``progress``
     receives one-line messages as services become ready (from worker threads).
+    The memory guard refuses (exit 5) tiers that would not fit, unless ``force``.
     """
     say = progress or (lambda _msg: None)
     stack = stack_store.load(p)
@@ -133,6 +134,9 @@ def up(
         for s in todo:
             forget_stale(p, s)  # a crashed instance's leftovers may hold its port
             ensure_startable(stack, s)  # all checked before anything starts
+        from mlx_stack.services import serving_plan
+
+        serving_plan.check_start(p, stack, todo, force=force)
         records = {s: launch(p, stack, s) for s in todo}
         deadline = time.monotonic() + health_timeout
         tiers_todo = [s for s in todo if s != GATEWAY]
@@ -215,6 +219,9 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     from mlx_stack.services import watchdog  # flapping / restart-pending, as the watchdog sees it
 
     report = watchdog.overlay(p, report)
+    from mlx_stack.services import serving_plan
+
+    report = serving_plan.measure(p, stack, report)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     shown = key if show_key else (secrets.mask(key) if key else None)
     return StatusReport(True, report, endpoint(stack), shown, time.monotonic() - start)

@@ -40,6 +40,12 @@ class ServiceStatus:
     model: str | None = None  # the real model id behind a tier
     latency_ms: float | None = None
     detail: str | None = None
+    # Memory (tiers, `status`): measured RSS of its processes, the Metal active memory the
+    # server reports (macOS), and its serving profile's plan (need + cache cap).
+    rss_bytes: int | None = None
+    metal_bytes: int | None = None
+    planned_bytes: int | None = None
+    over_plan: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -76,7 +82,9 @@ def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = Fal
     """The command of one service. ``for_display`` never creates the gateway key."""
     bin_dir = Path(sys.executable).parent
     if service != GATEWAY:
-        return tier_command(stack.tier(service), bin_dir)
+        from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
+
+        return tier_command(serving_plan.with_profiles(p, stack).tier(service), bin_dir)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     cloud_key = secrets.read_secret(p, secrets.OPENROUTER_KEY)
     if key is None and for_display:
@@ -223,12 +231,13 @@ def wait_healthy(
 
 def start_service(
     p: Paths, service: str, *, stack: Stack | None = None, wait: bool = True,
-    timeout: float = HEALTH_TIMEOUT_S,
+    timeout: float = HEALTH_TIMEOUT_S, force: bool = False,
 ) -> pidfile.PidRecord:
     """Start one service unless it already runs; with ``wait``, until it is healthy.
 
-    Raises NotFoundError (unknown tier), ConflictError (port held by another program),
-    ServiceError (exited or never answered). Caller holds the stack lock.
+    Raises NotFoundError (unknown tier), ConflictError (port held by another program,
+    or not enough memory: the memory guard, skipped with ``force``), ServiceError
+    (exited or never answered). Caller holds the stack lock.
     """
     from mlx_stack.services import stack_store
 
@@ -239,6 +248,10 @@ def start_service(
         return existing
     forget_stale(p, service)  # a crashed instance's leftovers may hold its port
     ensure_startable(stack, service)
+    if service != GATEWAY:
+        from mlx_stack.services import serving_plan
+
+        serving_plan.check_start(p, stack, [service], force=force)
     record = launch(p, stack, service)
     if wait:
         wait_healthy(p, stack, service, record, time.monotonic() + timeout)

@@ -82,18 +82,34 @@ def run(p: Paths, flags: SetupFlags, ui: SetupUI) -> SetupResult:
         wanted = [Wanted("standard", flags.model)]
     else:
         wanted, intent = _recommended(p, flags, ui, default_quant, settings.get("memory-budget-pct"))
-    tiers, downloaded = _fetch(p, wanted, ui, no_pull=flags.no_pull, default_quant=default_quant,
-                               confirm=not flags.accept_defaults and ui.interactive)
+    tiers, downloaded, needs = _fetch(p, wanted, ui, no_pull=flags.no_pull, default_quant=default_quant,
+                                      confirm=not flags.accept_defaults and ui.interactive)
     new = _build(p, previous, tiers, flags, int(settings.get("litellm-port")), intent)
+    new = _plan(p, new, needs, intent, flags, ui)
     from mlx_stack.services import stack_apply
 
     applied = stack_apply.apply(p, new, start=not flags.no_start, say=ui.say,
-                                replace_corrupt=not flags.changes_stack)
+                                replace_corrupt=not flags.changes_stack, force=flags.force)
     result = SetupResult(new, applied, downloaded=downloaded, endpoint=lifecycle.endpoint(new))
     if not flags.no_start:
-        up = lifecycle.up(p)
+        up = lifecycle.up(p, force=flags.force)
         result.up_started = up.started
     return result
+
+
+def _plan(p: Paths, stack: Stack, needs: dict[str, Any], intent: str | None, flags: SetupFlags,
+          ui: SetupUI) -> Stack:
+    """Every new or changed tier gets its serving profile (kept tiers keep theirs)."""
+    from mlx_stack.core.units import gb
+    from mlx_stack.services import serving_plan
+
+    planned = serving_plan.plan_stack(p, stack, intent=intent, needs=needs, pct=flags.budget_pct)
+    if planned.over_budget:
+        total = sum(t.serving.need_mb for t in planned.stack.tiers if t.serving is not None) * 1024 * 1024
+        ui.say(f"warning: the tiers need {gb(total)}, more than the memory budget of "
+               f"{gb(planned.budget_bytes)}; new tiers get no prefix cache (the memory guard still checks "
+               "each start)")
+    return planned.stack
 
 
 def _previous(p: Paths, flags: SetupFlags, ui: SetupUI) -> Stack | None:
@@ -181,10 +197,11 @@ class _Local:
     model: str
     path: str
     entry: Any = None
+    quant: str | None = None
 
 
 def _fetch(p: Paths, wanted: list[Wanted], ui: SetupUI, *, no_pull: bool, default_quant: str,
-           confirm: bool) -> tuple[list[Tier], list[str]]:
+           confirm: bool) -> tuple[list[Tier], list[str], dict[str, Any]]:
     """Every wanted model as a local folder: found on disk, or planned, confirmed, downloaded."""
     local: list[_Local] = []
     plans: list[tuple[Wanted, pulling.Plan]] = []
@@ -220,9 +237,21 @@ def _fetch(p: Paths, wanted: list[Wanted], ui: SetupUI, *, no_pull: bool, defaul
             finally:
                 ui.pull_finished()
             downloaded.append(model.repo)
-            local.append(_Local(w, model.model, model.path, pl.target.entry))
+            local.append(_Local(w, model.model, model.path, pl.target.entry, pl.target.quant))
     by_tier = {item.wanted.tier: item for item in local}
-    return [_tier_for(by_tier[w.tier]) for w in wanted], downloaded
+    tiers = [_tier_for(by_tier[w.tier]) for w in wanted]
+    return tiers, downloaded, {t.name: n for t in tiers if (n := _catalog_need(by_tier[t.name], t))}
+
+
+def _catalog_need(item: _Local, tier: Tier) -> Any:
+    """A catalog model's need: the recommender's own figure for the tier's context."""
+    from mlx_stack.core.memory_plan import need_from_catalog
+    from mlx_stack.services.serving_plan import planned_context
+
+    if item.entry is None or item.quant not in item.entry.repos:
+        return None
+    context = planned_context(tier.name, tier.context_window)
+    return need_from_catalog(tier.name, item.entry, item.quant, context)
 
 
 def _on_disk(p: Paths, w: Wanted, default_quant: str) -> _Local | None:
@@ -238,13 +267,13 @@ def _on_disk(p: Paths, w: Wanted, default_quant: str) -> _Local | None:
     target = pulling.resolve(w.spec, w.quant, default_quant)
     found = pulled_models.find(p, target.repo) or pulled_models.find(p, w.spec)
     if found is not None:
-        return _Local(w, target.model, found.path, target.entry)
+        return _Local(w, target.model, found.path, target.entry, target.quant)
     from mlx_stack.system import hub
 
     cache, local_dir = pulling.destination(p, target.repo)
     path = hub.cached_snapshot(target.repo, revision=None, cache=cache, local_dir=local_dir,
                                allow=pulling.ALLOW)
-    return _Local(w, target.model, str(path), target.entry) if path is not None else None
+    return _Local(w, target.model, str(path), target.entry, target.quant) if path is not None else None
 
 
 def _tier_for(item: _Local) -> Tier:

@@ -53,7 +53,8 @@ class ApplyResult:
 
 
 def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lambda _: None,
-          health_timeout: float = HEALTH_TIMEOUT_S, replace_corrupt: bool = False) -> ApplyResult:
+          health_timeout: float = HEALTH_TIMEOUT_S, replace_corrupt: bool = False,
+          force: bool = False) -> ApplyResult:
     """Write ``new`` as the stack; on a running stack (and ``start``), change only what differs.
 
     ``replace_corrupt``: an unreadable stack.yaml is overwritten (a whole new setup)
@@ -72,7 +73,7 @@ def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lam
             stack_store.save(p, new)
             return ApplyResult(d)
         result = ApplyResult(d, live=True)
-        _start_tiers(p, old, new, d, running, result, say, health_timeout)
+        _start_tiers(p, old, new, d, running, result, say, health_timeout, force)
         stack_store.save(p, new)
         if GATEWAY in running:
             _update_gateway(p, old, new, d, result, say, health_timeout)
@@ -85,7 +86,7 @@ def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lam
 
 
 def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[str], result: ApplyResult,
-                 say: Callable[[str], None], health_timeout: float) -> None:
+                 say: Callable[[str], None], health_timeout: float, force: bool = False) -> None:
     changed_running = [n for n in d.changed if n in running]
     for name in changed_running:
         say(f"stopping tier {name} (its definition changed)")
@@ -93,12 +94,14 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
     todo = [*d.added, *d.changed]
     if not todo:
         return
+    from mlx_stack.services import serving_plan
+
     say("starting " + ", ".join(todo) + " (each counts once it answered a real completion)")
     launched: list[str] = []
 
     def one(name: str) -> ServiceError | None:
         try:
-            start_service(p, name, stack=new, timeout=health_timeout)
+            start_service(p, name, stack=new, timeout=health_timeout, force=True)  # guarded once for all
         except ServiceError as exc:
             return exc
         finally:
@@ -107,6 +110,8 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
         return None
 
     try:
+        # The memory guard sees the changed tiers stopped (they come back if it refuses).
+        serving_plan.check_start(p, new, todo, force=force)
         errors = [e for e in probes.in_parallel([(lambda n=n: one(n)) for n in todo]) if e is not None]
         if errors:
             raise errors[0] if len(errors) == 1 else ServiceError(
@@ -116,7 +121,7 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
             stop_service(p, name)
         for name in changed_running:  # put the old definition back
             with contextlib.suppress(ServiceError):
-                start_service(p, name, stack=old, timeout=health_timeout)
+                start_service(p, name, stack=old, timeout=health_timeout, force=True)
         raise
     result.started += todo
 

@@ -66,3 +66,37 @@ def reap_children() -> None:
             return
         if pid == 0:
             return
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` and its live descendants, or None if it is gone."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            total += proc.memory_info().rss
+    return total
+
+
+def available_memory() -> int:
+    """Memory the OS can hand out now without swapping (psutil's ``available``)."""
+    return int(psutil.virtual_memory().available)
+
+
+def metal_active_bytes(base_url: str, timeout: float = 2.0) -> int | None:
+    """The Metal active memory a vllm-mlx server reports in ``/v1/status`` (macOS only;
+    None where there is no Metal or the server does not answer)."""
+    try:
+        resp = httpx.get(f"{base_url.rstrip('/')}/v1/status", timeout=timeout, trust_env=False)
+        data = resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    metal = data.get("metal") if isinstance(data, dict) else None
+    value = metal.get("active_memory_gb") if isinstance(metal, dict) else None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        return None
+    return int(value * 1e9)

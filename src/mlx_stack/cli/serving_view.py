@@ -1,0 +1,53 @@
+"""The serving plan in the terminal: per tier weights, KV, need, cache cap and total."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlx_stack.core.memory_plan import ServingProfile
+    from mlx_stack.core.stack import Stack
+
+
+def _gb(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def profile_dict(p: ServingProfile) -> dict[str, Any]:
+    """A profile for --json output (MB figures, the rendered caps)."""
+    from mlx_stack.core.memory_plan import dump_profile
+
+    return {**dump_profile(p), "planned_mb": p.planned_mb, "prefix_cache": p.prefix_cache,
+            "cache_tokens": p.cache_tokens}
+
+
+def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, title=title, title_justify="left")
+    for col in ("tier", "weights", "KV (ctx)", "need", "cache cap", "total", "Metal", "seqs", "KV cache"):
+        table.add_column(col, no_wrap=True)
+    for name, p in profiles.items():
+        cache = _gb(p.cache_memory_mb) if p.prefix_cache else "off"
+        bits = f"{p.kv_cache_bits}-bit" if p.kv_cache_bits else "fp16"
+        table.add_row(name, _gb(p.weights_mb), f"{_gb(p.kv_mb)} ({p.context // 1024}k)", _gb(p.need_mb),
+                      cache, _gb(p.planned_mb), f"{p.gpu_memory_utilization:.0%}", str(p.max_num_seqs), bits)
+    return table
+
+
+def render_plan(profiles: Mapping[str, ServingProfile], budget_mb: int | None) -> None:
+    """The table, then the sum against the budget."""
+    from mlx_stack.cli.terminal import terminal
+
+    if not profiles:
+        return
+    terminal.print(plan_table(profiles, title="serving plan (need = weights + KV + activations + server)"))
+    total = sum(p.planned_mb for p in profiles.values())
+    of = f" of the {_gb(budget_mb)} budget" if budget_mb else ""
+    terminal.info(f"all tiers plan {_gb(total)}{of} (need + prefix cache cap; "
+                  "`up --dry-run` shows the flags)")
+
+
+def render_stack_plan(stack: Stack) -> None:
+    render_plan({t.name: t.serving for t in stack.tiers if t.serving is not None}, stack.memory_budget_mb)

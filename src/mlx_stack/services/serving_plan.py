@@ -1,0 +1,221 @@
+"""Serving profiles for a stack's tiers, and the memory guard before any tier starts.
+
+Planning (``core.memory_plan``) is pure; this module gathers its inputs: each
+tier's need (the catalog's figures when setup knows the model, else the model
+folder's weights and config.json), the budget (``memory-budget-pct`` of memory,
+capped at the GPU working-set limit, as the recommender computes it) and, for the
+guard, the limit (GPU working-set limit on macOS, available memory elsewhere)
+and what the running tiers hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mlx_stack.core.memory_plan import (
+    MB,
+    GuardInput,
+    ServingProfile,
+    TierNeed,
+    check_budget,
+    guard,
+    kv_shape,
+    need_from_shape,
+    plan,
+)
+from mlx_stack.core.stack import Stack, Tier
+from mlx_stack.paths import Paths
+
+DEFAULT_TIER_CONTEXT = 8192
+
+
+def planned_context(tier_name: str, context_window: int | None) -> int:
+    """The tokens of KV a tier is planned for: the recommender's per-role figure,
+    never more than the model's own window."""
+    from mlx_stack.core.scoring import TIER_CONTEXT
+
+    ctx = TIER_CONTEXT.get(tier_name, DEFAULT_TIER_CONTEXT)
+    return min(ctx, context_window) if context_window else ctx
+
+
+def need_from_folder(tier: Tier) -> TierNeed:
+    """Weights = the safetensors on disk; KV from config.json (0 if unreadable)."""
+    folder = Path(tier.path)
+    weights = 0
+    try:
+        for f in folder.glob("*.safetensors"):
+            weights += f.stat().st_size
+    except OSError:
+        pass
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    per_token, head_dim = kv_shape(config if isinstance(config, dict) else {})
+    ctx = planned_context(tier.name, tier.context_window)
+    return need_from_shape(tier.name, weights, per_token, ctx, head_dim)
+
+
+def budget(p: Paths, hw: Any, pct: int | None = None) -> tuple[int, str]:
+    """The recommender's budget for this machine and config (or ``pct`` of memory)."""
+    from mlx_stack.core.scoring import budget_for
+    from mlx_stack.services import config
+
+    return budget_for(hw, pct or int(config.load(p).get("memory-budget-pct")))
+
+
+def working_set(hw: Any) -> int:
+    return int(hw.gpu_limit_bytes or hw.memory_bytes)
+
+
+@dataclass
+class Planned:
+    stack: Stack
+    budget_bytes: int
+    budget_reason: str
+    over_budget: bool = False  # the tiers' needs alone exceed the configured budget
+
+
+def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
+               needs: Mapping[str, TierNeed] | None = None, hw: Any = None,
+               pct: int | None = None) -> Planned:
+    """``stack`` with a serving profile on every tier that has none (tiers that have one
+    keep it: they may be running) and its memory budget recorded."""
+    if hw is None:
+        from mlx_stack.services import hardware
+
+        hw = hardware.detect()
+    budget_bytes, reason = budget(p, hw, pct)
+    needs = dict(needs or {})
+    todo = [t for t in stack.tiers if t.serving is None]
+    fixed = {t.name: t.serving for t in stack.tiers if t.serving is not None}
+    wanted = [needs.get(t.name) or need_from_folder(t) for t in todo]
+    total_need = sum(n.need_bytes for n in wanted) + sum(s.planned_mb * MB for s in fixed.values())
+    over = total_need > budget_bytes
+    # Models chosen by hand may need more than the configured share: they get no cache,
+    # and the budget recorded is what they need (the memory guard still holds the limit).
+    plan_budget = max(budget_bytes, total_need)
+    profiles = plan(wanted, plan_budget, working_set(hw), intent=intent or "balanced", fixed=fixed)
+    tiers = tuple(replace(t, serving=profiles[t.name]) if t.serving is None else t for t in stack.tiers)
+    # (each need is rounded up to whole MB: the sum may pass the budget by a few MB)
+    recorded = max(plan_budget // MB, sum(p.planned_mb for p in profiles.values()))
+    return Planned(replace(stack, tiers=tiers, memory_budget_mb=recorded), budget_bytes, reason, over)
+
+
+def profiles(p: Paths, stack: Stack, hw: Any = None) -> dict[str, ServingProfile]:
+    """Every tier's profile; a stack.yaml from before profiles is planned on the fly."""
+    if all(t.serving is not None for t in stack.tiers):
+        return {t.name: t.serving for t in stack.tiers if t.serving is not None}
+    planned = plan_stack(p, stack, hw=hw).stack
+    return {t.name: t.serving for t in planned.tiers if t.serving is not None}
+
+
+def with_profiles(p: Paths, stack: Stack) -> Stack:
+    """``stack`` whose tiers all carry a profile (rendering the command lines needs them)."""
+    if all(t.serving is not None for t in stack.tiers):
+        return stack
+    found = profiles(p, stack)
+    return replace(stack, tiers=tuple(replace(t, serving=found.get(t.name)) for t in stack.tiers))
+
+
+# --- the guard ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """What the guard measures: the limit, and the resident memory of a process group."""
+
+    limit_bytes: int
+    limit_label: str
+    rss_of: Callable[[int], int | None]
+
+
+def reading(hw: Any) -> MemoryReading:
+    """macOS: the GPU working-set limit (the processes' plans are summed against it);
+    elsewhere: the memory available now (it already excludes what runs)."""
+    from mlx_stack.system import server_stats
+
+    if hw.kind == "apple-silicon" and hw.gpu_limit_bytes:
+        return MemoryReading(int(hw.gpu_limit_bytes), "GPU working-set limit", server_stats.rss_bytes)
+    return MemoryReading(server_stats.available_memory(), "available memory", server_stats.rss_bytes)
+
+
+def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool = False,
+                read: Callable[[Any], MemoryReading] | None = None, hw: Any = None) -> None:
+    """Refuse (ConflictError, exit 5) to start ``starting`` when the plans exceed the
+    recorded budget or the tiers would not fit next to what runs; ``force`` skips it."""
+    from mlx_stack.services.service_control import running_record
+
+    names = [s for s in starting if s in stack.tier_names]
+    if force or not names:
+        return
+    if hw is None:
+        from mlx_stack.services import hardware
+
+        hw = hardware.detect()
+    profs = profiles(p, stack, hw=hw)
+    if stack.memory_budget_mb is not None:
+        check_budget(profs, stack.memory_budget_mb)
+    r = (read or reading)(hw)
+    mac = r.limit_label.startswith("GPU")
+    running: dict[str, int] = {}
+    for t in stack.tiers:
+        if t.name in names:
+            continue
+        record = running_record(p, t.name)
+        if record is None:
+            continue
+        planned = profs[t.name].planned_mb
+        if mac:
+            running[t.name] = planned
+        else:  # available memory already excludes what it holds; count what it may still grow
+            rss = r.rss_of(record.pid) or 0
+            running[t.name] = max(0, planned - rss // MB)
+    guard(GuardInput(r.limit_bytes // MB, r.limit_label, {n: profs[n].planned_mb for n in names}, running))
+
+
+# --- status -----------------------------------------------------------------------------
+
+OVER_PLAN_MARGIN = 1.10  # RSS above plan x this is flagged (allocator slack, page rounding)
+
+
+def measure(p: Paths, stack: Stack, statuses: list[Any], *,
+            rss_of: Callable[[int], int | None] | None = None,
+            metal_of: Callable[[str], int | None] | None = None) -> list[Any]:
+    """Each running tier's status with its measured memory beside its plan."""
+    from mlx_stack.core.units import gb
+    from mlx_stack.services.service_control import base_url
+    from mlx_stack.system import server_stats
+
+    rss_of = rss_of or server_stats.rss_bytes
+    if metal_of is None:  # Metal exists only on macOS; elsewhere the server reports none
+        import sys
+
+        metal_of = server_stats.metal_active_bytes if sys.platform == "darwin" else (lambda url: None)
+    try:
+        profs = profiles(p, stack)
+    except Exception:  # a plan that cannot be made must not hide the services' state
+        profs = {}
+    out = []
+    for s in statuses:
+        prof = profs.get(s.name)
+        if s.kind != "tier" or prof is None:
+            out.append(s)
+            continue
+        planned = prof.planned_mb * MB
+        rss = rss_of(s.pid) if s.pid else None
+        answering = s.pid and s.state in ("healthy", "degraded")  # a wedged one would only time out
+        metal = metal_of(base_url(stack, s.name)) if answering else None
+        used = max(rss or 0, metal or 0)
+        over = used > planned * OVER_PLAN_MARGIN
+        detail = s.detail
+        if over:
+            flag = f"over plan: {gb(used)} used, {gb(planned)} planned"
+            detail = f"{flag}; {detail}" if detail else flag
+        out.append(replace(s, rss_bytes=rss, metal_bytes=metal, planned_bytes=planned, over_plan=over,
+                           detail=detail))
+    return out
