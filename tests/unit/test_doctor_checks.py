@@ -77,7 +77,8 @@ def test_requirements_follow_the_markers():
     assert not d.satisfies("0.40.0", "<0.40,>=0.32") and d.satisfies("0.32.4.dev1", ">=0.32")
 
 
-VERSIONS = {"mlx": "0.32.4", "mlx-metal": "0.32.4", "mlx-lm": "0.31.3", "vllm-mlx": "0.6.0", "litellm": "1.108.7"}
+VERSIONS = {"mlx": "0.32.4", "mlx-metal": "0.32.4", "mlx-lm": "0.31.3", "vllm-mlx": "0.6.0",
+            "litellm": "1.108.7"}
 CMDS = {"vllm-mlx": "/v/bin/vllm-mlx", "litellm": "/v/bin/litellm"}
 
 
@@ -102,10 +103,12 @@ def test_mlx_backend():
     assert c.status == d.FAIL and "Metal is not available" in c.detail
     c = d.mlx_backend("linux", {"imported": False, "error": "ImportError: libmlx.so"})
     assert c.status == d.FAIL and "mlx[cpu]" in (c.fix or "")
-    assert d.mlx_backend("linux", {"imported": True, "metal": False, "default_device": "cpu"}).status == d.PASS
+    cpu = {"imported": True, "metal": False, "default_device": "cpu"}
+    assert d.mlx_backend("linux", cpu).status == d.PASS
 
 
-@pytest.mark.parametrize("free, status", [(None, d.WARN), (GIB, d.FAIL), (10 * GIB, d.WARN), (50 * GIB, d.PASS)])
+@pytest.mark.parametrize("free, status",
+                         [(None, d.WARN), (GIB, d.FAIL), (10 * GIB, d.WARN), (50 * GIB, d.PASS)])
 def test_disk(free, status):
     assert d.disk("disk-models", "disk", "/x", free, d.HF_CACHE_WARN, d.HF_CACHE_FAIL).status == status
 
@@ -121,7 +124,8 @@ def test_ports():
 
 def test_state_files():
     ok = ds.FileFact("config.yaml", "/h/config.yaml", True)
-    assert ds.state_files([ok, ds.FileFact("stack.yaml", "/h/stack.yaml", False)]).detail == "valid: config.yaml"
+    absent = ds.FileFact("stack.yaml", "/h/stack.yaml", False)
+    assert ds.state_files([ok, absent]).detail == "valid: config.yaml"
     bad = ds.FileFact("stack.yaml", "/h/stack.yaml", True, "/h/stack.yaml line 3: bad", "fix it")
     c = ds.state_files([ok, bad])
     assert c.status == d.FAIL and "line 3" in c.detail and c.fix == "fix it"
