@@ -162,3 +162,15 @@ def test_setup_demo_then_up_dry_run_use_the_installed_environment(installed: Ins
         program = next(arg for arg in argv if "=" not in arg)  # past the environment
         assert Path(program).parent == installed.bin, argv
     _no_checkout(r.stdout, r.stderr, r2.stdout, r2.stderr)
+
+
+def test_doctor_reports_the_installed_package(installed: Installed) -> None:
+    r = installed.run("doctor", "--json")
+    # Here vllm-mlx and litellm are not in this environment's bin/ (the dependencies come
+    # through the .pth file), so the packages check fails: exit 1, still a whole report.
+    assert r.returncode in (0, 1), r.stderr
+    doc = json.loads(r.stdout)
+    assert Path(doc["package_dir"]).is_relative_to(installed.venv)
+    assert Path(doc["executable"]).parent == installed.bin
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert checks["packages"]["data"]["packages"]["vllm-mlx"]["required"] == "<0.7,>=0.6"
