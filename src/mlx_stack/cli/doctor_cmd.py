@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from mlx_stack.services.doctor import DoctorResult
 
 _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
@@ -48,7 +52,7 @@ def doctor(
         raise typer.Exit(result.exit_code)
 
 
-def _write(target: Path, data: dict) -> None:
+def _write(target: Path, data: dict[str, Any]) -> None:
     import json
 
     from mlx_stack.errors import UsageError
@@ -61,20 +65,20 @@ def _write(target: Path, data: dict) -> None:
                          hint="choose a file in a folder you can write to") from None
 
 
-def _render(result: object) -> None:
+def _render(result: DoctorResult) -> None:
     from rich.table import Table
     from rich.text import Text
 
     from mlx_stack.cli.terminal import terminal
 
-    doc = result.report  # type: ignore[attr-defined]
+    doc = result.report
     terminal.print(Text(f"mlx-stack {doc['mlx_stack_version']} doctor: {doc['os']} {doc['arch']}, "
                         f"Python {doc['python']}, state folder {doc['state_folder']}"))
     table = Table(box=None, pad_edge=False, show_header=False)
     table.add_column("status")
     table.add_column("check")
     table.add_column("detail", overflow="fold")
-    for c in result.checks:  # type: ignore[attr-defined]
+    for c in result.checks:
         table.add_row(Text(c.status, style=_STYLE.get(c.status, "")), Text(c.title), Text(c.detail))
         if c.fix and c.status in ("WARN", "FAIL"):
             table.add_row(Text(""), Text(""), Text(f"fix: {c.fix}", style="dim"))

@@ -11,6 +11,7 @@ re-implements a query ``system/`` already has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform as _platform
@@ -237,9 +238,10 @@ def _services(p: Paths, timeout: float, raw: dict[str, Any]) -> list[Check]:
 def _secret_values(p: Paths) -> list[str]:
     from mlx_stack.system import secrets
 
-    _, files = secrets.modes(p)
-    values = [secrets.read_secret(p, name) for name in files]
-    return [v for v in [*values, *(os.environ.get(k) for k in SECRET_ENV)] if v]
+    values = [os.environ.get(k) for k in SECRET_ENV]
+    with contextlib.suppress(OSError):  # unreadable: then none of them reaches the report either
+        values += [secrets.read_secret(p, name) for name in secrets.modes(p)[1]]
+    return [v for v in values if v]
 
 
 def _guarded(check_id: str, title: str, step: Callable[[], list[Check]]) -> list[Check]:
@@ -280,8 +282,8 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
         doctor_stack.state_files(files),
     ]
     checks += _guarded("ports", "ports", lambda: [doctor_stack.ports(_ports(p, stack, cfg))])
-    dir_mode, modes = secrets.modes(p)
-    checks.append(doctor_stack.secrets(str(p.secrets_dir), dir_mode, modes))
+    checks += _guarded("secrets", "secrets",
+                       lambda: [doctor_stack.secrets(str(p.secrets_dir), *secrets.modes(p))])
     checks += _guarded("login-service", "login service", lambda: [doctor_stack.login_service(_login(p, raw))])
     if stack is not None:
         checks += _guarded("services", "services", lambda: _services(p, probe_timeout, raw))

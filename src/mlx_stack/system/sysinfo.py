@@ -104,7 +104,7 @@ def mlx_info() -> MlxInfo:
         return MlxInfo(False, f"{type(exc).__name__}: {exc}")
     try:
         metal = bool(mx.metal.is_available())
-        info = None
+        info: dict[str, object] | None = None
         if metal:
             device_info = getattr(mx, "device_info", None) or mx.metal.device_info
             info = {k: v if isinstance(v, int | float | str | bool) else str(v)
