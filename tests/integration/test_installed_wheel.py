@@ -54,9 +54,10 @@ def _build_wheel(tmp: Path) -> Path:
         else:
             shutil.copy2(path, src / name)
     out = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--quiet", "-w", str(out), str(src)],
-                   check=True, capture_output=True, text=True, timeout=300)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "--quiet", "-w", str(out), str(src)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = out.glob("mlx_stack-*.whl")
     return wheel
 
@@ -72,9 +73,10 @@ def _fresh_venv(root: Path, wheel: Path) -> Path:
     Path(site, "_test_deps.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
     # --ignore-installed: pip sees this environment's editable mlx-stack and must neither
     # skip the wheel nor touch that install.
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
-                    "--no-compile", "--quiet", str(wheel)],
-                   check=True, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index",
+                           "--ignore-installed", "--no-compile", "--quiet", str(wheel)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
     return root
 
 
