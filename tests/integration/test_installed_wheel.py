@@ -147,6 +147,17 @@ def test_install_dry_run_runs_the_installed_command(installed: Installed) -> Non
     _no_checkout(r.stdout, r.stderr)
 
 
+def test_the_launchagent_runs_the_installed_command(installed: Installed) -> None:
+    code = ("import plistlib; from mlx_stack.paths import paths; from mlx_stack.services import install\n"
+            "install.platform = 'darwin'\n"
+            "plan = install.plan(paths())\n"
+            "print(plistlib.loads(plan.unit_text.encode())['ProgramArguments'][0])")
+    out = subprocess.run([str(installed.bin / "python"), "-c", code], cwd=installed.work, env=installed.env,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(installed.bin / "mlx-stack")
+
+
 def test_setup_demo_then_up_dry_run_use_the_installed_environment(installed: Installed) -> None:
     r = installed.run("setup", "--demo", "--no-start")
     assert r.returncode == 0, r.stderr
