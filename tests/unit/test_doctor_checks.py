@@ -77,8 +77,8 @@ def test_requirements_follow_the_markers():
     assert not d.satisfies("0.40.0", "<0.40,>=0.32") and d.satisfies("0.32.4.dev1", ">=0.32")
 
 
-VERSIONS = {"mlx": "0.32.4", "mlx-metal": "0.32.4", "mlx-lm": "0.31.3", "vllm-mlx": "0.6.0",
-            "litellm": "1.108.7"}
+VERSIONS = {"mlx": "0.32.4", "mlx-metal": "0.32.4", "mlx-cpu": "0.32.4", "mlx-lm": "0.31.3",
+            "vllm-mlx": "0.6.0", "litellm": "1.108.7"}
 CMDS = {"vllm-mlx": "/v/bin/vllm-mlx", "litellm": "/v/bin/litellm"}
 
 
@@ -86,13 +86,17 @@ def test_packages():
     req = d.requirements(REQUIRES, "darwin")
     c = d.packages(VERSIONS, req, "darwin", CMDS)
     assert c.status == d.PASS and "mlx-metal 0.32.4" in c.detail
-    assert "mlx-metal" not in d.packages(VERSIONS, req, "linux", CMDS).detail
+    linux = d.packages(VERSIONS, req, "linux", CMDS).detail
+    assert "mlx-metal" not in linux and "mlx-cpu 0.32.4" in linux
+    assert "mlx-cpu" not in d.packages({**VERSIONS, "mlx-cpu": None}, req, "darwin", CMDS).detail
     c = d.packages({**VERSIONS, "mlx-metal": None}, req, "darwin", CMDS)
     assert c.status == d.FAIL and "missing: mlx-metal" in c.detail and "reinstall" in (c.fix or "")
     c = d.packages(VERSIONS, req, "linux", {**CMDS, "litellm": None})
     assert c.status == d.FAIL and "the litellm command" in c.detail
     c = d.packages({**VERSIONS, "vllm-mlx": "0.7.1"}, req, "linux", CMDS)
     assert c.status == d.WARN and "vllm-mlx 0.7.1 (wants <0.7,>=0.6)" in c.detail
+    c = d.packages({**VERSIONS, "mlx-metal": "0.31.0"}, req, "darwin", CMDS)
+    assert c.status == d.WARN and "mlx-metal 0.31.0 differs from mlx 0.32.4" in c.detail
 
 
 def test_mlx_backend():

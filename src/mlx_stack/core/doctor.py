@@ -22,8 +22,10 @@ from mlx_stack.core.hardware import GIB, HardwareProfile
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATES = (PASS, WARN, FAIL, SKIP)
 
-# The packages the stack runs on, in the order shown.
-PACKAGES = ("mlx", "mlx-metal", "mlx-lm", "vllm-mlx", "litellm")
+# The packages the stack runs on, in the order shown. MLX comes in two halves of the same
+# version: mlx and its backend, mlx-metal on macOS (a dependency of mlx there), mlx-cpu
+# elsewhere (the mlx[cpu] extra).
+PACKAGES = ("mlx", "mlx-metal", "mlx-cpu", "mlx-lm", "vllm-mlx", "litellm")
 COMMANDS = ("vllm-mlx", "litellm")  # run from the interpreter's bin folder by `up`
 
 HF_CACHE_WARN, HF_CACHE_FAIL = 20 * GIB, 2 * GIB  # a mid-size int4 model is 5-20 GB
@@ -172,7 +174,8 @@ def packages(versions: Mapping[str, str | None], required: Mapping[str, str], pl
              commands: Mapping[str, str | None]) -> Check:
     """Versions of what the stack runs on, against our own requirements; and the two
     programs `up` starts, next to this interpreter (``commands``: name -> path or None)."""
-    names = [n for n in PACKAGES if n != "mlx-metal" or platform == "darwin"]
+    backend = "mlx-metal" if platform == "darwin" else "mlx-cpu"
+    names = [n for n in PACKAGES if n not in ("mlx-metal", "mlx-cpu") or n == backend]
     rows = {n: {"version": versions.get(n), "required": required.get(n)} for n in names}
     data = {"packages": rows, "commands": dict(commands)}
     missing = [n for n in names if versions.get(n) is None]
@@ -185,6 +188,8 @@ def packages(versions: Mapping[str, str | None], required: Mapping[str, str], pl
                      "`pipx reinstall mlx-stack`, `make install`): it brings them all", data)
     off = [f"{n} {versions[n]} (wants {required[n]})" for n in names
            if required.get(n) and not satisfies(str(versions[n]), required[n])]
+    if versions["mlx"] != versions[backend]:
+        off.append(f"{backend} {versions[backend]} differs from mlx {versions['mlx']}")
     if off:
         return Check("packages", "packages", WARN, f"{shown}; outside the tested range: " + ", ".join(off),
                      "reinstall mlx-stack to get the tested versions", data)
