@@ -174,3 +174,20 @@ def test_an_internal_error_in_one_step_is_a_fail_not_a_traceback(run, mac: FakeL
     assert r.exit_code == 1
     found = checks(r.stdout)["login-service"]
     assert found["status"] == "FAIL" and "launchctl exploded" in found["detail"]
+
+
+def test_an_unreadable_state_file_is_a_fail(run, isolated_home: Paths,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlx_stack.services import pulled_models
+
+    isolated_home.pulled_file.parent.mkdir(parents=True, exist_ok=True)
+    isolated_home.pulled_file.write_text("models: []\n")
+
+    def unreadable(p: Paths) -> None:  # what a file of another owner, mode 0600, does (not as root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pulled_models, "load", unreadable)
+    r = run("doctor", "--json")
+    assert r.exit_code == 1
+    found = checks(r.stdout)["state-files"]
+    assert found["status"] == "FAIL" and "pulled.yaml: Permission denied" in found["detail"]

@@ -271,7 +271,11 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
 
     checks += _guarded("hardware", "hardware", hardware)
     checks += _guarded("packages", "packages", lambda: _environment(m, raw))
-    files, stack, cfg = _state_files(p)
+    try:
+        files, stack, cfg = _state_files(p)
+    except Exception as exc:  # e.g. a folder of the state directory we may not list
+        files, stack, cfg = [FileFact("state folder", str(p.home), True, f"{type(exc).__name__}: {exc}",
+                                      f"check the owner and permissions of {p.home}")], None, None
     model_dir = cfg.get("model-dir") if cfg is not None else None
     models_at = Path(model_dir).expanduser() if model_dir else hf_cache_dir()
     checks += [
