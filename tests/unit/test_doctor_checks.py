@@ -179,3 +179,15 @@ def test_service_states(state, status):
     assert "2.00 GB resident" in c.detail and c.data["rss_bytes"] == 2 * GIB
     if status == d.FAIL:
         assert "mlx-stack logs fast" in (c.fix or "")
+
+
+def test_service_detail_never_quotes_log_lines():
+    crashed = {"name": "fast", "state": "crashed", "port": 8101,
+               "detail": "process gone; last log line: user said: my secret plan"}
+    c = ds.service(crashed, None)
+    assert "secret plan" not in c.detail and "secret plan" not in str(c.data)
+    assert "process gone (its log: `mlx-stack logs fast`)" in c.detail
+    flapping = {"name": "fast", "state": "flapping", "port": 8101,
+                "detail": "5 restarts in 600 s; last log: a prompt | another"}
+    c = ds.service(flapping, None)
+    assert "a prompt" not in str(c.as_dict()) and "5 restarts in 600 s" in c.detail

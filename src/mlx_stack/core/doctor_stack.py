@@ -137,9 +137,26 @@ def login_service(f: LoginFact) -> Check:
                  None, data)
 
 
+# `status` quotes a failing service's last log lines after these; a report must not carry
+# them (a log line may hold a prompt), so the doctor points at `mlx-stack logs` instead.
+_LOG_MARKERS = ("process gone; last log line:", "; last log:")
+
+
+def _without_log_lines(detail: Any, name: str) -> Any:
+    if not isinstance(detail, str):
+        return detail
+    for marker in _LOG_MARKERS:
+        if marker in detail:
+            head = detail.split(marker, 1)[0] + ("process gone" if marker.startswith("process") else "")
+            return f"{head} (its log: `mlx-stack logs {name}`)"
+    return detail
+
+
 def service(status: Mapping[str, Any], rss_bytes: int | None) -> Check:
-    """One service as `status` probed it (a real completion), plus its memory."""
+    """One service as `status` probed it (a real completion), plus its memory; log lines
+    quoted by `status` are left out."""
     name, state = str(status.get("name")), str(status.get("state"))
+    status = {**status, "detail": _without_log_lines(status.get("detail"), name)}
     data = {**status, "rss_bytes": rss_bytes}
     mem = f", {rss_bytes / GIB:.2f} GB resident" if rss_bytes else ""
     where = f"port {status.get('port')}" + (f", pid {status.get('pid')}" if status.get("pid") else "")
