@@ -136,6 +136,11 @@ def test_as_a_mac(run, mac: FakeLaunchctl, tmp_path: Path) -> None:
     assert "native arm64 Python" in r.stdout
     found = checks(run("doctor", "--json").stdout)
     assert found["gpu-limit"]["status"] == "PASS" and "Metal" in found["gpu-limit"]["detail"]
+    assert found["hardware"]["data"]["sysctl"] == {
+        "hw.memsize": "17179869184", "hw.physicalcpu": "10", "hw.nperflevels": "2",
+        "hw.perflevel0.physicalcpu": "4", "hw.perflevel0.name": "Performance",
+        "hw.perflevel1.physicalcpu": "6", "hw.perflevel1.name": "Efficiency",
+        "machdep.cpu.brand_string": "Apple M4", "sysctl.proc_translated": "0", "iogpu.wired_limit_mb": "0"}
     assert found["login-service"]["detail"].startswith("launchd: not installed")
     assert mac.verbs() and set(mac.verbs()) == {"print"}  # looked, changed nothing
     doc = json.loads(out.read_text())

@@ -61,9 +61,16 @@ def _gb(n: float | None) -> str:
 
 # --- hardware -----------------------------------------------------------------
 
-def hardware(profile: HardwareProfile, platform: str) -> Check:
-    """The profile `status` and `setup` use, with the facts behind it in ``data``."""
-    data = profile.as_dict()
+# The sysctl values the profile is built from, shown with the hardware check.
+SYSCTL_KEYS = ("machdep.cpu.brand_string", "hw.memsize", "hw.physicalcpu", "hw.nperflevels",
+               "sysctl.proc_translated", "iogpu.wired_limit_mb")
+
+
+def hardware(profile: HardwareProfile, platform: str, sysctl: Mapping[str, str] | None = None) -> Check:
+    """The profile `status` and `setup` use, with the values behind it in ``data``."""
+    values = {k: v for k, v in (sysctl or {}).items()
+              if k in SYSCTL_KEYS or re.match(r"hw\.perflevel\d+\.(name|physicalcpu)$", k)}
+    data = {**profile.as_dict(), **({"sysctl": values} if values else {})}
     if profile.kind == "cpu":
         if platform == "darwin":
             return Check("hardware", "hardware", FAIL, f"{profile.chip}: not an Apple Silicon Mac",

@@ -266,7 +266,7 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
 
     def hardware() -> list[Check]:
         profile, sysctl = _hardware(m, raw)
-        return [judge.hardware(profile, m.platform), judge.gpu_limit(profile, sysctl),
+        return [judge.hardware(profile, m.platform, sysctl), judge.gpu_limit(profile, sysctl),
                 judge.rosetta(profile, m.platform, m.arch())]
 
     checks += _guarded("hardware", "hardware", hardware)
