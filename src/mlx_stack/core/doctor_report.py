@@ -24,7 +24,7 @@ SCHEMA = 1
 REDACTED = "<redacted>"
 
 # Keys system_profiler prints that identify the machine or its owner.
-_PRIVATE_SP_KEYS = ("serial_number", "platform_UUID", "provisioning_UDID", "_name_serial")
+_PRIVATE_SP_KEYS = ("serial_number", "platform_UUID", "provisioning_UDID")
 # Key-like strings, whoever printed them: OpenAI/OpenRouter/LiteLLM (sk-...), Hugging Face
 # (hf_...), and anything after "Bearer ".
 _TOKEN_RE = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{8,}|hf_[A-Za-z0-9]{16,})|(?<=Bearer )[A-Za-z0-9._~+/=-]{8,}")
