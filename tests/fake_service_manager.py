@@ -10,10 +10,13 @@ from mlx_stack.system.service_manager import RunResult
 class FakeLaunchctl:
     """launchctl with an asynchronous bootout: the job lingers for ``drain`` prints."""
 
-    def __init__(self, loaded: bool = False, pid: int = 4242, drain: int = 2):
+    def __init__(self, loaded: bool = False, pid: int = 4242, drain: int = 2,
+                 last_exit: str = "(never exited)", running: bool = True):
         self.calls: list[list[str]] = []
         self.loaded = loaded
         self.pid = pid
+        self.last_exit = last_exit
+        self.running = running
         self.drain = drain
         self._draining = 0
 
@@ -26,7 +29,10 @@ class FakeLaunchctl:
                 self._draining -= 1
                 return RunResult(tuple(argv), 0, "state = not running\n")
             if self.loaded:
-                return RunResult(tuple(argv), 0, f"\tstate = running\n\tpid = {self.pid}\n")
+                running = f"\tstate = running\n\tpid = {self.pid}\n"
+                body = running if self.running else "\tstate = not running\n"
+                text = f"{argv[2]} = {{\n{body}\tlast exit code = {self.last_exit}\n}}\n"
+                return RunResult(tuple(argv), 0, text)
             return RunResult(tuple(argv), 113, "", "Could not find service")
         if verb == "bootout":
             if not self.loaded:

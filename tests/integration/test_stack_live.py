@@ -163,6 +163,22 @@ def test_status_shows_every_service_healthy(live: Live) -> None:
     assert all(s.pid and s.uptime_s is not None for s in report.services)
 
 
+def test_doctor_on_the_running_stack(use_home: Live, run, tmp_path) -> None:
+    report = tmp_path / "doctor.json"
+    r = run("doctor", "--json", "--report", str(report))
+    found = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    services = {k: c for k, c in found.items() if k.startswith("service:")}
+    assert set(services) == {"service:standard", "service:fast", "service:longctx", "service:gateway"}
+    for check in services.values():
+        assert check["status"] == "PASS" and check["data"]["state"] == "healthy", check
+        assert check["data"]["rss_bytes"] > 10_000_000  # a real server's resident memory
+    assert found["ports"]["status"] == "PASS"
+    assert all(p["ours"] for p in found["ports"]["data"]["ports"]), found["ports"]
+    assert found["secrets"]["status"] == "PASS"
+    text = report.read_text()
+    assert use_home.key not in text and CLOUD_KEY not in text and use_home.key not in r.stdout
+
+
 def test_second_up_changes_nothing(use_home: Live, run) -> None:
     before = {s: use_home.pid(s) for s in ("standard", "fast", "longctx", "gateway")}
     r = run("up")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from mlx_stack.core import chips
+from mlx_stack.core import chips, doctor_report
 from mlx_stack.core.hardware import (
     GIB,
     PerfLevel,
@@ -41,7 +42,9 @@ def test_every_sample_is_vendored_and_parsed():
         assert shared <= names, "vendor new samples into tests/unit/hw_samples"
     for name in names:
         text = sample(name)
-        if name.endswith(".sysctl.txt"):
+        if name.endswith(".doctor.json"):
+            replay_doctor_report(text)
+        elif name.endswith(".sysctl.txt"):
             assert perf_levels(parse_sysctl(text)), name
         elif "ioreg" in name:
             assert parse_ioreg_gpu_cores(text), name
@@ -49,6 +52,34 @@ def test_every_sample_is_vendored_and_parsed():
             assert parse_sp_displays(text)[0], name
         elif "SPHardware" in name:
             assert parse_sp_hardware(text)["memory_bytes"], name
+
+
+def replay_doctor_report(text: str) -> None:
+    """A `mlx-stack doctor --report` file is a captured sample: its raw outputs, parsed
+    here, must give the profile the reporting machine showed (DEVELOPING.md)."""
+    captured = doctor_report.hardware_sample(json.loads(text))
+    assert captured["mac"] is not None, "not a report from a Mac"
+    parsed = profile_from_mac(**captured["mac"]).as_dict()
+    for key in ("chip", "gpu_cores", "memory_bytes", "cpu_levels", "bandwidth_gbs", "gpu_limit_bytes",
+                "rosetta"):
+        assert parsed[key] == captured["profile"][key], key
+
+
+def test_a_doctor_report_replays_as_a_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from mlx_stack.paths import Paths
+    from mlx_stack.services import doctor, install
+    from tests.fake_machine import FakeMac
+    from tests.fake_service_manager import FakeLaunchctl
+
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setattr(doctor, "machine", FakeMac())
+    monkeypatch.setattr(install, "platform", "darwin")
+    monkeypatch.setattr(install, "runner", FakeLaunchctl())
+    report = doctor.run(Paths.from_env()).report
+    path = tmp_path / "m4.doctor.json"
+    path.write_text(json.dumps(report, indent=2))
+    replay_doctor_report(path.read_text())
+    assert report["checks"][0]["data"]["gpu_cores"] == 10
 
 
 def test_m4_max_sysctl():

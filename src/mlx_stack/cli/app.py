@@ -94,5 +94,9 @@ def _register() -> None:
 
     app.command("watch")(watch_cmd.watch)
 
+    from mlx_stack.cli import doctor_cmd
+
+    app.command("doctor")(doctor_cmd.doctor)
+
 
 _register()

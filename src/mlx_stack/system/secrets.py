@@ -50,6 +50,19 @@ def delete_secret(p: Paths, name: str) -> bool:
     return True
 
 
+def modes(p: Paths) -> tuple[int | None, dict[str, int]]:
+    """Permission bits of ``secrets/`` (None if absent) and of each file in it (`doctor`)."""
+    try:
+        dir_mode = p.secrets_dir.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None, {}
+    files: dict[str, int] = {}
+    for entry in sorted(p.secrets_dir.iterdir()):
+        if entry.is_file() and not entry.name.startswith("."):
+            files[entry.name] = entry.stat().st_mode & 0o777
+    return dir_mode, files
+
+
 def ensure_gateway_key(p: Paths) -> str:
     """Return the gateway master key, generating it once (LiteLLM wants ``sk-``)."""
     existing = read_secret(p, GATEWAY_KEY)

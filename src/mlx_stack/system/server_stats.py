@@ -28,6 +28,20 @@ def cpu_seconds(pid: int) -> float | None:
     return total
 
 
+def tree_rss(pid: int) -> int | None:
+    """Resident bytes of ``pid`` and its live descendants (None if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            total += proc.memory_info().rss
+    return total
+
+
 @dataclass(frozen=True)
 class ServerCounters:
     work: int  # tokens generated so far, finished requests plus those in flight

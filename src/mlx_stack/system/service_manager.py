@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -50,10 +50,12 @@ class AgentStatus:
     running: bool
     pid: int | None
     detail: str = ""
+    last_exit: str | None = None  # the job's last exit status, as launchd/systemd word it
+    raw: str = field(default="", repr=False, compare=False)  # what the manager printed (`doctor`)
 
     def as_dict(self) -> dict[str, object]:
         return {"installed": self.installed, "loaded": self.loaded, "running": self.running,
-                "pid": self.pid, "detail": self.detail}
+                "pid": self.pid, "detail": self.detail, "last_exit": self.last_exit}
 
 
 def _fail(what: str, res: RunResult, hint: str) -> ServiceError:
@@ -125,8 +127,9 @@ class Launchd:
         state = re.search(r"^\s*state = (\S+)", res.stdout, re.M)
         pid = re.search(r"^\s*pid = (\d+)", res.stdout, re.M)
         running = state is not None and state.group(1) == "running"
+        last = re.search(r"^\s*last exit (?:code|status) = (.+?)\s*$", res.stdout, re.M)
         return AgentStatus(unit_file.exists(), True, running, int(pid.group(1)) if pid else None,
-                           state.group(1) if state else "")
+                           state.group(1) if state else "", last.group(1) if last else None, res.stdout)
 
 
 class Systemd:
@@ -159,10 +162,14 @@ class Systemd:
         return self._ctl("disable", "--now", unit).returncode == 0
 
     def status(self, unit: str, unit_file: Path) -> AgentStatus:
-        res = self._ctl("show", unit, "--property=LoadState,ActiveState,SubState,MainPID")
+        res = self._ctl("show", unit,
+                        "--property=LoadState,ActiveState,SubState,MainPID,Result,ExecMainStatus")
         props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
         loaded = res.returncode == 0 and props.get("LoadState") == "loaded"
         running = props.get("ActiveState") == "active"
         pid = int(props.get("MainPID", "0") or 0) or None
         detail = "/".join(p for p in (props.get("ActiveState"), props.get("SubState")) if p)
-        return AgentStatus(unit_file.exists(), loaded, running, pid, detail)
+        last = None
+        if props.get("ExecMainStatus") or props.get("Result"):
+            last = f"{props.get('ExecMainStatus', '?')} ({props.get('Result', '?')})"
+        return AgentStatus(unit_file.exists(), loaded, running, pid, detail, last, res.stdout)

@@ -67,17 +67,51 @@ def _metal_working_set() -> int | None:
         return None
 
 
-def read_mac() -> MacRaw:
-    """Run the macOS queries (system_profiler only when the fast ones lack an answer)."""
+def read_mac(full: bool = False) -> MacRaw:
+    """Run the macOS queries (system_profiler only when the fast ones lack an answer,
+    or always with ``full``: `doctor` reports every raw output)."""
     text = "".join(_run(["sysctl", name]) for name in SYSCTL_NAMES)
     ioreg = _run(["ioreg", "-rc", "AGXAccelerator", "-d1"])
-    displays = "" if '"gpu-core-count"' in ioreg else _run(
+    displays = "" if '"gpu-core-count"' in ioreg and not full else _run(
         ["system_profiler", "SPDisplaysDataType", "-json"], timeout=15.0
     )
-    hardware = "" if "machdep.cpu.brand_string" in text else _run(
+    hardware = "" if "machdep.cpu.brand_string" in text and not full else _run(
         ["system_profiler", "SPHardwareDataType", "-json"], timeout=15.0
     )
     return MacRaw(text, ioreg, displays, hardware, _metal_working_set())
+
+
+@dataclass(frozen=True)
+class MlxInfo:
+    """What MLX itself says here: importable, Metal or not, its default device."""
+
+    imported: bool
+    error: str | None = None
+    metal: bool | None = None
+    default_device: str | None = None
+    device_info: dict[str, object] | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"imported": self.imported, "error": self.error, "metal": self.metal,
+                "default_device": self.default_device, "device_info": self.device_info}
+
+
+def mlx_info() -> MlxInfo:
+    """Import MLX and ask it (slow: ~0.3 s; only `doctor` calls this)."""
+    try:
+        import mlx.core as mx
+    except Exception as exc:  # not installed, or a wheel for another platform
+        return MlxInfo(False, f"{type(exc).__name__}: {exc}")
+    try:
+        metal = bool(mx.metal.is_available())
+        info: dict[str, object] | None = None
+        if metal:
+            device_info = getattr(mx, "device_info", None) or mx.metal.device_info
+            info = {k: v if isinstance(v, int | float | str | bool) else str(v)
+                    for k, v in dict(device_info()).items()}
+        return MlxInfo(True, None, metal, str(mx.default_device()), info)
+    except Exception as exc:
+        return MlxInfo(True, f"{type(exc).__name__}: {exc}")
 
 
 def _linux_cpu_name() -> str:

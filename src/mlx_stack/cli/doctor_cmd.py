@@ -1,0 +1,89 @@
+"""`mlx-stack doctor`: check this machine and the stack; optionally write a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from mlx_stack.services.doctor import DoctorResult
+
+_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
+
+
+def doctor(
+    json_: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
+    report: Path | None = typer.Option(
+        None, "--report", metavar="FILE",
+        help="Also write the report (redacted JSON, with the raw hardware outputs) to FILE, "
+             "to attach to a bug.",
+    ),
+) -> None:
+    """Check this machine and the stack: hardware and the raw values behind it, Rosetta,
+    Python and packages, MLX/Metal, free disk, ports, state files, secrets, the login
+    service and each running service. Each check is PASS, WARN, FAIL or SKIP (does not
+    apply here), with a fix.
+
+    Exit codes: 0 nothing failed (warnings allowed), 1 at least one check FAILed,
+    2 the report file cannot be written.
+    """
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.errors import UsageError
+    from mlx_stack.paths import paths
+    from mlx_stack.services import doctor as svc
+
+    target = report.expanduser().absolute() if report is not None else None
+    if target is not None and (target.is_dir() or not target.parent.is_dir()):
+        raise UsageError(f"cannot write the report to {report}",
+                         hint="give a file path in an existing folder, e.g. --report ./mlx-stack-doctor.json")
+    result = svc.run(paths())
+    if target is not None:
+        _write(target, result.report)
+    if json_:
+        terminal.json(result.report)
+    else:
+        _render(result)
+    if target is not None:
+        terminal.info(f"report written to {target} (keys redacted, home folder shown as ~); "
+                      "attach it to your bug report")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _write(target: Path, data: dict[str, Any]) -> None:
+    import json
+
+    from mlx_stack.errors import UsageError
+    from mlx_stack.system.fs import atomic_write
+
+    try:
+        atomic_write(target, json.dumps(data, indent=2, default=str) + "\n", mode=0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}",
+                         hint="choose a file in a folder you can write to") from None
+
+
+def _render(result: DoctorResult) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from mlx_stack.cli.terminal import terminal
+
+    doc = result.report
+    terminal.print(Text(f"mlx-stack {doc['mlx_stack_version']} doctor: {doc['os']} {doc['arch']}, "
+                        f"Python {doc['python']}, state folder {doc['state_folder']}"))
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column("status")
+    table.add_column("check")
+    table.add_column("detail", overflow="fold")
+    for c in result.checks:
+        table.add_row(Text(c.status, style=_STYLE.get(c.status, "")), Text(c.title), Text(c.detail))
+        if c.fix and c.status in ("WARN", "FAIL"):
+            table.add_row(Text(""), Text(""), Text(f"fix: {c.fix}", style="dim"))
+    terminal.print(table)
+    counts = doc["summary"]
+    line = ", ".join(f"{counts[s]} {s}" for s in ("PASS", "WARN", "FAIL", "SKIP") if counts.get(s))
+    verdict = "some checks FAILED" if counts.get("FAIL") else "nothing failed"
+    terminal.print(Text(f"{line}: {verdict}"))
