@@ -70,11 +70,23 @@ def test_gateway_files_follow_a_change(run, isolated_home: Paths, tmp_path: Path
     assert {t["name"]: t["context_window"] for t in doc["tiers"]} == {
         "standard": 32768, "fast": 4096, "longctx": 131072}  # fast: from the model's config.json
     assert run("config", "set", "routing.tool-tier", "fast").exit_code == 0
-    assert json.loads(routing.routing_file(isolated_home).read_text())["rules"]["tool_tier"] == "fast"
-    config = yaml.safe_load((isolated_home.generated_dir / "litellm.yaml").read_text())
-    assert "mlx_stack.gateway.hook.proxy_hook" in config["litellm_settings"]["callbacks"]
-    assert {"standard": ["longctx"]} in config["router_settings"]["context_window_fallbacks"]
-    assert any(e["model_name"] == "auto" for e in config["model_list"])
+    doc = json.loads(routing.routing_file(isolated_home).read_text())
+    assert doc["rules"]["tool_tier"] == "fast"
+    assert doc["fallback_order"] == ["standard", "fast", "longctx"]
+    assert doc["cloud"] is None  # no cloud key stored: LiteLLM does not run
+    assert {t["name"]: t["url"] for t in doc["tiers"]}["fast"] == f"http://127.0.0.1:{stack.tier('fast').port}"
+    assert not (isolated_home.generated_dir / "litellm.yaml").exists()
+
+
+def test_rules_that_route_everything_away_are_refused(run, isolated_home: Paths, tmp_path: Path) -> None:
+    _write_stack(isolated_home, tmp_path)  # the smallest window: fast, 4096
+    r = run("config", "set", "routing.output-reserve-tokens", "100000")
+    assert r.exit_code == 2, r.stderr
+    assert "leaves too little room" in r.stderr and "tier fast's 4096-token window" in r.stderr
+    r = run("config", "set", "routing.long-prompt-tokens", "200000")
+    assert r.exit_code == 2 and "not below the long tier longctx's prompt limit" in r.stderr
+    assert "routing" not in yaml.safe_load(isolated_home.stack_file.read_text())
+    assert run("config", "set", "routing.output-reserve-tokens", "2000").exit_code == 0
 
 
 def test_status_shows_rules_and_windows(run, isolated_home: Paths, tmp_path: Path) -> None:
@@ -82,7 +94,7 @@ def test_status_shows_rules_and_windows(run, isolated_home: Paths, tmp_path: Pat
     r = run("status")
     assert r.exit_code == 0, r.stderr
     assert "with tools -> standard" in r.stdout and "otherwise -> standard" in r.stdout
-    assert "-> longctx" in r.stdout and "the gateway is not running" in r.stdout
+    assert "-> longctx" in r.stdout and "the front door is not running" in r.stdout
     data = json.loads(run("status", "--json").stdout)["routing"]
     assert data["rules"]["long_tier"] == "longctx" and data["counts"] is None
     assert {t["name"]: t["prompt_limit"] for t in data["tiers"]} == {

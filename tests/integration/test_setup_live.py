@@ -1,9 +1,10 @@
-"""`setup --add` / `setup --remove` on a live stack: real vllm-mlx tiers, the real LiteLLM gateway.
+"""`setup --add` / `setup --remove` on a live stack: real vllm-mlx tiers behind the front door.
 
-While setup adds and then removes a tier, a client keeps calling the endpoint; the
-untouched tiers and the gateway keep their pids (the gateway reloads its routes in
-place), and not one request fails. The added model is pulled on the way (from a
-local stand-in of the hub) and served from its Hugging Face cache snapshot.
+While setup adds and then removes a tier, clients keep calling the endpoint (plain and
+streaming); the untouched tiers and the front door keep their pids (it re-reads its
+routes in place), and not one request fails. No cloud key is stored: LiteLLM never runs.
+The added model is pulled on the way (from a local stand-in of the hub) and served from
+its Hugging Face cache snapshot.
 """
 
 from __future__ import annotations
@@ -73,17 +74,33 @@ class Poller:
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
+    stream: bool = False
+
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                r = self.live.ask("standard", timeout=30)
-                if r.status_code == 200:
-                    self.ok += 1
+                if self.stream:
+                    self._one_stream()
                 else:
-                    self.failures.append(f"HTTP {r.status_code}: {r.text[:120]}")
+                    r = self.live.ask("standard", timeout=30)
+                    if r.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"HTTP {r.status_code}: {r.text[:120]}")
             except httpx.HTTPError as exc:
                 self.failures.append(repr(exc))
             time.sleep(0.1)
+
+    def _one_stream(self) -> None:
+        body = {"model": "fast", "max_tokens": 4, "stream": True,
+                "messages": [{"role": "user", "content": "hello"}]}
+        with httpx.stream("POST", f"{self.live.endpoint}/chat/completions", json=body, timeout=30,
+                          trust_env=False, headers={"Authorization": f"Bearer {self.live.key}"}) as r:
+            text = "".join(r.iter_text())
+        if r.status_code == 200 and text.rstrip().endswith("data: [DONE]") and '"error"' not in text:
+            self.ok += 1
+        else:
+            self.failures.append(f"stream HTTP {r.status_code}: {text[-120:]}")
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +130,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 def test_add_then_remove_a_tier_on_a_live_stack(live: Live) -> None:
     before = live.pids()
     assert all(before.values()), before
+    assert live.pid("litellm") is None  # no cloud key: LiteLLM is not started
+    assert "litellm" not in {s.name for s in lifecycle.status(live.home).services}
     assert live.ask("standard").status_code == 200
-    poller = Poller(live)
-    thread = threading.Thread(target=poller.run, daemon=True)
-    thread.start()
+    pollers = [Poller(live), Poller(live, stream=True)]
+    threads = [threading.Thread(target=p.run, daemon=True) for p in pollers]
+    for thread in threads:
+        thread.start()
     try:
         started = time.monotonic()
         added = _cli(live.home, "setup", "--add", "org/extra", "--as", "extra", hub=live.hub,
@@ -150,8 +170,11 @@ def test_add_then_remove_a_tier_on_a_live_stack(live: Live) -> None:
         assert stack_store.load(live.home).tier_names == ["standard", "fast", "longctx"]
         time.sleep(1.0)  # a few more requests after the change
     finally:
-        poller.stop.set()
-        thread.join(60)
-    assert poller.failures == [], poller.failures[:5]
-    assert poller.ok >= 5
-    print(f"setup --add {add_s:.1f} s, --remove {remove_s:.1f} s; {poller.ok} requests answered, 0 failed")
+        for poller, thread in zip(pollers, threads, strict=True):
+            poller.stop.set()
+            thread.join(60)
+    for poller in pollers:
+        assert poller.failures == [], poller.failures[:5]
+        assert poller.ok >= 5
+    print(f"setup --add {add_s:.1f} s, --remove {remove_s:.1f} s; "
+          f"{sum(p.ok for p in pollers)} requests answered, 0 failed")

@@ -1,13 +1,16 @@
-"""The real stack: `setup --demo`, three vllm-mlx tiers and the LiteLLM gateway.
+"""The real stack: `setup --demo`, three vllm-mlx tiers, the front door, and LiteLLM for the cloud.
 
 One stack per module (starting it is the expensive part); the tests run in file
-order and the later ones break it on purpose (kill -9, cloud fallback, down).
-The only fake is the cloud stand-in: a small OpenAI-compatible server playing
-OpenRouter, so the cloud group can be tested offline.
+order and the later ones break it on purpose (SIGSTOP, kill -9 mid-stream and not,
+cloud fallback, down). The only fake is the cloud stand-in: a small OpenAI-compatible
+server playing OpenRouter behind the real LiteLLM, so the cloud can be tested offline;
+it records every request, so the tests can prove it saw nothing it should not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -15,9 +18,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import psutil
@@ -115,7 +120,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 outputs.append(err)
             live = Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
                         lifecycle.endpoint(stack), outputs, time.monotonic() - start, cloud=cloud)
-            live.pgids = {live.pid(s) for s in stack.services}
+            live.pgids = {live.pid(s) for s in [*stack.services, "litellm"]}
             yield live
         finally:
             lifecycle.down(home, grace=5)
@@ -145,20 +150,23 @@ def test_two_concurrent_ups_make_one_stack(live: Live) -> None:
     assert len(started) == 1 and len(waited) == 1, live.up_outputs
     assert "another up/down is running: waiting" in waited[0]
     assert "standard answered a completion after" in started[0]
-    procs = _stack_processes(live.home)
-    servers = [p for p in procs if "vllm-mlx" in " ".join(p.cmdline())]
-    gateways = [p for p in procs if "litellm" in " ".join(p.cmdline()) and "logwriter" not in " ".join(
-        p.cmdline())]
-    assert len(servers) == 3 and len(gateways) == 1
+    procs = [" ".join(p.cmdline()) for p in _stack_processes(live.home)]
+    procs = [c for c in procs if "logwriter" not in c]
+    assert len([c for c in procs if "vllm-mlx" in c]) == 3
+    assert len([c for c in procs if "-m mlx_stack.gateway" in c]) == 1
+    assert len([c for c in procs if "bin/litellm" in c]) == 1  # a cloud key is stored
     print(f"\nup (3 tiers + gateway, under a concurrent second up): {live.up_seconds:.1f} s")
 
 
 def test_status_shows_every_service_healthy(live: Live) -> None:
     report = lifecycle.status(live.home)
     states = {s.name: s.state for s in report.services}
-    assert states == {"standard": "healthy", "fast": "healthy", "longctx": "healthy", "gateway": "healthy"}
+    assert states == {"standard": "healthy", "fast": "healthy", "longctx": "healthy", "litellm": "healthy",
+                      "gateway": "healthy"}
     models = {s.name: s.model for s in report.services}
     assert models["fast"] == "mlx-stack/demo-fast"
+    assert models["gateway"] == "front door" and models["litellm"] == "LiteLLM -> stand-in/model"
+    assert {s.name: s.kind for s in report.services}["litellm"] == "cloud-gateway"
     assert report.gateway_key == secrets.mask(live.key) and live.key not in json.dumps(report.as_dict())
     assert all(s.pid and s.uptime_s is not None for s in report.services)
 
@@ -180,7 +188,7 @@ def test_doctor_on_the_running_stack(use_home: Live, run, tmp_path) -> None:
 
 
 def test_second_up_changes_nothing(use_home: Live, run) -> None:
-    before = {s: use_home.pid(s) for s in ("standard", "fast", "longctx", "gateway")}
+    before = {s: use_home.pid(s) for s in ("standard", "fast", "longctx", "litellm", "gateway")}
     r = run("up")
     assert r.exit_code == 0, r.stderr
     assert "already running, nothing changed" in r.stderr
@@ -194,11 +202,12 @@ def test_each_tier_by_name_streaming_and_not(live: Live, tier: str) -> None:
         model=tier, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, tools=TOOLS)
     reply = raw.parse()
     assert reply.choices and reply.choices[0].finish_reason
-    port = stack_store.load(live.home).tier(tier).port
-    assert raw.headers["x-litellm-model-api-base"] == f"http://127.0.0.1:{port}/v1"
-    chunks = list(client.chat.completions.create(
-        model=tier, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, stream=True, tools=TOOLS))
+    assert (raw.headers["x-mlx-stack-tier"], raw.headers["x-mlx-stack-route"]) == (tier, "direct")
+    raw = client.chat.completions.with_raw_response.create(
+        model=tier, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, stream=True, tools=TOOLS)
+    chunks = list(raw.parse())
     assert chunks and any(c.choices and c.choices[0].finish_reason for c in chunks)
+    assert raw.headers["x-mlx-stack-tier"] == tier
 
 
 def test_a_real_tool_call_through_the_gateway(live: Live) -> None:
@@ -219,26 +228,138 @@ def test_a_real_tool_call_through_the_gateway(live: Live) -> None:
     assert names == ["get_weather"] and json.loads(args) == {"city": "Paris"}
 
 
-def test_gateway_rejects_requests_without_the_key(live: Live) -> None:
+ROUTES = [("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/v1/embeddings"),
+          ("POST", "/v1/responses"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
+          ("GET", "/v1/models"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/openapi.json"),
+          ("GET", "/v1/nothing")]
+
+
+def test_without_the_key_every_route_is_401(live: Live) -> None:
+    root = live.endpoint.removesuffix("/v1")
     body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    no_key = httpx.post(f"{live.endpoint}/chat/completions", json=body, timeout=30, trust_env=False)
-    assert no_key.status_code >= 400 and "choices" not in no_key.text
-    with pytest.raises(openai.APIStatusError):
+    log_before = (live.home.logs_dir / "gateway.log").read_text()
+    with httpx.Client(base_url=root, timeout=30, trust_env=False) as http:
+        for method, route in ROUTES:
+            for headers, params in (({}, {}), ({"Authorization": "Bearer sk-not-the-key-000000000000"}, {}),
+                                    ({"x-api-key": "sk-not-the-key-000000000000"}, {}),
+                                    ({}, {"api_key": live.key, "key": live.key})):
+                r = http.request(method, route, json=body if method == "POST" else None, headers=headers,
+                                 params=params)
+                assert r.status_code == 401, (method, route, headers, params, r.text)
+                error = r.json()["error"]
+                if route.startswith("/v1/messages"):
+                    assert r.json()["type"] == "error" and error["type"] == "authentication_error"
+                else:
+                    assert error["code"] == "invalid_api_key"
+        assert http.get("/health").status_code == 200  # the liveness route: no key, no data
+    with pytest.raises(openai.AuthenticationError):
         live.client(key="sk-not-the-key-0000000000").chat.completions.create(**body)
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=root, api_key="sk-wrong-0000000000", max_retries=0).messages.create(
+            model="fast", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+    added = (live.home.logs_dir / "gateway.log").read_text()[len(log_before):]
+    assert "Traceback" not in added and len(added.splitlines()) <= 2  # rate-limited, one short line
+    assert live.key not in added
+
+
+def _metric_totals(live: Live, name: str) -> dict[str, int]:
+    text = httpx.get(live.endpoint.removesuffix("/v1") + "/metrics", trust_env=False,
+                     headers={"Authorization": f"Bearer {live.key}"}).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(f"mlx_stack_gateway_{name}_total{{"):
+            out[line.split('tier="')[1].split('"')[0]] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def test_client_errors_go_back_untouched_and_nobody_else_sees_them(live: Live) -> None:
+    assert live.cloud is not None
+    live.cloud.seen.clear()
+    requests_before = _metric_totals(live, "requests")
+    fallbacks_before = _metric_totals(live, "fallbacks_out")
+    client = live.client()
+    hello = [{"role": "user", "content": "Hello"}]
+    for stream in (False, True):
+        with pytest.raises(openai.UnprocessableEntityError):
+            client.chat.completions.create(model="fast", messages=hello, max_tokens=-1, stream=stream)
+        with pytest.raises(openai.UnprocessableEntityError):
+            client.chat.completions.create(model="fast", messages=hello, max_tokens="abc",  # type: ignore[arg-type]
+                                           stream=stream)
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="fast", messages=[], max_tokens=4, stream=stream)
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="no-such-model", messages=hello, max_tokens=4, stream=stream)
+    headers = {"Authorization": f"Bearer {live.key}"}
+    for raw in (b"[1, 2]", b"{not json", b'"text"'):
+        r = httpx.post(f"{live.endpoint}/chat/completions", content=raw, headers=headers, trust_env=False)
+        assert r.status_code == 400 and r.json()["error"]["message"]
+    r = httpx.post(f"{live.endpoint}/chat/completions", headers=headers, trust_env=False,
+                   json={"model": "fast", "messages": hello, "max_tokens": -1})
+    assert r.status_code == 422 and r.headers["x-mlx-stack-tier"] == "fast"
+    assert r.json()["detail"]  # the tier's own body, untouched
+    assert live.cloud.seen == []
+    assert _metric_totals(live, "fallbacks_out") == fallbacks_before
+    after = _metric_totals(live, "requests")
+    assert after.get("standard", 0) == requests_before.get("standard", 0)
+    assert after.get("longctx", 0) == requests_before.get("longctx", 0)
+    assert _metric_totals(live, "client_errors")["fast"] >= 5
+
+
+def test_fifty_concurrent_streams_all_succeed(live: Live) -> None:
+    def one(i: int) -> str:
+        chunks = live.client().chat.completions.create(
+            model=("fast", "standard", "auto")[i % 3], messages=[{"role": "user", "content": f"Hi {i}"}],
+            max_tokens=8, stream=True)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        return finish[-1] if finish else "none"
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        finishes = list(pool.map(one, range(50)))
+    assert len(finishes) == 50 and "none" not in finishes
+
+
+def test_a_frozen_tier_is_left_within_seconds(live: Live) -> None:
+    assert live.cloud is not None
+    live.cloud.seen.clear()
+    pid = live.pid("standard")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        client = live.client()
+        for stream in (False, True):
+            start = time.monotonic()
+            raw = client.chat.completions.with_raw_response.create(
+                model="standard", messages=[{"role": "user", "content": "Hello"}], max_tokens=4,
+                stream=stream)
+            if stream:
+                assert any(c.choices and c.choices[0].finish_reason for c in raw.parse())
+            else:
+                assert raw.parse().choices
+            assert time.monotonic() - start < 15
+            assert (raw.headers["x-mlx-stack-tier"], raw.headers["x-mlx-stack-route"]) == ("fast", "fallback")
+        # While it cools down, requests for it do not wait on it again.
+        start = time.monotonic()
+        client.chat.completions.create(model="standard", messages=[{"role": "user", "content": "Hi"}],
+                                       max_tokens=2)
+        assert time.monotonic() - start < 2.5
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert live.cloud.seen == []
 
 
 def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
     live = use_home
+    assert live.cloud is not None
+    live.cloud.seen.clear()
     os.kill(live.pid("standard"), signal.SIGKILL)
     client = live.client()
     raw = client.chat.completions.with_raw_response.create(
         model="standard", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
     assert raw.parse().choices
-    fast_port = stack_store.load(live.home).tier("fast").port
-    assert raw.headers["x-litellm-model-api-base"] == f"http://127.0.0.1:{fast_port}/v1"
+    assert (raw.headers["x-mlx-stack-tier"], raw.headers["x-mlx-stack-route"]) == ("fast", "fallback")
     chunks = list(client.chat.completions.create(
         model="standard", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, stream=True))
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+    assert live.cloud.seen == []  # another local tier answered: the cloud saw nothing
     states = {s.name: s.state for s in lifecycle.status(live.home).services}
     assert states["standard"] == "crashed" and states["fast"] == "healthy"
 
@@ -253,15 +374,99 @@ def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
     live.pgids.add(live.pid("standard"))
 
 
+def _wait_served_directly(live: Live, tier: str, deadline_s: float = 60) -> None:
+    """Until the front door sends requests for ``tier`` to it again (its cool-down ended)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        raw = live.client().chat.completions.with_raw_response.create(
+            model=tier, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
+        if raw.headers["x-mlx-stack-tier"] == tier:
+            return
+        assert time.monotonic() < deadline, f"{tier} is still skipped"
+        time.sleep(0.5)
+
+
+def _long_chat(live: Live, tier: str, max_tokens: int = 400):
+    return live.client().chat.completions.with_raw_response.create(
+        model=tier, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=max_tokens,
+        temperature=0, stream=True)
+
+
+@pytest.mark.parametrize("fault", ["freeze", "kill"])
+def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault: str) -> None:
+    """The OpenAI chat stream the client reads stays one unbroken answer: the next tier
+    continues the same text (rendered with its own chat template) after the cut."""
+    _wait_served_directly(live, "standard")
+    continued_before = _metric_totals(live, "continuations").get("fast", 0)
+    pgid = live.pid("standard")
+    raw = _long_chat(live, "standard")
+    assert raw.headers["x-mlx-stack-tier"] == "standard"
+    got: list[str] = []
+    finish = []
+    cut_at = None
+    times: list[float] = []
+    try:
+        for chunk in raw.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                got.append(chunk.choices[0].delta.content)
+                times.append(time.monotonic())
+                if len(got) == 3:
+                    os.killpg(pgid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+                    cut_at = time.monotonic()
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish.append(chunk.choices[0].finish_reason)
+    finally:
+        if fault == "freeze":
+            os.killpg(pgid, signal.SIGCONT)
+    assert cut_at is not None and time.monotonic() - cut_at < 60
+    assert finish == ["length"] and len(got) > 20
+    assert _metric_totals(live, "continuations")["fast"] == continued_before + 1
+    assert _metric_totals(live, "stream_errors")["standard"] >= 1
+    gap = max(b - a for a, b in itertools.pairwise(times[2:]))
+    print(f"\n{fault} mid-stream: the client waited {gap * 1000:.0f} ms at most between two chunks; "
+          f"{len(got)} chunks, one unbroken answer")
+
+
+def test_an_anthropic_stream_cut_mid_answer_ends_with_an_error_event(live: Live) -> None:
+    """Continuation is for OpenAI chat streams; other streams end with a well-formed error event."""
+    _wait_served_directly(live, "fast")
+    client = anthropic.Anthropic(base_url=live.endpoint.removesuffix("/v1"), api_key=live.key,
+                                 max_retries=0, timeout=60)
+    got = []
+    with pytest.raises(anthropic.APIStatusError, match="stopped mid-answer"), client.messages.stream(
+            model="fast", max_tokens=1500, messages=[{"role": "user", "content": "Tell me a long story."}],
+            extra_body={"temperature": 0}) as events:
+        for event in events:
+            if event.type == "content_block_delta":
+                got.append(event)
+                if len(got) == 3:
+                    os.killpg(live.pid("fast"), signal.SIGKILL)
+    assert len(got) >= 3
+    assert _metric_totals(live, "stream_errors")["fast"] >= 1
+
+
+def test_the_cloud_by_name(live: Live) -> None:
+    assert live.cloud is not None
+    live.cloud.seen.clear()
+    raw = live.client().chat.completions.with_raw_response.create(
+        model="cloud", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+    assert raw.parse().choices[0].message.content == CLOUD_TEXT
+    assert (raw.headers["x-mlx-stack-tier"], raw.headers["x-mlx-stack-model"]) == ("cloud", "stand-in/model")
+    assert [model for model, _ in live.cloud.seen] == ["stand-in/model"]
+    assert "cloud" in [m.id for m in live.client().models.list()]
+
+
 def test_every_local_tier_dead_the_cloud_answers(live: Live) -> None:
     for tier in ("standard", "fast", "longctx"):
-        os.kill(live.pid(tier), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(live.pid(tier), signal.SIGKILL)
     assert live.cloud is not None
     live.cloud.seen.clear()
     client = live.client()
-    reply = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model="fast", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
-    assert reply.choices[0].message.content == CLOUD_TEXT
+    assert raw.parse().choices[0].message.content == CLOUD_TEXT
+    assert (raw.headers["x-mlx-stack-tier"], raw.headers["x-mlx-stack-route"]) == ("cloud", "fallback")
     text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
         model="longctx", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, stream=True)
         if c.choices)

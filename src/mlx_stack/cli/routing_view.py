@@ -49,7 +49,7 @@ def render_routing(report: RoutingReport | None) -> None:
     auto = counts.get("auto") or {}
     table = Table(box=None, pad_edge=False)
     for col in ("tier", "context", "prompt limit", "requests", "auto", "fallbacks out", "fallbacks in",
-                "errors"):
+                "client errors", "server errors", "tokens"):
         table.add_column(col)
     known = {t["name"] for t in report.tiers}
     extra = [{"name": name, "context_window": None, "prompt_limit": None}  # e.g. the cloud group
@@ -63,8 +63,9 @@ def render_routing(report: RoutingReport | None) -> None:
         table.add_row(*(Text(x) for x in (
             t["name"], str(t["context_window"] or "?"), str(t["prompt_limit"] or "-"),
             n("requests"), str(auto.get(t["name"], 0)) if report.counts is not None else "-",
-            n("fallbacks_from"), n("fallbacks_to"), n("errors"),
+            n("fallbacks_out"), n("fallbacks_in"), n("client_errors"), n("server_errors"),
+            n("generated_tokens"),
         )))
     terminal.print(table)
     if report.counts is None:
-        terminal.print(Text("counts: the gateway is not running"))
+        terminal.print(Text("counts: the front door is not running"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlx_stack.core.litellm_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
 from mlx_stack.core.memory_plan import server_flags
-from mlx_stack.core.stack import GATEWAY, Stack, Tier
+from mlx_stack.core.stack import GATEWAY, LITELLM, Stack, Tier
 
 LOCALHOST = "127.0.0.1"
 
@@ -50,29 +50,40 @@ def tier_command(tier: Tier, bin_dir: Path) -> Command:
 
 
 def gateway_command(
-    stack: Stack, config_path: Path, bin_dir: Path, gateway_key: str, cloud_key: str | None = None
+    stack: Stack, routes_path: Path, python: Path, gateway_key: str
 ) -> Command:
-    """The LiteLLM proxy; its secrets travel in the environment, never in argv or files."""
+    """The front door (``python -m mlx_stack.gateway``) with the same interpreter as mlx-stack;
+    the key travels in the environment, never in argv or files."""
+    argv = [
+        str(python), "-m", "mlx_stack.gateway",
+        "--routes", str(routes_path),
+        "--host", stack.gateway.host,
+        "--port", str(stack.gateway.port),
+    ]
+    env = {MASTER_KEY_ENV: gateway_key, "PYTHONUNBUFFERED": "1"}
+    return Command(GATEWAY, tuple(argv), env, frozenset({MASTER_KEY_ENV}), stack.gateway.port)
+
+
+def litellm_command(
+    config_path: Path, bin_dir: Path, port: int | None, gateway_key: str, cloud_key: str
+) -> Command:
+    """LiteLLM for the cloud group only, on an internal 127.0.0.1 port (``port`` None: not
+    chosen yet, shown as PORT)."""
     argv = [
         str(bin_dir / "litellm"),
         "--config", str(config_path),
-        "--host", stack.gateway.host,
-        "--port", str(stack.gateway.port),
+        "--host", LOCALHOST,
+        "--port", str(port) if port else "PORT",
         "--num_workers", "1",
     ]
     env = {
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of the cost map at start
         "LITELLM_LOG": "ERROR",
         "DISABLE_ADMIN_UI": "True",
-        # The hooks inside the proxy (mlx_stack.gateway) find their files next to this one.
-        "MLX_STACK_GATEWAY_CONFIG": str(config_path),
         MASTER_KEY_ENV: gateway_key,
+        CLOUD_KEY_ENV: cloud_key,
     }
-    secret = {MASTER_KEY_ENV}
-    if cloud_key:
-        env[CLOUD_KEY_ENV] = cloud_key
-        secret.add(CLOUD_KEY_ENV)
-    return Command(GATEWAY, tuple(argv), env, frozenset(secret), stack.gateway.port)
+    return Command(LITELLM, tuple(argv), env, frozenset({MASTER_KEY_ENV, CLOUD_KEY_ENV}), port or 0)
 
 
 def render_dry_run(commands: Iterable[Command], mask: Callable[[str], str]) -> str:

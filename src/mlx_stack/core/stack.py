@@ -17,9 +17,10 @@ from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, par
 from mlx_stack.errors import NotFoundError, StateError
 
 SCHEMA = 1
-GATEWAY = "gateway"  # the service name of the LiteLLM proxy
-CLOUD = "cloud"  # the model group name of the optional OpenRouter fallback
-RESERVED_NAMES = frozenset({GATEWAY, CLOUD, "auto", "all"})
+GATEWAY = "gateway"  # the service name of the front door on the gateway port
+LITELLM = "litellm"  # the service name of LiteLLM (internal port; only with a cloud key)
+CLOUD = "cloud"  # the model name of the optional OpenRouter fallback
+RESERVED_NAMES = frozenset({GATEWAY, LITELLM, CLOUD, "auto", "all"})
 DEFAULT_CLOUD_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_CLOUD_MODEL = "openai/gpt-4o-mini"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -138,7 +139,7 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
     name = _get(raw, "name", str, source, where)
     if not _NAME.match(name) or name in RESERVED_NAMES:
         raise _err(source, f"{where}name", f"{name!r} is not a valid tier name "
-                   "(lowercase letters, digits, '-'; not gateway/cloud/auto/all)")
+                   "(lowercase letters, digits, '-'; not gateway/litellm/cloud/auto/all)")
     ctx = _get(raw, "context_window", int, source, where, required=False)
     if ctx is not None and ctx <= 0:
         raise _err(source, f"{where}context_window", "must be positive")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mlx_stack.core.server_cmd import render_dry_run
-from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
@@ -40,6 +40,7 @@ from mlx_stack.services.service_control import (
     launch,
     probe_service,
     running_record,
+    services_of,
     start_service,
     stop_service,
     wait_healthy,
@@ -110,7 +111,8 @@ def up(
     health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
     progress: Callable[[str], None] | None = None, force: bool = False,
 ) -> UpResult:
-    """Start the selected tiers (all by default) and the gateway, in parallel.
+    """Start the selected tiers (all by default), LiteLLM (only with a stored cloud key)
+    and the front door, in parallel.
 
     Returns once every started service answered a real one-token completion
     (or only its health route, with ``auto-health-check`` false). ``progress``
@@ -119,7 +121,8 @@ def up(
     """
     say = progress or (lambda _msg: None)
     stack = stack_store.load(p)
-    services = list(dict.fromkeys([*_select(stack, tiers), GATEWAY]))
+    gateways = [s for s in services_of(p, stack) if s in (LITELLM, GATEWAY)]
+    services = list(dict.fromkeys([*_select(stack, tiers), *gateways]))
     if dry_run:
         cmds = [command_for(p, stack, s, for_display=True) for s in services]
         return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
@@ -139,7 +142,7 @@ def up(
         serving_plan.check_start(p, stack, todo, force=force)
         records = {s: launch(p, stack, s) for s in todo}
         deadline = time.monotonic() + health_timeout
-        tiers_todo = [s for s in todo if s != GATEWAY]
+        tiers_todo = [s for s in todo if s not in (GATEWAY, LITELLM)]
         def ready(service: str, real: bool) -> None:
             seconds = wait_healthy(p, stack, service, records[service], deadline, real_completion=real)
             what = "answered a completion" if real else "is up"
@@ -148,8 +151,9 @@ def up(
         waits: list[Callable[[], object]] = [
             (lambda s=s: ready(s, real_completion)) for s in tiers_todo
         ]
-        if GATEWAY in todo:  # the proxy boots while the tiers load
-            waits.append(lambda: ready(GATEWAY, False))
+        for service in (LITELLM, GATEWAY):  # they boot while the tiers load
+            if service in todo:
+                waits.append(lambda s=service: ready(s, False))
         errors = [e for e in probes.in_parallel([_catching(w) for w in waits]) if e is not None]
         if not errors and GATEWAY in todo and real_completion:
             # Only now can a completion go through it to a tier.
@@ -210,7 +214,7 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     if not stack_store.exists(p):
         return StatusReport(configured=False, services=[])
     stack = stack_store.load(p)
-    services = stack.services
+    services = services_of(p, stack)
     extra = sorted(f.stem for f in p.run_dir.glob("*.pid")) if p.run_dir.exists() else []
     services += [s for s in extra if s not in services]  # removed from stack.yaml but running
     report = probes.in_parallel(

@@ -1,10 +1,10 @@
-"""The `auto` routing rules of a stack: rendered for the gateway, shown by `status`, changed by `config`.
+"""The `auto` routing rules of a stack: rendered for the front door, shown by `status`, changed by `config`.
 
 The rules live in stack.yaml's optional ``routing:`` section (:mod:`mlx_stack.core.routing`).
-:func:`apply_to_gateway_config` adds them to the rendered LiteLLM config and writes
-``generated/routing.json``, which the hook inside the running proxy re-reads within a
-second of a change (so changing a rule needs no restart). The hook writes its counts to
-``run/gateway-counts.json``; :func:`report` reads them back.
+:func:`write_routes_file` renders ``generated/front-door.json`` (tiers, windows, rules,
+the cloud's internal URL), which the running front door re-reads within half a second
+(so changing a rule needs no restart). Its counts live in its memory; :func:`report`
+reads them from its ``/metrics`` page.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlx_stack.core.litellm_routing import COUNTS_FILE, ROUTING_FILE, TierRoute, add_routing, routing_document
+from mlx_stack.core.front_door import ROUTES_FILE, Upstream, check_rules, render_routes
 from mlx_stack.core.routing import RoutingRules, default_rules, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD, GATEWAY, Stack, Tier
 from mlx_stack.errors import UsageError
@@ -23,11 +23,7 @@ from mlx_stack.system.fs import atomic_write, file_lock
 
 
 def routing_file(p: Paths) -> Path:
-    return p.generated_dir / ROUTING_FILE
-
-
-def counts_file(p: Paths) -> Path:
-    return p.run_dir / COUNTS_FILE
+    return p.generated_dir / ROUTES_FILE
 
 
 def context_window(tier: Tier) -> int | None:
@@ -49,27 +45,18 @@ def rules_for(stack: Stack) -> RoutingRules:
     return stack.routing if stack.routing is not None else default_rules(stack.tier_names)
 
 
-def tier_routes(stack: Stack, *, cloud: bool = False) -> list[TierRoute]:
-    routes = [TierRoute(t.name, t.model, context_window(t)) for t in stack.tiers]
-    if cloud:
-        routes.append(TierRoute(CLOUD, stack.cloud.model, None))
-    return routes
+def upstreams(stack: Stack) -> list[Upstream]:
+    return [Upstream(t.name, t.model, f"http://127.0.0.1:{t.port}", context_window(t), t.path)
+            for t in stack.tiers]
 
 
-def write_routing_file(p: Paths, stack: Stack, *, cloud: bool = False) -> Path:
-    """Write ``generated/routing.json`` (what the gateway hook reads) atomically."""
-    doc = routing_document(tier_routes(stack, cloud=cloud), rules_for(stack), counts_file=str(counts_file(p)))
+def write_routes_file(p: Paths, stack: Stack, *, cloud_port: int | None) -> Path:
+    """Write ``generated/front-door.json`` atomically; ``cloud_port``: LiteLLM's internal port."""
+    cloud = Upstream(CLOUD, stack.cloud.model, f"http://127.0.0.1:{cloud_port}") if cloud_port else None
+    doc = render_routes(upstreams(stack), list(stack.fallback_order), rules_for(stack), cloud)
     path = routing_file(p)
     atomic_write(path, json.dumps(doc, indent=1) + "\n")
     return path
-
-
-def apply_to_gateway_config(p: Paths, stack: Stack, config: dict[str, Any], *, cloud: bool) -> dict[str, Any]:
-    """The rendered LiteLLM config plus `auto`, the hook and context-window fallbacks;
-    writes the routing file the hook reads."""
-    write_routing_file(p, stack, cloud=cloud)
-    routes = tier_routes(stack, cloud=cloud)
-    return add_routing(config, routes, rules_for(stack), cloud=CLOUD if cloud else None)
 
 
 @dataclass
@@ -77,7 +64,7 @@ class RoutingReport:
     rules: RoutingRules
     custom: bool  # stack.yaml has a routing: section
     tiers: list[dict[str, Any]]  # name, model, context_window, prompt_limit
-    counts: dict[str, Any] | None  # the running gateway's counts, None when it is not running
+    counts: dict[str, Any] | None  # the running front door's counts, None when it is not running
 
     def as_dict(self) -> dict[str, Any]:
         return {"rules": self.rules.as_dict(), "custom": self.custom, "tiers": self.tiers,
@@ -85,19 +72,24 @@ class RoutingReport:
 
 
 def report(p: Paths, stack: Stack) -> RoutingReport:
-    """The rules, each tier's window, and the counts of the gateway running now."""
-    from mlx_stack.gateway.counters import read_counts
-    from mlx_stack.services.service_control import running_record
-
+    """The rules, each tier's window, and the counts of the front door running now."""
     rules = rules_for(stack)
-    tiers = [{"name": r.name, "model": r.model, "context_window": r.context_window,
-              "prompt_limit": prompt_limit(r.context_window, rules)} for r in tier_routes(stack)]
-    counts = read_counts(counts_file(p))
-    record = running_record(p, GATEWAY)
-    # Counts belong to the running gateway only if it wrote them after it started.
-    if counts is None or record is None or float(counts.get("started_at", 0)) < record.start_time - 1:
-        counts = None
-    return RoutingReport(rules, stack.routing is not None, tiers, counts)
+    tiers = [{"name": u.name, "model": u.model, "context_window": u.context_window,
+              "prompt_limit": prompt_limit(u.context_window, rules)} for u in upstreams(stack)]
+    return RoutingReport(rules, stack.routing is not None, tiers, gateway_counts(p, stack))
+
+
+def gateway_counts(p: Paths, stack: Stack, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The running front door's counts (from its ``/metrics``), or None."""
+    from mlx_stack.core.metrics_text import summary
+    from mlx_stack.services.service_control import base_url, running_record
+    from mlx_stack.system import probes, secrets
+
+    if running_record(p, GATEWAY) is None:
+        return None
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY)
+    text = probes.fetch_text(base_url(stack, GATEWAY), "/metrics", api_key=key, timeout=timeout)
+    return summary(text) if text is not None else None
 
 
 # `mlx-stack config set routing.KEY VALUE`: the keys, as users type them.
@@ -130,7 +122,8 @@ def _parse_value(field: str, raw: str) -> Any:
 
 def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
     """Change one rule in stack.yaml (``raw`` None: back to its default), under the lock;
-    a running gateway picks it up within a second."""
+    a running front door picks it up within half a second. Refuses values that would
+    route everything away from the local tiers."""
     from mlx_stack.errors import StateError
     from mlx_stack.services import stack_store
 
@@ -149,12 +142,14 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
         except StateError as exc:
             raise UsageError(f"invalid {key}: {exc.message.split(': ', 2)[-1]}",
                              hint="see `mlx-stack status` for the tiers and the current rules") from None
+        problem = check_rules(rules, {t.name: context_window(t) for t in stack.tiers})
+        if problem is not None:
+            raise UsageError(f"invalid {key}: {problem}; it would send every request away from "
+                             "the local tiers", hint="see `mlx-stack status` for each tier's window")
         stack = replace(stack, routing=rules)
         stack_store.save(p, stack)
         from mlx_stack.services.service_control import gateway_config_path, write_gateway_config
 
         if gateway_config_path(p).exists():
-            # The hook re-reads routing.json, and the gateway's reloader the LiteLLM
-            # config (windows, chains): a running gateway follows within a second.
-            write_gateway_config(p, stack)
+            write_gateway_config(p, stack)  # a running front door follows within half a second
     return rules

@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mlx_stack.core import litellm_config
-from mlx_stack.core.litellm_config import MASTER_KEY_ENV
-from mlx_stack.core.server_cmd import Command, gateway_command, tier_command
-from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
+from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.system import pidfile, ports, probes, processes, secrets
@@ -26,13 +25,15 @@ HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "cras
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
 DEGRADED_AFTER_S = 2.0  # a one-token completion slower than this is "degraded"
-GATEWAY_LIVENESS = "/health/liveliness"  # LiteLLM's unauthenticated liveness route (sic)
+GATEWAY_LIVENESS = "/health"  # the front door's liveness route (the only one without the key)
+LITELLM_LIVENESS = "/health/liveliness"  # LiteLLM's unauthenticated liveness route (sic)
+PROBE_HEADERS = {"x-mlx-stack-probe": "1"}  # the front door does not count probes as traffic
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
-    kind: str  # "tier" | "gateway"
+    kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
     state: str  # healthy | degraded | down | crashed | stopped
     port: int
     pid: int | None = None
@@ -56,60 +57,96 @@ def log_path(p: Paths, service: str) -> Path:
 
 
 def gateway_config_path(p: Paths) -> Path:
+    """The front door's routes file."""
+    from mlx_stack.core.front_door import ROUTES_FILE
+
+    return p.generated_dir / ROUTES_FILE
+
+
+def litellm_config_path(p: Paths) -> Path:
     return p.generated_dir / "litellm.yaml"
 
 
-def port_of(stack: Stack, service: str) -> int:
-    return stack.gateway.port if service == GATEWAY else stack.tier(service).port
+def cloud_key_stored(p: Paths) -> bool:
+    return secrets.read_secret(p, secrets.OPENROUTER_KEY) is not None
+
+
+def services_of(p: Paths, stack: Stack) -> list[str]:
+    """The services this stack runs: the tiers, LiteLLM when a cloud key is stored, the front door."""
+    return [*stack.tier_names, *([LITELLM] if cloud_key_stored(p) else []), GATEWAY]
+
+
+def port_of(stack: Stack, service: str, p: Paths | None = None) -> int:
+    if service == GATEWAY:
+        return stack.gateway.port
+    if service == LITELLM:
+        record = pidfile.read(p.run_dir, LITELLM) if p is not None else None
+        return record.port if record is not None else 0
+    return stack.tier(service).port
 
 
 def _probe_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def base_url(stack: Stack, service: str) -> str:
+def base_url(stack: Stack, service: str, p: Paths | None = None) -> str:
     if service == GATEWAY:
         return f"http://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
-    return f"http://127.0.0.1:{stack.tier(service).port}"
+    return f"http://127.0.0.1:{port_of(stack, service, p)}"
 
 
 def check_service(stack: Stack, service: str) -> None:
-    if service != GATEWAY:
+    if service not in (GATEWAY, LITELLM):
         stack.tier(service)  # NotFoundError naming the known tiers
 
 
-def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = False) -> Command:
+def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = False,
+                port: int | None = None) -> Command:
     """The command of one service. ``for_display`` never creates the gateway key."""
     bin_dir = Path(sys.executable).parent
-    if service != GATEWAY:
+    if service not in (GATEWAY, LITELLM):
         from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
 
         return tier_command(serving_plan.with_profiles(p, stack).tier(service), bin_dir)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
-    cloud_key = secrets.read_secret(p, secrets.OPENROUTER_KEY)
-    if key is None and for_display:
-        placeholder = "<generated at the first up>"
-        cmd = gateway_command(stack, gateway_config_path(p), bin_dir, placeholder, cloud_key)
-        return replace(cmd, secret_env=cmd.secret_env - {MASTER_KEY_ENV})
-    key = key or secrets.ensure_gateway_key(p)
-    return gateway_command(stack, gateway_config_path(p), bin_dir, key, cloud_key)
+    placeholder = key is None and for_display
+    if not placeholder:
+        key = key or secrets.ensure_gateway_key(p)
+    shown = key or "<generated at the first up>"
+    if service == LITELLM:
+        cmd = litellm_command(litellm_config_path(p), bin_dir, port, shown,
+                              secrets.read_secret(p, secrets.OPENROUTER_KEY) or "")
+    else:
+        cmd = gateway_command(stack, gateway_config_path(p), Path(sys.executable), shown)
+    if placeholder:
+        cmd = replace(cmd, secret_env=cmd.secret_env - {litellm_config.MASTER_KEY_ENV})
+    return cmd
 
 
 def write_gateway_config(p: Paths, stack: Stack) -> Path:
-    """Render the LiteLLM config from the stack and write it atomically (no secrets in it)."""
-    import yaml
-
-    cloud = secrets.read_secret(p, secrets.OPENROUTER_KEY) is not None
-    config = litellm_config.render(stack, cloud=cloud)
-    # `auto`, served-by headers, per-tier counts and context-window fallbacks (issue 8);
-    # also writes generated/routing.json for the hook inside the proxy.
+    """Write the front door's routes file atomically (no secrets in it): the tiers, the
+    `auto` rules and, when LiteLLM runs for the cloud, its internal URL. A running front
+    door re-reads it within half a second."""
     from mlx_stack.services import routing
 
-    config = routing.apply_to_gateway_config(p, stack, config, cloud=cloud)
-    path = gateway_config_path(p)
+    return routing.write_routes_file(p, stack, cloud_port=_litellm_port(p))
+
+
+def write_litellm_config(p: Paths, stack: Stack) -> Path:
+    import yaml
+
+    path = litellm_config_path(p)
     text = "# Rendered by mlx-stack from stack.yaml; do not edit (it is rewritten at `up`).\n"
-    atomic_write(path, text + yaml.safe_dump(config, sort_keys=False))
+    atomic_write(path, text + yaml.safe_dump(litellm_config.render(stack), sort_keys=False))
     return path
+
+
+def _litellm_port(p: Paths) -> int | None:
+    """LiteLLM's internal port while it runs (and a cloud key is stored), else None."""
+    if not cloud_key_stored(p):
+        return None
+    record = running_record(p, LITELLM)
+    return record.port if record is not None else None
 
 
 def running_record(p: Paths, service: str) -> pidfile.PidRecord | None:
@@ -120,6 +157,8 @@ def running_record(p: Paths, service: str) -> pidfile.PidRecord | None:
 
 def ensure_startable(stack: Stack, service: str) -> None:
     """Fail before anything starts: a missing model folder, or a port another program holds."""
+    if service == LITELLM:
+        return  # its port is chosen free at launch
     if service != GATEWAY:
         tier = stack.tier(service)
         if not Path(tier.path).is_dir():
@@ -131,7 +170,7 @@ def ensure_startable(stack: Stack, service: str) -> None:
 
 
 def ensure_port_free(stack: Stack, service: str) -> None:
-    port = port_of(stack, service)
+    port = port_of(stack, service, None)
     host = stack.gateway.host if service == GATEWAY else "127.0.0.1"
     if ports.is_free(port, host):
         return
@@ -148,9 +187,13 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
 
     settings = config.load(p)
     forget_stale(p, service)
+    port = None
     if service == GATEWAY:
         write_gateway_config(p, stack)
-    cmd = command_for(p, stack, service)
+    elif service == LITELLM:
+        write_litellm_config(p, stack)
+        port = ports.free_port()
+    cmd = command_for(p, stack, service, port=port)
     try:
         pid = processes.spawn(
             cmd.argv, log_file=log_path(p, service), env=cmd.env,
@@ -164,6 +207,8 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
         ) from None
     record = pidfile.record_for(service, pid, cmd.argv, cmd.port)
     pidfile.write(p.run_dir, record)
+    if service == LITELLM and gateway_config_path(p).exists():
+        write_gateway_config(p, stack)  # a running front door learns the cloud's new port
     return record
 
 
@@ -192,6 +237,8 @@ def _failed(p: Paths, service: str, why: str) -> ServiceError:
 
 def probe_model(p: Paths, stack: Stack, service: str) -> str | None:
     """The model name a completion probe asks for; for the gateway, the first running tier."""
+    if service == LITELLM:
+        return None  # never a completion: it would cost cloud money
     if service != GATEWAY:
         return service
     for name in stack.fallback_order or stack.tier_names:
@@ -206,9 +253,9 @@ def wait_healthy(
 ) -> float:
     """Wait until the service answers (a real completion by default); return seconds taken."""
     start = time.monotonic()
-    url = base_url(stack, service)
+    url = base_url(stack, service, p) if service != LITELLM else f"http://127.0.0.1:{record.port}"
     key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
-    route = GATEWAY_LIVENESS if service == GATEWAY else "/health"
+    route = {GATEWAY: GATEWAY_LIVENESS, LITELLM: LITELLM_LIVENESS}.get(service, "/health")
     alive = False
     while True:
         if not pidfile.is_ours(record):
@@ -222,7 +269,8 @@ def wait_healthy(
             if model is None:  # a gateway with no tier behind it: liveness is all we can see
                 return time.monotonic() - start
             left = max(1.0, deadline - time.monotonic())
-            if probes.completion(url, model, api_key=key, timeout=min(60.0, left)).ok:
+            if probes.completion(url, model, api_key=key, timeout=min(60.0, left),
+                                 headers=PROBE_HEADERS).ok:
                 return time.monotonic() - start
         if time.monotonic() >= deadline:
             raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
@@ -308,10 +356,11 @@ def probe_service(
     from mlx_stack.services import stack_store
 
     stack = stack or stack_store.load(p)
-    kind = "gateway" if service == GATEWAY else "tier"
+    kind = {GATEWAY: "gateway", LITELLM: "cloud-gateway"}.get(service, "tier")
     try:
-        model = "LiteLLM proxy" if service == GATEWAY else stack.tier(service).model
-        port = port_of(stack, service)
+        model = {GATEWAY: "front door", LITELLM: f"LiteLLM -> {stack.cloud.model}"}.get(service) \
+            or stack.tier(service).model
+        port = port_of(stack, service, p)
     except NotFoundError:
         model, port = None, 0
     record = pidfile.read(p.run_dir, service)
@@ -328,11 +377,13 @@ def probe_service(
         return _with(base, DOWN, None, "not in stack.yaml any more")
     target = probe_model(p, stack, service)
     if target is None:
-        live = probes.health(base_url(stack, service), timeout=timeout, route=GATEWAY_LIVENESS)
+        route = LITELLM_LIVENESS if service == LITELLM else GATEWAY_LIVENESS
+        live = probes.health(base_url(stack, service, p), timeout=timeout, route=route)
         state = HEALTHY if live.ok else DOWN
-        return _with(base, state, live.latency_s, "no tier running behind it")
+        return _with(base, state, live.latency_s, None if service == LITELLM else "no tier running behind it")
     key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
-    result = probes.completion(base_url(stack, service), target, api_key=key, timeout=timeout)
+    result = probes.completion(base_url(stack, service, p), target, api_key=key, timeout=timeout,
+                               headers=PROBE_HEADERS)
     if not result.ok:
         return _with(base, DOWN, None, result.error)
     state = HEALTHY if result.latency_s <= DEGRADED_AFTER_S else DEGRADED

@@ -7,9 +7,9 @@ Under the stack lock:
    completion. If one fails, what was just started is stopped, changed tiers
    get their old definition back, and stack.yaml is left as it was;
 3. stack.yaml is written (atomically);
-4. the gateway gets the regenerated LiteLLM config and reloads it in place
-   (``mlx_stack.gateway.reload``), checked through the gateway itself; when it
-   did not take the change (or its port changed) it is restarted;
+4. the front door gets the regenerated routes file and re-reads it in place
+   (``mlx_stack.gateway.routes_file``), checked through the front door itself; when
+   it did not take the change (or its port changed) it is restarted;
 5. removed tiers stop, once the gateway no longer routes to them.
 
 Unchanged tiers are never signalled: they keep their pids and keep serving.
@@ -29,6 +29,7 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
+    PROBE_HEADERS,
     base_url,
     running_record,
     start_service,
@@ -152,7 +153,7 @@ def _reloaded(p: Paths, new: Stack, d: StackDiff, timeout: float = RELOAD_TIMEOU
     wanted, gone = set(new.tier_names), set(d.removed)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        probes.completion(url, target, api_key=key, timeout=30.0)
+        probes.completion(url, target, api_key=key, timeout=30.0, headers=PROBE_HEADERS)
         listed = served_models(url, api_key=key)
         if listed is not None and wanted <= set(listed) and not gone & set(listed):
             return True

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlx_stack.core.stack import GATEWAY, Stack
+from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.core.watchdog import (
     Action,
     ActionKind,
@@ -85,8 +85,8 @@ def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opt
     alive = pid_rec is not None and pidfile.is_ours(pid_rec)
     if not alive or pid_rec is None or not probe_due(rec, now, opts.policy):
         return Observation(wanted, alive, None, start_error)
-    url = sc.base_url(stack, name)
-    is_tier = name != GATEWAY
+    url = sc.base_url(stack, name, p)
+    is_tier = name not in (GATEWAY, LITELLM)
     counted = is_tier and rec.state is not State.STARTING
     before = server_stats.vllm_counters(url, timeout=1.0) if counted else None
     cpu0 = server_stats.cpu_seconds(pid_rec.pid)
@@ -94,7 +94,8 @@ def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opt
     if is_tier:
         result = probes.completion(url, name, timeout=opts.probe_timeout_s)
     else:
-        result = probes.health(url, timeout=opts.probe_timeout_s, route=sc.GATEWAY_LIVENESS)
+        route = sc.LITELLM_LIVENESS if name == LITELLM else sc.GATEWAY_LIVENESS
+        result = probes.health(url, timeout=opts.probe_timeout_s, route=route)
     probe_s = time.monotonic() - t0
     if result.ok:
         return Observation(wanted, True, True, probe_s=probe_s)
@@ -109,9 +110,10 @@ def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opt
 def observe(p: Paths, stack: Stack, records: dict[str, Record], now: float, opts: Options,
             start_errors: dict[str, str]) -> dict[str, Observation]:
     """Look at every service of the stack, probing those that are due, in parallel."""
+    from mlx_stack.services.service_control import services_of
     from mlx_stack.system import probes
 
-    names = stack.services
+    names = services_of(p, stack)
     calls = [(lambda n=n: _safe_observe(p, stack, n, records.get(n, Record(since=now)), now, opts,
                                         start_errors.get(n))) for n in names]
     return dict(zip(names, probes.in_parallel(calls), strict=True))

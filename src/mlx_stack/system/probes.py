@@ -61,10 +61,11 @@ def health(base_url: str, timeout: float = 2.0, route: str = "/health") -> Probe
 
 
 def completion(
-    base_url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0
+    base_url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> ProbeResult:
     """POST a one-token chat completion to ``{base_url}/v1/chat/completions``."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
     body = {"model": model, "messages": [{"role": "user", "content": "ping"}],
             "max_tokens": 1, "stream": False}
     start = time.monotonic()
@@ -82,6 +83,16 @@ def completion(
     if not choices:
         return ProbeResult(False, latency, "no choices in the answer", status)
     return ProbeResult(True, latency, None, status)
+
+
+def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout: float = 2.0) -> str | None:
+    """GET ``{base_url}{route}``; the body as text when 200, else None."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        status, data = _request(base_url, "GET", route, timeout, headers=headers)
+    except (OSError, http.client.HTTPException):
+        return None
+    return data.decode(errors="replace") if status == 200 else None
 
 
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:

@@ -1,0 +1,197 @@
+"""What the front door routes, and in which order it tries the tiers (pure, no I/O).
+
+The front door (:mod:`mlx_stack.gateway`) reads one JSON document, rendered here from the
+stack: each tier's name, real model, URL, context window and tokenizer folder; the
+fallback order; the ``auto`` rules; and the cloud (LiteLLM on an internal port) when a
+cloud key is stored. It re-reads the file when it changes, so `setup --add/--remove` and
+`config set routing.*` reach a running front door without a restart.
+
+:func:`plan` turns one request into the ordered list of upstreams to try:
+
+- ``auto`` picks a tier with :func:`mlx_stack.core.routing.decide`;
+- a tier name goes to that tier, then to the others in the fallback order;
+- a prompt too long for a tier's window skips that tier (the long tier goes first);
+- the cloud, when configured, comes last, and alone when the request names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
+from mlx_stack.core.stack import CLOUD
+
+ROUTES_SCHEMA = 1
+ROUTES_FILE = "front-door.json"  # in generated/
+# An estimate within this factor of a tier's limit is counted with the tier's tokenizer.
+BORDERLINE_FACTOR = 1.5
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str  # the tier name (served-model-name) or "cloud"
+    model: str  # the real model id, named in x-mlx-stack-model
+    url: str  # http://127.0.0.1:PORT (no /v1)
+    context_window: int | None = None
+    tokenizer: str | None = None  # the tier's model folder (tokenizer.json inside)
+
+
+@dataclass(frozen=True)
+class Routes:
+    tiers: dict[str, Upstream]
+    fallback_order: tuple[str, ...]
+    rules: RoutingRules
+    cloud: Upstream | None = None
+
+    @property
+    def model_ids(self) -> list[str]:
+        """What ``/v1/models`` lists: the tiers, ``auto``, the cloud when configured."""
+        return [*self.tiers, AUTO, *([CLOUD] if self.cloud else [])]
+
+    @property
+    def windows(self) -> dict[str, int | None]:
+        return {n: t.context_window for n, t in self.tiers.items()}
+
+
+@dataclass(frozen=True)
+class Plan:
+    requested: str
+    routed: str  # the first choice (what `auto` or the name chose)
+    reason: str  # direct | auto-default | auto-tools | auto-long-prompt
+    chain: tuple[str, ...]  # upstream names to try, in order ("cloud" last if present)
+    tokens: int  # the prompt size used to decide
+
+
+class UnknownModel(Exception):
+    """The request names a model this stack does not serve (a client error: 404)."""
+
+
+def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: RoutingRules,
+                  cloud: Upstream | None) -> dict[str, Any]:
+    """The routes document (JSON-ready, no secrets)."""
+    def entry(u: Upstream) -> dict[str, Any]:
+        return {"name": u.name, "model": u.model, "url": u.url, "context_window": u.context_window,
+                "tokenizer": u.tokenizer}
+
+    return {"schema": ROUTES_SCHEMA, "tiers": [entry(t) for t in tiers],
+            "fallback_order": list(fallback_order), "rules": rules.as_dict(),
+            "cloud": entry(cloud) if cloud else None}
+
+
+def _upstream(raw: Any, source: str) -> Upstream:
+    if not (isinstance(raw, dict) and isinstance(raw.get("name"), str) and isinstance(raw.get("url"), str)):
+        raise ValueError(f"{source}: malformed upstream entry {raw!r}")
+    window = raw.get("context_window")
+    tok = raw.get("tokenizer")
+    return Upstream(raw["name"], str(raw.get("model") or raw["name"]), raw["url"].rstrip("/"),
+                    window if isinstance(window, int) and window > 0 else None,
+                    tok if isinstance(tok, str) else None)
+
+
+def parse_routes(doc: Any, source: str = ROUTES_FILE) -> Routes:
+    """The inverse of :func:`render_routes`; ValueError naming ``source`` when malformed."""
+    if not (isinstance(doc, dict) and doc.get("schema") == ROUTES_SCHEMA
+            and isinstance(doc.get("tiers"), list) and doc["tiers"]):
+        raise ValueError(f"{source}: not an mlx-stack routes document (schema {ROUTES_SCHEMA})")
+    tiers = {u.name: u for u in (_upstream(t, source) for t in doc["tiers"])}
+    order = [n for n in doc.get("fallback_order") or [] if n in tiers] or list(tiers)
+    try:
+        rules = parse_routing(doc.get("rules"), list(tiers), source)
+    except Exception as exc:  # StateError: say it as a ValueError, one family for the reader
+        raise ValueError(str(exc)) from None
+    cloud = _upstream(doc["cloud"], source) if doc.get("cloud") else None
+    return Routes(tiers, tuple(order), rules, cloud)
+
+
+def is_near_a_limit(tokens: int, routes: Routes) -> bool:
+    """True when the estimate is too close to some tier's prompt limit to trust."""
+    for name in routes.tiers:
+        limit = prompt_limit(routes.windows.get(name), routes.rules)
+        if limit is not None and limit / BORDERLINE_FACTOR <= tokens <= limit * BORDERLINE_FACTOR:
+            return True
+    return False
+
+
+def plan(body: Mapping[str, Any], routes: Routes, *, tokens: int | None = None) -> Plan:
+    """The upstreams to try for one parsed request body, in order.
+
+    ``tokens`` is a real count of the prompt when the caller has one (near a limit);
+    otherwise the fast estimate decides. Raises :class:`UnknownModel`.
+    """
+    requested = body.get("model")
+    if not isinstance(requested, str) or not requested:
+        raise UnknownModel("the request names no model")
+    rules = routes.rules
+    counted = tokens if tokens is not None else estimate_tokens(body, rules.chars_per_token)
+    cloud = routes.cloud
+    if cloud is not None and requested in (CLOUD, cloud.model) and requested not in routes.tiers:
+        return Plan(requested, CLOUD, "direct", (CLOUD,), counted)
+    if requested == AUTO:
+        decision = decide(body, rules, routes.windows, tokens=counted)
+        routed, reason = decision.tier, f"auto-{decision.reason}"
+    elif requested in routes.tiers:
+        routed, reason = requested, "direct"
+    else:
+        raise UnknownModel(f"model {requested!r} is not served here; models: "
+                           + ", ".join(routes.model_ids))
+    chain = [routed, *(n for n in routes.fallback_order if n != routed)]
+    fits = [n for n in chain if _fits(counted, routes.windows.get(n), rules)]
+    if fits and fits[0] != routed and rules.long_tier in fits:
+        # Too long for the chosen tier: the long tier is the context-window fallback.
+        fits.remove(rules.long_tier)
+        fits.insert(0, rules.long_tier)
+    if routes.cloud is not None:
+        fits.append(CLOUD)
+    return Plan(requested, routed, reason, tuple(fits), counted)
+
+
+def _fits(tokens: int, window: int | None, rules: RoutingRules) -> bool:
+    limit = prompt_limit(window, rules)
+    return limit is None or tokens <= limit
+
+
+def check_rules(rules: RoutingRules, windows: Mapping[str, int | None]) -> str | None:
+    """Why these rules would route everything away from the local tiers, or None.
+
+    The output reserve must leave room for a prompt in the smallest known window, and
+    ``long_prompt_tokens`` must be below the long tier's own limit.
+    """
+    known = {n: w for n, w in windows.items() if w is not None}
+    if known:
+        name, smallest = min(known.items(), key=lambda kv: kv[1])
+        if rules.output_reserve_tokens >= smallest // 2:
+            return (f"output-reserve-tokens {rules.output_reserve_tokens} leaves too little room for a "
+                    f"prompt in tier {name}'s {smallest}-token window (must be below {smallest // 2})")
+    if rules.long_prompt_tokens is not None and rules.long_tier is not None:
+        limit = prompt_limit(windows.get(rules.long_tier), rules)
+        if limit is not None and rules.long_prompt_tokens >= limit:
+            return (f"long-prompt-tokens {rules.long_prompt_tokens} is not below the long tier "
+                    f"{rules.long_tier}'s prompt limit ({limit})")
+    return None
+
+
+# What each endpoint cannot do without (the tiers answer some of these shapes with a
+# 500, which would look like a server failure and send the request down the chain).
+_REQUIRED = {
+    "/v1/chat/completions": "messages",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "messages",
+    "/v1/completions": "prompt",
+    "/v1/embeddings": "input",
+    "/v1/responses": "input",
+}
+
+
+def shape_problem(path: str, body: Mapping[str, Any]) -> str | None:
+    """Why this request can never succeed (answered 400 by the front door), or None."""
+    key = _REQUIRED.get(path)
+    if key is None:
+        return None
+    value = body.get(key)
+    if value is None or value == "" or value == []:
+        return f"`{key}` is missing or empty"
+    if key == "messages" and not (isinstance(value, list) and all(isinstance(m, dict) for m in value)):
+        return "`messages` must be a list of message objects"
+    return None

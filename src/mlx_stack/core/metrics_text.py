@@ -1,0 +1,108 @@
+"""The front door's counts as Prometheus text, and back (pure, no I/O).
+
+The front door keeps its counts in memory and serves them at ``/metrics`` (with the
+stack key); `status` fetches that page and reads it with :func:`summary`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PREFIX = "mlx_stack_gateway_"
+# Per-tier counters: (metric name, help).
+COUNTERS = (
+    ("requests", "requests this tier answered (any status)"),
+    ("fallbacks_out", "requests handed on to the next upstream after this one failed before the first byte"),
+    ("fallbacks_in", "requests this upstream took over from another"),
+    ("client_errors", "4xx answers passed back to the client"),
+    ("server_errors", "server-side failures (refused, reset, 5xx, frozen, cut mid-stream)"),
+    ("stream_errors", "streams cut after the first byte"),
+    ("continuations", "streams cut on another tier and finished on this one"),
+    ("generated_tokens", "completion tokens (streams: one per content event)"),
+)
+HISTOGRAMS = (
+    ("ttft_seconds", "time to the first byte of the answer"),
+    ("duration_seconds", "time to the end of the answer"),
+)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, math.inf)
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == math.inf else repr(bound)
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(tiers: Mapping[str, Mapping[str, Any]], auto: Mapping[tuple[str, str], int],
+           started_at: float) -> str:
+    """Prometheus text for per-tier ``counters`` (name -> int), ``hist`` (name -> (bucket counts,
+    sum, count)) and ``auto`` decisions (tier, reason) -> count."""
+    out: list[str] = []
+    for name, text in COUNTERS:
+        out += [f"# HELP {PREFIX}{name}_total {text}", f"# TYPE {PREFIX}{name}_total counter"]
+        for tier, m in tiers.items():
+            out.append(f'{PREFIX}{name}_total{{tier="{_esc(tier)}"}} {m["counters"].get(name, 0)}')
+    for name, text in HISTOGRAMS:
+        out += [f"# HELP {PREFIX}{name} {text}", f"# TYPE {PREFIX}{name} histogram"]
+        for tier, m in tiers.items():
+            counts, total, n = m["hist"][name]
+            cumulative = 0
+            for bound, c in zip(BUCKETS, counts, strict=True):
+                cumulative += c
+                out.append(f'{PREFIX}{name}_bucket{{tier="{_esc(tier)}",le="{_le(bound)}"}} {cumulative}')
+            out.append(f'{PREFIX}{name}_sum{{tier="{_esc(tier)}"}} {total:.6f}')
+            out.append(f'{PREFIX}{name}_count{{tier="{_esc(tier)}"}} {n}')
+    out += [f"# HELP {PREFIX}auto_total requests for `auto`, by chosen tier and reason",
+            f"# TYPE {PREFIX}auto_total counter"]
+    for (tier, reason), n in sorted(auto.items()):
+        out.append(f'{PREFIX}auto_total{{tier="{_esc(tier)}",reason="{_esc(reason)}"}} {n}')
+    out += [f"# TYPE {PREFIX}start_time_seconds gauge", f"{PREFIX}start_time_seconds {started_at:.3f}"]
+    return "\n".join(out) + "\n"
+
+
+def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """(metric, labels, value) for every sample line; malformed lines are skipped."""
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: dict[str, str] = {}
+        for part in _split_labels(rest.rstrip("}")):
+            key, _, raw = part.partition("=")
+            labels[key.strip()] = raw.strip().strip('"')
+        try:
+            samples.append((name, labels, float(value)))
+        except ValueError:
+            continue
+    return samples
+
+
+def _split_labels(text: str) -> Iterable[str]:
+    return [p for p in text.split('",') if p] if text else []
+
+
+def summary(text: str) -> dict[str, Any]:
+    """What `status` shows: per-tier counters and TTFT p50 estimates, `auto` decisions."""
+    tiers: dict[str, dict[str, Any]] = {}
+    auto: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    started = None
+    for name, labels, value in parse(text):
+        short = name.removeprefix(PREFIX)
+        tier = labels.get("tier")
+        if short == "start_time_seconds":
+            started = value
+        elif short == "auto_total" and tier:
+            auto[tier] = auto.get(tier, 0) + int(value)
+            reason = labels.get("reason", "?")
+            reasons[reason] = reasons.get(reason, 0) + int(value)
+        elif short.endswith("_total") and tier:
+            tiers.setdefault(tier, {})[short.removesuffix("_total")] = int(value)
+    return {"started_at": started, "tiers": dict(sorted(tiers.items())), "auto": dict(sorted(auto.items())),
+            "auto_reasons": dict(sorted(reasons.items()))}

@@ -1,0 +1,53 @@
+"""``python -m mlx_stack.gateway --routes FILE --host H --port P`` (the key in $MLX_STACK_GATEWAY_KEY)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+KEY_ENV = "MLX_STACK_GATEWAY_KEY"
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlx_stack.gateway", description=__doc__)
+    parser.add_argument("--routes", required=True, type=Path, help="the routes file rendered by mlx-stack")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    key = os.environ.get(KEY_ENV, "")
+    if len(key) < 16:
+        sys.stderr.write(f"front door: ${KEY_ENV} must hold the stack key (16+ characters)\n")
+        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s front-door: %(message)s")
+    from mlx_stack.gateway.app import FrontDoor
+    from mlx_stack.gateway.routes_file import RoutesFile
+
+    try:
+        routes = RoutesFile(args.routes, key)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"front door: cannot read the routes file: {exc}\n")
+        return 3
+    import uvicorn
+
+    uvicorn.run(
+        FrontDoor(routes, key), host=args.host, port=args.port,
+        loop="uvloop" if _have("uvloop") else "asyncio",
+        http="httptools" if _have("httptools") else "h11",
+        lifespan="on", access_log=False, log_level="warning",
+        server_header=False, date_header=False, timeout_keep_alive=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""The front door: a plain ASGI callable on the gateway port.
+
+Per request: check the stack key; read the body as bytes and parse only what routing
+needs; :func:`mlx_stack.core.front_door.plan` gives the upstreams to try; the first one
+that answers before failing server-side gets to answer. Bodies go upstream as the
+client sent them (re-encoded only when the model name must change) and come back as
+bytes. See :mod:`mlx_stack.gateway.relay` for the per-attempt rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from mlx_stack.core.front_door import Plan, UnknownModel, is_near_a_limit, plan, shape_problem
+from mlx_stack.core.routing import has_tools
+from mlx_stack.core.stack import CLOUD
+from mlx_stack.gateway import replies
+from mlx_stack.gateway.continuation import ChatStream, continue_on
+from mlx_stack.gateway.metrics import Metrics
+from mlx_stack.gateway.relay import Answer, Failure, attempt, error_event, relay_stream
+from mlx_stack.gateway.routes_file import RoutesFile
+from mlx_stack.gateway.upstream import Pool
+
+log = logging.getLogger("mlx_stack.front_door")
+
+PROXIED = frozenset({
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+    "/v1/messages", "/v1/messages/count_tokens",
+})
+LIVENESS = "/health"
+PROBE_HEADER = b"x-mlx-stack-probe"  # status/up/watchdog probes: not counted as traffic
+MAX_BODY = 64 * 1024 * 1024
+# Until the first byte: a tier that has not answered after this long (plus a share per
+# prompt byte) must still answer its health check, or the next tier gets the request.
+FIRST_BYTE_S = 2.0
+PER_BODY_BYTE_S = 1e-4  # 100 KB of prompt: +10 s
+AUTH_LOG_EVERY_S = 10.0
+
+
+class FrontDoor:
+    def __init__(self, routes: RoutesFile, key: str, metrics: Metrics | None = None) -> None:
+        self.routes = routes
+        self._key = key.encode()
+        self.metrics = metrics or Metrics()
+        self._refused = 0
+        self._refused_logged = 0.0
+
+    # --- ASGI entry -------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.routes.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.routes.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        anthropic = path.startswith("/v1/messages")
+        if path == LIVENESS and method in ("GET", "HEAD"):
+            await replies.send_json(send, 200, {"status": "ok"})
+            return
+        headers = scope["headers"]
+        if not self._authorized(headers):
+            self._log_refused(path, scope.get("client"))
+            await replies.error(send, 401, "invalid or missing API key: send the stack key as "
+                                "`Authorization: Bearer KEY` or `x-api-key: KEY`",
+                                anthropic=anthropic, code="invalid_api_key")
+            return
+        if path in PROXIED:
+            if method != "POST":
+                await replies.error(send, 405, f"{path} takes POST", anthropic=anthropic)
+                return
+            await self._proxy(path, headers, receive, send, anthropic)
+        elif path == "/v1/models" and method == "GET":
+            ids = self.routes.current.model_ids
+            await replies.send_json(send, 200, {"object": "list", "data": [
+                {"id": i, "object": "model", "created": 0, "owned_by": "mlx-stack"} for i in ids]})
+        elif path == "/metrics" and method == "GET":
+            await replies.send_bytes(send, 200, self.metrics.text().encode(),
+                                     b"text/plain; version=0.0.4; charset=utf-8")
+        else:
+            await replies.error(send, 404, f"no route {method} {path}", anthropic=anthropic)
+
+    # --- auth ---------------------------------------------------------------------------
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key):
+                    return True
+            elif name == b"x-api-key" and hmac.compare_digest(value.strip(), self._key):
+                return True
+        return False
+
+    def _log_refused(self, path: str, client: Any) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= AUTH_LOG_EVERY_S:
+            who = client[0] if client else "?"
+            log.warning("refused %d request(s) without a valid key (last: %s from %s)",
+                        self._refused, path[:64], who)
+            self._refused = 0
+            self._refused_logged = now
+
+    # --- the data path ------------------------------------------------------------------
+
+    async def _proxy(self, path: str, headers: list[tuple[bytes, bytes]], receive: Any, send: Any,
+                     anthropic: bool) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            await replies.error(send, 413, f"request body over {MAX_BODY // (1024 * 1024)} MB",
+                                anthropic=anthropic)
+            return
+        try:
+            data = json.loads(body)
+        except ValueError:
+            await replies.error(send, 400, "the request body is not valid JSON", anthropic=anthropic)
+            return
+        if not isinstance(data, dict):
+            await replies.error(send, 400, "the request body must be a JSON object", anthropic=anthropic)
+            return
+        problem = shape_problem(path, data)
+        if problem is not None:
+            await replies.error(send, 400, problem, anthropic=anthropic)
+            return
+        routes = self.routes.current
+        try:
+            p = plan(data, routes)
+            if is_near_a_limit(p.tokens, routes):
+                counted = await self.routes.count_tokens(p.routed, data)
+                if counted is not None:
+                    p = plan(data, routes, tokens=counted)
+        except UnknownModel as exc:
+            await replies.error(send, 404 if data.get("model") else 400, str(exc), anthropic=anthropic,
+                                code="model_not_found" if data.get("model") else "missing_model")
+            return
+        probe = any(name == PROBE_HEADER for name, _ in headers)
+        metrics = None if probe else self.metrics
+        if metrics is not None and p.reason.startswith("auto-"):
+            metrics.routed_auto(p.routed, p.reason.removeprefix("auto-"))
+        if not p.chain:
+            await replies.error(send, 400, "the prompt is longer than every tier's context window",
+                                anthropic=anthropic, code="context_length_exceeded")
+            return
+        await self._try_chain(path, body, data, p, send, receive, anthropic, metrics)
+
+    async def _try_chain(self, path: str, body: bytes, data: dict[str, Any], p: Plan, send: Any,
+                         receive: Any, anthropic: bool, metrics: Metrics | None) -> None:
+        pools = self.routes.pools
+        usable = [n for n in p.chain if n in pools and not pools[n].cooling]
+        if not usable:  # everything is cooling down: try them anyway rather than refuse
+            usable = [n for n in p.chain if n in pools]
+        deadline = FIRST_BYTE_S + len(body) * PER_BODY_BYTE_S
+        failures: list[str] = []
+        attempted: set[str] = set()
+        start = time.monotonic()
+        for name in usable:
+            pool = pools[name]
+            sent_model = CLOUD if name == CLOUD else name
+            out = body if data.get("model") == sent_model else _with_model(data, sent_model)
+            result = await attempt(pool, path, out, deadline)
+            if isinstance(result, Failure):
+                failures.append(f"{name}: {result.why}")
+                attempted.add(name)
+                pool.failed(result.why)
+                if metrics is not None:
+                    metrics.bump(name, "server_errors")
+                    metrics.bump(name, "fallbacks_out")
+                continue
+            if metrics is not None:
+                metrics.bump(name, "requests")
+                if name != p.routed:  # failed over, skipped (cooling down) or too long for it
+                    metrics.bump(name, "fallbacks_in")
+                    if p.routed not in attempted:
+                        metrics.bump(p.routed, "fallbacks_out")
+                if 400 <= result.status < 500:
+                    metrics.bump(name, "client_errors")
+                metrics.observe(name, "ttft_seconds", time.monotonic() - start)
+            route = "fallback" if name != p.routed else p.reason
+            extra = [(b"x-mlx-stack-tier", name.encode()),
+                     (b"x-mlx-stack-model", pool.upstream.model.encode()),
+                     (b"x-mlx-stack-requested", p.requested.encode()),
+                     (b"x-mlx-stack-route", route.encode())]
+            await self._answer(result, extra, send, receive, path, pool, start, metrics,
+                               data=data, rest=[pools[n] for n in usable[usable.index(name) + 1:]
+                                                if n != CLOUD and not pools[n].cooling], deadline=deadline)
+            return
+        await replies.error(send, 503, "no upstream could answer: " + "; ".join(failures or ["none"]),
+                            anthropic=anthropic, code="upstreams_unavailable", kind="server")
+
+    async def _answer(self, result: Answer, extra: list[tuple[bytes, bytes]], send: Any, receive: Any,
+                      path: str, pool: Pool, start: float, metrics: Metrics | None, *,
+                      data: dict[str, Any], rest: list[Pool], deadline: float) -> None:
+        name = pool.name
+        head = replies.pass_headers(result.headers, extra, None if result.stream else len(result.first))
+        await send({"type": "http.response.start", "status": result.status, "headers": head})
+        if not result.stream:
+            await send({"type": "http.response.body", "body": result.first})
+            if metrics is not None:
+                metrics.bump(name, "generated_tokens", _usage_tokens(result.first))
+                metrics.observe(name, "duration_seconds", time.monotonic() - start)
+            return
+        chat = ChatStream() if path == "/v1/chat/completions" and not has_tools(data) else None
+        tokens, cut = await relay_stream(pool, result, send, receive, path, chat)
+        if metrics is not None:
+            metrics.bump(name, "generated_tokens", tokens)
+            if cut:
+                metrics.bump(name, "stream_errors")
+                metrics.bump(name, "server_errors")
+        if not cut:
+            if metrics is not None:
+                metrics.observe(name, "duration_seconds", time.monotonic() - start)
+            return
+        pool.failed(cut)
+        went_on = None
+        if chat is not None and chat.continuable:
+            chat.parse()
+        if chat is not None and chat.continuable and chat.partial:
+            went_on = await continue_on(rest, data, chat, tokens, send, deadline)
+        if went_on is not None and metrics is not None:
+            metrics.bump(went_on[0], "continuations")
+            metrics.bump(went_on[0], "fallbacks_in")
+        if went_on is None or went_on[1]:
+            why = f"the tier stopped mid-answer ({cut}); the answer is incomplete"
+            await send({"type": "http.response.body", "body": error_event(path, why), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    parts = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_BODY:
+                return None
+            parts.append(chunk)
+        if not message.get("more_body"):
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _with_model(data: dict[str, Any], model: str) -> bytes:
+    return json.dumps({**data, "model": model}, separators=(",", ":")).encode()
+
+
+def _usage_tokens(body: bytes) -> int:
+    """Completion tokens named in a JSON answer's usage (OpenAI or Anthropic), else 0."""
+    i = body.rfind(b'"usage"')
+    if i < 0:
+        return 0
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        usage = json.loads(body).get("usage") or {}
+        return int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+    return 0
+

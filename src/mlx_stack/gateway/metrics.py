@@ -1,0 +1,55 @@
+"""The front door's counts, in memory: per upstream, plus `auto` decisions.
+
+Only integers and floats are bumped on the event loop; ``/metrics`` renders them on
+demand (:mod:`mlx_stack.core.metrics_text`). Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from typing import Any
+
+from mlx_stack.core.metrics_text import BUCKETS, COUNTERS, HISTOGRAMS, render
+
+
+class _Tier:
+    __slots__ = ("counters", "hist")
+
+    def __init__(self) -> None:
+        self.counters: Counter[str] = Counter()
+        self.hist: dict[str, list[Any]] = {name: [[0] * len(BUCKETS), 0.0, 0] for name, _ in HISTOGRAMS}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.tiers: dict[str, _Tier] = {}
+        self.auto: Counter[tuple[str, str]] = Counter()
+
+    def _tier(self, name: str) -> _Tier:
+        t = self.tiers.get(name)
+        if t is None:
+            t = self.tiers[name] = _Tier()
+        return t
+
+    def bump(self, tier: str, counter: str, n: int = 1) -> None:
+        self._tier(tier).counters[counter] += n
+
+    def observe(self, tier: str, hist: str, seconds: float) -> None:
+        h = self._tier(tier).hist[hist]
+        h[0][bisect.bisect_left(BUCKETS, seconds)] += 1
+        h[1] += seconds
+        h[2] += 1
+
+    def routed_auto(self, tier: str, reason: str) -> None:
+        self.auto[(tier, reason)] += 1
+
+    def text(self) -> str:
+        tiers = {name: {"counters": t.counters, "hist": {k: (v[0], v[1], v[2]) for k, v in t.hist.items()}}
+                 for name, t in sorted(self.tiers.items())}
+        return render(tiers, self.auto, self.started_at)
+
+
+KNOWN = frozenset(name for name, _ in COUNTERS)

@@ -1,0 +1,181 @@
+"""One attempt on one upstream, and the relay of a stream to the client.
+
+An attempt fails (and the next upstream gets the request) only server-side and only
+before the first byte: refused or reset connection, a 5xx, or no first byte within
+the deadline *and* no answer on the upstream's health route (a busy tier that still
+answers its health check is waited for; a frozen one is left). A 4xx is an answer:
+it goes back to the client untouched.
+
+After the first byte has gone to the client nothing can be retried: a stream cut by
+its tier ends with a well-formed error event (OpenAI ``data: {"error": ...}``,
+Anthropic and Responses ``event: error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mlx_stack.gateway.h1 import Response
+from mlx_stack.gateway.upstream import STREAM_STALL_S, Pool
+
+T = TypeVar("T")
+RECHECK_S = 5.0  # while a busy tier still answers its health check, look again this often
+
+
+@dataclass
+class Failure:
+    why: str
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    first: bytes  # the whole body (not a stream), or the first chunk of a stream
+    stream: bool
+    conn: Response | None = None  # a stream's connection, to read the rest from
+
+
+class Frozen(Exception):
+    pass
+
+
+# The longest any single wait may last (a long non-streaming generation included), as
+# LiteLLM allowed before; a frozen tier is found much sooner through its health route.
+READ_LIMIT_S = 600.0
+
+
+async def _alive_wait(pool: Pool, aw: Awaitable[T], first_wait: float) -> T:
+    """``aw``'s result; after ``first_wait`` s (then every RECHECK_S) the upstream must
+    still answer its health route, else :class:`Frozen`."""
+    task = asyncio.ensure_future(aw)
+    wait = first_wait
+    give_up = time.monotonic() + READ_LIMIT_S
+    try:
+        while True:
+            done, _ = await asyncio.wait((task,), timeout=wait)
+            if done:
+                return task.result()
+            if time.monotonic() > give_up or not await pool.alive():
+                raise Frozen
+            wait = RECHECK_S
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+async def attempt(pool: Pool, path: str, body: bytes, deadline: float) -> Answer | Failure:
+    """Send ``body`` to ``pool`` and wait for the first byte of the answer."""
+    conn: Response | None = None
+    try:
+        conn = await _alive_wait(pool, pool.http.request(b"POST", path, body, _JSON), deadline)
+        if conn.status >= 500:
+            conn.abort()
+            return Failure(f"HTTP {conn.status}")
+        stream = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in conn.headers)
+        if not stream:
+            data = await _alive_wait(pool, conn.read_all(), deadline)
+            conn.release()
+            return Answer(conn.status, conn.headers, data, False)
+        first = await _alive_wait(pool, conn.read_chunk(), deadline)
+        if not first:
+            conn.release()
+            return Failure("the stream ended before its first byte")
+        return Answer(conn.status, conn.headers, first, True, conn)
+    except Frozen:
+        if conn is not None:
+            conn.abort()
+        return Failure(f"no answer within {deadline:.0f} s and no answer to its health check")
+    except OSError as exc:  # UpstreamError included
+        if conn is not None:
+            conn.abort()
+        return Failure(str(exc) or type(exc).__name__)
+
+
+def error_event(path: str, message: str) -> bytes:
+    """A well-formed error event in the stream dialect of ``path``."""
+    if path.startswith("/v1/messages"):
+        data = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
+    if path == "/v1/responses":
+        data = {"type": "error", "code": "upstream_failed", "message": message, "param": None}
+        return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
+    data = {"error": {"message": message, "type": "server_error", "code": "upstream_failed"}}
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+# The usage a stream's last events carry (OpenAI with usage, Anthropic message_delta);
+# without it, one delta event counts as one token (vllm-mlx sends a chunk per token).
+_USAGE = re.compile(rb'"(?:completion|output)_tokens":\s*(\d+)')
+def _count_tokens(chunk: bytes) -> int:
+    # One scan per chunk: every content event of the three stream dialects has a "delta"
+    # (a few non-content events too: an estimate, used only when no usage arrives).
+    return chunk.count(b'"delta"')
+
+
+def _stream_tokens(counted: int, tail: bytes) -> int:
+    found = _USAGE.findall(tail)
+    return int(found[-1]) if found else counted
+
+
+async def relay_stream(pool: Pool, answer: Answer, send: Any, receive: Any, path: str,
+                       chat: Any = None) -> tuple[int, str | None]:
+    """Copy the stream to the client; (content events seen, why it was cut or None).
+    When cut, the caller ends the stream (a continuation or the error event); ``chat``
+    (a :class:`~mlx_stack.gateway.continuation.ChatStream`) is fed every chunk.
+
+    A client that goes away closes the upstream response, so the tier stops generating.
+    A tier that goes silent and stops answering its health route is cut (see ``Pool``).
+    """
+    conn = answer.conn
+    assert conn is not None
+    gone = asyncio.ensure_future(_disconnected(receive))
+    watch = pool.watch_stream()
+    tokens = _count_tokens(answer.first)
+    last = prev = answer.first
+    cut: str | None = None
+    if chat is not None:
+        chat.feed(answer.first)
+    try:
+        await send({"type": "http.response.body", "body": answer.first, "more_body": True})
+        while chunk := await conn.read_chunk():
+            watch.last = time.monotonic()
+            if gone.done():
+                return tokens, None
+            tokens += _count_tokens(chunk)
+            if chat is not None:
+                chat.feed(chunk)
+            prev, last = last, chunk
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except OSError as exc:  # UpstreamError included
+        cut = str(exc) or type(exc).__name__
+    except asyncio.CancelledError:
+        if not watch.frozen:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        cut = f"silent for {STREAM_STALL_S:.0f} s and no answer to its health check"
+    finally:
+        pool.streams.discard(watch)
+        gone.cancel()
+        conn.release()  # back to the pool if read to its end, else closed
+    if cut is None:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return _stream_tokens(tokens, prev[-512:] + last), cut
+
+
+async def _disconnected(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

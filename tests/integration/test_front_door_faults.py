@@ -1,0 +1,125 @@
+"""The front door against stand-in tiers for faults a real vllm-mlx cannot produce on demand.
+
+A real ``python -m mlx_stack.gateway`` process; its upstreams are small HTTP servers that
+answer 500, hang (answer nothing, not even their health route) or answer normally, and
+record every request they see. Seconds, no models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from mlx_stack.core.front_door import Upstream, render_routes
+from mlx_stack.core.routing import default_rules
+from mlx_stack.system import ports
+
+pytestmark = pytest.mark.integration
+KEY = "sk-test-front-door-key-0123456789"
+
+
+class StandIn:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.seen: list[str] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:
+                if stand_in.mode == "hang":
+                    time.sleep(30)
+                self._reply(200, {"status": "ok"})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                stand_in.seen.append(body["model"])
+                if stand_in.mode == "hang":
+                    time.sleep(30)
+                    return
+                if stand_in.mode == "500":
+                    self._reply(500, {"error": "boom"})
+                    return
+                self._reply(200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, StandIn]]]:
+    tiers = {"broken": StandIn("500"), "frozen": StandIn("hang"), "good": StandIn("ok")}
+    routes = tmp_path_factory.mktemp("door") / "front-door.json"
+    ups = [Upstream(name, f"org/{name}", s.url) for name, s in tiers.items()]
+    routes.write_text(json.dumps(render_routes(ups, list(tiers), default_rules(list(tiers)), None)))
+    port = ports.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack.gateway", "--routes", str(routes), "--port",
+                             str(port)], env={**os.environ, "MLX_STACK_GATEWAY_KEY": KEY},
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "the front door did not start"
+        time.sleep(0.1)
+    try:
+        yield url, tiers
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for s in tiers.values():
+            s.server.shutdown()
+
+
+def _ask(url: str, model: str) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", timeout=30, trust_env=False,
+                      headers={"Authorization": f"Bearer {KEY}"},
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_a_5xx_falls_back_and_a_frozen_tier_is_left(door: tuple[str, dict[str, StandIn]]) -> None:
+    url, tiers = door
+    r = _ask(url, "broken")  # 500 -> frozen (no first byte, no health) -> good
+    assert r.status_code == 200 and r.headers["x-mlx-stack-tier"] == "good"
+    assert r.headers["x-mlx-stack-route"] == "fallback"
+    assert tiers["broken"].seen == ["broken"] and tiers["frozen"].seen == ["frozen"]
+    assert tiers["good"].seen == ["good"]  # the body names the tier that answers
+    start = time.monotonic()
+    r = _ask(url, "frozen")  # cooling down: skipped without waiting on it again
+    assert r.headers["x-mlx-stack-tier"] in ("broken", "good") and time.monotonic() - start < 2
+    assert tiers["frozen"].seen == ["frozen"]
+
+
+def test_metrics_name_the_failures(door: tuple[str, dict[str, StandIn]]) -> None:
+    url, _ = door
+    text = httpx.get(url + "/metrics", headers={"x-api-key": KEY}, trust_env=False).text
+    assert 'mlx_stack_gateway_server_errors_total{tier="frozen"} 1' in text
+    assert 'mlx_stack_gateway_fallbacks_out_total{tier="broken"}' in text
+    assert httpx.get(url + "/metrics", trust_env=False).status_code == 401
