@@ -176,7 +176,9 @@ def test_doctor_on_the_running_stack(use_home: Live, run, tmp_path) -> None:
     r = run("doctor", "--json", "--report", str(report))
     found = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
     services = {k: c for k, c in found.items() if k.startswith("service:")}
-    assert set(services) == {"service:standard", "service:fast", "service:longctx", "service:gateway"}
+    # A cloud key is stored in this module: LiteLLM runs for the cloud, as its own service.
+    assert set(services) == {"service:standard", "service:fast", "service:longctx", "service:litellm",
+                             "service:gateway"}
     for check in services.values():
         assert check["status"] == "PASS" and check["data"]["state"] == "healthy", check
         assert check["data"]["rss_bytes"] > 10_000_000  # a real server's resident memory
