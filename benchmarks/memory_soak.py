@@ -156,7 +156,7 @@ def main() -> int:
             with Load(urls, args.clients) as load:
                 while time.monotonic() - start < args.seconds:
                     for n in names:
-                        rss = server_stats.rss_bytes(pids[n])
+                        rss = server_stats.tree_rss(pids[n])
                         if rss:
                             samples[n].append((time.monotonic() - start, rss))
                     time.sleep(2.0)

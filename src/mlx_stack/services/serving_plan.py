@@ -140,8 +140,8 @@ def reading(hw: Any) -> MemoryReading:
     from mlx_stack.system import server_stats
 
     if hw.kind == "apple-silicon" and hw.gpu_limit_bytes:
-        return MemoryReading(int(hw.gpu_limit_bytes), "GPU working-set limit", server_stats.rss_bytes)
-    return MemoryReading(server_stats.available_memory(), "available memory", server_stats.rss_bytes)
+        return MemoryReading(int(hw.gpu_limit_bytes), "GPU working-set limit", server_stats.tree_rss)
+    return MemoryReading(server_stats.available_memory(), "available memory", server_stats.tree_rss)
 
 
 def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool = False,
@@ -191,7 +191,7 @@ def measure(p: Paths, stack: Stack, statuses: list[Any], *,
     from mlx_stack.services.service_control import base_url
     from mlx_stack.system import server_stats
 
-    rss_of = rss_of or server_stats.rss_bytes
+    rss_of = rss_of or server_stats.tree_rss
     if metal_of is None:  # Metal exists only on macOS; elsewhere the server reports none
         import sys
 

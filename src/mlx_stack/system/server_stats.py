@@ -7,39 +7,38 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import psutil
 
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds used so far by ``pid`` and its live descendants."""
+
+def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float | None:
+    """``measure`` summed over ``pid`` and its live descendants (None if ``pid`` is gone)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except _GONE:
         return None
     total = 0.0
     for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            t = proc.cpu_times()
-            total += t.user + t.system
+        with contextlib.suppress(*_GONE):
+            total += measure(proc)
     return total
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by ``pid`` and its live descendants."""
+    return _tree_sum(pid, lambda p: sum(p.cpu_times()[:2]))
 
 
 def tree_rss(pid: int) -> int | None:
     """Resident bytes of ``pid`` and its live descendants (None if it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            total += proc.memory_info().rss
-    return total
+    total = _tree_sum(pid, lambda p: p.memory_info().rss)
+    return None if total is None else int(total)
 
 
 @dataclass(frozen=True)
@@ -80,20 +79,6 @@ def reap_children() -> None:
             return
         if pid == 0:
             return
-
-
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of ``pid`` and its live descendants, or None if it is gone."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            total += proc.memory_info().rss
-    return total
 
 
 def available_memory() -> int:
