@@ -109,7 +109,8 @@ class ServingProfile:
 
 def kv_shape(config: Mapping[str, Any]) -> tuple[int, int | None]:
     """fp16 KV bytes per token and head size from a model's config.json (0, None if unknown)."""
-    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    text = config.get("text_config")
+    cfg: Mapping[str, Any] = text if isinstance(text, dict) else config
     try:
         layers = int(cfg["num_hidden_layers"])
         heads = int(cfg["num_attention_heads"])

@@ -248,7 +248,7 @@ def _catalog_need(item: _Local, tier: Tier) -> Any:
     from mlx_stack.core.memory_plan import need_from_catalog
     from mlx_stack.services.serving_plan import planned_context
 
-    if item.entry is None or item.quant not in item.entry.repos:
+    if item.entry is None or item.quant is None or item.quant not in item.entry.repos:
         return None
     context = planned_context(tier.name, tier.context_window)
     return need_from_catalog(tier.name, item.entry, item.quant, context)
