@@ -13,7 +13,12 @@ from mlx_stack.errors import MlxStackError
 
 
 class _RootGroup(TyperGroup):
-    """Turns a domain error anywhere below into one red line and its exit code."""
+    """Turns any error below into one red line and its exit code (never a traceback).
+
+    Domain errors carry their own code; an OS error on a file is a state problem (3);
+    Ctrl-C is 130; anything else is a bug (1), with the traceback only under
+    ``MLX_STACK_DEBUG=1``.
+    """
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -23,6 +28,20 @@ class _RootGroup(TyperGroup):
 
             terminal.error(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            from mlx_stack.cli.terminal import terminal
+
+            terminal.error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            from mlx_stack.cli.last_resort import is_usage_error, report
+
+            if is_usage_error(exc):  # Click's own: it prints them itself (exit 2)
+                raise
+
+            raise typer.Exit(report(exc)) from None
 
 
 app = typer.Typer(

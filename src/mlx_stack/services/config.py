@@ -10,7 +10,7 @@ from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths
 from mlx_stack.system import secrets
-from mlx_stack.system.fs import atomic_write, file_lock
+from mlx_stack.system.fs import atomic_write, file_lock, read_state_text
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,8 @@ _RESET_HINT = "fix the file by hand, or move it away and run `mlx-stack config r
 
 def _read_file(p: Paths) -> dict[str, Any]:
     path = p.config_file
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    text = read_state_text(path, _RESET_HINT)
+    if text is None:
         return {}
     data = parse_yaml(text, str(path), hint=_RESET_HINT)
     if data is None:

@@ -13,7 +13,9 @@ from typing import Any
 
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths
-from mlx_stack.system.fs import atomic_write, file_lock
+from mlx_stack.system.fs import atomic_write, file_lock, read_state_text
+
+_PULLED_HINT = "delete the file and pull your models again (downloaded files are reused)"
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,15 @@ class PulledModel:
 def _read(p: Paths) -> list[PulledModel]:
     import yaml
 
-    try:
-        data = yaml.safe_load(p.pulled_file.read_text()) or {}
-    except FileNotFoundError:
+    text = read_state_text(p.pulled_file, _PULLED_HINT)
+    if text is None:
         return []
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError:
         raise StateError(
             f"{p.pulled_file}: invalid YAML",
-            hint="delete the file and pull your models again (downloaded files are reused)",
+            hint=_PULLED_HINT,
         ) from None
     out = []
     for raw in (data.get("models") or []) if isinstance(data, dict) else []:

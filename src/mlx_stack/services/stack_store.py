@@ -6,7 +6,7 @@ from mlx_stack.core.stack import Stack, dump_stack, parse_stack
 from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import NotFoundError
 from mlx_stack.paths import Paths
-from mlx_stack.system.fs import atomic_write
+from mlx_stack.system.fs import atomic_write, read_state_text
 
 _HEADER = (
     "# mlx-stack: what runs. Written by `mlx-stack setup`; read by up/down/status.\n"
@@ -15,22 +15,23 @@ _HEADER = (
 
 
 def exists(p: Paths) -> bool:
-    return p.stack_file.exists()
+    try:
+        return p.stack_file.exists()
+    except OSError:  # e.g. MLX_STACK_HOME is a file: load() says what is wrong
+        return True
 
 
 def load(p: Paths) -> Stack:
     """The configured stack; NotFoundError when there is none yet."""
     path = p.stack_file
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    hint = "fix the file by hand, or write a new one with `mlx-stack setup`"
+    text = read_state_text(path, hint)
+    if text is None:
         raise NotFoundError(
             "no stack configured yet",
             hint="run `mlx-stack setup` (or `mlx-stack setup --demo` to try it with tiny models)",
-        ) from None
-    data = parse_yaml(
-        text, str(path), hint="fix the file by hand, or write a new one with `mlx-stack setup`"
-    )
+        )
+    data = parse_yaml(text, str(path), hint=hint)
     return parse_stack(data, str(path))
 
 

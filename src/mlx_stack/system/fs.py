@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlx_stack.errors import ConflictError
+from mlx_stack.errors import ConflictError, StateError
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
@@ -75,3 +75,28 @@ def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) and force mode 0700 on it."""
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
+
+
+def read_state_text(path: Path, hint: str) -> str | None:
+    """The text of a state file, or None when it does not exist.
+
+    A file we cannot read (permissions, a folder in its place) or that is not UTF-8
+    is a StateError (exit 3) naming the file; ``hint`` says how to fix it.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:  # a parent folder is a file: same as "there is none"
+        return None
+    except PermissionError:
+        raise StateError(f"{path}: cannot read it (permission denied)",
+                         hint=f"give yourself read access (`chmod u+rw {path}`), or {hint}") from None
+    except IsADirectoryError:
+        raise StateError(f"{path}: is a folder, not a file", hint=f"move it away, or {hint}") from None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read it ({exc.strerror or exc})", hint=hint) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{path}: not UTF-8 text (byte {exc.start})", hint=hint) from None

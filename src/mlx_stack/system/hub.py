@@ -26,6 +26,10 @@ from typing import Any
 from mlx_stack.errors import MlxStackError, NetworkError, NotFoundError, UsageError
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# huggingface_hub's own rule (validate_repo_id), checked here so it never raises later:
+# each part 1-96 ASCII word characters, '.' or '-', starting and ending with a word
+# character; no '--' or '..'; not ending in '.git'.
+_HUB_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$", re.ASCII)
 _STALE_PARTIAL_S = 120.0  # a leftover partial file untouched this long belongs to no live download
 
 
@@ -85,8 +89,21 @@ def cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def valid_repo_id(repo_id: str) -> bool:
+    """True if ``repo_id`` is ``org/name`` as the hub (and huggingface_hub) accepts it."""
+    parts = repo_id.split("/")
+    return (
+        len(parts) == 2
+        and all(_HUB_PART.match(part) for part in parts)
+        and "--" not in repo_id
+        and ".." not in repo_id
+        and not repo_id.endswith(".git")
+        and REPO_RE.match(repo_id) is not None
+    )
+
+
 def check_repo_id(repo_id: str) -> str:
-    if not REPO_RE.match(repo_id) or ".." in repo_id or repo_id.endswith((".", "-")):
+    if not valid_repo_id(repo_id):
         raise UsageError(
             f"invalid hub repo {repo_id!r}: expected org/name",
             hint="e.g. mlx-community/Qwen3-8B-4bit, or a catalog id from `mlx-stack models --catalog`",

@@ -72,10 +72,11 @@ def read(run_dir: Path, service: str) -> PidRecord | None:
             cmdline=tuple(str(a) for a in data["cmdline"]),
             port=int(data.get("port", 0)),
         )
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except (ValueError, KeyError, TypeError):
-        return PidRecord(service, 0, 0.0, ())  # corrupt: never matches a live process
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        # corrupt, unreadable or not UTF-8: never matches a live process
+        return PidRecord(service, 0, 0.0, ())
 
 
 def remove(run_dir: Path, service: str) -> None:

@@ -9,7 +9,7 @@ import secrets as _random
 from pathlib import Path
 
 from mlx_stack.paths import Paths
-from mlx_stack.system.fs import atomic_write, ensure_private_dir
+from mlx_stack.system.fs import atomic_write, ensure_private_dir, read_state_text
 
 GATEWAY_KEY = "gateway-key"
 OPENROUTER_KEY = "openrouter-key"
@@ -30,11 +30,12 @@ def _path(p: Paths, name: str) -> Path:
 
 
 def read_secret(p: Paths, name: str) -> str | None:
-    try:
-        value = _path(p, name).read_text().strip()
-    except FileNotFoundError:
+    path = _path(p, name)
+    text = read_state_text(path, hint=f"remove it and set it again (`mlx-stack config set {name}`)"
+                           if name != GATEWAY_KEY else "remove it; `mlx-stack up` makes a new one")
+    if text is None:
         return None
-    return value or None
+    return text.strip() or None
 
 
 def write_secret(p: Paths, name: str, value: str) -> None:
