@@ -108,7 +108,7 @@ def test_stop_service_cleans_up_after_a_crashed_leader(isolated_home) -> None:  
     from mlx_stack.services.service_control import stop_service
 
     log = isolated_home.logs_dir / "tier.log"
-    pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log)
+    pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log, owner=(isolated_home.home, "tier"))
     pidfile.write(isolated_home.run_dir, pidfile.record_for("tier", pid, ["x"]))
     assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)
     os.kill(pid, signal.SIGKILL)  # the leader dies; its child lives on in the group
@@ -117,3 +117,54 @@ def test_stop_service_cleans_up_after_a_crashed_leader(isolated_home) -> None:  
     assert stop_service(isolated_home, "tier", grace=5) is False  # nothing of ours was running
     assert processes.group_members(pid) == []
     assert pidfile.read(isolated_home.run_dir, "tier") is None
+
+
+def test_dead_leader_of_a_live_foreign_group_is_never_signalled(isolated_home) -> None:  # type: ignore[no-untyped-def]
+    """A stale pid file naming the dead leader of a live group that is not ours
+    (no marker): the group's survivors are left alone, the pid file goes."""
+    from mlx_stack.services.service_control import stop_service
+
+    log = isolated_home.logs_dir / "other.log"
+    pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log)  # no owner: not ours
+    try:
+        pidfile.write(isolated_home.run_dir, pidfile.record_for("tier", pid, ["x"]))
+        assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)
+        os.kill(pid, signal.SIGKILL)
+        assert _wait_for(lambda: not processes.is_alive(pid))
+        survivors = processes.group_members(pid)
+        assert survivors
+        assert stop_service(isolated_home, "tier", grace=2) is False
+        time.sleep(0.3)
+        assert sorted(processes.group_members(pid)) == sorted(survivors)  # untouched
+        assert pidfile.read(isolated_home.run_dir, "tier") is None
+    finally:
+        if processes.group_members(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_pid_file_with_another_command_line_is_not_ours() -> None:
+    record = pidfile.record_for("fast", os.getpid(), ["x"])
+    other = pidfile.PidRecord("fast", record.pid, record.start_time, ("sleep", "100"))
+    assert not pidfile.is_ours(other)
+    assert pidfile.cmdline_matches(("/v/bin/vllm-mlx", "serve", "m"), ("/v/bin/python", "/v/bin/vllm-mlx", "serve", "m"))
+    assert not pidfile.cmdline_matches(("/v/bin/vllm-mlx", "serve", "m"), ("/v/bin/python", "/v/bin/other", "serve", "m"))
+
+
+def test_lost_pid_file_service_is_found_by_its_marker(isolated_home) -> None:  # type: ignore[no-untyped-def]
+    from mlx_stack.services.service_control import running_record, stop_service
+    from mlx_stack.system import identity
+
+    log = isolated_home.logs_dir / "tier.log"
+    pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log, owner=(isolated_home.home, "tier"))
+    try:
+        assert _wait_for(lambda: len(identity.find(isolated_home.home, "tier")) >= 3)
+        found = running_record(isolated_home, "tier", adopt=True)  # no pid file at all
+        assert found is not None and found.pid == pid
+        assert pidfile.is_ours(pidfile.read(isolated_home.run_dir, "tier"))  # adopted
+        pidfile.pid_path(isolated_home.run_dir, "tier").write_bytes(b"\xff\xfe garbage")
+        assert stop_service(isolated_home, "tier", grace=5) is True
+        assert identity.find(isolated_home.home, "tier") == []
+        assert processes.group_members(pid) == []
+    finally:
+        if processes.group_members(pid):
+            os.killpg(pid, signal.SIGKILL)

@@ -65,5 +65,13 @@ def down(
         terminal.success("stopped " + ", ".join(result.stopped))
     if result.not_running:
         terminal.info("was not running: " + ", ".join(result.not_running))
+    if result.still_serving:
+        from mlx_stack.errors import ServiceError
+        from mlx_stack.system import ports
+
+        held = ", ".join(f"{s} (port {port}: {ports.holder(port).describe()})"
+                         for s, port in result.still_serving.items())
+        raise ServiceError(f"still answering after down: {held}",
+                           hint="that program is not one this stack started; stop it yourself")
     if not result.stopped and not result.not_running:
         terminal.info("nothing was running")

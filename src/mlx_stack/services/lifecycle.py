@@ -45,7 +45,7 @@ from mlx_stack.services.service_control import (
     stop_service,
     wait_healthy,
 )
-from mlx_stack.system import probes, processes, secrets
+from mlx_stack.system import identity, probes, processes, secrets
 from mlx_stack.system.fs import file_lock
 
 __all__ = [
@@ -69,6 +69,7 @@ class UpResult:
 class DownResult:
     stopped: list[str] = field(default_factory=list)
     not_running: list[str] = field(default_factory=list)
+    still_serving: dict[str, int] = field(default_factory=dict)  # service -> port that answers
 
 
 @dataclass
@@ -130,7 +131,7 @@ def up(
     start = time.monotonic()
     with _locked(p, lock_timeout, say):
         stack = stack_store.load(p)  # may have changed while we waited
-        already = [s for s in services if running_record(p, s) is not None]
+        already = [s for s in services if running_record(p, s, adopt=True) is not None]
         todo = [s for s in services if s not in already]
         if not todo:
             return UpResult(already_running=already, endpoint=endpoint(stack))
@@ -193,19 +194,74 @@ def _catching(fn: Callable[[], object]) -> Callable[[], ServiceError | None]:
 
 
 def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRACE_S) -> DownResult:
-    """Stop the selected tiers, or everything (gateway included) that has a pid file."""
+    """Stop the selected tiers, or everything (gateway included) that has a pid file or
+    a process marked as this stack's. A service whose port still answers afterwards is
+    reported in ``still_serving``, never as stopped."""
     with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
+        stack = stack_store.load(p) if tiers or _has_stack(p) else None
         if tiers:
-            stack = stack_store.load(p)
+            assert stack is not None
             services = _select(stack, tiers)
         else:
-            found = sorted(f.stem for f in p.run_dir.glob("*.pid")) if p.run_dir.exists() else []
-            services = [s for s in found if s != GATEWAY] + ([GATEWAY] if GATEWAY in found else [])
+            found = set(_pid_file_services(p)) | identity.services(p.home)
+            services = sorted(s for s in found if s != GATEWAY) + ([GATEWAY] if GATEWAY in found else [])
+        ports_before = {s: _port_of(p, stack, s) for s in services}
         results = probes.in_parallel([(lambda s=s: stop_service(p, s, grace)) for s in services])
     result = DownResult()
     for service, stopped in zip(services, results, strict=True):
         (result.stopped if stopped else result.not_running).append(service)
+    for service in services:
+        port = ports_before[service]
+        if port and _answers(port):
+            result.still_serving[service] = port
+            for group in (result.stopped, result.not_running):
+                if service in group:
+                    group.remove(service)
     return result
+
+
+def _has_stack(p: Paths) -> bool:
+    try:
+        return stack_store.exists(p) and p.stack_file.is_file()
+    except OSError:
+        return False
+
+
+def _pid_file_services(p: Paths) -> list[str]:
+    try:
+        return [f.stem for f in p.run_dir.glob("*.pid")] if p.run_dir.is_dir() else []
+    except OSError:
+        return []
+
+
+def _port_of(p: Paths, stack: Stack | None, service: str) -> int:
+    from mlx_stack.errors import NotFoundError
+    from mlx_stack.services.service_control import port_of
+    from mlx_stack.system import pidfile
+
+    if stack is not None:
+        try:
+            return port_of(stack, service, p)
+        except NotFoundError:
+            pass
+    record = pidfile.read(p.run_dir, service)
+    return record.port if record is not None else 0
+
+
+def _answers(port: int, deadline_s: float = 2.0) -> bool:
+    """True if something still listens on 127.0.0.1:port after a short grace (a socket
+    in the closing process may linger for a moment)."""
+    import socket
+
+    end = time.monotonic() + deadline_s
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return False
+        if time.monotonic() >= end:
+            return True
+        time.sleep(0.1)
 
 
 def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S) -> StatusReport:
@@ -215,7 +271,7 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
         return StatusReport(configured=False, services=[])
     stack = stack_store.load(p)
     services = services_of(p, stack)
-    extra = sorted(f.stem for f in p.run_dir.glob("*.pid")) if p.run_dir.exists() else []
+    extra = sorted(set(_pid_file_services(p)) | identity.services(p.home))
     services += [s for s in extra if s not in services]  # removed from stack.yaml but running
     report = probes.in_parallel(
         [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout)) for s in services]

@@ -87,12 +87,15 @@ def read_model_folder(folder: Path) -> tuple[int, str | None] | None:
     if _missing_shards(folder):
         return None  # half a download (an interrupted pull): not loadable yet
     size = 0
-    for f in folder.rglob("*"):
-        try:
-            if f.is_file():
-                size += f.stat().st_size  # follows the cache's symlinks to blobs
-        except OSError:
-            continue
+    try:
+        for f in folder.rglob("*"):
+            try:
+                if f.is_file():
+                    size += f.stat().st_size  # follows the cache's symlinks to blobs
+            except OSError:
+                continue
+    except OSError:  # an unreadable subfolder: count what we could see
+        pass
     return size, quantization_of(config)
 
 
@@ -132,15 +135,30 @@ def _scan_folder(root: Path, source: str) -> list[LocalModel]:
     """A model folder itself, or its children (one or two levels: ``org/name``)."""
     found: list[LocalModel] = []
     candidates: Iterable[Path] = [root]
-    if root.is_dir():
-        children = sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith("."))
-        grandchildren = [g for c in children for g in sorted(c.iterdir()) if g.is_dir()]
+    if _is_dir(root):
+        children = [c for c in _subfolders(root) if not c.name.startswith(".")]
+        grandchildren = [g for c in children for g in _subfolders(c)]
         candidates = [root, *children, *grandchildren]
     for folder in candidates:
         seen = read_model_folder(folder)
         if seen is not None:
             found.append(LocalModel(str(folder), folder, seen[0], seen[1], source))
     return found
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The readable subfolders of ``folder``; an unreadable one (or folder) is skipped."""
+    try:
+        return sorted(c for c in folder.iterdir() if _is_dir(c))
+    except OSError:
+        return []
 
 
 def _pulled_repos(p: Paths) -> dict[Path, str]:

@@ -18,7 +18,7 @@ from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command,
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
-from mlx_stack.system import pidfile, ports, probes, processes, secrets
+from mlx_stack.system import identity, pidfile, ports, probes, processes, secrets
 from mlx_stack.system.fs import atomic_write
 
 HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
@@ -149,10 +149,32 @@ def _litellm_port(p: Paths) -> int | None:
     return record.port if record is not None else None
 
 
-def running_record(p: Paths, service: str) -> pidfile.PidRecord | None:
-    """The pid record if that process is still the one we started."""
+def running_record(p: Paths, service: str, *, adopt: bool = False) -> pidfile.PidRecord | None:
+    """The pid record if that process is still the one we started.
+
+    Without a valid pid file (lost, corrupt, stale), a live process marked as this
+    service of this state folder is found by its marker; ``adopt`` rewrites the pid
+    file for it (callers that change state hold the stack lock).
+    """
     record = pidfile.read(p.run_dir, service)
-    return record if record is not None and pidfile.is_ours(record) else None
+    if record is not None and pidfile.is_ours(record):
+        return record
+    found = identity.leader(p.home, service)
+    if found is None:
+        return None
+    port = record.port if record is not None and record.port else _port_in(found.cmdline)
+    adopted = pidfile.PidRecord(service, found.pid, found.start_time, found.cmdline, port)
+    if adopt:
+        pidfile.write(p.run_dir, adopted)
+    return adopted
+
+
+def _port_in(cmdline: tuple[str, ...]) -> int:
+    """The ``--port N`` of a command line (LiteLLM's port is chosen at launch), else 0."""
+    for flag, value in zip(cmdline, cmdline[1:], strict=False):
+        if flag == "--port" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def ensure_startable(stack: Stack, service: str) -> None:
@@ -198,7 +220,7 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
         pid = processes.spawn(
             cmd.argv, log_file=log_path(p, service), env=cmd.env,
             log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
-            log_keep=int(settings.get("log-max-files")),
+            log_keep=int(settings.get("log-max-files")), owner=(p.home, service),
         )
     except OSError as exc:  # the program is missing or not executable
         raise ServiceError(
@@ -291,7 +313,7 @@ def start_service(
 
     stack = stack or stack_store.load(p)
     check_service(stack, service)
-    existing = running_record(p, service)
+    existing = running_record(p, service, adopt=True)
     if existing is not None:
         return existing
     forget_stale(p, service)  # a crashed instance's leftovers may hold its port
@@ -307,38 +329,45 @@ def start_service(
 
 
 def clear_stale(p: Paths, record: pidfile.PidRecord, grace: float = processes.GRACE_S) -> None:
-    """Forget a pid file whose process is not ours any more, stopping what its crashed
-    leader left in its group (never anything else: a live pid is another program's)."""
-    if record.pid > 0 and not processes.is_alive(record.pid) and processes.group_members(record.pid):
-        processes.stop_group(record.pid, grace)
+    """Forget a pid file whose process is not ours any more, stopping what the crashed
+    instance left behind: only processes marked as this service of this state folder
+    (a dead leader's group may hold another program's processes: never signalled)."""
+    leftovers = identity.find(p.home, record.service)
+    if leftovers:
+        processes.stop_marked(leftovers, grace)
     pidfile.remove(p.run_dir, record.service)
 
 
 def forget_stale(p: Paths, service: str) -> None:
     """Before a start: clear the pid file (and leftovers) of a crashed instance."""
     stale = pidfile.read(p.run_dir, service)
-    if stale is not None and not pidfile.is_ours(stale):
+    if stale is None:
+        stale = pidfile.PidRecord(service, 0, 0.0, ())
+    if not pidfile.is_ours(stale):
         clear_stale(p, stale)
 
 
 def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S) -> bool:
-    """Stop one service's process group; True if a process of ours was stopped.
+    """Stop one service; True if a process of ours was stopped.
 
-    A pid file whose pid now belongs to another program is removed without
-    sending any signal. When the service crashed but left processes in its group
-    (the kernel never reuses a pid while it names a live group, so they are ours),
-    those are stopped. The pid file goes only once the group is empty.
+    The service is the process its pid file names if start time and command line
+    still match, else the one carrying this service's marker (a lost or corrupt pid
+    file). A pid file whose pid now belongs to another program is removed without
+    sending any signal; a crashed service's marked leftovers are stopped. The pid
+    file goes only once nothing of the service is left.
     """
-    record = pidfile.read(p.run_dir, service)
+    record = running_record(p, service)
     if record is None:
-        return False
-    if not pidfile.is_ours(record):
-        clear_stale(p, record, grace)
+        stale = pidfile.read(p.run_dir, service)
+        clear_stale(p, stale or pidfile.PidRecord(service, 0, 0.0, ()), grace)
         return False
     if processes.is_group_leader(record.pid):
         gone = processes.stop_group(record.pid, grace)
-    else:  # not started by us in its own session: signal that one process only
+    else:  # not started by us in its own group: signal that one process only
         gone = processes.stop_pid(record.pid, grace)
+    rest = identity.find(p.home, service)  # children that left the group
+    if rest:
+        gone = processes.stop_marked(rest, grace) and gone
     if not gone:
         raise ServiceError(
             f"{service} (pid {record.pid}) did not stop after SIGKILL",
@@ -364,10 +393,13 @@ def probe_service(
     except NotFoundError:
         model, port = None, 0
     record = pidfile.read(p.run_dir, service)
+    live = running_record(p, service)  # also one found by its marker (pid file lost)
+    if live is not None:
+        record = live
     if record is None:
         return ServiceStatus(service, kind, STOPPED, port, model=model)
     port = port or record.port
-    if not pidfile.is_ours(record):
+    if live is None:
         last = last_log_line(p, service)
         detail = f"process gone; last log line: {last[:60]}" if last else "process gone"
         return ServiceStatus(service, kind, CRASHED, port, model=model, detail=detail)

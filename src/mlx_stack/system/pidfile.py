@@ -1,9 +1,9 @@
 """Pid files that survive pid recycling.
 
-A record holds the pid, the process start time and the command line. A process
-is ours only if the pid is alive *and* started at the recorded time: after a
-reboot or a crash the pid may belong to an unrelated program, which is then never
-signalled.
+A record holds the pid, the process start time and the command line (as the kernel
+reports it). A process is ours only if the pid is alive, started at the recorded
+time *and* runs the recorded command line: after a reboot or a crash the pid may
+belong to an unrelated program, which is then never signalled.
 """
 
 from __future__ import annotations
@@ -47,11 +47,29 @@ def start_time_of(pid: int) -> float | None:
 
 
 def record_for(service: str, pid: int, cmdline: list[str] | tuple[str, ...], port: int = 0) -> PidRecord:
-    """A record of a process just started by us."""
-    start = start_time_of(pid)
-    if start is None:
-        start = 0.0  # already gone: such a record never matches a live process
-    return PidRecord(service, pid, start, tuple(cmdline), port)
+    """A record of a process just started by us (``cmdline``: what we asked to run;
+    the record keeps what the kernel reports, e.g. with a script's interpreter)."""
+    try:
+        proc = psutil.Process(pid)
+        start = proc.create_time()
+        actual = tuple(proc.cmdline()) or tuple(cmdline)
+    except (psutil.Error, ValueError):
+        # already gone: such a record never matches a live process
+        return PidRecord(service, pid, 0.0, tuple(cmdline), port)
+    return PidRecord(service, pid, start, actual, port)
+
+
+def cmdline_matches(recorded: tuple[str, ...], actual: tuple[str, ...]) -> bool:
+    """The same command line; also when one names a script and the other adds its
+    interpreter in front (``vllm-mlx serve`` vs ``python /…/vllm-mlx serve``)."""
+    if not recorded or not actual:
+        return False
+    if recorded == actual:
+        return True
+    short, long_ = (recorded, actual) if len(recorded) < len(actual) else (actual, recorded)
+    if len(long_) != len(short) + 1 or long_[2:] != short[1:]:
+        return False
+    return Path(long_[1]).name == Path(short[0]).name
 
 
 def write(run_dir: Path, record: PidRecord) -> Path:
@@ -85,13 +103,16 @@ def remove(run_dir: Path, service: str) -> None:
 
 
 def is_ours(record: PidRecord) -> bool:
-    """True if the recorded process is still the one we started (and not a zombie)."""
+    """True if the recorded process is still the one we started (same start time and
+    command line, not a zombie)."""
     if record.pid <= 0:
         return False
     try:
         proc = psutil.Process(record.pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return abs(proc.create_time() - record.start_time) <= _START_TOLERANCE_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        if abs(proc.create_time() - record.start_time) > _START_TOLERANCE_S:
+            return False
+        return cmdline_matches(record.cmdline, tuple(proc.cmdline()))
+    except (psutil.Error, OSError):
         return False

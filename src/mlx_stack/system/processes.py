@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from mlx_stack.system import identity
+
 GRACE_S = 10.0
 _POLL_S = 0.05
 
@@ -36,11 +38,23 @@ def spawn(
     env: Mapping[str, str] | None = None,
     log_max_bytes: int = 50 * 1024 * 1024,
     log_keep: int = 5,
+    owner: tuple[Path, str] | None = None,
 ) -> int:
-    """Start ``argv`` in a new session with its output in ``log_file``; return its pid."""
+    """Start ``argv`` in a new process group with its output in ``log_file``; return its pid.
+
+    ``owner`` (state folder, service name) marks the service and its log writer in
+    their environment, so they are found by identity even without a pid file.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    writer_env = dict(os.environ)
+    for key in (identity.HOME_MARK, identity.SERVICE_MARK, identity.ROLE_MARK):
+        full_env.pop(key, None)  # never inherit another service's marker
+        writer_env.pop(key, None)
+    if owner is not None:
+        full_env.update(identity.marker_env(owner[0], owner[1], identity.SERVICE_ROLE))
+        writer_env.update(identity.marker_env(owner[0], owner[1], identity.WRITER_ROLE))
     # A process group of its own, but not a new session: setpgid() cannot move the
     # log writer into a group of another session, and the writer must share the
     # service's group so one killpg stops both. Neither holds the terminal.
@@ -54,7 +68,7 @@ def spawn(
             [sys.executable, "-m", "mlx_stack.system.logwriter", "--file", str(log_file),
              "--max-bytes", str(log_max_bytes), "--keep", str(log_keep)],
             stdin=proc.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            process_group=proc.pid, close_fds=True,
+            process_group=proc.pid, close_fds=True, env=writer_env,
         )
         with _children_lock:
             _children[writer.pid] = writer
@@ -124,6 +138,33 @@ def stop_group(
             return True
         sleep(_POLL_S)
     return not group_members(pgid)
+
+
+def stop_marked(found: Sequence[identity.Marked], grace: float = GRACE_S) -> bool:
+    """SIGTERM each of these processes (found by their marker), SIGKILL after ``grace`` s.
+
+    Each signal goes to that very process: psutil checks pid and start time before
+    it signals, and a process whose marker changed is skipped. True once all are gone.
+    """
+    procs: list[psutil.Process] = []
+    for m in found:
+        if not identity.still_marked(m):
+            continue
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(m.pid))
+    if not procs:
+        return True
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+            proc.resume()  # a stopped process acts on SIGTERM only once it runs
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    _gone, alive = psutil.wait_procs(alive, timeout=5.0)
+    _reap()
+    return not alive
 
 
 def stop_pid(pid: int, grace: float = GRACE_S) -> bool:

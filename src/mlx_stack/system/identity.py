@@ -1,0 +1,89 @@
+"""Who is ours: finding the stack's processes by a marker in their environment.
+
+Every process `spawn` starts (a service and its log writer) carries three variables:
+the state folder it belongs to, its service name and its role. They are inherited by
+the service's own children. So even with its pid file gone or corrupt, a running
+service is found (and adopted or stopped) by what it is, never by a pid alone; and a
+process without the marker of this state folder and service is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+HOME_MARK = "MLX_STACK_MARK_HOME"
+SERVICE_MARK = "MLX_STACK_MARK_SERVICE"
+ROLE_MARK = "MLX_STACK_MARK_ROLE"
+SERVICE_ROLE = "service"
+WRITER_ROLE = "logwriter"
+
+
+def marker_env(home: Path, service: str, role: str = SERVICE_ROLE) -> dict[str, str]:
+    """The variables that tie a process to ``home`` and ``service``."""
+    return {HOME_MARK: str(home), SERVICE_MARK: service, ROLE_MARK: role}
+
+
+@dataclass(frozen=True)
+class Marked:
+    pid: int
+    start_time: float
+    cmdline: tuple[str, ...]
+    service: str
+    role: str
+    pgid: int
+
+    @property
+    def is_leader(self) -> bool:
+        """The service process itself: its role says so and it leads its own group."""
+        return self.role == SERVICE_ROLE and self.pgid == self.pid
+
+
+def find(home: Path, service: str | None = None) -> list[Marked]:
+    """Live processes (of this user) marked as belonging to ``home`` (and ``service``)."""
+    wanted = str(home)
+    me = os.getuid()
+    found: list[Marked] = []
+    for proc in psutil.process_iter(["uids", "status"]):
+        try:
+            uids = proc.info.get("uids")
+            if uids is not None and uids.real != me:
+                continue
+            if proc.info.get("status") == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                continue
+            env = proc.environ()
+            if env.get(HOME_MARK) != wanted:
+                continue
+            name = env.get(SERVICE_MARK, "")
+            if not name or (service is not None and name != service):
+                continue
+            found.append(Marked(proc.pid, proc.create_time(), tuple(proc.cmdline()), name,
+                                env.get(ROLE_MARK, ""), os.getpgid(proc.pid)))
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def leader(home: Path, service: str) -> Marked | None:
+    """The oldest marked service process of ``service`` leading its own group, if any."""
+    leaders = [m for m in find(home, service) if m.is_leader]
+    return min(leaders, key=lambda m: m.start_time) if leaders else None
+
+
+def services(home: Path) -> set[str]:
+    """Names of the services with at least one marked process alive."""
+    return {m.service for m in find(home)}
+
+
+def still_marked(m: Marked) -> bool:
+    """True if the process is still the one we saw (same pid, start time and marker)."""
+    try:
+        proc = psutil.Process(m.pid)
+        if abs(proc.create_time() - m.start_time) > 0.05:
+            return False
+        return proc.environ().get(SERVICE_MARK) == m.service
+    except (psutil.Error, OSError):
+        return False
