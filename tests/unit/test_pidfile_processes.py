@@ -146,8 +146,9 @@ def test_pid_file_with_another_command_line_is_not_ours() -> None:
     record = pidfile.record_for("fast", os.getpid(), ["x"])
     other = pidfile.PidRecord("fast", record.pid, record.start_time, ("sleep", "100"))
     assert not pidfile.is_ours(other)
-    assert pidfile.cmdline_matches(("/v/bin/vllm-mlx", "serve", "m"), ("/v/bin/python", "/v/bin/vllm-mlx", "serve", "m"))
-    assert not pidfile.cmdline_matches(("/v/bin/vllm-mlx", "serve", "m"), ("/v/bin/python", "/v/bin/other", "serve", "m"))
+    script = ("/v/bin/vllm-mlx", "serve", "m")
+    assert pidfile.cmdline_matches(script, ("/v/bin/python", "/v/bin/vllm-mlx", "serve", "m"))
+    assert not pidfile.cmdline_matches(script, ("/v/bin/python", "/v/bin/other", "serve", "m"))
 
 
 def test_lost_pid_file_service_is_found_by_its_marker(isolated_home) -> None:  # type: ignore[no-untyped-def]

@@ -36,8 +36,11 @@ def up(
         result = lifecycle.up(p, tiers=tier or None, dry_run=True)
         sys.stdout.write(result.dry_run or "")
         return
+    from mlx_stack.system import interrupt
+
     terminal.info("starting (each service counts once it answered a real completion)…")
-    result = lifecycle.up(p, tiers=tier or None, progress=terminal.info, force=force)
+    with interrupt.signals_raise():  # Ctrl-C/SIGTERM: stop what this up started, exit 130
+        result = lifecycle.up(p, tiers=tier or None, progress=terminal.info, force=force)
     if not result.started:
         terminal.success(
             "already running, nothing changed: " + ", ".join(result.already_running)

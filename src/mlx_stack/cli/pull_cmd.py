@@ -38,12 +38,15 @@ def pull(
     if quant is not None and "/" in model:
         terminal.warn(f"--quant {quant} ignored: {model} is a hub repo, pulled as it is")
     bar = DownloadBar(terminal)
+    from mlx_stack.system import interrupt
+
     try:
-        result = pull_service.pull(
-            p, model, quant=quant, default_quant=config.load(p).get("default-quant"), force=force,
-            on_plan=bar.start, on_progress=bar.update,
-            on_offline=lambda why: terminal.warn(f"{why}; using the complete copy already on disk"),
-        )
+        with interrupt.signals_raise():  # SIGTERM unwinds like Ctrl-C
+            result = pull_service.pull(
+                p, model, quant=quant, default_quant=config.load(p).get("default-quant"), force=force,
+                on_plan=bar.start, on_progress=bar.update,
+                on_offline=lambda why: terminal.warn(f"{why}; using the complete copy already on disk"),
+            )
     except KeyboardInterrupt:
         bar.stop()
         terminal.error(

@@ -81,8 +81,11 @@ def _setup_demo(*, start: bool, force: bool = False) -> None:
     if not start:
         terminal.info("start it with `mlx-stack up`")
         return
+    from mlx_stack.system import interrupt
+
     terminal.info("starting (each service counts once it answered a real completion)…")
-    up = lifecycle.up(p, progress=terminal.info, force=force)
+    with interrupt.signals_raise():  # Ctrl-C/SIGTERM: stop what this setup started, exit 130
+        up = lifecycle.up(p, progress=terminal.info, force=force)
     if up.started:
         terminal.success(f"started {', '.join(up.started)} in {up.seconds:.1f} s")
     else:

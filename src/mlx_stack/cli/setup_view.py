@@ -98,8 +98,11 @@ def run_setup(flags: Any) -> None:
     before = _stack_text(p)
     interactive = bool(sys.stdin is not None and sys.stdin.isatty()) and not flags.accept_defaults
     ui = TerminalSetupUI(terminal, interactive=interactive)
+    from mlx_stack.system import interrupt
+
     try:
-        result = setup_service.run(p, flags, ui)
+        with interrupt.signals_raise():  # SIGTERM unwinds like Ctrl-C
+            result = setup_service.run(p, flags, ui)
     except setup_service.SetupCancelled:
         terminal.info("nothing was changed")
         return

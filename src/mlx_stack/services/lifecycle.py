@@ -22,10 +22,11 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlx_stack.core.server_cmd import render_dry_run
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
-from mlx_stack.errors import ConflictError, ServiceError
+from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.services.service_control import (
@@ -54,6 +55,13 @@ __all__ = [
 ]
 
 LOCK_TIMEOUT_S = 600.0  # a concurrent `up` may be loading big models
+INTERRUPT_GRACE_S = 5.0  # after Ctrl-C, SIGKILL what ignores SIGTERM this much sooner
+
+
+class Interrupted(MlxStackError):
+    """Ctrl-C or SIGTERM: what the command started is stopped; exit 130."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 @dataclass
@@ -129,6 +137,9 @@ def up(
         return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
     real_completion = _settings(p)
     start = time.monotonic()
+    from mlx_stack.system import interrupt
+
+    interrupt.cancelled.clear()  # a previous, interrupted up in this process is over
     with _locked(p, lock_timeout, say):
         stack = stack_store.load(p)  # may have changed while we waited
         already = [s for s in services if running_record(p, s, adopt=True) is not None]
@@ -141,33 +152,67 @@ def up(
         from mlx_stack.services import serving_plan
 
         serving_plan.check_start(p, stack, todo, force=force)
-        records = {s: launch(p, stack, s) for s in todo}
-        deadline = time.monotonic() + health_timeout
-        tiers_todo = [s for s in todo if s not in (GATEWAY, LITELLM)]
-        def ready(service: str, real: bool) -> None:
-            seconds = wait_healthy(p, stack, service, records[service], deadline, real_completion=real)
-            what = "answered a completion" if real else "is up"
-            say(f"{service} {what} after {time.monotonic() - start:.1f} s (wait {seconds:.1f} s)")
-
-        waits: list[Callable[[], object]] = [
-            (lambda s=s: ready(s, real_completion)) for s in tiers_todo
-        ]
-        for service in (LITELLM, GATEWAY):  # they boot while the tiers load
-            if service in todo:
-                waits.append(lambda s=service: ready(s, False))
-        errors = [e for e in probes.in_parallel([_catching(w) for w in waits]) if e is not None]
-        if not errors and GATEWAY in todo and real_completion:
-            # Only now can a completion go through it to a tier.
-            errors = [e for e in [_catching(lambda: ready(GATEWAY, True))()] if e is not None]
-        if errors:
-            if len(errors) == 1:
-                raise errors[0]
-            raise ServiceError(
-                "; ".join(e.message for e in errors),
-                hint=f"see the logs in {p.logs_dir}; `mlx-stack down` stops what did start",
-            )
+        records: dict[str, Any] = {}
+        try:
+            _launch_and_wait(p, stack, todo, records, health_timeout, real_completion, start, say)
+        except KeyboardInterrupt:
+            raise _interrupted(p, list(records), already, say) from None
     return UpResult(started=todo, already_running=already, endpoint=endpoint(stack),
                     seconds=time.monotonic() - start)
+
+
+def _interrupted(p: Paths, launched: list[str], already: list[str],
+                 say: Callable[[str], None]) -> Interrupted:
+    """Ctrl-C/SIGTERM during `up`: stop what this `up` started (signals ignored meanwhile)."""
+    from mlx_stack.system import interrupt
+
+    interrupt.cancelled.set()
+    with interrupt.signals_ignored():
+        if launched:
+            say("interrupted: stopping what this up started: " + ", ".join(launched))
+            probes.in_parallel([(lambda s=s: _stop_quietly(p, s)) for s in launched])
+    left = [s for s in already if running_record(p, s) is not None]
+    message = "up interrupted" + (f"; stopped {', '.join(launched)}" if launched else "")
+    message += f"; still running (started before): {', '.join(left)}" if left else "; nothing left running"
+    return Interrupted(message, hint="run `mlx-stack up` again to start the stack")
+
+
+def _stop_quietly(p: Paths, service: str) -> None:
+    with contextlib.suppress(ServiceError):
+        stop_service(p, service, grace=INTERRUPT_GRACE_S)
+
+
+def _launch_and_wait(
+    p: Paths, stack: Stack, todo: list[str], records: dict[str, Any], health_timeout: float,
+    real_completion: bool, start: float, say: Callable[[str], None],
+) -> None:
+    for s in todo:
+        records[s] = launch(p, stack, s)
+    deadline = time.monotonic() + health_timeout
+    tiers_todo = [s for s in todo if s not in (GATEWAY, LITELLM)]
+
+    def ready(service: str, real: bool) -> None:
+        seconds = wait_healthy(p, stack, service, records[service], deadline, real_completion=real)
+        what = "answered a completion" if real else "is up"
+        say(f"{service} {what} after {time.monotonic() - start:.1f} s (wait {seconds:.1f} s)")
+
+    waits: list[Callable[[], object]] = [
+        (lambda s=s: ready(s, real_completion)) for s in tiers_todo
+    ]
+    for service in (LITELLM, GATEWAY):  # they boot while the tiers load
+        if service in todo:
+            waits.append(lambda s=service: ready(s, False))
+    errors = [e for e in probes.in_parallel([_catching(w) for w in waits]) if e is not None]
+    if not errors and GATEWAY in todo and real_completion:
+        # Only now can a completion go through it to a tier.
+        errors = [e for e in [_catching(lambda: ready(GATEWAY, True))()] if e is not None]
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise ServiceError(
+            "; ".join(e.message for e in errors),
+            hint=f"see the logs in {p.logs_dir}; `mlx-stack down` stops what did start",
+        )
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ file, so taking it twice in one process would deadlock).
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -18,7 +19,7 @@ from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command,
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
-from mlx_stack.system import identity, pidfile, ports, probes, processes, secrets
+from mlx_stack.system import identity, interrupt, pidfile, ports, probes, processes, secrets
 from mlx_stack.system.fs import atomic_write
 
 HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
@@ -171,7 +172,7 @@ def running_record(p: Paths, service: str, *, adopt: bool = False) -> pidfile.Pi
 
 def _port_in(cmdline: tuple[str, ...]) -> int:
     """The ``--port N`` of a command line (LiteLLM's port is chosen at launch), else 0."""
-    for flag, value in zip(cmdline, cmdline[1:], strict=False):
+    for flag, value in itertools.pairwise(cmdline):
         if flag == "--port" and value.isdigit():
             return int(value)
     return 0
@@ -280,6 +281,8 @@ def wait_healthy(
     route = {GATEWAY: GATEWAY_LIVENESS, LITELLM: LITELLM_LIVENESS}.get(service, "/health")
     alive = False
     while True:
+        if interrupt.cancelled.is_set():
+            raise ServiceError(f"{service}: start interrupted")
         if not pidfile.is_ours(record):
             raise _failed(p, service, "exited while starting")
         if not alive:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -96,11 +96,34 @@ def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout
 
 
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run ``calls`` concurrently (threads: the probes wait on the network)."""
+    """Run ``calls`` concurrently (threads: the probes wait on the network).
+
+    The threads are daemons and the caller waits in short joins, so Ctrl-C reaches
+    it at once (a thread pool would first wait for every call to finish).
+    """
     if not calls:
         return []
     if len(calls) == 1:
         return [calls[0]()]
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        futures = [pool.submit(c) for c in calls]
-        return [f.result() for f in futures]
+    results: list[tuple[bool, object]] = [(False, None)] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = (True, calls[i]())
+        except BaseException as exc:  # handed back to the caller below
+            results[i] = (False, exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True, name="mlx-stack-parallel")
+               for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.1)
+    out: list[T] = []
+    for ok, value in results:
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        out.append(value)  # type: ignore[arg-type]
+    return out
