@@ -25,7 +25,7 @@ def test_list_shows_every_key_with_defaults(run):
     rows = {row["key"]: row for row in json.loads(r.stdout)}
     assert set(rows) == {
         "openrouter-key", "default-quant", "memory-budget-pct", "litellm-port",
-        "model-dir", "auto-health-check", "log-max-size-mb", "log-max-files",
+        "model-dir", "auto-health-check", "log-max-size-mb", "log-max-files", "log-prompts",
     }
     assert rows["litellm-port"] == {
         "key": "litellm-port", "value": 4000, "default": 4000, "source": "default"

@@ -29,7 +29,8 @@ from tests.overlay_venv import make_overlay
 
 pytestmark = pytest.mark.integration
 
-NEVER_READY = f"#!{os.path.realpath(sys.executable)}\nimport time\nprint('stand-in: loading forever', flush=True)\ntime.sleep(600)\n"
+NEVER_READY = (f"#!{os.path.realpath(sys.executable)}\nimport time\n"
+               "print('stand-in: loading forever', flush=True)\ntime.sleep(600)\n")
 
 
 def _wait_for(cond, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
@@ -107,10 +108,12 @@ def test_down_never_signals_the_live_group_of_a_dead_leader(isolated_home: Paths
 
 
 def test_lost_and_corrupt_pid_files_of_a_real_tier(isolated_home: Paths, tmp_path: Path) -> None:
-    """A real vllm-mlx tier whose pid file is deleted, then corrupted: status still sees
-    it healthy, up adopts it (no port clash), down stops it and the port is free."""
+    """A real vllm-mlx tier: its log writer killed (seen, restarted); then its pid file
+    deleted, then corrupted: status still sees it healthy, up adopts it (no port
+    clash), down stops it and the port is free."""
+    from mlx_stack.services import watchdog
     from mlx_stack.services.demo_models import build_random_model
-    from mlx_stack.services.service_control import start_service
+    from mlx_stack.services.service_control import probe_service, start_service
 
     model = build_random_model(tmp_path / "tiny")
     stack = Stack((Tier("fast", "tiny", str(model), ports.free_port()),), ("fast",),
@@ -118,7 +121,18 @@ def test_lost_and_corrupt_pid_files_of_a_real_tier(isolated_home: Paths, tmp_pat
     stack_store.save(isolated_home, stack)
     runner = CliRunner()
     try:
-        record = start_service(isolated_home, "fast", stack=stack, timeout=300)
+        first = start_service(isolated_home, "fast", stack=stack, timeout=300)
+        # Its log writer killed: status says so, the watchdog restarts the tier.
+        writer = identity.writers(isolated_home.home, "fast")[0]
+        os.kill(writer.pid, signal.SIGKILL)
+        assert _wait_for(lambda: identity.writer_state(isolated_home.home, "fast") == identity.WRITER_GONE)
+        detail = probe_service(isolated_home, "fast", stack=stack).detail or ""
+        assert "log writer gone" in detail
+        watchdog.tend_log_writers(isolated_home, stack)
+        assert not pidfile.is_ours(pidfile.read(isolated_home.run_dir, "fast"))  # stopped, still wanted
+        record = start_service(isolated_home, "fast", stack=stack, timeout=300)  # the next round
+        assert record.pid != first.pid
+        assert identity.writer_state(isolated_home.home, "fast") == identity.WRITER_OK
         port = stack.tiers[0].port
         pidfile.remove(isolated_home.run_dir, "fast")  # lost
         states = {s.name: s for s in lifecycle.status(isolated_home).services}
@@ -145,4 +159,70 @@ def test_lost_and_corrupt_pid_files_of_a_real_tier(isolated_home: Paths, tmp_pat
     finally:
         lifecycle.down(isolated_home, grace=5)
         for m in identity.find(isolated_home.home):
+            os.kill(m.pid, signal.SIGKILL)
+
+
+CHATTY = f"""#!{os.path.realpath(sys.executable)}
+# A stand-in tier that logs 20 kB per request through `logging`, as vllm-mlx logs.
+import json, logging, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+logging.basicConfig(level=logging.INFO)
+log = logging.getLogger("stand-in")
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        log.info("request " + "x" * 20000)
+    def _answer(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self._answer({{"status": "ok"}})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer({{"choices": [{{"index": 0, "message": {{"role": "assistant", "content": "hi"}}}}]}})
+port = int(sys.argv[sys.argv.index("--port") + 1])
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def test_a_stopped_log_writer_never_wedges_its_tier(tmp_path: Path) -> None:
+    """SIGSTOP on the writer: the pipe fills (20 kB a request, far past its size), the
+    tier keeps answering; status says so; the watchdog's round resumes the writer."""
+    import httpx
+
+    from mlx_stack.services import watchdog
+    from mlx_stack.services.service_control import probe_service, start_service
+
+    python = make_overlay(tmp_path / "venv", CHATTY)
+    p = Paths(home=tmp_path / "home")
+    model = tmp_path / "model"
+    model.mkdir()
+    stack = Stack((Tier("fast", "stand-in", str(model), ports.free_port()),), ("fast",),
+                  Gateway(port=ports.free_port()))
+    stack_store.save(p, stack)
+    env = {**os.environ, "MLX_STACK_HOME": str(p.home)}
+    code = ("from mlx_stack.paths import paths\n"
+            "from mlx_stack.services.service_control import start_service\n"
+            "start_service(paths(), 'fast', timeout=60)\n")
+    # Started by the overlay's python, so its bin/vllm-mlx (the stand-in) runs.
+    subprocess.run([str(python), "-c", code], env=env, check=True, timeout=120)
+    try:
+        writer = identity.writers(p.home, "fast")[0]
+        os.kill(writer.pid, signal.SIGSTOP)
+        assert _wait_for(lambda: identity.writer_state(p.home, "fast") == identity.WRITER_STOPPED)
+        url = f"http://127.0.0.1:{stack.tiers[0].port}/v1/chat/completions"
+        with httpx.Client(timeout=10) as client:
+            for _ in range(150):  # 3 MB of log into a 1 MB (at most) pipe
+                r = client.post(url, json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status_code == 200
+        assert "log writer stopped" in (probe_service(p, "fast", stack=stack).detail or "")
+        watchdog.tend_log_writers(p, stack)
+        assert identity.writer_state(p.home, "fast") == identity.WRITER_OK
+        assert start_service(p, "fast", stack=stack, wait=False).pid == pidfile.read(p.run_dir, "fast").pid
+    finally:
+        lifecycle.down(p, grace=5)
+        for m in identity.find(p.home):
             os.kill(m.pid, signal.SIGKILL)

@@ -100,4 +100,18 @@ def test_trailing_partial_line_is_kept_at_eof(tmp_path: Path) -> None:
 def test_parse_rejects_unknown_arguments() -> None:
     with pytest.raises(SystemExit):
         logwriter._parse(["--nope", "1"])
-    assert logwriter._parse(["--file", "a.log", "--max-bytes", "7", "--keep", "2"]) == (Path("a.log"), 7, 2)
+    assert logwriter._parse(["--file", "a.log", "--max-bytes", "7", "--keep", "2"]) == (Path("a.log"), 7, 2, False)
+    assert logwriter._parse(["--file", "a.log", "--redact-prompts"])[3] is True
+
+
+def test_prompt_text_is_removed_and_the_rest_kept() -> None:
+    redact = logwriter.redactor()
+    raw = (b"INFO:vllm_mlx.server:[REQUEST] POST /v1/chat/completions total_chars=12\n"
+           b"INFO:vllm_mlx.server:[REQUEST] last user message preview: my secret plan\n"
+           b"INFO:vllm_mlx.server:[REQUEST] POST /v1/completions prompt_chars=9 prompt_preview=the secret\n"
+           b"INFO:vllm_mlx.models.mllm:  Chat msg 0: role=user, content=secret pixels...\n"
+           b'INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 200 OK\n')
+    out = redact(raw)  # type: ignore[operator]
+    assert b"secret" not in out
+    assert out.count(logwriter.REDACTED) == 3
+    assert b"total_chars=12" in out and b"prompt_chars=9" in out and b"200 OK" in out

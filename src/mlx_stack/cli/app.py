@@ -21,6 +21,7 @@ class _RootGroup(TyperGroup):
     """
 
     def invoke(self, ctx: Any) -> Any:
+        _tighten_home()
         try:
             return super().invoke(ctx)
         except MlxStackError as exc:
@@ -42,6 +43,22 @@ class _RootGroup(TyperGroup):
                 raise
 
             raise typer.Exit(report(exc)) from None
+
+
+def _tighten_home() -> None:
+    """A state folder made by an older version (0755) becomes private (0700)."""
+    import os
+    import stat
+
+    from mlx_stack.paths import paths
+
+    try:
+        home = paths().home
+        st = os.stat(home)
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(home, 0o700)
+    except OSError:
+        pass  # missing, or not ours: the command itself says what is wrong
 
 
 app = typer.Typer(

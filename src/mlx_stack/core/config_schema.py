@@ -112,6 +112,8 @@ KEYS: dict[str, Key] = {
             "rotate a service log when it grows past this size"),
         Key("log-max-files", 5, "1-100", _int_range("log-max-files", 1, 100),
             "rotated log files kept per service"),
+        Key("log-prompts", False, "true or false", _bool("log-prompts"),
+            "keep the start of each prompt that vllm-mlx logs in the tier logs (off: removed)"),
     )
 }
 

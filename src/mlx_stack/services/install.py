@@ -110,8 +110,10 @@ def install(p: Paths) -> InstallPlan:
     """Write the unit and (re)load it; a loaded agent is booted out first and awaited."""
     pl = plan(p)
     manager = _require_manager(pl.kind)
-    p.logs_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(pl.unit_file, pl.unit_text)
+    from mlx_stack.system.dirs import make_private_dirs
+
+    make_private_dirs(p.logs_dir)
+    atomic_write(pl.unit_file, pl.unit_text, mode=0o644)
     if isinstance(manager, Launchd):
         manager.load(service_units.LABEL, pl.unit_file)
     else:

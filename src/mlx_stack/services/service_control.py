@@ -222,6 +222,7 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
             cmd.argv, log_file=log_path(p, service), env=cmd.env,
             log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
             log_keep=int(settings.get("log-max-files")), owner=(p.home, service),
+            redact_prompts=service != GATEWAY and not settings.get("log-prompts"),
         )
     except OSError as exc:  # the program is missing or not executable
         raise ServiceError(
@@ -408,6 +409,23 @@ def probe_service(
         return ServiceStatus(service, kind, CRASHED, port, model=model, detail=detail)
     uptime = max(0.0, time.time() - record.start_time)
     base = ServiceStatus(service, kind, DOWN, port, record.pid, round(uptime, 1), model)
+    status = _probe_live(p, stack, service, base, model, timeout)
+    return _with_writer(p, service, status)
+
+
+def _with_writer(p: Paths, service: str, status: ServiceStatus) -> ServiceStatus:
+    """A dead or stopped log writer, said in the detail (the watchdog mends it)."""
+    state = identity.writer_state(p.home, service)
+    if state == identity.WRITER_OK:
+        return status
+    what = ("log writer gone: its log has stopped" if state == identity.WRITER_GONE
+            else "log writer stopped (SIGSTOP): its output is being lost")
+    detail = f"{status.detail}; {what}" if status.detail else what
+    return replace(status, detail=detail)
+
+
+def _probe_live(p: Paths, stack: Stack, service: str, base: ServiceStatus, model: str | None,
+                timeout: float) -> ServiceStatus:
     if model is None:
         return _with(base, DOWN, None, "not in stack.yaml any more")
     target = probe_model(p, stack, service)

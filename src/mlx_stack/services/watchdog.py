@@ -194,6 +194,31 @@ def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
     return records
 
 
+def tend_log_writers(p: Paths, stack: Stack) -> None:
+    """A stopped log writer is resumed; a service whose writer is gone is restarted (the
+    only way to give it a log again): stopped now, restarted by the next round."""
+    from mlx_stack.services import service_control as sc
+    from mlx_stack.system import identity, pidfile
+    from mlx_stack.system.fs import file_lock
+
+    for name in stack.services:
+        record = pidfile.read(p.run_dir, name)
+        if record is None or not pidfile.is_ours(record):
+            continue
+        state = identity.writer_state(p.home, name)
+        if state == identity.WRITER_STOPPED:
+            resumed = identity.resume_writers(p.home, name)
+            log(f"{name}: its log writer was stopped (SIGSTOP); resumed {resumed}")
+        elif state == identity.WRITER_GONE:
+            log(f"{name}: its log writer is gone (the log has stopped): restarting {name}")
+            try:
+                with file_lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"):
+                    sc.stop_service(p, name, grace=WEDGED_STOP_GRACE_S)
+                    pidfile.write(p.run_dir, record)  # dead pid: "should run", restarted next round
+            except MlxStackError as exc:
+                log(f"{name}: could not restart it: {exc.message}")
+
+
 # --- the loop -----------------------------------------------------------------------
 
 
@@ -216,6 +241,7 @@ def run_loop(p: Paths, opts: Options, stop: threading.Event,
                 now = clock()  # probes take time; decide with the time they ended
                 decision = decide(records, obs, now, opts.policy)
                 records = apply(p, stack, decision, records, start_errors)
+                tend_log_writers(p, stack)
                 wake = decision.wake_at
                 write_state(p, records, now, opts.policy)
         except Exception as exc:  # a vanished or corrupt file, a bug: log it, keep watching
@@ -237,7 +263,9 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    p.run_dir.mkdir(parents=True, exist_ok=True)
+    from mlx_stack.system.dirs import make_private_dirs
+
+    make_private_dirs(p.run_dir)
     with contextlib.ExitStack() as held:
         said = False
         while True:

@@ -12,16 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlx_stack.errors import ConflictError, StateError
+from mlx_stack.system.dirs import make_private_dirs
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new file, never half.
 
     The temp file lives in the same directory (same filesystem) and is fsynced
     before ``os.replace``; ``mode`` is applied before the rename so a secret is
     never briefly world-readable.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -44,7 +45,7 @@ def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Ite
     The kernel drops the lock when the process dies, so a crash never leaves a
     stale lock behind. ``timeout=0`` fails at once if the lock is held.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
@@ -73,7 +74,7 @@ def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Ite
 
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) and force mode 0700 on it."""
-    path.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path)
     os.chmod(path, 0o700)
 
 

@@ -206,7 +206,7 @@ def download(
         # download would, so offline look-ups by branch (and other tools) find this snapshot.
         from mlx_stack.system.fs import atomic_write
 
-        atomic_write(storage_folder(repo.repo_id, cache) / "refs" / "main", repo.revision)
+        atomic_write(storage_folder(repo.repo_id, cache) / "refs" / "main", repo.revision, mode=0o644)
     return Path(result["path"])
 
 

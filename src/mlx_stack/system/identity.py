@@ -87,3 +87,42 @@ def still_marked(m: Marked) -> bool:
         return proc.environ().get(SERVICE_MARK) == m.service
     except (psutil.Error, OSError):
         return False
+
+
+WRITER_OK, WRITER_GONE, WRITER_STOPPED = "ok", "gone", "stopped"
+
+
+def writers(home: Path, service: str) -> list[Marked]:
+    return [m for m in find(home, service) if m.role == WRITER_ROLE]
+
+
+def writer_state(home: Path, service: str) -> str:
+    """``ok``, ``gone`` (no live log writer: the service's log has stopped) or ``stopped``
+    (SIGSTOP: its pipe fills, and the service's output is lost until it runs again)."""
+    marked = find(home, service)
+    if not any(m.role == SERVICE_ROLE for m in marked):
+        return WRITER_OK  # not started with markers (an older mlx-stack): cannot tell
+    found = [m for m in marked if m.role == WRITER_ROLE]
+    if not found:
+        return WRITER_GONE
+    for m in found:
+        try:
+            if psutil.Process(m.pid).status() == psutil.STATUS_STOPPED:
+                return WRITER_STOPPED
+        except psutil.Error:
+            continue
+    return WRITER_OK
+
+
+def resume_writers(home: Path, service: str) -> int:
+    """SIGCONT the stopped log writers of ``service``; how many were resumed."""
+    resumed = 0
+    for m in writers(home, service):
+        try:
+            proc = psutil.Process(m.pid)  # psutil checks pid + start time before signalling
+            if proc.status() == psutil.STATUS_STOPPED and still_marked(m):
+                proc.resume()
+                resumed += 1
+        except psutil.Error:
+            continue
+    return resumed

@@ -15,6 +15,8 @@ import os
 import signal
 from pathlib import Path
 
+from mlx_stack.system.dirs import make_private_dirs
+
 CHUNK = 65536
 PENDING_SUFFIX = ".1.pending"
 
@@ -66,7 +68,8 @@ def compress_pending(log_file: Path) -> None:
 
     dest = archive_path(log_file, 1)
     tmp = dest.with_name(dest.name + ".tmp")
-    with open(src, "rb") as fin, open(tmp, "wb") as raw:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # logs may hold private text
+    with open(src, "rb") as fin, os.fdopen(fd, "wb") as raw:
         with gzip.GzipFile(filename=log_file.name, mode="wb", fileobj=raw, compresslevel=6) as gz:
             shutil.copyfileobj(fin, gz, CHUNK)
         raw.flush()
@@ -105,7 +108,7 @@ def request_rotation(log_file: Path, keep: int) -> str:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGUSR1)
             return "signalled"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(log_file.parent)
     fd = os.open(lock_path(log_file), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

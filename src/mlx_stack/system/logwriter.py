@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+from mlx_stack.system.dirs import make_private_dirs
 from mlx_stack.system.logrotate import compress_pending, lock_path, shift_and_move_aside
 
 CHUNK = 65536
@@ -48,12 +49,40 @@ REOPEN_CHECK_S = 1.0
 TERM_DRAIN_S = 5.0
 
 
-def command(log_file: Path, max_bytes: int, keep: int) -> list[str]:
+def command(log_file: Path, max_bytes: int, keep: int, *, redact_prompts: bool = False) -> list[str]:
     """The argv that starts a writer for ``log_file`` with this interpreter."""
     return [
         sys.executable, "-m", "mlx_stack.system.logwriter",
         "--file", str(log_file), "--max-bytes", str(int(max_bytes)), "--keep", str(int(keep)),
+        *(["--redact-prompts"] if redact_prompts else []),
     ]
+
+
+# What vllm-mlx 0.6 logs of a request's text (INFO; it has no flag to turn them off):
+# the last user message of a chat / Anthropic request (300 chars), a completion's prompt
+# (200), a vision model's messages (80). The writer keeps the line, not the text.
+PROMPT_PATTERNS = (
+    rb"(\[REQUEST\] last user message preview: )[^\n]*",
+    rb"( prompt_preview=)[^\n]*",
+    rb"(  Chat msg \d+: role=[^,\n]*, content=)[^\n]*",
+)
+REDACTED = b"[prompt text not logged: `mlx-stack config set log-prompts true` keeps it]"
+
+
+def redactor() -> object:
+    """A function bytes -> bytes that removes prompt text from vllm-mlx log lines."""
+    import re
+
+    pattern = re.compile(b"|".join(b"(?:" + p + b")" for p in PROMPT_PATTERNS))
+
+    def redact(data: bytes) -> bytes:
+        def keep_prefix(m: re.Match[bytes]) -> bytes:
+            prefix = next(g for g in m.groups() if g is not None)
+            return prefix + REDACTED
+
+        return pattern.sub(keep_prefix, data)
+
+    return redact
 
 
 def attach(log_file: Path, max_bytes: int, keep: int) -> int:
@@ -88,8 +117,9 @@ _attached: list[object] = []
 class Writer:
     """Appends whole lines to LOG and rotates it; the state of one writer process."""
 
-    def __init__(self, log_file: Path, max_bytes: int, keep: int):
+    def __init__(self, log_file: Path, max_bytes: int, keep: int, *, redact_prompts: bool = False):
         self.log_file = log_file
+        self.redact = redactor() if redact_prompts else None
         self.max_bytes = max(1, max_bytes)
         self.keep = max(1, keep)
         self.fd = -1
@@ -104,8 +134,10 @@ class Writer:
     # files
 
     def open(self) -> None:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        make_private_dirs(self.log_file.parent)
+        self.fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):  # a log from an older version may be 0644
+            os.fchmod(self.fd, 0o600)
         self.last_reopen_check = time.monotonic()
 
     def reopen(self) -> None:
@@ -148,6 +180,8 @@ class Writer:
     def write(self, data: bytes) -> None:
         if not data:
             return
+        if self.redact is not None:
+            data = self.redact(data)  # type: ignore[operator]
         if self.fd < 0:
             try:
                 self.open()
@@ -218,9 +252,9 @@ class Writer:
             os.close(self.fd)
 
 
-def run(log_file: Path, max_bytes: int, keep: int, stdin_fd: int = 0) -> int:
+def run(log_file: Path, max_bytes: int, keep: int, stdin_fd: int = 0, *, redact_prompts: bool = False) -> int:
     """The writer loop: read stdin until EOF, write whole lines, rotate."""
-    writer = Writer(log_file, max_bytes, keep)
+    writer = Writer(log_file, max_bytes, keep, redact_prompts=redact_prompts)
     term_deadline: list[float] = []
 
     def on_usr1(_sig: int, _frame: object) -> None:
@@ -286,25 +320,29 @@ def run(log_file: Path, max_bytes: int, keep: int, stdin_fd: int = 0) -> int:
     return 0
 
 
-def _parse(argv: list[str]) -> tuple[Path, int, int]:
+def _parse(argv: list[str]) -> tuple[Path, int, int, bool]:
     # Hand-rolled (no argparse): this process starts once per service, keep it lean.
     opts = {"--file": "", "--max-bytes": "52428800", "--keep": "5"}
+    redact = False
     it = iter(argv)
     for arg in it:
+        if arg == "--redact-prompts":
+            redact = True
+            continue
         if arg not in opts:
             raise SystemExit(f"logwriter: unknown argument {arg!r}")
         opts[arg] = next(it, "")
     if not opts["--file"]:
         raise SystemExit("logwriter: --file is required")
     try:
-        return Path(opts["--file"]), int(opts["--max-bytes"]), int(opts["--keep"])
+        return Path(opts["--file"]), int(opts["--max-bytes"]), int(opts["--keep"]), redact
     except ValueError:
         raise SystemExit("logwriter: --max-bytes and --keep take whole numbers") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    log_file, max_bytes, keep = _parse(sys.argv[1:] if argv is None else argv)
-    return run(log_file.absolute(), max_bytes, keep)
+    log_file, max_bytes, keep, redact = _parse(sys.argv[1:] if argv is None else argv)
+    return run(log_file.absolute(), max_bytes, keep, redact_prompts=redact)
 
 
 if __name__ == "__main__":

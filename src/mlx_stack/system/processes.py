@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,8 @@ from pathlib import Path
 import psutil
 
 from mlx_stack.system import identity
+from mlx_stack.system.dirs import make_private_dirs
+from mlx_stack.system.logwriter import command as logwriter_command
 
 GRACE_S = 10.0
 _POLL_S = 0.05
@@ -39,13 +40,14 @@ def spawn(
     log_max_bytes: int = 50 * 1024 * 1024,
     log_keep: int = 5,
     owner: tuple[Path, str] | None = None,
+    redact_prompts: bool = False,
 ) -> int:
     """Start ``argv`` in a new process group with its output in ``log_file``; return its pid.
 
     ``owner`` (state folder, service name) marks the service and its log writer in
     their environment, so they are found by identity even without a pid file.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(log_file.parent)
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     writer_env = dict(os.environ)
@@ -58,16 +60,23 @@ def spawn(
     # A process group of its own, but not a new session: setpgid() cannot move the
     # log writer into a group of another session, and the writer must share the
     # service's group so one killpg stops both. Neither holds the terminal.
-    proc = subprocess.Popen(
-        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=full_env, process_group=0, close_fds=True,
-    )
-    assert proc.stdout is not None
+    # The service writes to a non-blocking pipe: with its writer stopped or gone, a
+    # full pipe makes the service's writes fail (lines lost) instead of blocking it.
+    read_end, write_end = _log_pipe()
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
+            env=full_env, process_group=0, close_fds=True,
+        )
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    os.close(write_end)
     try:
         writer = subprocess.Popen(
-            [sys.executable, "-m", "mlx_stack.system.logwriter", "--file", str(log_file),
-             "--max-bytes", str(log_max_bytes), "--keep", str(log_keep)],
-            stdin=proc.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            logwriter_command(log_file, log_max_bytes, log_keep, redact_prompts=redact_prompts),
+            stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             process_group=proc.pid, close_fds=True, env=writer_env,
         )
         with _children_lock:
@@ -77,10 +86,26 @@ def spawn(
         proc.wait()
         raise
     finally:
-        proc.stdout.close()  # the writer holds the only read end now
+        os.close(read_end)  # the writer holds the only read end now
     with _children_lock:
         _children[proc.pid] = proc
     return proc.pid
+
+
+_PIPE_BYTES = 1 << 20  # Linux lets a pipe hold this much (F_SETPIPE_SZ); macOS grows its own
+
+
+def _log_pipe() -> tuple[int, int]:
+    """A pipe for a service's output: big where the OS allows, the write end non-blocking."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    setpipe_sz = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setpipe_sz is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_end, setpipe_sz, _PIPE_BYTES)
+    os.set_blocking(write_end, False)
+    return read_end, write_end
 
 
 def _reap() -> None:
