@@ -100,7 +100,8 @@ def test_trailing_partial_line_is_kept_at_eof(tmp_path: Path) -> None:
 def test_parse_rejects_unknown_arguments() -> None:
     with pytest.raises(SystemExit):
         logwriter._parse(["--nope", "1"])
-    assert logwriter._parse(["--file", "a.log", "--max-bytes", "7", "--keep", "2"]) == (Path("a.log"), 7, 2, False)
+    parsed = logwriter._parse(["--file", "a.log", "--max-bytes", "7", "--keep", "2"])
+    assert parsed == (Path("a.log"), 7, 2, False)
     assert logwriter._parse(["--file", "a.log", "--redact-prompts"])[3] is True
 
 
