@@ -114,7 +114,7 @@ def test_budget_above_the_gpu_limit_is_capped(run):
     (("--catalog", "--quant", "int3"), 2, "invalid value"),
     (("--catalog", "--chip", "M7 Pro"), 4, "unknown chip"),
     (("--catalog", "--chip", "M4 Max", "--gpu-cores", "36"), 2, "no 36-core GPU"),
-    (("--catalog", "--memory", "64"), 2, "need --chip"),
+    (("--catalog", "--memory", "64"), 2, "needs --chip"),
     (("--catalog", "--chip", "M4", "--memory", "lots"), 2, "invalid --memory"),
     (("--catalog", "--bandwidth", "0"), 2, "invalid --bandwidth"),
 ])

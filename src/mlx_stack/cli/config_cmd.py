@@ -53,7 +53,7 @@ def get(
         sys.stdout.write(_text(setting.shown()) + "\n")
 
 
-@app.command("set")
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_(
     key: str = typer.Argument(..., help="Setting name."),
     value: str = typer.Argument(

@@ -46,7 +46,7 @@ def resolve_hardware(chip: str | None, gpu_cores: int | None, memory: str | None
     if chip is None:
         given = [flag for flag, v in (("--gpu-cores", gpu_cores), ("--memory", memory)) if v is not None]
         if given:
-            raise UsageError(f"{' and '.join(given)} need --chip",
+            raise UsageError(f"{' and '.join(given)} {'need' if len(given) > 1 else 'needs'} --chip",
                              hint='plan for a Mac with e.g. --chip "M4 Max" --gpu-cores 40 --memory 128')
         hw = detect()
         if bandwidth is not None:

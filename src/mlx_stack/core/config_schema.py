@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,17 @@ from mlx_stack.errors import NotFoundError, UsageError
 QUANTS = ("int4", "int8", "bf16")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+_WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits only: not "٤٠", "４０", "5_000" or "+5"
+MAX_VALUE_CHARS = 4096  # no setting is longer; a bigger value is a mistake (or an attack)
+MAX_SECRET_CHARS = 512
+MAX_KEY_CHARS = 64
+
+
+def shown(text: object, limit: int = 40) -> str:
+    """``text`` safe to echo in one line: printable, cut to ``limit`` characters."""
+    raw = str(text)
+    safe = "".join(c if c.isprintable() else "?" for c in raw[:limit])
+    return repr(safe) + (f"… ({len(raw)} characters)" if len(raw) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -25,17 +38,19 @@ class Key:
 
 def _bad(key: str, value: object, allowed: str) -> UsageError:
     return UsageError(
-        f"invalid value {value!r} for {key}: expected {allowed}",
+        f"invalid value {shown(value)} for {key}: expected {allowed}",
         hint="see `mlx-stack config list` for every key and what it accepts",
     )
 
 
 def _int_range(key: str, lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        try:
-            value = int(str(raw).strip())
-        except ValueError:
-            raise _bad(key, raw, f"a whole number from {lo} to {hi}") from None
+        if isinstance(raw, bool):
+            raise _bad(key, raw, f"a whole number from {lo} to {hi}")
+        text = str(raw).strip()
+        if not _WHOLE.fullmatch(text) or len(text) > 12:
+            raise _bad(key, raw, f"a whole number from {lo} to {hi} (digits 0-9)")
+        value = int(text)
         if not lo <= value <= hi:
             raise _bad(key, raw, f"a whole number from {lo} to {hi}")
         return value
@@ -68,13 +83,22 @@ def _bool(key: str) -> Callable[[str], bool]:
 
 
 def _path(key: str) -> Callable[[str], str]:
+    """An absolute folder path (``~`` expanded), printable, of sane length. That it
+    exists is checked where the value is set (this module does no I/O)."""
+
     def parse(raw: str) -> str:
         value = str(raw).strip()
         if not value:
-            raise _bad(key, raw, "a directory path")
-        if "\n" in value or "\x00" in value:
-            raise _bad(key, raw, "a directory path on one line")
-        return value
+            raise _bad(key, raw, "an absolute folder path")
+        if len(value) > MAX_VALUE_CHARS or not value.isprintable():
+            raise _bad(key, raw, "an absolute folder path of printable characters")
+        value = os.path.expanduser(value)
+        if not os.path.isabs(value):
+            raise UsageError(
+                f"invalid value {shown(raw)} for {key}: expected an absolute folder path",
+                hint=f"give the full path, e.g. `mlx-stack config set {key} \"$PWD/{value}\"`",
+            )
+        return os.path.normpath(value)
 
     return parse
 
@@ -82,9 +106,11 @@ def _path(key: str) -> Callable[[str], str]:
 def _secret(key: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = str(raw).strip()
-        if not value or any(c.isspace() for c in value):
+        printable_ascii = all(" " < c < "\x7f" for c in value)
+        if not value or not printable_ascii or len(value) > MAX_SECRET_CHARS:
             raise UsageError(
-                f"invalid value for {key}: expected a non-empty key without spaces",
+                f"invalid value for {key}: expected a non-empty key of printable ASCII without "
+                f"spaces, at most {MAX_SECRET_CHARS} characters",
                 hint=f"pipe it in: `printf %s \"$KEY\" | mlx-stack config set {key} -`",
             )
         return value
@@ -123,8 +149,8 @@ def get_key(name: str) -> Key:
         return KEYS[name]
     except KeyError:
         raise NotFoundError(
-            f"unknown config key {name!r}",
-            hint="known keys: " + ", ".join(KEYS),
+            f"unknown config key {shown(name)}",
+            hint="known keys: " + ", ".join(KEYS) + "; `auto` routing: routing.KEY (`mlx-stack status`)",
         ) from None
 
 
@@ -135,7 +161,7 @@ def validate_file_values(raw: dict[str, Any], source: str) -> dict[str, Any]:
         key = KEYS.get(name)
         if key is None or key.secret:
             raise UsageError(
-                f"{source}: unknown key {name!r}",
+                f"{source}: unknown key {shown(name)}",
                 hint="fix or remove it; known keys: " + ", ".join(k for k in KEYS if not KEYS[k].secret),
                 exit_code=3,
             )

@@ -86,6 +86,8 @@ def set_value(p: Paths, name: str, raw: str) -> Setting:
     """Validate and store one setting atomically, under the config lock."""
     key = get_key(name)
     value = key.parse(raw)
+    if name == "model-dir":
+        _check_folder(name, value)
     with file_lock(p.config_lock_file, what="config"):
         if key.secret:
             secrets.write_secret(p, name, value)
@@ -94,6 +96,25 @@ def set_value(p: Paths, name: str, raw: str) -> Setting:
             current[name] = value
             _write_file(p, current)
     return Config(p).setting(name)
+
+
+def _check_folder(name: str, value: str) -> None:
+    """A folder setting must name a folder that exists (not a file, not a typo)."""
+    from pathlib import Path
+
+    from mlx_stack.errors import UsageError
+
+    folder = Path(value)
+    try:
+        ok, exists = folder.is_dir(), folder.exists()
+    except OSError:
+        ok, exists = False, False
+    if not ok:
+        if exists:
+            raise UsageError(f"invalid value for {name}: {value} is not a folder",
+                             hint="give the folder that holds (or will hold) the models")
+        raise UsageError(f"invalid value for {name}: {value} does not exist",
+                         hint=f"create it first (`mkdir -p {value}`), then set it again")
 
 
 def unset_value(p: Paths, name: str) -> Setting:

@@ -129,7 +129,10 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
 
     field = SETTABLE.get(key)
     if field is None:
-        raise UsageError(f"unknown routing key {key!r}", hint="routing keys: " + ", ".join(SETTABLE))
+        from mlx_stack.core.config_schema import shown
+        from mlx_stack.errors import NotFoundError
+
+        raise NotFoundError(f"unknown config key {shown(key)}", hint="routing keys: " + ", ".join(SETTABLE))
     with file_lock(p.lock_file, what="mlx-stack"):
         stack = stack_store.load(p)
         current = {k: v for k, v in rules_for(stack).as_dict().items()}
@@ -146,7 +149,8 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
         if problem is not None:
             raise UsageError(f"invalid {key}: {problem}; it would send every request away from "
                              "the local tiers", hint="see `mlx-stack status` for each tier's window")
-        stack = replace(stack, routing=rules)
+        # Back to every default: no `routing:` section left behind.
+        stack = replace(stack, routing=None if rules == default_rules(stack.tier_names) else rules)
         stack_store.save(p, stack)
         from mlx_stack.services.service_control import gateway_config_path, write_gateway_config
 
