@@ -120,7 +120,7 @@ def test_status_lists_stopped_services_and_masks_the_key(run, isolated_home: Pat
     _write_stack(isolated_home)
     key = secrets.ensure_gateway_key(isolated_home)
     r = run("status")
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 3, r.stderr  # services stopped
     assert "standard" in r.stdout and "stopped" in r.stdout and "org/big-model" in r.stdout
     assert key not in r.stdout and secrets.mask(key) in r.stdout
     assert "--show-key" in r.stdout

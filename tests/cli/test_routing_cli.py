@@ -92,7 +92,7 @@ def test_rules_that_route_everything_away_are_refused(run, isolated_home: Paths,
 def test_status_shows_rules_and_windows(run, isolated_home: Paths, tmp_path: Path) -> None:
     _write_stack(isolated_home, tmp_path)
     r = run("status")
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 3, r.stderr  # nothing runs
     assert "with tools -> standard" in r.stdout and "otherwise -> standard" in r.stdout
     assert "-> longctx" in r.stdout and "the front door is not running" in r.stdout
     data = json.loads(run("status", "--json").stdout)["routing"]

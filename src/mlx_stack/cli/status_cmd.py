@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from mlx_stack.services.lifecycle import StatusReport
 
 
 def status(
@@ -15,6 +20,9 @@ def status(
 
     Services: healthy, degraded (slow), down (alive, not answering), crashed
     (gone while it should run) or stopped; each probed with a real completion.
+
+    Exit codes: 0 every service healthy (or only slow), 3 a service is stopped,
+    down, crashed or flapping, 4 no stack configured yet.
     """
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.routing_view import render_routing, routing_json, routing_report
@@ -23,10 +31,25 @@ def status(
     from mlx_stack.services.hardware import detect
 
     hw = detect()
+    report = services_report(show_key)
     if json_:
-        report = services_report(show_key)
         terminal.json({"hardware": hw.as_dict(), **report.as_dict(), **routing_json(routing_report())})
-        return
-    render_hardware(hw)
-    render_services(services_report(show_key), show_key)
-    render_routing(routing_report())
+    else:
+        render_hardware(hw)
+        render_services(report, show_key)
+        render_routing(routing_report())
+    code = exit_code(report)
+    if code:
+        raise typer.Exit(code)
+
+
+def exit_code(report: StatusReport) -> int:
+    """LSB-style: 0 every configured service healthy (or only slow), 3 something is
+    stopped, down, crashed or flapping, 4 nothing configured."""
+    from mlx_stack.errors import ExitCode
+
+    if not report.configured:
+        return ExitCode.NOT_FOUND
+    if any(s.state not in ("healthy", "degraded") for s in report.services):
+        return ExitCode.STATE
+    return ExitCode.OK

@@ -7,9 +7,12 @@ Rendering is separate from writing (services/install.py writes and loads them).
 from __future__ import annotations
 
 import plistlib
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlx_stack.errors import UsageError
 
 LABEL = "io.github.mlx-stack.watchdog"  # reverse-DNS launchd label
 SYSTEMD_UNIT = "mlx-stack-watchdog.service"
@@ -32,8 +35,35 @@ class UnitSpec:
         return {"MLX_STACK_HOME": str(self.home), **self.env}
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_spec(spec: UnitSpec) -> None:
+    """Refuse what could break a service file or add lines to it: a control character
+    (a newline above all) in any path, argument or variable, or an odd variable name."""
+    fields: list[tuple[str, str]] = [("program argument", a) for a in spec.program]
+    fields += [(f"environment variable {k}", v) for k, v in spec.environment().items()]
+    fields += [("working directory", str(spec.working_dir or spec.home))]
+    if spec.stdout_log is not None:
+        fields.append(("log file", str(spec.stdout_log)))
+    for what, value in fields:
+        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:
+            raise UsageError(
+                f"cannot write the service file: the {what} holds a control character "
+                f"({bad!r}): {value[:80]!r}",
+                hint="use paths without newlines or control characters "
+                "(MLX_STACK_HOME, HF_HOME and the install location)",
+            )
+    for name in spec.environment():
+        if not _ENV_NAME.fullmatch(name):
+            raise UsageError(f"cannot write the service file: bad environment variable name {name[:40]!r}",
+                             hint="names are letters, digits and _")
+
+
 def plist_dict(spec: UnitSpec) -> dict[str, object]:
     """The LaunchAgent as a dict, keys as launchd.plist(5) names them."""
+    check_spec(spec)
     data: dict[str, object] = {
         "Label": spec.label,
         "ProgramArguments": list(spec.program),
@@ -88,8 +118,14 @@ def _env_line(name: str, value: str) -> str:
     return f'Environment="{name}={escaped}"'
 
 
+def _systemd_path(path: object) -> str:
+    # A path setting expands specifiers ('%h'...): a literal '%' is '%%'.
+    return str(path).replace("%", "%%")
+
+
 def render_systemd(spec: UnitSpec) -> str:
     """The systemd user unit (``~/.config/systemd/user/mlx-stack-watchdog.service``)."""
+    check_spec(spec)
     lines = [
         "[Unit]",
         "Description=mlx-stack watchdog (keeps the local LLM stack running)",
@@ -102,10 +138,11 @@ def render_systemd(spec: UnitSpec) -> str:
         f"RestartSec={spec.throttle_s}",
         # Stop only the watchdog itself: services it started must survive `uninstall`.
         "KillMode=process",
-        f"WorkingDirectory={spec.working_dir or spec.home}",
+        f"WorkingDirectory={_systemd_path(spec.working_dir or spec.home)}",
     ]
     lines += [_env_line(k, v) for k, v in spec.environment().items()]
     if spec.stdout_log is not None:
-        lines += [f"StandardOutput=append:{spec.stdout_log}", f"StandardError=append:{spec.stdout_log}"]
+        log = _systemd_path(spec.stdout_log)
+        lines += [f"StandardOutput=append:{log}", f"StandardError=append:{log}"]
     lines += ["", "[Install]", "WantedBy=default.target", ""]
     return "\n".join(lines)
