@@ -39,15 +39,16 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_spec(spec: UnitSpec) -> None:
-    """Refuse what could break a service file or add lines to it: a control character
-    (a newline above all) in any path, argument or variable, or an odd variable name."""
+    """Refuse what could break a service file or add lines to it: a control or line
+    separator character (a newline above all) in any path, argument or variable, or an
+    odd variable name."""
     fields: list[tuple[str, str]] = [("program argument", a) for a in spec.program]
     fields += [(f"environment variable {k}", v) for k, v in spec.environment().items()]
     fields += [("working directory", str(spec.working_dir or spec.home))]
     if spec.stdout_log is not None:
         fields.append(("log file", str(spec.stdout_log)))
     for what, value in fields:
-        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        bad = next((c for c in value if not c.isprintable()), None)  # \n, \r, NEL, U+2028...
         if bad is not None:
             raise UsageError(
                 f"cannot write the service file: the {what} holds a control character "

@@ -243,7 +243,7 @@ def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRAC
     a process marked as this stack's. A service whose port still answers afterwards is
     reported in ``still_serving``, never as stopped."""
     with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
-        stack = stack_store.load(p) if tiers or _has_stack(p) else None
+        stack = stack_store.load(p) if tiers else _stack_if_readable(p)
         if tiers:
             assert stack is not None
             services = _select(stack, tiers)
@@ -265,11 +265,14 @@ def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRAC
     return result
 
 
-def _has_stack(p: Paths) -> bool:
+def _stack_if_readable(p: Paths) -> Stack | None:
+    """The stack, or None: a plain `down` stops what runs even with stack.yaml corrupt."""
+    from mlx_stack.errors import MlxStackError
+
     try:
-        return stack_store.exists(p) and p.stack_file.is_file()
-    except OSError:
-        return False
+        return stack_store.load(p)
+    except MlxStackError:
+        return None
 
 
 def _pid_file_services(p: Paths) -> list[str]:
