@@ -117,6 +117,20 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
         if errors:
             raise errors[0] if len(errors) == 1 else ServiceError(
                 "; ".join(e.message for e in errors), hint=errors[0].hint)
+    except KeyboardInterrupt:
+        # Ctrl-C/SIGTERM: stop what this setup started (the workers may not have said so
+        # yet), put nothing back (that would wait for health checks), say what is gone.
+        from mlx_stack.system import interrupt
+
+        interrupt.cancelled.set()
+        with interrupt.signals_ignored():
+            started = [n for n in todo if running_record(p, n) is not None]
+            probes.in_parallel([(lambda n=n: stop_service(p, n, grace=5.0)) for n in started])
+        gone = sorted(set(started) | set(changed_running))
+        from mlx_stack.services.lifecycle import Interrupted
+
+        raise Interrupted("setup interrupted" + (f"; stopped {', '.join(gone)}" if gone else ""),
+                          hint="the other tiers keep running; run the same setup again to finish") from None
     except BaseException:
         for name in launched:
             stop_service(p, name)
