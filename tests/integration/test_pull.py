@@ -197,6 +197,7 @@ def test_not_enough_disk_is_exit_5_before_any_download(cli, hub: FakeHub, isolat
 
 
 def test_model_dir_gets_a_plain_folder(cli, tmp_path: Path, tiny: Path, isolated_home: Paths) -> None:
+    (tmp_path / "models").mkdir()  # model-dir must be an existing folder
     assert cli("config", "set", "model-dir", str(tmp_path / "models")).returncode == 0
     r = cli("pull", "org/tiny", "--json")
     assert r.returncode == 0, r.stderr
