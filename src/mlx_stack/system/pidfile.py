@@ -68,7 +68,7 @@ def cmdline_matches(recorded: tuple[str, ...], actual: tuple[str, ...]) -> bool:
         return True
     if len(recorded) == len(actual) and recorded[1:] == actual[1:] and len(recorded) > 1:
         return True  # the same program and arguments, its path spelled differently
-    short, long_ = (recorded, actual) if len(recorded) < len(actual) else (actual, recorded)
+    short, long_ = sorted((list(recorded), list(actual)), key=len)
     if len(long_) != len(short) + 1 or long_[2:] != short[1:]:
         return False
     return Path(long_[1]).name == Path(short[0]).name
