@@ -14,7 +14,8 @@ def status(
     """Show this machine's hardware profile and the state of every service.
 
     Services: healthy, degraded (slow), down (alive, not answering), crashed
-    (gone while it should run) or stopped; each probed with a real completion.
+    (gone while it should run), stopped, or sleeping (an on-demand tier the front door
+    starts on the next request that needs it); each probed with a real completion.
     """
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.routing_view import render_routing, routing_json, routing_report

@@ -159,7 +159,11 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
         hw = hardware.detect()
     profs = profiles(p, stack, hw=hw)
     if stack.memory_budget_mb is not None:
-        check_budget(profs, stack.memory_budget_mb)
+        # On-demand tiers count only while they run (or are about to): together they may
+        # plan more than the budget, which is what makes them on-demand.
+        counted = {n: pr for n, pr in profs.items()
+                   if n in names or not stack.tier(n).on_demand or running_record(p, n) is not None}
+        check_budget(counted, stack.memory_budget_mb)
     r = (read or reading)(hw)
     mac = r.limit_label.startswith("GPU")
     running: dict[str, int] = {}
