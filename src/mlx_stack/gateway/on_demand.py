@@ -207,14 +207,13 @@ class OnDemand:
                 await self._idle_round()
 
     async def _idle_round(self) -> None:
-        now = time.monotonic()
         for name, up in list(self.routes.current.tiers.items()):
             if not up.on_demand:
                 continue
             st = self._state(name)
             if st.inflight or st.starting is not None or st.stopping is not None:
                 continue
-            if now - st.last_used < (up.idle_unload_s or 0):
+            if time.monotonic() - st.last_used < (up.idle_unload_s or 0):
                 continue
             svc = self._service()
             if not await asyncio.to_thread(svc.is_running, self.paths, name):

@@ -70,6 +70,10 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
             on_demand = {t.name for t in stack.tiers if t.on_demand}
             victims = [n for n in evictable if n != tier and n in on_demand]
             evicted: list[str] = []
+            try:  # would it fit once every idle on-demand tier is stopped? If not, stop none
+                serving_plan.check_start(p, stack, [tier], hw=hw, assume_stopped=victims)
+            except ConflictError as exc:
+                raise NoRoom(exc.message) from None
             while True:
                 try:
                     serving_plan.check_start(p, stack, [tier], hw=hw)

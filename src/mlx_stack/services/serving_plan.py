@@ -145,10 +145,17 @@ def reading(hw: Any) -> MemoryReading:
 
 
 def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool = False,
-                read: Callable[[Any], MemoryReading] | None = None, hw: Any = None) -> None:
+                read: Callable[[Any], MemoryReading] | None = None, hw: Any = None,
+                assume_stopped: Iterable[str] = ()) -> None:
     """Refuse (ConflictError, exit 5) to start ``starting`` when the plans exceed the
-    recorded budget or the tiers would not fit next to what runs; ``force`` skips it."""
-    from mlx_stack.services.service_control import running_record
+    recorded budget or the tiers would not fit next to what runs; ``force`` skips it.
+    ``assume_stopped``: running tiers to leave out (would it fit once they are stopped?)."""
+    from mlx_stack.services.service_control import running_record as _running
+
+    gone = set(assume_stopped)
+
+    def running_record(p: Paths, name: str) -> Any:
+        return None if name in gone else _running(p, name)
 
     names = [s for s in starting if s in stack.tier_names]
     if force or not names:
