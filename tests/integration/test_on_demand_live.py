@@ -246,7 +246,8 @@ def test_kill_9_during_a_cold_start_falls_back_and_the_next_request_restarts(liv
     if "response" in box:
         assert box["response"].headers["x-mlx-stack-tier"] != "coder"
         assert "coder:" in box["response"].headers["x-mlx-stack-fallback-reason"]
-    wait_for(lambda: pidfile.read(live.home.run_dir, "coder") is None, 30, "the failed start's pid file to go")
+    wait_for(lambda: pidfile.read(live.home.run_dir, "coder") is None, 30,
+             "the failed start's pid file to go")
     assert live.states()["coder"].state == "sleeping"
     again = _chat(live, "coder")
     assert again.headers["x-mlx-stack-tier"] == "coder"

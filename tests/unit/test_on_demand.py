@@ -61,7 +61,8 @@ def test_modes_round_trip_and_old_files_stay_resident() -> None:
     stack = parse_stack(_data())
     assert [t.mode for t in stack.tiers] == ["resident", ON_DEMAND, ON_DEMAND]
     assert stack.tier("coder").idle_unload == 600
-    assert stack.tier("vision").idle_unload == DEFAULT_IDLE_UNLOAD_S and stack.tier("vision").idle_unload_s is None
+    vision = stack.tier("vision")
+    assert vision.idle_unload == DEFAULT_IDLE_UNLOAD_S and vision.idle_unload_s is None
     assert stack.resident_tiers == ["standard"]
     assert parse_stack(dump_stack(stack)) == stack
     assert dump_stack(stack)["tiers"] == _data()["tiers"]
@@ -248,7 +249,8 @@ def test_status_shows_sleeping_with_last_use(tmp_path: Path) -> None:
     p.run_dir.mkdir(parents=True)
     svc.write_state(p, {"coder": {"last_used": 1000.0, "cold_start_s": 2.5}})
     stack = parse_stack(_data())
-    rows = [ServiceStatus("standard", "tier", "stopped", 8001), ServiceStatus("coder", "tier", "stopped", 8002),
+    rows = [ServiceStatus("standard", "tier", "stopped", 8001),
+            ServiceStatus("coder", "tier", "stopped", 8002),
             ServiceStatus("vision", "tier", "healthy", 8003, pid=5)]
     out = {s.name: s for s in svc.overlay(p, stack, rows)}
     assert out["standard"].state == "stopped" and out["standard"].mode is None

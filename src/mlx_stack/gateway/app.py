@@ -204,7 +204,7 @@ class FrontDoor:
             if name in lazy and self.on_demand is not None:
                 began = time.monotonic()
                 starts = self.on_demand.tiers[name].cold_starts if name in self.on_demand.tiers else 0
-                why = await self.on_demand.ensure(name, cooling=pool.cooling)
+                why = await self.on_demand.ensure(name, cooling=pool.cooling, wake=metrics is not None)
                 if why is not None:
                     failures.append(f"{name}: {why}")
                     attempted.add(name)

@@ -93,10 +93,11 @@ class OnDemand:
 
     # --- the request path ---------------------------------------------------------------
 
-    async def ensure(self, name: str, cooling: bool = False) -> str | None:
+    async def ensure(self, name: str, cooling: bool = False, wake: bool = True) -> str | None:
         """Make the tier answer: None when it runs (counted in flight until :meth:`release`),
         else why it cannot (the caller falls back). ``cooling``: its pool is in cool-down
-        (it failed); if it still runs it is skipped like any failing tier, if not, started."""
+        (it failed); if it still runs it is skipped like any failing tier, if not, started.
+        ``wake`` False (probes): a sleeping tier is skipped, not started."""
         st = self._state(name)
         st.last_used = time.monotonic()
         st.last_used_wall = time.time()
@@ -115,6 +116,9 @@ class OnDemand:
                         st.inflight -= 1
                         return "it is failing (cooling down)"
                     return None
+                if not wake:
+                    st.inflight -= 1
+                    return "it is asleep (a probe does not wake it)"
                 if st.starting is None:  # (no other request began one meanwhile)
                     st.starting = asyncio.get_running_loop().create_task(self._cold_start(name, st))
             why = await asyncio.shield(st.starting)
