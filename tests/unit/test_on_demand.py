@@ -257,3 +257,54 @@ def test_status_shows_sleeping_with_last_use(tmp_path: Path) -> None:
     assert out["coder"].state == "sleeping" and out["coder"].last_used == 1000.0
     assert out["coder"].cold_start_s == 2.5 and out["coder"].idle_unload_s == 600
     assert out["vision"].state == "healthy" and out["vision"].mode == ON_DEMAND
+
+
+# --- setup's proposal and flags ------------------------------------------------------
+
+
+def test_propose_on_demand_keeps_the_first_tiers_that_fit() -> None:
+    from mlx_stack.core.stack_change import propose_on_demand
+
+    plans = {"standard": 6000, "fast": 2000, "longctx": 5000, "coder": 1000}
+    order = ["standard", "fast", "longctx", "coder"]
+    assert propose_on_demand(order, plans, 9000) == ["longctx"]
+    assert propose_on_demand(order, plans, 20000) == []
+    assert propose_on_demand(order, plans, 1000) == ["fast", "longctx", "coder"]  # the first always stays
+    assert propose_on_demand(order, plans, 7000, on_demand=["fast"]) == ["longctx"]
+
+
+def test_setup_asks_before_making_tiers_on_demand(isolated_home: Paths) -> None:
+    from mlx_stack.core.memory_plan import ServingProfile
+    from mlx_stack.core.stack import Stack, Tier
+    from mlx_stack.services import setup
+    from mlx_stack.services.serving_plan import Planned
+    from tests.unit.test_setup_service import RecordingUI
+
+    prof = ServingProfile(context=4096, need_mb=3000, cache_memory_mb=0, gpu_memory_utilization=0.2,
+                          max_num_seqs=4)
+    stack = Stack(tuple(Tier(n, n, "/m", 8100 + i, serving=prof) for i, n in enumerate(("a", "b", "c"))),
+                  ("a", "b", "c"), memory_budget_mb=9000)
+    planned = Planned(stack, 7000 * 1024 * 1024, "test", over_budget=True)
+    no = RecordingUI(answer=False)
+    assert setup._propose_on_demand(planned, no, ask=True) is None
+    assert "make c on-demand" in no.asked[0]
+    yes = RecordingUI(answer=True)
+    out = setup._propose_on_demand(planned, yes, ask=True)
+    assert out is not None and [t.mode for t in out.tiers] == ["resident", "resident", "on-demand"]
+    assert out.memory_budget_mb == 9000  # a + b resident + c, the largest on-demand tier
+    quiet = RecordingUI(interactive=False)
+    out = setup._propose_on_demand(planned, quiet, ask=False)
+    assert out is not None and out.tier("c").on_demand and "c: on-demand" in quiet.said[0]
+
+
+def test_setup_flags_for_on_demand() -> None:
+    from mlx_stack.core.stack_change import SetupFlags, check_flags
+    from mlx_stack.errors import UsageError
+
+    check_flags(SetupFlags(add=("m",), as_=("coder",), on_demand=True, idle_unload="30s"))
+    for flags, words in ((SetupFlags(on_demand=True), "apply to the tiers of --add"),
+                         (SetupFlags(add=("m",), idle_unload="5m"), "--idle-unload needs --on-demand"),
+                         (SetupFlags(add=("m",), on_demand=True, idle_unload="soon"),
+                          "invalid --idle-unload")):
+        with pytest.raises(UsageError, match=words):
+            check_flags(flags)
