@@ -63,7 +63,7 @@ def cold_round(client: openai.OpenAI) -> tuple[float, str | None]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cold_start.json"))
     args = ap.parse_args()

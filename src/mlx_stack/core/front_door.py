@@ -96,7 +96,8 @@ def _upstream(raw: Any, source: str) -> Upstream:
         raise ValueError(f"{source}: malformed upstream entry {raw!r}")
     window = raw.get("context_window")
     tok = raw.get("tokenizer")
-    od = raw.get("on_demand") if isinstance(raw.get("on_demand"), dict) else {}
+    od_raw = raw.get("on_demand")
+    od: dict[str, Any] = od_raw if isinstance(od_raw, dict) else {}
     idle, planned = od.get("idle_unload_s"), od.get("planned_mb")
     return Upstream(raw["name"], str(raw.get("model") or raw["name"]), raw["url"].rstrip("/"),
                     window if isinstance(window, int) and window > 0 else None,
