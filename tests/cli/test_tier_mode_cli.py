@@ -59,3 +59,19 @@ def test_setup_on_demand_flag_errors(run, isolated_home: Paths) -> None:
     assert r.exit_code == 2 and "apply to the tiers of --add" in r.stderr
     r = run("setup", "--add", "m", "--idle-unload", "5m")
     assert r.exit_code == 2 and "--idle-unload needs --on-demand" in r.stderr
+
+
+def test_setup_add_on_demand_writes_the_mode(run, isolated_home: Paths, tmp_path) -> None:
+    from mlx_stack.services.demo_models import build_random_model
+
+    one, two = build_random_model(tmp_path / "one", seed=1), build_random_model(tmp_path / "two", seed=2)
+    assert run("setup", "--model", str(one), "--no-start").exit_code == 0
+    r = run("setup", "--add", str(two), "--as", "coder", "--on-demand", "--idle-unload", "30s", "--no-start")
+    assert r.exit_code == 0, r.stderr
+    stack = stack_store.load(isolated_home)
+    assert stack.tier("coder").on_demand and stack.tier("coder").idle_unload_s == 30
+    assert not stack.tier("standard").on_demand
+    plans = {t.name: t.serving.planned_mb for t in stack.tiers if t.serving is not None}
+    assert stack.memory_budget_mb is not None and stack.memory_budget_mb >= plans["standard"] + plans["coder"]
+    r = run("up", "--dry-run")
+    assert r.exit_code == 0 and "coder" not in r.stdout + r.stderr  # up leaves it asleep

@@ -160,9 +160,11 @@ class OnDemand:
                 self._state(victim).evictions += 1
                 self.metrics.bump(victim, "evictions")
                 log.warning("%s evicted (idle, least recently used) to make room for %s", victim, name)
-            if woken.already_running:
-                return None
+            # Started by someone else meanwhile (`up --tier`, the watchdog)? It may still be
+            # loading: wait for it all the same (one health check when it is ready).
             why = await self._wait_ready(name, woken.pid, woken.start_time, began)
+            if woken.already_running:
+                return why
         except svc.NoRoom as exc:
             why = f"not enough memory to start it ({exc})"
         except svc.CannotStart as exc:

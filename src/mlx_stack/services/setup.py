@@ -108,6 +108,10 @@ def _plan(p: Paths, stack: Stack, needs: dict[str, Any], intent: str | None, fla
         proposal = _propose_on_demand(planned, ui, ask=ui.interactive and not flags.accept_defaults)
         if proposal is not None:
             return proposal
+    if any(t.on_demand for t in planned.stack.tiers):
+        budgeted = _on_demand_budget(planned.stack, planned.budget_bytes)
+        if budgeted is not None:
+            return budgeted
     if planned.over_budget:
         total = sum(t.serving.need_mb for t in planned.stack.tiers if t.serving is not None) * 1024 * 1024
         ui.say(f"warning: the tiers need {gb(total)}, more than the memory budget of "
@@ -140,10 +144,21 @@ def _propose_on_demand(planned: Any, ui: SetupUI, *, ask: bool) -> Stack | None:
         ui.say(f"{', '.join(names)}: on-demand (the tiers do not fit together in the memory budget of "
                f"{gb(planned.budget_bytes)}); change it with `mlx-stack config set tiers.NAME.mode resident`")
     tiers = tuple(replace(t, mode=ON_DEMAND) if t.name in names else t for t in stack.tiers)
-    resident = sum(plans[t.name] for t in tiers if not t.on_demand)
-    largest = max((plans[t.name] for t in tiers if t.on_demand), default=0)
-    # The budget counts what runs at once: the resident tiers and the largest on-demand one.
-    return replace(stack, tiers=tiers, memory_budget_mb=max(budget_mb, resident + largest))
+    return _on_demand_budget(replace(stack, tiers=tiers), planned.budget_bytes) or replace(stack, tiers=tiers)
+
+
+def _on_demand_budget(stack: Stack, budget_bytes: int) -> Stack | None:
+    """A stack with on-demand tiers records the budget of what runs at once: the configured
+    one, or the resident tiers plus the largest on-demand one when that is more (so
+    starting a second on-demand tier past it evicts the first). None when a tier has no plan."""
+    from mlx_stack.core.memory_plan import MB
+
+    plans = {t.name: t.serving.planned_mb for t in stack.tiers if t.serving is not None}
+    if len(plans) != len(stack.tiers):
+        return None
+    resident = sum(plans[t.name] for t in stack.tiers if not t.on_demand)
+    largest = max((plans[t.name] for t in stack.tiers if t.on_demand), default=0)
+    return replace(stack, memory_budget_mb=max(budget_bytes // MB, resident + largest))
 
 
 def _previous(p: Paths, flags: SetupFlags, ui: SetupUI) -> Stack | None:
