@@ -308,3 +308,12 @@ def test_setup_flags_for_on_demand() -> None:
                           "invalid --idle-unload")):
         with pytest.raises(UsageError, match=words):
             check_flags(flags)
+
+
+def test_fallbacks_try_running_tiers_before_sleeping_ones() -> None:
+    m = _manager(FakeService())
+    lazy = {"coder", "vision"}
+    m.awake = {"vision"}
+    assert m.fallback_order(["coder", "standard", "vision"], lazy) == ["coder", "standard", "vision"]
+    assert m.fallback_order(["standard", "coder", "vision", "fast", "cloud"], lazy) == \
+        ["standard", "vision", "fast", "coder", "cloud"]

@@ -182,6 +182,8 @@ class FrontDoor:
         usable = [n for n in p.chain if n in pools and (not pools[n].cooling or n in lazy)]
         if not usable:  # everything is cooling down: try them anyway rather than refuse
             usable = [n for n in p.chain if n in pools]
+        if lazy and od is not None:
+            usable = od.fallback_order(usable, lazy)
         held: list[str] = []
         try:
             await self._attempts(path, body, data, p, send, receive, anthropic, metrics, usable, lazy, held)

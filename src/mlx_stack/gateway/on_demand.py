@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.upstream import Pool
 
@@ -71,6 +72,7 @@ class OnDemand:
         self._task: asyncio.Task[None] | None = None
         self._dirty = False
         self._written = 0.0
+        self.awake: set[str] = set()  # on-demand tiers last seen running (for fallback order)
 
     # --- state ------------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class OnDemand:
             if st.starting is None:
                 running = await asyncio.to_thread(self._service().is_running, self.paths, name)
                 if running:
+                    self.awake.add(name)
                     if cooling:
                         st.inflight -= 1
                         return "it is failing (cooling down)"
@@ -127,7 +130,21 @@ class OnDemand:
             raise
         if why is not None:
             st.inflight -= 1
+            self.awake.discard(name)
+        else:
+            self.awake.add(name)
         return why
+
+    def fallback_order(self, chain: list[str], lazy: set[str]) -> list[str]:
+        """``chain`` with the sleeping on-demand tiers after the other local tiers (still
+        before the cloud), except the first (the tier asked for): a fallback goes to a tier
+        that runs before one that must load."""
+        if len(chain) < 3 or not lazy:
+            return chain
+        rest = chain[1:]
+        asleep = [n for n in rest if n in lazy and n not in self.awake]
+        local = [n for n in rest if n not in asleep and n != CLOUD]
+        return [chain[0], *local, *asleep, *(n for n in rest if n == CLOUD)]
 
     def release(self, name: str) -> None:
         st = self._state(name)
@@ -157,6 +174,7 @@ class OnDemand:
                 finally:
                     self._candidates = frozenset()
             for victim in woken.evicted:
+                self.awake.discard(victim)
                 self._state(victim).evictions += 1
                 self.metrics.bump(victim, "evictions")
                 log.warning("%s evicted (idle, least recently used) to make room for %s", victim, name)
@@ -233,6 +251,7 @@ class OnDemand:
         finally:
             st.stopping = None
         if stopped:
+            self.awake.discard(name)
             st.idle_unloads += 1
             self.metrics.bump(name, "idle_unloads")
             self._dirty = True
