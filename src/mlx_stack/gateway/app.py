@@ -246,9 +246,11 @@ class FrontDoor:
                 extra.append((b"x-mlx-stack-fallback-reason", _header_text("; ".join(failures))))
             if cold is not None:
                 extra.append((b"x-mlx-stack-cold-start", f"{cold:.2f}".encode()))
+            awake = self.on_demand.awake if self.on_demand is not None else set()
             await self._answer(result, extra, send, receive, path, pool, start, metrics,
                                data=data, rest=[pools[n] for n in usable[usable.index(name) + 1:]
-                                                if n != CLOUD and not pools[n].cooling], deadline=deadline)
+                                                if n != CLOUD and not pools[n].cooling
+                                                and (n not in lazy or n in awake)], deadline=deadline)
             return
         await replies.error(send, 503, "no upstream could answer: " + "; ".join(failures or ["none"]),
                             anthropic=anthropic, code="upstreams_unavailable", kind="server")
