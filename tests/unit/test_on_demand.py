@@ -317,3 +317,16 @@ def test_fallbacks_try_running_tiers_before_sleeping_ones() -> None:
     assert m.fallback_order(["coder", "standard", "vision"], lazy) == ["coder", "standard", "vision"]
     assert m.fallback_order(["standard", "coder", "vision", "fast", "cloud"], lazy) == \
         ["standard", "vision", "fast", "coder", "cloud"]
+
+
+def test_the_watchdog_does_not_start_a_sleeping_tier(isolated_home: Paths) -> None:
+    from mlx_stack.core.watchdog import ActionKind, Policy, decide
+    from mlx_stack.services import stack_store, watchdog
+
+    stack = parse_stack(_data())
+    stack_store.save(isolated_home, stack)
+    opts = watchdog.Options(Policy())
+    obs = watchdog.observe(isolated_home, stack, {}, 0.0, opts, {})
+    assert not obs["coder"].wanted and not obs["vision"].wanted  # asleep: no pid file
+    decision = decide({}, obs, 0.0, opts.policy)
+    assert [a for a in decision.actions if a.kind is ActionKind.START] == []
