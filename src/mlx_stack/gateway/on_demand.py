@@ -87,7 +87,10 @@ class OnDemand:
         return st
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._idle_loop())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._idle_loop())
+        if any(u.on_demand for u in self.routes.current.tiers.values()):
+            loop.run_in_executor(None, _preload)  # the first cold start need not import them
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -266,3 +269,10 @@ class OnDemand:
         doc = {n: st.as_dict() for n, st in self.tiers.items() if self.is_on_demand(n)}
         with contextlib.suppress(OSError):
             await asyncio.to_thread(self._service().write_state, self.paths, doc)
+
+
+def _preload() -> None:
+    """Import what a cold start uses (~0.2 s), off the event loop."""
+    with contextlib.suppress(Exception):
+        from mlx_stack.services import on_demand, service_control, serving_plan  # noqa: F401
+        from mlx_stack.system import server_stats  # noqa: F401
