@@ -147,6 +147,9 @@ class FakeService:
     def write_state(self, p: Paths, doc: Any) -> None:
         self.state = doc
 
+    def reap_children(self) -> None:
+        pass
+
 
 class FakePool:
     cooling = False

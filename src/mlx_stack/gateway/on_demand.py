@@ -234,6 +234,9 @@ class OnDemand:
                 await self._idle_round()
 
     async def _idle_round(self) -> None:
+        if any(st.cold_starts or st.failed_starts for st in self.tiers.values()):
+            # Tiers started here are our children: collect any that exited (no zombies).
+            await asyncio.to_thread(self._service().reap_children)
         for name, up in list(self.routes.current.tiers.items()):
             if not up.on_demand:
                 continue

@@ -107,6 +107,13 @@ def put_to_sleep(p: Paths, tier: str, *, lock_timeout: float = 2.0) -> bool:
         return False
 
 
+def reap_children() -> None:
+    """Collect the exited tiers (and log writers) this process started: no zombies."""
+    from mlx_stack.system import server_stats
+
+    server_stats.reap_children()
+
+
 def process_alive(p: Paths, tier: str, pid: int, start_time: float) -> bool:
     """True while that exact process (pid and start time) runs."""
     from mlx_stack.system import pidfile
