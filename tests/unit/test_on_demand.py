@@ -217,7 +217,8 @@ def test_evictable_tiers_are_idle_ones_least_recently_used_first() -> None:
         for name in ("vision", "coder"):  # vision used first, so least recently
             assert await m.ensure(name) is None
             m.release(name)
-        fake.running.discard("coder")  # coder asleep again; vision idle, standard resident
+        fake.running.discard("coder")  # coder asleep again (as the idle loop leaves it)
+        m.awake.discard("coder")
         busy = await m.ensure("vision")  # a request in flight on vision: not evictable
         assert busy is None
         assert await m.ensure("coder") is None
@@ -225,6 +226,7 @@ def test_evictable_tiers_are_idle_ones_least_recently_used_first() -> None:
         m.release("vision")
         m.release("coder")
         fake.running.discard("coder")
+        m.awake.discard("coder")
         fake.evict = True
         assert await m.ensure("coder") is None
         assert fake.wakes[-1] == ("coder", ["vision"])
@@ -333,3 +335,20 @@ def test_the_watchdog_does_not_start_a_sleeping_tier(isolated_home: Paths) -> No
     assert not obs["coder"].wanted and not obs["vision"].wanted  # asleep: no pid file
     decision = decide({}, obs, 0.0, opts.policy)
     assert [a for a in decision.actions if a.kind is ActionKind.START] == []
+
+
+def test_a_tier_stopped_from_outside_is_checked_again_after_a_failure() -> None:
+    fake = FakeService()
+
+    async def go() -> None:
+        m = _manager(fake)
+        assert await m.ensure("coder") is None
+        m.release("coder")
+        fake.running.discard("coder")  # `down --tier coder`: the front door does not know yet
+        assert await m.ensure("coder") is None and len(fake.wakes) == 1  # trusted: no check
+        m.release("coder")
+        m.awake.discard("coder")  # what a failed attempt on it does (app._attempts)
+        assert await m.ensure("coder", cooling=True) is None
+        assert len(fake.wakes) == 2  # checked, found asleep, started again
+
+    asyncio.run(go())

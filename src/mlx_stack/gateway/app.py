@@ -224,6 +224,8 @@ class FrontDoor:
                 failures.append(f"{name}: {result.why}")
                 attempted.add(name)
                 pool.failed(result.why)
+                if name in lazy and self.on_demand is not None:
+                    self.on_demand.awake.discard(name)  # stopped from outside? the next request checks
                 if metrics is not None:
                     metrics.bump(name, "server_errors")
                     metrics.bump(name, "fallbacks_out")

@@ -114,6 +114,8 @@ class OnDemand:
             if name in self._candidates:  # another tier's launch may be evicting it: wait for it
                 async with self._wake_lock:
                     pass
+            if st.starting is None and name in self.awake and not cooling:
+                return None  # started or seen running here, and nothing failed since
             if st.starting is None:
                 running = await asyncio.to_thread(self._service().is_running, self.paths, name)
                 if running:
