@@ -137,3 +137,29 @@ def test_a_watchdog_restart_is_guarded_too(isolated_home: Paths, tmp_path: Path,
     assert "available memory is 1000 MB" in err.value.message and calls == []
     service_control.start_service(isolated_home, "standard", wait=False, force=True)
     assert calls == ["standard"]
+
+
+def test_on_demand_tiers_count_for_the_budget_only_while_they_run(
+        run, isolated_home: Paths, tmp_path: Path, launched: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from mlx_stack.core.stack import ON_DEMAND
+    from mlx_stack.errors import ConflictError
+    from mlx_stack.system import pidfile
+
+    _memory(monkeypatch, 64_000)
+    stack = _stack(isolated_home, tmp_path, budget_mb=4700)  # two plans (2 x 2.3 GB) fit, three do not
+    fast = stack.tier("fast")
+    stack = stack.with_tier(replace(fast, mode=ON_DEMAND))
+    stack = stack.with_tier(replace(fast, name="coder", port=ports.free_port(), mode=ON_DEMAND))
+    stack_store.save(isolated_home, stack)
+    result = run("up")  # the on-demand tiers sleep: the guard lets standard alone through
+    assert result.exit_code == 7 and launched == ["standard"], result.stderr
+    hw = type("HW", (), {"kind": "linux", "gpu_limit_bytes": None, "memory_bytes": 64_000 * MB})()
+    serving_plan.check_start(isolated_home, stack, ["coder"], hw=hw)  # standard + coder: fits
+    me = pidfile.record_for("fast", os.getpid(), ["x"])  # fast "runs" (this test process stands in)
+    pidfile.write(isolated_home.run_dir, me)
+    with pytest.raises(ConflictError, match="over the memory budget"):
+        serving_plan.check_start(isolated_home, stack, ["coder"], hw=hw)
+    serving_plan.check_start(isolated_home, stack, ["coder"], hw=hw, assume_stopped=["fast"])

@@ -171,7 +171,8 @@ def test_login_service_states():
     assert ds.login_service(ds.LoginFact("systemd", "", unsupported="no systemd")).status == d.SKIP
 
 
-@pytest.mark.parametrize("state, status", [("healthy", d.PASS), ("stopped", d.PASS), ("degraded", d.WARN),
+@pytest.mark.parametrize("state, status", [("healthy", d.PASS), ("stopped", d.PASS), ("sleeping", d.PASS),
+                                           ("degraded", d.WARN),
                                            ("down", d.FAIL), ("crashed", d.FAIL), ("flapping", d.FAIL)])
 def test_service_states(state, status):
     c = ds.service({"name": "fast", "state": state, "port": 8101, "pid": 7, "latency_ms": 12.0}, 2 * GIB)

@@ -60,7 +60,11 @@ def set_(
         None, help="New value; '-' or omitted reads it from stdin (keeps keys out of shell history)."
     ),
 ) -> None:
-    """Validate and store one setting."""
+    """Validate and store one setting.
+
+    `routing.*` keys change the `auto` rules and `tiers.NAME.mode` (resident | on-demand) /
+    `tiers.NAME.idle-unload` (30s, 10m, 2h) a tier; both live in stack.yaml.
+    """
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.errors import UsageError
     from mlx_stack.paths import paths
@@ -73,6 +77,12 @@ def set_(
                 hint=f"`mlx-stack config set {key} VALUE`, or pipe the value in with `-`",
             )
         value = sys.stdin.read().strip()
+    if key.startswith("tiers."):  # a tier's mode lives in stack.yaml
+        from mlx_stack.services import tier_settings
+
+        changed = tier_settings.set_tier(paths(), key, value)
+        terminal.success(f"{key} = {changed.value}" + (f" ({changed.note})" if changed.note else ""))
+        return
     if key.startswith("routing."):  # the `auto` rules live in stack.yaml
         from mlx_stack.services import routing
 
@@ -90,6 +100,12 @@ def unset(key: str = typer.Argument(..., help="Setting name.")) -> None:
     from mlx_stack.paths import paths
     from mlx_stack.services import config
 
+    if key.startswith("tiers."):
+        from mlx_stack.services import tier_settings
+
+        changed = tier_settings.set_tier(paths(), key, None)
+        terminal.success(f"{key} reset to its default ({changed.value})")
+        return
     if key.startswith("routing."):  # the `auto` rules live in stack.yaml
         from mlx_stack.services import routing
 

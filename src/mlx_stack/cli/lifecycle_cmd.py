@@ -23,6 +23,9 @@ def up(
 ) -> None:
     """Start every tier and the gateway; wait until each answered a real completion.
 
+    On-demand tiers are left asleep (the front door starts them when a request needs
+    them); name one with --tier to start it now.
+
     Before anything starts, the memory guard checks the tiers' serving plans against the
     memory budget and the GPU working-set limit (macOS) or available memory (Linux),
     next to what already runs: too much exits 5, naming the numbers (--force overrides).
@@ -58,7 +61,7 @@ def down(
         help="Stop only this tier (repeatable; `gateway` for the gateway); the rest keeps running.",
     ),
 ) -> None:
-    """Stop the stack: SIGTERM each process group, SIGKILL after 10 s."""
+    """Stop the stack (on-demand tiers too): SIGTERM each process group, SIGKILL after 10 s."""
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
     from mlx_stack.services import lifecycle

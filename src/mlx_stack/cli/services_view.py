@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from mlx_stack.services.lifecycle import StatusReport
 
 _STYLE = {"healthy": "green", "degraded": "yellow", "down": "red", "crashed": "bold red",
-          "stopped": "dim"}
+          "stopped": "dim", "sleeping": "blue"}
 
 
 def services_report(show_key: bool = False) -> StatusReport:
@@ -45,6 +45,21 @@ def _memory(s: object) -> str:
     return f"{used} / {plan / gib:.1f} GB"
 
 
+def _on_demand(s: object) -> str:
+    """On-demand tiers: the idle timeout, the last use, the last cold start."""
+    if getattr(s, "mode", None) != "on-demand":
+        return ""
+    import time
+
+    parts = [f"on-demand, unloads after {_uptime(getattr(s, 'idle_unload_s', None))} idle"]
+    used = getattr(s, "last_used", None)
+    parts.append(f"last used {_uptime(max(0.0, time.time() - used))} ago" if used else "not used yet")
+    cold = getattr(s, "cold_start_s", None)
+    if cold is not None:
+        parts.append(f"cold start {cold:.1f} s")
+    return "; ".join(parts)
+
+
 def render_services(report: StatusReport, show_key: bool = False) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -62,7 +77,7 @@ def render_services(report: StatusReport, show_key: bool = False) -> None:
         cells = [
             s.name, str(s.pid) if s.pid else "-", str(s.port or "-"), _uptime(s.uptime_s),
             s.model or "-", f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "-",
-            _memory(s), s.detail or "",
+            _memory(s), s.detail or _on_demand(s),
         ]
         texts = [Text(c) for c in cells]  # never parse log text as markup
         if getattr(s, "over_plan", False):

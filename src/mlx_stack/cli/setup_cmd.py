@@ -37,6 +37,15 @@ def setup(
     model: str = typer.Option(
         None, "--model", metavar="MODEL", help="Quick setup: one tier (standard) serving this model.",
     ),
+    on_demand: bool = typer.Option(
+        False, "--on-demand",
+        help="The --add tiers are on-demand: the front door starts them on the first request "
+        "that needs them and stops them when idle.",
+    ),
+    idle_unload: str = typer.Option(
+        None, "--idle-unload", metavar="DURATION",
+        help="With --on-demand: stop the tier after this long without requests (30s, 10m, 2h; default 10m).",
+    ),
     no_pull: bool = typer.Option(False, "--no-pull", help="Download nothing: use models already on disk."),
     force: bool = typer.Option(
         False, "--force",
@@ -53,7 +62,7 @@ def setup(
     flags = SetupFlags(
         demo=demo, accept_defaults=accept_defaults, intent=intent, budget_pct=budget_pct,
         add=tuple(add or ()), as_=tuple(as_ or ()), remove=tuple(remove or ()), model=model,
-        no_pull=no_pull, no_start=no_start, force=force,
+        no_pull=no_pull, no_start=no_start, force=force, on_demand=on_demand, idle_unload=idle_unload,
     )
     check_flags(flags)
     if demo:

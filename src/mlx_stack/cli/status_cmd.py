@@ -19,10 +19,11 @@ def status(
     """Show this machine's hardware profile and the state of every service.
 
     Services: healthy, degraded (slow), down (alive, not answering), crashed
-    (gone while it should run) or stopped; each probed with a real completion.
+    (gone while it should run), stopped, or sleeping (an on-demand tier the front door
+    starts on the next request that needs it); each probed with a real completion.
 
-    Exit codes: 0 every service healthy (or only slow), 3 a service is stopped,
-    down, crashed or flapping, 4 no stack configured yet.
+    Exit codes: 0 every service healthy (or only slow) or sleeping, 3 a service is
+    stopped, down, crashed or flapping, 4 no stack configured yet.
     """
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.routing_view import render_routing, routing_json, routing_report
@@ -44,12 +45,12 @@ def status(
 
 
 def exit_code(report: StatusReport) -> int:
-    """LSB-style: 0 every configured service healthy (or only slow), 3 something is
-    stopped, down, crashed or flapping, 4 nothing configured."""
+    """LSB-style: 0 every configured service healthy (or only slow) or sleeping on
+    purpose, 3 something is stopped, down, crashed or flapping, 4 nothing configured."""
     from mlx_stack.errors import ExitCode
 
     if not report.configured:
         return ExitCode.NOT_FOUND
-    if any(s.state not in ("healthy", "degraded") for s in report.services):
+    if any(s.state not in ("healthy", "degraded", "sleeping") for s in report.services):
         return ExitCode.STATE
     return ExitCode.OK

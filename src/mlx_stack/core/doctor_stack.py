@@ -167,7 +167,7 @@ def service(status: Mapping[str, Any], rss_bytes: int | None) -> Check:
     cid, title = f"service:{name}", f"service {name}"
     if state == "healthy":
         return Check(cid, title, PASS, detail, None, data)
-    if state == "stopped":
+    if state in ("stopped", "sleeping"):  # sleeping: an on-demand tier, started when needed
         return Check(cid, title, PASS, detail, None, data)
     if state in ("degraded", "busy"):
         return Check(cid, title, WARN, detail, f"slow to answer: `mlx-stack logs {name}`", data)

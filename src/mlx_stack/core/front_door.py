@@ -36,6 +36,14 @@ class Upstream:
     url: str  # http://127.0.0.1:PORT (no /v1)
     context_window: int | None = None
     tokenizer: str | None = None  # the tier's model folder (tokenizer.json inside)
+    # On-demand tiers: seconds without requests before the front door stops it; None for
+    # resident tiers (and the cloud), which it never starts or stops.
+    idle_unload_s: int | None = None
+    planned_mb: int | None = None  # its serving plan (eviction frees about this much)
+
+    @property
+    def on_demand(self) -> bool:
+        return self.idle_unload_s is not None
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,11 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
                   cloud: Upstream | None) -> dict[str, Any]:
     """The routes document (JSON-ready, no secrets)."""
     def entry(u: Upstream) -> dict[str, Any]:
-        return {"name": u.name, "model": u.model, "url": u.url, "context_window": u.context_window,
-                "tokenizer": u.tokenizer}
+        out = {"name": u.name, "model": u.model, "url": u.url, "context_window": u.context_window,
+               "tokenizer": u.tokenizer}
+        if u.on_demand:
+            out["on_demand"] = {"idle_unload_s": u.idle_unload_s, "planned_mb": u.planned_mb}
+        return out
 
     return {"schema": ROUTES_SCHEMA, "tiers": [entry(t) for t in tiers],
             "fallback_order": list(fallback_order), "rules": rules.as_dict(),
@@ -85,9 +96,14 @@ def _upstream(raw: Any, source: str) -> Upstream:
         raise ValueError(f"{source}: malformed upstream entry {raw!r}")
     window = raw.get("context_window")
     tok = raw.get("tokenizer")
+    od_raw = raw.get("on_demand")
+    od: dict[str, Any] = od_raw if isinstance(od_raw, dict) else {}
+    idle, planned = od.get("idle_unload_s"), od.get("planned_mb")
     return Upstream(raw["name"], str(raw.get("model") or raw["name"]), raw["url"].rstrip("/"),
                     window if isinstance(window, int) and window > 0 else None,
-                    tok if isinstance(tok, str) else None)
+                    tok if isinstance(tok, str) else None,
+                    idle if isinstance(idle, int) and idle > 0 else None,
+                    planned if isinstance(planned, int) and planned > 0 else None)
 
 
 def parse_routes(doc: Any, source: str = ROUTES_FILE) -> Routes:

@@ -21,6 +21,10 @@ COUNTERS = (
     ("stream_errors", "streams cut after the first byte"),
     ("continuations", "streams cut on another tier and finished on this one"),
     ("generated_tokens", "completion tokens (streams: one per content event)"),
+    ("cold_starts", "times the front door started this on-demand tier for a request"),
+    ("cold_start_failures", "cold starts that failed (no room, exited, never ready): the request fell back"),
+    ("evictions", "times this idle on-demand tier was stopped to make room for another"),
+    ("idle_unloads", "times this on-demand tier was stopped after its idle timeout"),
 )
 HISTOGRAMS = (
     ("ttft_seconds", "time to the first byte of the answer"),

@@ -24,6 +24,27 @@ RESERVED_NAMES = frozenset({GATEWAY, LITELLM, CLOUD, "auto", "all"})
 DEFAULT_CLOUD_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_CLOUD_MODEL = "openai/gpt-4o-mini"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+RESIDENT, ON_DEMAND = "resident", "on-demand"
+MODES = (RESIDENT, ON_DEMAND)
+DEFAULT_IDLE_UNLOAD_S = 600  # an on-demand tier without `idle-unload` sleeps after 10 min unused
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h)\s*$")
+_DURATION_S = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> int | None:
+    """``30s`` / ``10m`` / ``2h`` -> seconds (at least 1); None when not such a duration."""
+    m = _DURATION.match(str(text).lower())
+    if not m or int(m.group(1)) <= 0:
+        return None
+    return int(m.group(1)) * _DURATION_S[m.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest exact spelling: 600 -> ``10m``, 7200 -> ``2h``, 45 -> ``45s``."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,19 @@ class Tier:
     extra_args: tuple[str, ...] = ()  # further vllm-mlx flags, passed as is
     # The runtime caps (core.memory_plan); None in a stack.yaml written before them.
     serving: ServingProfile | None = None
+    # `resident` (runs from `up` to `down`) or `on-demand` (the front door starts it on the
+    # first request that needs it and stops it after `idle_unload_s` without requests).
+    mode: str = RESIDENT
+    idle_unload_s: int | None = None  # on-demand only; None: DEFAULT_IDLE_UNLOAD_S
+
+    @property
+    def on_demand(self) -> bool:
+        return self.mode == ON_DEMAND
+
+    @property
+    def idle_unload(self) -> int:
+        """Seconds without requests before an on-demand tier is stopped."""
+        return self.idle_unload_s or DEFAULT_IDLE_UNLOAD_S
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,11 @@ class Stack:
     @property
     def tier_names(self) -> list[str]:
         return [t.name for t in self.tiers]
+
+    @property
+    def resident_tiers(self) -> list[str]:
+        """The tiers `up` starts (on-demand tiers sleep until a request needs them)."""
+        return [t.name for t in self.tiers if not t.on_demand]
 
     @property
     def services(self) -> list[str]:
@@ -132,7 +171,7 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
     if not isinstance(raw, dict):
         raise _err(source, f"tiers[{index}]", "expected a mapping")
     known = {"name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
-             "context_window", "extra_args", "serving"}
+             "context_window", "extra_args", "serving", "mode", "idle-unload"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise _err(source, f"{where}{unknown[0]}", "unknown field")
@@ -146,6 +185,18 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
     extra = _get(raw, "extra_args", list, source, where, required=False, default=[])
     if not all(isinstance(a, str) for a in extra):
         raise _err(source, f"{where}extra_args", "expected a list of strings")
+    mode = _get(raw, "mode", str, source, where, required=False, default=RESIDENT)
+    if mode not in MODES:
+        raise _err(source, f"{where}mode", f"{mode!r} is not a mode (resident or on-demand)")
+    idle = _get(raw, "idle-unload", (str, int), source, where, required=False)
+    idle_s = None
+    if idle is not None:
+        idle_s = idle if isinstance(idle, int) and idle > 0 else parse_duration(str(idle))
+        if idle_s is None:
+            raise _err(source, f"{where}idle-unload", f"{idle!r} is not a duration like 30s, 10m or 2h")
+        if mode != ON_DEMAND:
+            raise _err(source, f"{where}idle-unload", "only an on-demand tier unloads when idle "
+                       "(add `mode: on-demand`)")
     return Tier(
         name=name,
         model=_get(raw, "model", str, source, where),
@@ -157,6 +208,8 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
         extra_args=tuple(extra),
         serving=parse_profile(raw["serving"], f"{where}serving.", source) if raw.get("serving") is not None
         else None,
+        mode=mode,
+        idle_unload_s=idle_s,
     )
 
 
@@ -225,6 +278,10 @@ def dump_stack(stack: Stack) -> dict[str, Any]:
                 entry[key] = getattr(t, key)
         if t.extra_args:
             entry["extra_args"] = list(t.extra_args)
+        if t.on_demand:
+            entry["mode"] = ON_DEMAND
+            if t.idle_unload_s is not None:
+                entry["idle-unload"] = format_duration(t.idle_unload_s)
         if t.serving is not None:
             entry["serving"] = dump_profile(t.serving)
         tiers.append(entry)

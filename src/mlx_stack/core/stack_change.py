@@ -60,6 +60,8 @@ class SetupFlags:
     no_pull: bool = False
     no_start: bool = False
     force: bool = False  # start even when the memory guard says the tiers do not fit
+    on_demand: bool = False  # the --add tiers are on-demand (started by the front door when needed)
+    idle_unload: str | None = None  # their idle timeout (30s, 10m, 2h)
 
     @property
     def changes_stack(self) -> bool:
@@ -97,6 +99,17 @@ def check_flags(f: SetupFlags) -> None:
         raise bad(f"{len(f.as_)} --as for {len(f.add)} --add: give one --as per --add, or none",
                   "the n-th --as names the tier of the n-th --add, e.g. "
                   "`mlx-stack setup --add mlx-community/Qwen3-0.6B-4bit --as small`")
+    if (f.on_demand or f.idle_unload is not None) and not f.add:
+        raise bad("--on-demand and --idle-unload apply to the tiers of --add",
+                  "e.g. `mlx-stack setup --add MODEL --as coder --on-demand --idle-unload 10m`; "
+                  "for a tier that exists: `mlx-stack config set tiers.NAME.mode on-demand`")
+    if f.idle_unload is not None:
+        from mlx_stack.core.stack import parse_duration
+
+        if not f.on_demand:
+            raise bad("--idle-unload needs --on-demand", "only an on-demand tier unloads when idle")
+        if parse_duration(f.idle_unload) is None:
+            raise bad(f"invalid --idle-unload {f.idle_unload!r}", "a duration like 30s, 10m or 2h")
     names = list(f.as_)
     for name in names:
         check_tier_name(name)
@@ -148,4 +161,20 @@ def assign_ports(tiers: Sequence[Tier], previous: Stack | None, gateway_port: in
             port += 1
         used.add(port)
         out.append(replace(t, port=port))
+    return out
+
+
+def propose_on_demand(order: Sequence[str], planned_mb: dict[str, int], budget_mb: int,
+                      on_demand: Sequence[str] = ()) -> list[str]:
+    """The resident tiers to make on-demand so the rest fit the budget together: tiers stay
+    resident in fallback order while they fit (the first one always stays); the others
+    are proposed. Tiers already on-demand count for nothing here."""
+    used, out = 0, []
+    for i, name in enumerate(order):
+        if name in on_demand or name not in planned_mb:
+            continue
+        if i == 0 or used + planned_mb[name] <= budget_mb:
+            used += planned_mb[name]
+        else:
+            out.append(name)
     return out

@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routes", required=True, type=Path, help="the routes file rendered by mlx-stack")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="the stack's home (default: the routes file's folder's parent)")
     args = parser.parse_args(argv)
-    key = os.environ.get(KEY_ENV, "")
+    # Tiers the front door starts on demand inherit its environment: not the key.
+    key = os.environ.pop(KEY_ENV, "")
     if len(key) < 16:
         sys.stderr.write(f"front door: ${KEY_ENV} must hold the stack key (16+ characters)\n")
         return 2
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     uvicorn.run(
-        FrontDoor(routes, key), host=args.host, port=args.port,
+        FrontDoor(routes, key, home=args.home or args.routes.resolve().parent.parent),
+        host=args.host, port=args.port,
         loop="uvloop" if _have("uvloop") else "asyncio",
         http="httptools" if _have("httptools") else "h11",
         lifespan="on", access_log=False, log_level="warning",

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from mlx_stack.core.front_door import Plan, UnknownModel, is_near_a_limit, plan, shape_problem
@@ -22,6 +23,7 @@ from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway import replies
 from mlx_stack.gateway.continuation import ChatStream, continue_on
 from mlx_stack.gateway.metrics import Metrics
+from mlx_stack.gateway.on_demand import OnDemand
 from mlx_stack.gateway.relay import Answer, Failure, attempt, error_event, relay_stream
 from mlx_stack.gateway.routes_file import RoutesFile
 from mlx_stack.gateway.upstream import Pool
@@ -43,10 +45,13 @@ AUTH_LOG_EVERY_S = 10.0
 
 
 class FrontDoor:
-    def __init__(self, routes: RoutesFile, key: str, metrics: Metrics | None = None) -> None:
+    def __init__(self, routes: RoutesFile, key: str, metrics: Metrics | None = None,
+                 home: Path | None = None) -> None:
         self.routes = routes
         self._key = key.encode()
         self.metrics = metrics or Metrics()
+        # On-demand tiers are started and stopped from here (needs the stack's home).
+        self.on_demand = OnDemand(home, routes, self.metrics) if home is not None else None
         self._refused = 0
         self._refused_logged = 0.0
 
@@ -64,8 +69,12 @@ class FrontDoor:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.routes.start()
+                if self.on_demand is not None:
+                    self.on_demand.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.on_demand is not None:
+                    await self.on_demand.stop()
                 await self.routes.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -166,15 +175,48 @@ class FrontDoor:
     async def _try_chain(self, path: str, body: bytes, data: dict[str, Any], p: Plan, send: Any,
                          receive: Any, anthropic: bool, metrics: Metrics | None) -> None:
         pools = self.routes.pools
-        usable = [n for n in p.chain if n in pools and not pools[n].cooling]
+        od = self.on_demand
+        tiers = self.routes.current.tiers
+        lazy = {n for n in p.chain if od is not None and n in tiers and tiers[n].on_demand}
+        # An on-demand tier stays in the chain while cooling: asleep, it is started instead.
+        usable = [n for n in p.chain if n in pools and (not pools[n].cooling or n in lazy)]
         if not usable:  # everything is cooling down: try them anyway rather than refuse
             usable = [n for n in p.chain if n in pools]
+        if lazy and od is not None:
+            usable = od.fallback_order(usable, lazy)
+        held: list[str] = []
+        try:
+            await self._attempts(path, body, data, p, send, receive, anthropic, metrics, usable, lazy, held)
+        finally:
+            for name in held:
+                if od is not None:
+                    od.release(name)
+
+    async def _attempts(self, path: str, body: bytes, data: dict[str, Any], p: Plan, send: Any,
+                        receive: Any, anthropic: bool, metrics: Metrics | None, usable: list[str],
+                        lazy: set[str], held: list[str]) -> None:
+        pools = self.routes.pools
         deadline = FIRST_BYTE_S + len(body) * PER_BODY_BYTE_S
         failures: list[str] = []
         attempted: set[str] = set()
         start = time.monotonic()
+        cold: float | None = None
         for name in usable:
             pool = pools[name]
+            if name in lazy and self.on_demand is not None:
+                began = time.monotonic()
+                starts = self.on_demand.tiers[name].cold_starts if name in self.on_demand.tiers else 0
+                why = await self.on_demand.ensure(name, cooling=pool.cooling, wake=metrics is not None)
+                if why is not None:
+                    failures.append(f"{name}: {why}")
+                    attempted.add(name)
+                    if metrics is not None:
+                        metrics.bump(name, "fallbacks_out")
+                    continue
+                held.append(name)
+                if self.on_demand.tiers[name].cold_starts > starts:
+                    cold = time.monotonic() - began
+                pool = pools.get(name, pool)
             sent_model = CLOUD if name == CLOUD else name
             out = body if data.get("model") == sent_model else _with_model(data, sent_model)
             result = await attempt(pool, path, out, deadline)
@@ -182,6 +224,8 @@ class FrontDoor:
                 failures.append(f"{name}: {result.why}")
                 attempted.add(name)
                 pool.failed(result.why)
+                if name in lazy and self.on_demand is not None:
+                    self.on_demand.awake.discard(name)  # stopped from outside? the next request checks
                 if metrics is not None:
                     metrics.bump(name, "server_errors")
                     metrics.bump(name, "fallbacks_out")
@@ -200,9 +244,15 @@ class FrontDoor:
                      (b"x-mlx-stack-model", pool.upstream.model.encode()),
                      (b"x-mlx-stack-requested", p.requested.encode()),
                      (b"x-mlx-stack-route", route.encode())]
+            if failures:
+                extra.append((b"x-mlx-stack-fallback-reason", _header_text("; ".join(failures))))
+            if cold is not None:
+                extra.append((b"x-mlx-stack-cold-start", f"{cold:.2f}".encode()))
+            awake = self.on_demand.awake if self.on_demand is not None else set()
             await self._answer(result, extra, send, receive, path, pool, start, metrics,
                                data=data, rest=[pools[n] for n in usable[usable.index(name) + 1:]
-                                                if n != CLOUD and not pools[n].cooling], deadline=deadline)
+                                                if n != CLOUD and not pools[n].cooling
+                                                and (n not in lazy or n in awake)], deadline=deadline)
             return
         await replies.error(send, 503, "no upstream could answer: " + "; ".join(failures or ["none"]),
                             anthropic=anthropic, code="upstreams_unavailable", kind="server")
@@ -259,6 +309,12 @@ async def _read_body(receive: Any) -> bytes | None:
         if not message.get("more_body"):
             break
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _header_text(text: str, limit: int = 300) -> bytes:
+    """``text`` as a header value: printable ASCII only, at most ``limit`` characters."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return (clean[: limit - 3] + "..." if len(clean) > limit else clean).encode()
 
 
 def _with_model(data: dict[str, Any], model: str) -> bytes:

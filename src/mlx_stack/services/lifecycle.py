@@ -101,9 +101,11 @@ def endpoint(stack: Stack) -> str:
     return base_url(stack, GATEWAY) + "/v1"
 
 
-def _select(stack: Stack, tiers: list[str] | None) -> list[str]:
+def _select(stack: Stack, tiers: list[str] | None, *, all_tiers: bool = False) -> list[str]:
+    """The named tiers; by default the resident ones (on-demand tiers sleep until needed),
+    or every tier with ``all_tiers`` (for `down`)."""
     if not tiers:
-        return stack.tier_names
+        return stack.tier_names if all_tiers else stack.resident_tiers
     for name in tiers:
         check_service(stack, name)  # NotFoundError naming the known tiers
     return list(dict.fromkeys(tiers))
@@ -120,7 +122,8 @@ def up(
     health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
     progress: Callable[[str], None] | None = None, force: bool = False,
 ) -> UpResult:
-    """Start the selected tiers (all by default), LiteLLM (only with a stored cloud key)
+    """Start the selected tiers (the resident ones by default: on-demand tiers sleep until
+    the front door needs them), LiteLLM (only with a stored cloud key)
     and the front door, in parallel.
 
     Returns once every started service answered a real one-token completion
@@ -246,7 +249,7 @@ def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRAC
         stack = stack_store.load(p) if tiers else _stack_if_readable(p)
         if tiers:
             assert stack is not None
-            services = _select(stack, tiers)
+            services = _select(stack, tiers, all_tiers=True)
         else:
             found = set(_pid_file_services(p)) | identity.services(p.home)
             services = sorted(s for s in found if s != GATEWAY) + ([GATEWAY] if GATEWAY in found else [])
@@ -330,6 +333,9 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     from mlx_stack.services import serving_plan
 
     report = serving_plan.measure(p, stack, report)
+    from mlx_stack.services import on_demand
+
+    report = on_demand.overlay(p, stack, report)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     shown = key if show_key else (secrets.mask(key) if key else None)
     return StatusReport(True, report, endpoint(stack), shown, time.monotonic() - start)

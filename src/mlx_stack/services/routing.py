@@ -46,7 +46,9 @@ def rules_for(stack: Stack) -> RoutingRules:
 
 
 def upstreams(stack: Stack) -> list[Upstream]:
-    return [Upstream(t.name, t.model, f"http://127.0.0.1:{t.port}", context_window(t), t.path)
+    return [Upstream(t.name, t.model, f"http://127.0.0.1:{t.port}", context_window(t), t.path,
+                     t.idle_unload if t.on_demand else None,
+                     t.serving.planned_mb if t.on_demand and t.serving is not None else None)
             for t in stack.tiers]
 
 

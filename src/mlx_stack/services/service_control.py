@@ -48,6 +48,12 @@ class ServiceStatus:
     metal_bytes: int | None = None
     planned_bytes: int | None = None
     over_plan: bool = False
+    # On-demand tiers (`services.on_demand.overlay`): state `sleeping` when stopped on
+    # purpose; the idle timeout, the last request (epoch s), the last cold start (s).
+    mode: str | None = None
+    idle_unload_s: int | None = None
+    last_used: float | None = None
+    cold_start_s: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -145,10 +145,17 @@ def reading(hw: Any) -> MemoryReading:
 
 
 def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool = False,
-                read: Callable[[Any], MemoryReading] | None = None, hw: Any = None) -> None:
+                read: Callable[[Any], MemoryReading] | None = None, hw: Any = None,
+                assume_stopped: Iterable[str] = ()) -> None:
     """Refuse (ConflictError, exit 5) to start ``starting`` when the plans exceed the
-    recorded budget or the tiers would not fit next to what runs; ``force`` skips it."""
-    from mlx_stack.services.service_control import running_record
+    recorded budget or the tiers would not fit next to what runs; ``force`` skips it.
+    ``assume_stopped``: running tiers to leave out (would it fit once they are stopped?)."""
+    from mlx_stack.services.service_control import running_record as _running
+
+    gone = set(assume_stopped)
+
+    def running_record(p: Paths, name: str) -> Any:
+        return None if name in gone else _running(p, name)
 
     names = [s for s in starting if s in stack.tier_names]
     if force or not names:
@@ -159,7 +166,11 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
         hw = hardware.detect()
     profs = profiles(p, stack, hw=hw)
     if stack.memory_budget_mb is not None:
-        check_budget(profs, stack.memory_budget_mb)
+        # On-demand tiers count only while they run (or are about to): together they may
+        # plan more than the budget, which is what makes them on-demand.
+        counted = {n: pr for n, pr in profs.items()
+                   if n in names or not stack.tier(n).on_demand or running_record(p, n) is not None}
+        check_budget(counted, stack.memory_budget_mb)
     r = (read or reading)(hw)
     mac = r.limit_label.startswith("GPU")
     running: dict[str, int] = {}

@@ -104,12 +104,61 @@ def _plan(p: Paths, stack: Stack, needs: dict[str, Any], intent: str | None, fla
     from mlx_stack.services import serving_plan
 
     planned = serving_plan.plan_stack(p, stack, intent=intent, needs=needs, pct=flags.budget_pct)
+    if planned.over_budget and not flags.force:
+        proposal = _propose_on_demand(planned, ui, ask=ui.interactive and not flags.accept_defaults)
+        if proposal is not None:
+            return proposal
+    if any(t.on_demand for t in planned.stack.tiers):
+        budgeted = _on_demand_budget(planned.stack, planned.budget_bytes)
+        if budgeted is not None:
+            return budgeted
     if planned.over_budget:
         total = sum(t.serving.need_mb for t in planned.stack.tiers if t.serving is not None) * 1024 * 1024
         ui.say(f"warning: the tiers need {gb(total)}, more than the memory budget of "
                f"{gb(planned.budget_bytes)}; new tiers get no prefix cache (the memory guard still checks "
                "each start)")
     return planned.stack
+
+
+def _propose_on_demand(planned: Any, ui: SetupUI, *, ask: bool) -> Stack | None:
+    """Tiers that do not fit together in the budget: propose on-demand for those past the
+    budget (in fallback order); asked on a terminal, taken with --accept-defaults."""
+    from mlx_stack.core.memory_plan import MB
+    from mlx_stack.core.stack import ON_DEMAND
+    from mlx_stack.core.stack_change import propose_on_demand
+    from mlx_stack.core.units import gb
+
+    stack = planned.stack
+    plans = {t.name: t.serving.planned_mb for t in stack.tiers if t.serving is not None}
+    budget_mb = planned.budget_bytes // MB
+    names = propose_on_demand(stack.fallback_order, plans, budget_mb,
+                              [t.name for t in stack.tiers if t.on_demand])
+    if not names:
+        return None
+    question = (f"the tiers do not fit together in the memory budget of {gb(planned.budget_bytes)}: make "
+                f"{', '.join(names)} on-demand (started by the front door on the first request that needs "
+                "it, stopped after 10 min idle)?")
+    if ask and not ui.confirm(question):
+        return None
+    if not ask:
+        ui.say(f"{', '.join(names)}: on-demand (the tiers do not fit together in the memory budget of "
+               f"{gb(planned.budget_bytes)}); change it with `mlx-stack config set tiers.NAME.mode resident`")
+    tiers = tuple(replace(t, mode=ON_DEMAND) if t.name in names else t for t in stack.tiers)
+    return _on_demand_budget(replace(stack, tiers=tiers), planned.budget_bytes) or replace(stack, tiers=tiers)
+
+
+def _on_demand_budget(stack: Stack, budget_bytes: int) -> Stack | None:
+    """A stack with on-demand tiers records the budget of what runs at once: the configured
+    one, or the resident tiers plus the largest on-demand one when that is more (so
+    starting a second on-demand tier past it evicts the first). None when a tier has no plan."""
+    from mlx_stack.core.memory_plan import MB
+
+    plans = {t.name: t.serving.planned_mb for t in stack.tiers if t.serving is not None}
+    if len(plans) != len(stack.tiers):
+        return None
+    resident = sum(plans[t.name] for t in stack.tiers if not t.on_demand)
+    largest = max((plans[t.name] for t in stack.tiers if t.on_demand), default=0)
+    return replace(stack, memory_budget_mb=max(budget_bytes // MB, resident + largest))
 
 
 def _previous(p: Paths, flags: SetupFlags, ui: SetupUI) -> Stack | None:
@@ -313,6 +362,12 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
             by_name[t.name] = t
         order = [n for n in previous.fallback_order if n in by_name]
         order += [n for n in by_name if n not in order]
+        if flags.on_demand:
+            from mlx_stack.core.stack import ON_DEMAND, parse_duration
+
+            idle = parse_duration(flags.idle_unload) if flags.idle_unload else None
+            for t in tiers:
+                by_name[t.name] = replace(t, mode=ON_DEMAND, idle_unload_s=idle)
         placed = assign_ports(list(by_name.values()), previous, previous.gateway.port, ports.is_free)
         return replace(previous, tiers=tuple(placed), fallback_order=tuple(order))
     gateway = Gateway(host=previous.gateway.host if previous else "127.0.0.1", port=config_port)

@@ -92,7 +92,8 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
     for name in changed_running:
         say(f"stopping tier {name} (its definition changed)")
         stop_service(p, name)
-    todo = [*d.added, *d.changed]
+    # On-demand tiers sleep until the front door needs them.
+    todo = [n for n in (*d.added, *d.changed) if not new.tier(n).on_demand]
     if not todo:
         return
     from mlx_stack.services import serving_plan
@@ -163,7 +164,8 @@ def _reloaded(p: Paths, new: Stack, d: StackDiff, timeout: float = RELOAD_TIMEOU
     """True once the gateway serves exactly the new tiers (a request triggers the reload)."""
     url = base_url(new, GATEWAY)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
-    target = (d.added or d.changed or new.tier_names)[0]
+    awake = set(new.resident_tiers)  # a probe never wakes an on-demand tier
+    target = next((n for n in (*d.added, *d.changed, *new.tier_names) if n in awake), new.tier_names[0])
     wanted, gone = set(new.tier_names), set(d.removed)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

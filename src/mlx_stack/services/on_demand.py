@@ -1,0 +1,190 @@
+"""On-demand tiers: start one for the front door (making room first), put one to sleep.
+
+The front door calls these from a worker thread, in its own process. They use the same
+primitives as `up`, `down` and the watchdog (``service_control.start_service`` /
+``stop_service``: the same pid files, log writer and process-identity checks) under the
+same stack lock, taken with a short timeout: the front door never waits long on an
+`up`/`down` in progress, and it never holds the lock while a tier loads (it launches,
+releases the lock, then waits for the tier's health on its own).
+
+The memory guard (``serving_plan.check_start``) decides whether the tier fits beside
+what runs; when it does not, idle on-demand tiers the front door names (least recently
+used first) are stopped one by one until it does. Resident tiers are never stopped
+here. A tier that still does not fit raises :class:`NoRoom` (the request falls back).
+
+``run/on-demand.json`` holds what `status` shows of each on-demand tier: its last use,
+its last cold-start time and the counts (written by the front door, atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlx_stack.errors import ConflictError, MlxStackError
+from mlx_stack.paths import Paths
+
+LOCK_TIMEOUT_S = 20.0  # an `up`/`down`/setup holding the stack lock longer: the request falls back
+STATE_FILE = "on-demand.json"  # in run/
+
+
+class NoRoom(Exception):
+    """The tier does not fit even after every idle on-demand tier was stopped."""
+
+
+class CannotStart(Exception):
+    """The tier could not be launched (model folder gone, port held, lock busy...)."""
+
+
+@dataclass
+class Woken:
+    pid: int
+    start_time: float
+    already_running: bool
+    evicted: list[str] = field(default_factory=list)
+
+
+def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float = LOCK_TIMEOUT_S,
+         hw: Any = None) -> Woken:
+    """Launch ``tier`` (no wait for health) unless it runs, stopping tiers of ``evictable``
+    (in that order, on-demand ones only) while the memory guard refuses it."""
+    from mlx_stack.services import serving_plan, stack_store
+    from mlx_stack.services.service_control import running_record, start_service, stop_service
+    from mlx_stack.system.fs import file_lock
+
+    try:
+        with file_lock(p.lock_file, timeout=lock_timeout, what="up/down"):
+            stack = stack_store.load(p)
+            stack.tier(tier)
+            existing = running_record(p, tier)
+            if existing is not None:
+                return Woken(existing.pid, existing.start_time, True)
+            if hw is None:
+                from mlx_stack.services import hardware
+
+                hw = hardware.detect()
+            on_demand = {t.name for t in stack.tiers if t.on_demand}
+            victims = [n for n in evictable if n != tier and n in on_demand]
+            evicted: list[str] = []
+            try:  # would it fit once every idle on-demand tier is stopped? If not, stop none
+                serving_plan.check_start(p, stack, [tier], hw=hw, assume_stopped=victims)
+            except ConflictError as exc:
+                raise NoRoom(exc.message) from None
+            while True:
+                try:
+                    serving_plan.check_start(p, stack, [tier], hw=hw)
+                    break
+                except ConflictError as exc:
+                    victim = next((v for v in victims if running_record(p, v) is not None), None)
+                    if victim is None:
+                        raise NoRoom(exc.message) from None
+                    victims.remove(victim)
+                    stop_service(p, victim)
+                    evicted.append(victim)
+            # The guard just passed (with the evictions): start without checking it again.
+            record = start_service(p, tier, stack=stack, wait=False, force=True)
+            return Woken(record.pid, record.start_time, False, evicted)
+    except NoRoom:
+        raise
+    except MlxStackError as exc:
+        raise CannotStart(exc.message) from None
+
+
+def put_to_sleep(p: Paths, tier: str, *, lock_timeout: float = 2.0) -> bool:
+    """Stop an idle on-demand tier; False when the stack lock is busy (try again later)."""
+    from mlx_stack.services.service_control import stop_service
+    from mlx_stack.system.fs import file_lock
+
+    try:
+        with file_lock(p.lock_file, timeout=lock_timeout, what="up/down"):
+            stop_service(p, tier)
+            return True
+    except ConflictError:
+        return False
+
+
+def reap_children() -> None:
+    """Collect the exited tiers (and log writers) this process started: no zombies."""
+    from mlx_stack.system import server_stats
+
+    server_stats.reap_children()
+
+
+def process_alive(p: Paths, tier: str, pid: int, start_time: float) -> bool:
+    """True while that exact process (pid and start time) runs."""
+    from mlx_stack.system import pidfile
+
+    return pidfile.is_ours(pidfile.PidRecord(tier, pid, start_time, ()))
+
+
+def is_running(p: Paths, tier: str) -> bool:
+    """The tier's pid file names a live process of ours."""
+    from mlx_stack.services.service_control import running_record
+
+    return running_record(p, tier) is not None
+
+
+def clear_failed_start(p: Paths, tier: str) -> None:
+    """After a cold start that failed: stop what is left and drop its pid file, so the tier
+    is asleep again (the watchdog does not restart it) and the next request starts it anew."""
+    from mlx_stack.services.service_control import stop_service
+    from mlx_stack.system.fs import file_lock
+
+    try:
+        with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
+            stop_service(p, tier, grace=2.0)
+    except MlxStackError:
+        pass
+
+
+# --- the state `status` shows ---------------------------------------------------------
+
+SLEEPING = "sleeping"  # an on-demand tier stopped on purpose (never started, idle, evicted)
+
+
+def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
+    """`status` rows of on-demand tiers: ``sleeping`` instead of ``stopped``, with the mode,
+    the last use and the last cold-start time the front door recorded."""
+    from dataclasses import replace
+
+    state = read_state(p)
+    by_name = {t.name: t for t in stack.tiers}
+    out = []
+    for s in statuses:
+        tier = by_name.get(s.name)
+        if s.kind != "tier" or tier is None or not tier.on_demand:
+            out.append(s)
+            continue
+        seen = state.get(s.name, {})
+        used, cold = seen.get("last_used"), seen.get("cold_start_s")
+        out.append(replace(s, state=SLEEPING if s.state == "stopped" else s.state, mode=tier.mode,
+                           idle_unload_s=tier.idle_unload,
+                           last_used=used if isinstance(used, (int, float)) else None,
+                           cold_start_s=cold if isinstance(cold, (int, float)) else None))
+    return out
+
+
+
+def state_path(p: Paths) -> Path:
+    return p.run_dir / STATE_FILE
+
+
+def write_state(p: Paths, tiers: Mapping[str, Mapping[str, Any]]) -> None:
+    from mlx_stack.system.fs import atomic_write
+
+    doc = {"written_at": time.time(), "tiers": {n: dict(v) for n, v in tiers.items()}}
+    atomic_write(state_path(p), json.dumps(doc, indent=1) + "\n")
+
+
+def read_state(p: Paths) -> dict[str, dict[str, Any]]:
+    """Per tier: last_used (epoch s), cold_start_s, cold_starts, evictions, idle_unloads."""
+    try:
+        doc = json.loads(state_path(p).read_text())
+    except (OSError, ValueError):
+        return {}
+    tiers = doc.get("tiers") if isinstance(doc, dict) else None
+    return {n: v for n, v in tiers.items() if isinstance(v, dict)} if isinstance(tiers, dict) else {}
