@@ -35,7 +35,7 @@ PROBE_HEADERS = {"x-mlx-stack-probe": "1"}  # the front door does not count prob
 class ServiceStatus:
     name: str
     kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
-    state: str  # healthy | degraded | down | crashed | stopped
+    state: str  # healthy | degraded | down | crashed | stopped | sleeping (on-demand, on purpose)
     port: int
     pid: int | None = None
     uptime_s: float | None = None

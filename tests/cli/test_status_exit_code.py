@@ -1,0 +1,32 @@
+"""`status` exit codes from the states it reports (LSB convention, README's table)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlx_stack.cli.status_cmd import exit_code
+from mlx_stack.services.lifecycle import StatusReport
+from mlx_stack.services.service_control import ServiceStatus
+
+
+def _report(*states: str, configured: bool = True) -> StatusReport:
+    return StatusReport(configured, [ServiceStatus(f"t{i}", "tier", s, 8100 + i) for i, s in enumerate(states)])
+
+
+@pytest.mark.parametrize(
+    ("states", "code"),
+    [
+        (("healthy", "degraded"), 0),
+        (("healthy", "sleeping"), 0),  # an on-demand tier stopped on purpose is fine
+        (("healthy", "stopped"), 3),
+        (("sleeping", "crashed"), 3),
+        (("down",), 3),
+        (("flapping",), 3),
+    ],
+)
+def test_status_exit_code_follows_the_states(states: tuple[str, ...], code: int) -> None:
+    assert exit_code(_report(*states)) == code
+
+
+def test_status_exit_code_without_a_stack_is_4() -> None:
+    assert exit_code(_report(configured=False)) == 4
