@@ -10,7 +10,8 @@ from mlx_stack.services.service_control import ServiceStatus
 
 
 def _report(*states: str, configured: bool = True) -> StatusReport:
-    return StatusReport(configured, [ServiceStatus(f"t{i}", "tier", s, 8100 + i) for i, s in enumerate(states)])
+    services = [ServiceStatus(f"t{i}", "tier", s, 8100 + i) for i, s in enumerate(states)]
+    return StatusReport(configured, services)
 
 
 @pytest.mark.parametrize(
