@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 
 import httptools
 
@@ -47,6 +48,7 @@ class Response(asyncio.Protocol):
         self.complete = False
         self._error: Exception | None = None
         self._paused = False
+        self._sink: Callable[[bytes], None] | None = None
 
     # --- protocol callbacks --------------------------------------------------------------
 
@@ -76,6 +78,9 @@ class Response(asyncio.Protocol):
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self._sink is not None:  # piped: straight on from this callback, no task wake-up
+            self._sink(bytes(body))
+            return
         self._chunks.append(bytes(body))
         if len(self._chunks) > MAX_BUFFERED and self.transport is not None and not self._paused:
             self._paused = True
@@ -119,6 +124,41 @@ class Response(asyncio.Protocol):
             self._waiter = self._loop.create_future()
             await self._waiter
 
+    def pipe(self, sink: Callable[[bytes], None]) -> None:
+        """From now on hand every body piece to ``sink`` from the protocol callback itself
+        (what is already buffered first); :meth:`wait_end` waits for the end."""
+        chunks = self._chunks
+        if chunks:
+            sink(chunks.popleft() if len(chunks) == 1 else b"".join(chunks))
+            chunks.clear()
+        self._sink = sink
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def pause(self) -> None:
+        """Stop reading from the upstream (the client is slow or gone); wakes :meth:`wait_end`."""
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    async def wait_end(self) -> None:
+        """Wait until a piped body ended, was cut (UpstreamError) or reading was paused."""
+        if self.complete or self._paused:
+            return
+        if self._error is not None:
+            raise self._error
+        self._waiter = self._loop.create_future()
+        await self._waiter
+        if self._error is not None and not self.complete:
+            raise self._error
+
     async def read_all(self) -> bytes:
         parts = []
         while chunk := await self.read_chunk():
@@ -127,6 +167,7 @@ class Response(asyncio.Protocol):
 
     def release(self) -> None:
         """Done with the response: back to the pool if it was read to its end, else closed."""
+        self._sink = None
         if self.complete and self._error is None and self._parser.should_keep_alive() \
                 and self.transport is not None and not self.transport.is_closing():
             self._reset()

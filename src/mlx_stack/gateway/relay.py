@@ -138,24 +138,16 @@ async def relay_stream(pool: Pool, answer: Answer, send: Any, receive: Any, path
     """
     conn = answer.conn
     assert conn is not None
-    gone = asyncio.ensure_future(_disconnected(receive))
     watch = pool.watch_stream()
-    tokens = _count_tokens(answer.first)
-    last = prev = answer.first
+    await send({"type": "http.response.body", "body": answer.first, "more_body": True})
+    cycle = _uvicorn_cycle(send)
+    relay = (_Piped(conn, cycle, watch, answer.first, chat) if cycle is not None
+             else _Looped(conn, watch, answer.first, chat, send, receive))
     cut: str | None = None
-    if chat is not None:
-        chat.feed(answer.first)
     try:
-        await send({"type": "http.response.body", "body": answer.first, "more_body": True})
-        while chunk := await conn.read_chunk():
-            watch.last = time.monotonic()
-            if gone.done():
-                return tokens, None
-            tokens += _count_tokens(chunk)
-            if chat is not None:
-                chat.feed(chunk)
-            prev, last = last, chunk
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        gone = await relay.run(send)
+        if gone:
+            return relay.tokens, None
     except OSError as exc:  # UpstreamError included
         cut = str(exc) or type(exc).__name__
     except asyncio.CancelledError:
@@ -167,11 +159,101 @@ async def relay_stream(pool: Pool, answer: Answer, send: Any, receive: Any, path
         cut = f"silent for {STREAM_STALL_S:.0f} s and no answer to its health check"
     finally:
         pool.streams.discard(watch)
-        gone.cancel()
+        relay.close()
         conn.release()  # back to the pool if read to its end, else closed
     if cut is None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return _stream_tokens(tokens, prev[-512:] + last), cut
+    return _stream_tokens(relay.tokens, relay.prev[-512:] + relay.last), cut
+
+
+def _uvicorn_cycle(send: Any) -> Any:
+    """uvicorn's httptools response cycle behind ``send``, when the response is chunked and
+    under way: its transport takes the stream's pieces directly (see :class:`_Piped`)."""
+    cycle = getattr(send, "__self__", None)
+    if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
+        return None
+    if cycle.chunked_encoding is not True or not cycle.response_started or cycle.response_complete \
+            or getattr(cycle, "flow", None) is None or cycle.scope.get("method") == "HEAD":
+        return None
+    return cycle
+
+
+class _Piped:
+    """The hot path: each piece the upstream protocol parses is written to the client's
+    transport from that same callback, framed as uvicorn frames a chunked body. No task
+    wakes per chunk, no ASGI message is built; the relay task sleeps until the end, a cut,
+    or a full client buffer (then it waits on uvicorn's own flow control)."""
+
+    __slots__ = ("chat", "conn", "cycle", "gone", "last", "prev", "tokens", "watch", "write")
+
+    def __init__(self, conn: Response, cycle: Any, watch: Any, first: bytes, chat: Any) -> None:
+        self.conn, self.cycle, self.watch, self.chat = conn, cycle, watch, chat
+        self.write = cycle.transport.write
+        self.tokens = _count_tokens(first)
+        self.last = self.prev = first
+        self.gone = False
+        if chat is not None:
+            chat.feed(first)
+
+    def _sink(self, chunk: bytes) -> None:
+        cycle = self.cycle
+        if cycle.disconnected:
+            self.gone = True
+            self.conn.pause()
+            return
+        self.watch.last = time.monotonic()
+        self.tokens += chunk.count(b'"delta"')
+        if self.chat is not None:
+            self.chat.feed(chunk)
+        self.prev, self.last = self.last, chunk
+        self.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        if cycle.flow.write_paused:
+            self.conn.pause()
+
+    async def run(self, send: Any) -> bool:
+        """Until the body ended (False) or the client went away (True)."""
+        conn = self.conn
+        conn.pipe(self._sink)
+        while True:
+            await conn.wait_end()
+            if self.gone or self.cycle.disconnected:
+                return True
+            if conn.complete:
+                return False
+            # paused on a full client buffer: uvicorn's send waits for it to drain
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
+            conn.resume()
+
+    def close(self) -> None:
+        pass
+
+
+class _Looped:
+    """The portable path (any ASGI server): one read and one ASGI message per piece."""
+
+    def __init__(self, conn: Response, watch: Any, first: bytes, chat: Any, send: Any, receive: Any) -> None:
+        self.conn, self.watch, self.chat = conn, watch, chat
+        self.tokens = _count_tokens(first)
+        self.last = self.prev = first
+        self._gone = asyncio.ensure_future(_disconnected(receive))
+        if chat is not None:
+            chat.feed(first)
+
+    async def run(self, send: Any) -> bool:
+        conn, watch, chat = self.conn, self.watch, self.chat
+        while chunk := await conn.read_chunk():
+            watch.last = time.monotonic()
+            if self._gone.done():
+                return True
+            self.tokens += _count_tokens(chunk)
+            if chat is not None:
+                chat.feed(chunk)
+            self.prev, self.last = self.last, chunk
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        return False
+
+    def close(self) -> None:
+        self._gone.cancel()
 
 
 async def _disconnected(receive: Any) -> None:
