@@ -1,8 +1,9 @@
 """The front door against stand-in tiers for faults a real vllm-mlx cannot produce on demand.
 
 A real ``python -m mlx_stack.gateway`` process; its upstreams are small HTTP servers that
-answer 500, hang (answer nothing, not even their health route) or answer normally, and
-record every request they see. Seconds, no models.
+answer 500, hang (answer nothing, not even their health route), answer normally or
+stream many large events (to see a slow client and a client that leaves mid-stream),
+and record every request they see. Seconds, no models.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ class StandIn:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.seen: list[str] = []
+        self.cut = threading.Event()  # a stream's reader closed the connection early
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -59,9 +63,32 @@ class StandIn:
                 if stand_in.mode == "500":
                     self._reply(500, {"error": "boom"})
                     return
+                if stand_in.mode == "stream":
+                    self._stream(int(body["max_tokens"]), float(body.get("temperature") or 0))
+                    return
                 self._reply(200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+            def _stream(self, events: int, pause: float) -> None:
+                """``events`` chat chunks of ~1 KB (numbered), then [DONE]; chunked."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for i in range(events):
+                        data = {"choices": [{"index": 0, "delta": {"content": f"{i:06d}" + "x" * 1000}}]}
+                        raw = f"data: {json.dumps(data)}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%b\r\n" % (len(raw), raw))
+                        if pause:
+                            time.sleep(pause)
+                    done = b"data: [DONE]\n\n"
+                    self.wfile.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(done), done))
+                    self.wfile.flush()
+                except OSError:
+                    stand_in.cut.set()
+                    self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -71,7 +98,8 @@ class StandIn:
 
 @pytest.fixture(scope="module")
 def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, StandIn]]]:
-    tiers = {"broken": StandIn("500"), "frozen": StandIn("hang"), "good": StandIn("ok")}
+    tiers = {"broken": StandIn("500"), "frozen": StandIn("hang"), "good": StandIn("ok"),
+             "streamer": StandIn("stream")}
     routes = tmp_path_factory.mktemp("door") / "front-door.json"
     ups = [Upstream(name, f"org/{name}", s.url) for name, s in tiers.items()]
     routes.write_text(json.dumps(render_routes(ups, list(tiers), default_rules(list(tiers)), None)))
@@ -123,3 +151,38 @@ def test_metrics_name_the_failures(door: tuple[str, dict[str, StandIn]]) -> None
     assert 'mlx_stack_gateway_server_errors_total{tier="frozen"} 1' in text
     assert 'mlx_stack_gateway_fallbacks_out_total{tier="broken"}' in text
     assert httpx.get(url + "/metrics", trust_env=False).status_code == 401
+
+
+def _stream_body(events: int, pause: float = 0.0) -> dict:
+    return {"model": "streamer", "stream": True, "max_tokens": events, "temperature": pause,
+            "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_slow_client_gets_every_byte_in_order(door: tuple[str, dict[str, StandIn]]) -> None:
+    """8 MB streamed faster than the client reads: the front door stops reading from the
+    tier while the client's buffer is full, and nothing is lost or reordered."""
+    url, _ = door
+    events = 8000
+    with httpx.Client(timeout=60, trust_env=False) as client, client.stream(
+            "POST", url + "/v1/chat/completions", json=_stream_body(events),
+            headers={"Authorization": f"Bearer {KEY}"}) as r:
+        assert r.status_code == 200 and r.headers["x-mlx-stack-tier"] == "streamer"
+        time.sleep(1.5)  # let every buffer between the tier and us fill up
+        raw = b"".join(r.iter_bytes())
+    parts = raw.split(b"\n\n")
+    assert parts[-2:] == [b"data: [DONE]", b""]
+    numbers = [json.loads(p[6:])["choices"][0]["delta"]["content"][:6] for p in parts[:-2]]
+    assert numbers == [f"{i:06d}" for i in range(events)]
+
+
+def test_a_client_that_leaves_mid_stream_closes_the_tier_connection(
+        door: tuple[str, dict[str, StandIn]]) -> None:
+    url, tiers = door
+    tiers["streamer"].cut.clear()
+    with httpx.Client(timeout=60, trust_env=False) as client, client.stream(
+            "POST", url + "/v1/chat/completions", json=_stream_body(4000, 0.005),
+            headers={"Authorization": f"Bearer {KEY}"}) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())
+    # the tier would stream for 20 s more; it sees its connection closed within seconds
+    assert tiers["streamer"].cut.wait(10)
