@@ -25,6 +25,8 @@ from mlx_stack.system.fs import atomic_write
 HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
+READY_POLL_S = 0.05  # health is polled this often while a service starts (refused: ~0.1 ms)
+RETRY_COMPLETION_S = 0.2  # a failed probe completion is retried after this long
 DEGRADED_AFTER_S = 2.0  # a one-token completion slower than this is "degraded"
 GATEWAY_LIVENESS = "/health"  # the front door's liveness route (the only one without the key)
 LITELLM_LIVENESS = "/health/liveliness"  # LiteLLM's unauthenticated liveness route (sic)
@@ -306,7 +308,7 @@ def wait_healthy(
                 return time.monotonic() - start
         if time.monotonic() >= deadline:
             raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
-        time.sleep(0.2)
+        time.sleep(RETRY_COMPLETION_S if alive else READY_POLL_S)
 
 
 def start_service(
