@@ -46,6 +46,7 @@ class Response(asyncio.Protocol):
         self._chunks: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self.complete = False
+        self._keep_alive = False
         self._error: Exception | None = None
         self._paused = False
         self._sink: Callable[[bytes], None] | None = None
@@ -58,6 +59,12 @@ class Response(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
+            if self._sink is not None and self._chunks:
+                # Piped: every piece this read brought goes on in one write (a tier that
+                # got ahead of us sent several events; fewer, larger writes under load).
+                chunks = self._chunks
+                self._sink(chunks.popleft() if len(chunks) == 1 else b"".join(chunks))
+                chunks.clear()
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"bad HTTP from upstream: {exc}"))
             if self.transport is not None:
@@ -74,14 +81,16 @@ class Response(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        # Asked here: once the message is complete httptools answers False whatever the
+        # server said, and every request would open a new connection to the tier.
+        self._keep_alive = self._parser.should_keep_alive()
         if not self.head.done():
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        if self._sink is not None:  # piped: straight on from this callback, no task wake-up
-            self._sink(bytes(body))
-            return
         self._chunks.append(bytes(body))
+        if self._sink is not None:  # piped: data_received hands it on, no task wake-up
+            return
         if len(self._chunks) > MAX_BUFFERED and self.transport is not None and not self._paused:
             self._paused = True
             self.transport.pause_reading()
@@ -125,8 +134,9 @@ class Response(asyncio.Protocol):
             await self._waiter
 
     def pipe(self, sink: Callable[[bytes], None]) -> None:
-        """From now on hand every body piece to ``sink`` from the protocol callback itself
-        (what is already buffered first); :meth:`wait_end` waits for the end."""
+        """From now on hand the body to ``sink`` from the protocol callback itself, once per
+        read from the socket (what is already buffered first); :meth:`wait_end` waits for
+        the end."""
         chunks = self._chunks
         if chunks:
             sink(chunks.popleft() if len(chunks) == 1 else b"".join(chunks))
@@ -168,7 +178,7 @@ class Response(asyncio.Protocol):
     def release(self) -> None:
         """Done with the response: back to the pool if it was read to its end, else closed."""
         self._sink = None
-        if self.complete and self._error is None and self._parser.should_keep_alive() \
+        if self.complete and self._error is None and self._keep_alive \
                 and self.transport is not None and not self.transport.is_closing():
             self._reset()
             self.idle_since = time.monotonic()

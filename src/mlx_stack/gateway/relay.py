@@ -84,8 +84,9 @@ async def attempt(pool: Pool, path: str, body: bytes, deadline: float) -> Answer
         stream = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in conn.headers)
         if not stream:
             data = await _alive_wait(pool, conn.read_all(), deadline)
-            conn.release()
-            return Answer(conn.status, conn.headers, data, False)
+            answer = Answer(conn.status, conn.headers, data, False)
+            conn.release()  # back to the pool: reset for its next request
+            return answer
         first = await _alive_wait(pool, conn.read_chunk(), deadline)
         if not first:
             conn.release()
