@@ -10,7 +10,8 @@ does not run). Each figure is printed beside its target with PASS/FAIL:
   median of the paired ratios, A B B A, as for the added p50);
 - 16 concurrent streams: tokens/s >= 90% of direct, TTFT p50 <= 1.2x direct;
 - the front door process: CPU per request <= 2 ms, RSS <= 80 MB after the load;
-- `up` without a cloud key, all ready, <= 1.3x the slowest tier started alone;
+- `up` without a cloud key, all ready, <= 1.3x the slowest tier started alone (best of
+  2 rounds of each);
 - `mlx-stack status` (CLI, stack up) <= 0.3 s.
 
 ``--litellm`` also starts a LiteLLM proxy in front of the same `fast` tier (the old data
@@ -195,17 +196,23 @@ def _process_cost(pid: int, t: Target, requests: int) -> dict:
     return {"cpu_ms_per_request": round(cpu, 2), "rss_mb": round(rss, 1)}
 
 
-def _startup(p: Paths) -> dict:
+def _startup(p: Paths, rounds: int = 2) -> dict:
+    """Each tier alone, then `up`; ``rounds`` times, the best of each kept (on a shared
+    machine other people's work only ever slows a start down). The stack stays up."""
     stack = stack_store.load(p)
-    alone = {}
-    for tier in stack.tier_names:
+    alone: dict[str, float] = {}
+    up_s = float("inf")
+    for i in range(rounds):
+        for tier in stack.tier_names:
+            start = time.monotonic()
+            lifecycle.start_service(p, tier, stack=stack)
+            alone[tier] = min(alone.get(tier, float("inf")), time.monotonic() - start)
+            lifecycle.down(p)
         start = time.monotonic()
-        lifecycle.start_service(p, tier, stack=stack)
-        alone[tier] = time.monotonic() - start
-        lifecycle.down(p)
-    start = time.monotonic()
-    lifecycle.up(p)
-    up_s = time.monotonic() - start
+        lifecycle.up(p)
+        up_s = min(up_s, time.monotonic() - start)
+        if i < rounds - 1:
+            lifecycle.down(p)
     slowest = max(alone.values())
     cpu = {}
     for service in stack.services:
