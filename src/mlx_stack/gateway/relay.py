@@ -170,8 +170,8 @@ async def relay_stream(pool: Pool, answer: Answer, send: Any, receive: Any, path
 def _uvicorn_cycle(send: Any) -> Any:
     """uvicorn's httptools response cycle behind ``send``, when the response is chunked and
     under way: its transport takes the stream's pieces directly (see :class:`_Piped`)."""
-    cycle = getattr(send, "__self__", None)
-    if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
+    cycle: Any = getattr(send, "__self__", None)
+    if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
         return None
     if cycle.chunked_encoding is not True or not cycle.response_started or cycle.response_complete \
             or getattr(cycle, "flow", None) is None or cycle.scope.get("method") == "HEAD":
