@@ -115,10 +115,13 @@ def reap_children() -> None:
 
 
 def process_alive(p: Paths, tier: str, pid: int, start_time: float) -> bool:
-    """True while that exact process (pid and start time) runs."""
-    from mlx_stack.system import pidfile
+    """True while that exact process runs: the tier's record (pid file, else its marker)
+    still names it, with the identity rule of `status` and `down` (start time and
+    command line)."""
+    from mlx_stack.services.service_control import running_record
 
-    return pidfile.is_ours(pidfile.PidRecord(tier, pid, start_time, ()))
+    record = running_record(p, tier)
+    return record is not None and record.pid == pid and abs(record.start_time - start_time) < 1.0
 
 
 def is_running(p: Paths, tier: str) -> bool:
