@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from mlx_stack.core.metrics_text import BUCKETS, COUNTERS, HISTOGRAMS, render
+
+EVENTS_KEPT = 50
 
 
 class _Tier:
@@ -27,6 +29,7 @@ class Metrics:
         self.started_at = time.time()
         self.tiers: dict[str, _Tier] = {}
         self.auto: Counter[tuple[str, str]] = Counter()
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)  # recent fallbacks, for the dashboard
 
     def _tier(self, name: str) -> _Tier:
         t = self.tiers.get(name)
@@ -42,6 +45,12 @@ class Metrics:
         h[0][bisect.bisect_left(BUCKETS, seconds)] += 1
         h[1] += seconds
         h[2] += 1
+
+    def fallback(self, tier: str, to: str | None, why: str) -> None:
+        """A request left ``tier`` for ``to`` (None: nothing could answer). Off the hot path:
+        only called when a fallback happened."""
+        self.events.append({"kind": "fallback", "at": round(time.time(), 3), "tier": tier, "to": to,
+                            "reason": why[:300]})
 
     def routed_auto(self, tier: str, reason: str) -> None:
         self.auto[(tier, reason)] += 1
