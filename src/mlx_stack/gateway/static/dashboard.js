@@ -183,7 +183,11 @@ function tierCard(t, now, index) {
 
 function plot(node, times, tiers, field, now, span, format) {
   node.replaceChildren();
-  const W = 600, H = 180, top = 10, bottom = 20;
+  // drawn in the element's own pixels, so text is never stretched
+  const W = Math.max(200, Math.round(node.clientWidth || 600));
+  const H = Math.max(100, Math.round(node.clientHeight || 180));
+  const top = 10, bottom = 20;
+  node.setAttribute("viewBox", `0 0 ${W} ${H}`);
   let max = 0;
   for (const s of Object.values(tiers)) for (const v of s[field]) if (v !== null && v > max) max = v;
   const ceiling = max > 0 ? max * 1.15 : 1;
@@ -257,7 +261,7 @@ function render(v) {
     li.append(when, el("span", "kind", `${e.kind}: ${what}`), document.createTextNode(e.reason || ""));
     events.append(li);
   }
-  if (!v.events.length) events.append(el("li", "empty", "None since the front door started."));
+  if (!v.events.length) events.append(el("li", "empty none", "None since the front door started."));
 }
 
 // --- start --------------------------------------------------------------------------
