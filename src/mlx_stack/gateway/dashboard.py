@@ -43,6 +43,7 @@ PAGE_HEADERS = [
 VIEW_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
 VIEW_CACHE_S = 1.0
 HEALTH_S = 1.5
+RSS_EVERY_S = 5.0  # resident memory is re-measured at most this often (it scans the process table)
 RESTARTS_KEPT = 50
 EVENTS_SHOWN = 30
 CLOUD_SERVICE = "litellm"  # the cloud upstream's process (its pid file's name)
@@ -64,6 +65,7 @@ class Dashboard:
         self._ctx: tuple[tuple[int, int] | None, dict[str, Any]] = (None, {})
         self._view: tuple[float, bytes] = (0.0, b"")
         self._making: asyncio.Future[bytes] | None = None
+        self._rss: dict[int, tuple[float, int | None]] = {}  # pid -> (measured at, bytes)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class Dashboard:
         pools = self.routes.pools
         answers = await asyncio.gather(*(pools[n].alive(HEALTH_S) if n in pools else _false() for n in names))
         run_dir = self._run_dir()
-        procs, wd = await asyncio.to_thread(_processes, run_dir, names) if run_dir else ({}, {})
+        procs, wd = await asyncio.to_thread(_processes, run_dir, names, self._rss) if run_dir else ({}, {})
         now = time.time()
         history = list(self.history)
         planned = ctx.get("planned_bytes") or {}
@@ -230,16 +232,29 @@ def _watchdog_reason(run_dir: Path, name: str) -> str:
     return str(entry.get("reason") or "") if isinstance(entry, dict) else ""
 
 
-def _processes(run_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Per upstream: its pid record, whether that process still runs, its resident memory."""
+def _processes(run_dir: Path, names: list[str], rss_cache: dict[int, tuple[float, int | None]]
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per upstream: its pid record, whether that process still runs, its resident memory
+    (re-measured every ``RSS_EVERY_S``)."""
     from mlx_stack.system import pidfile, server_stats
 
+    now = time.monotonic()
     out: dict[str, dict[str, Any]] = {}
+    live: set[int] = set()
     for name in names:
         record = pidfile.read(run_dir, CLOUD_SERVICE if name == CLOUD else name)
         if record is None:
             continue
         alive = record.pid > 0 and pidfile.is_ours(record)
+        rss = None
+        if alive:
+            live.add(record.pid)
+            at, rss = rss_cache.get(record.pid, (0.0, None))
+            if now - at >= RSS_EVERY_S:
+                rss = server_stats.rss_bytes(record.pid)
+                rss_cache[record.pid] = (now, rss)
         out[name] = {"pid": record.pid if alive else None, "start_time": record.start_time or None,
-                     "alive": alive, "rss": server_stats.rss_bytes(record.pid) if alive else None}
+                     "alive": alive, "rss": rss}
+    for pid in [p for p in rss_cache if p not in live]:
+        del rss_cache[pid]
     return out, _watchdog_state(run_dir)
