@@ -242,6 +242,20 @@ def test_a_new_process_start_in_a_pid_file_is_a_restart(tmp_path: Path, health_s
     assert event["tier"] == "standard" and event["kind"] == "restart"
 
 
+def test_the_same_fallback_again_is_one_event_with_a_count() -> None:
+    from mlx_stack.gateway.metrics import Metrics
+
+    m = Metrics()
+    for _ in range(5):
+        m.fallback("fast", "standard", "fast is cooling down after a failure")
+    m.fallback("fast", "standard", "fast: connection refused")
+    assert [(e["reason"], e["count"]) for e in m.events] == [
+        ("fast is cooling down after a failure", 5), ("fast: connection refused", 1)]
+    for i in range(200):
+        m.fallback("fast", None, f"reason {i}")
+    assert len(m.events) == 50
+
+
 def test_history_is_bounded(tmp_path: Path, health_server: int) -> None:
     routes = _home(tmp_path, health_server)
 

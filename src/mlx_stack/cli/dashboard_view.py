@@ -102,7 +102,8 @@ def render_view(view: dict[str, Any] | None, url: str) -> Any:
             what = f"{e.get('tier')} -> {e.get('to') or 'nothing answered'}" if e.get("kind") == "fallback" \
                 else str(e.get("tier"))
             stamp = time.strftime("%H:%M:%S", time.localtime(float(e.get("at") or 0)))
-            parts.append(Text(f"  {stamp} {e.get('kind')}: {what}  {e.get('reason') or ''}"))
+            times = f" (x{e['count']})" if (e.get("count") or 1) > 1 else ""
+            parts.append(Text(f"  {stamp} {e.get('kind')}: {what}{times}  {e.get('reason') or ''}"))
     for t in view.get("tiers") or []:
         if t.get("detail"):
             parts.append(Text(f"{t.get('name')}: {t['detail']}", style="dim"))

@@ -14,6 +14,7 @@ from typing import Any
 from mlx_stack.core.metrics_text import BUCKETS, COUNTERS, HISTOGRAMS, render
 
 EVENTS_KEPT = 50
+COALESCE_S = 60.0  # the same fallback within this long adds to the last event's count
 
 
 class _Tier:
@@ -49,8 +50,15 @@ class Metrics:
     def fallback(self, tier: str, to: str | None, why: str) -> None:
         """A request left ``tier`` for ``to`` (None: nothing could answer). Off the hot path:
         only called when a fallback happened."""
-        self.events.append({"kind": "fallback", "at": round(time.time(), 3), "tier": tier, "to": to,
-                            "reason": why[:300]})
+        now = round(time.time(), 3)
+        why = why[:300]
+        last = self.events[-1] if self.events else None
+        if (last is not None and last["tier"] == tier and last["to"] == to and last["reason"] == why
+                and now - last["at"] < COALESCE_S):  # the same fallback again: one line, counted
+            last["count"] += 1
+            last["at"] = now
+            return
+        self.events.append({"kind": "fallback", "at": now, "tier": tier, "to": to, "reason": why, "count": 1})
 
     def routed_auto(self, tier: str, reason: str) -> None:
         self.auto[(tier, reason)] += 1

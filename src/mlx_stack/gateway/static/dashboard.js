@@ -258,7 +258,8 @@ function render(v) {
     const when = el("time", "", clock(e.at));
     when.dateTime = new Date(e.at * 1000).toISOString();
     const what = e.kind === "fallback" ? `${e.tier} → ${e.to || "nothing answered"}` : e.tier;
-    li.append(when, el("span", "kind", `${e.kind}: ${what}`), document.createTextNode(e.reason || ""));
+    const times = e.count > 1 ? ` (×${e.count})` : "";
+    li.append(when, el("span", "kind", `${e.kind}: ${what}${times}`), document.createTextNode(e.reason || ""));
     events.append(li);
   }
   if (!v.events.length) events.append(el("li", "empty none", "None since the front door started."));
