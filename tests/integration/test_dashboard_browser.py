@@ -184,7 +184,7 @@ def _traffic(live: Live, seconds: float) -> None:
 
 
 def test_a_killed_tier_shows_down_within_one_refresh(live: Live, browser: Any, tmp_path_factory: Any) -> None:
-    _traffic(live, 12.0)  # a few samples for the plots (one every 5 s)
+    _traffic(live, 8.0)  # a few samples for the plots (one every 5 s)
     _wait(browser, lambda d: _cards(d).get("fast") == "healthy")
     record = pidfile.read(live.home.run_dir, "fast")
     assert record is not None
@@ -230,6 +230,35 @@ def test_status_watch_shows_the_same_numbers_and_ctrl_c_exits_0(live: Live) -> N
     assert "crashed" in out and "healthy" in out
     assert "fallback: fast" in out
     assert live.key not in out + err
+
+
+def test_a_restarted_tier_comes_back_with_a_restart_event(live: Live, browser: Any) -> None:
+    lifecycle.up(live.home, tiers=["fast"], health_timeout=UP_DEADLINE_S)
+    # the sampler (every 5 s) sees the new process in the pid file; the next poll shows it
+    _wait(browser, lambda d: _cards(d).get("fast") == "healthy", timeout=30)
+    events = _wait(browser, lambda d: "restart: fast" in _text(d, "events") and _text(d, "events"),
+                   timeout=30)
+    assert "started again" in events or "restarted after" in events
+
+
+def test_readable_on_a_phone_dark_and_light(live: Live, browser: Any, tmp_path_factory: Any) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        for scheme, dark in (("dark", True), ("light", False)):
+            browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                                    {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+            _wait(browser, lambda d: len(_cards(d)) == 3)
+            fits = browser.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+            assert fits, "the page scrolls sideways on a phone"
+            rgb = browser.execute_script("return getComputedStyle(document.body).backgroundColor;")
+            level = sum(int(x) for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]) / 3
+            assert (level < 60) if dark else (level > 200), (scheme, rgb)
+            out = tmp_path_factory.mktemp("screenshots") / f"dashboard-phone-{scheme}.png"
+            assert browser.save_screenshot(str(out))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        browser.set_window_size(1280, 1300)
 
 
 def test_open_prints_the_url_without_the_key(live: Live) -> None:
