@@ -49,7 +49,7 @@ def test_p50_interpolates_inside_the_bucket() -> None:
     # 4 answers between 0.1 and 0.25 s: the median is half-way through that bucket
     assert core.p50(_buckets(b0_25=4)) == pytest.approx(0.175)
     # 3 fast, 1 slow: the median sits in the fast bucket
-    assert core.p50(_buckets(b0_05=3, b5_0=1)) < 0.05
+    assert (core.p50(_buckets(b0_05=3, b5_0=1)) or 1.0) < 0.05
     inf = [0] * len(BUCKETS)
     inf[-1] = 2
     assert math.isfinite(core.p50(inf) or 0)
@@ -101,7 +101,7 @@ class _Health(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
