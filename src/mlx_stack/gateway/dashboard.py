@@ -251,7 +251,7 @@ def _processes(run_dir: Path, names: list[str], rss_cache: dict[int, tuple[float
             live.add(record.pid)
             at, rss = rss_cache.get(record.pid, (0.0, None))
             if now - at >= RSS_EVERY_S:
-                rss = server_stats.rss_bytes(record.pid)
+                rss = server_stats.tree_rss(record.pid)
                 rss_cache[record.pid] = (now, rss)
         out[name] = {"pid": record.pid if alive else None, "start_time": record.start_time or None,
                      "alive": alive, "rss": rss}
