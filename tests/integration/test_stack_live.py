@@ -232,8 +232,8 @@ def test_a_real_tool_call_through_the_gateway(live: Live) -> None:
 
 ROUTES = [("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/v1/embeddings"),
           ("POST", "/v1/responses"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
-          ("GET", "/v1/models"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/openapi.json"),
-          ("GET", "/v1/nothing")]
+          ("GET", "/v1/models"), ("GET", "/metrics"), ("GET", "/api/dashboard"), ("POST", "/"),
+          ("GET", "/openapi.json"), ("GET", "/v1/nothing")]
 
 
 def test_without_the_key_every_route_is_401(live: Live) -> None:
@@ -254,6 +254,9 @@ def test_without_the_key_every_route_is_401(live: Live) -> None:
                 else:
                     assert error["code"] == "invalid_api_key"
         assert http.get("/health").status_code == 200  # the liveness route: no key, no data
+        page = http.get("/")  # the dashboard page: no key, no data (it asks for the key)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "demo-fast" not in page.text and live.key not in page.text
     with pytest.raises(openai.AuthenticationError):
         live.client(key="sk-not-the-key-0000000000").chat.completions.create(**body)
     with pytest.raises(anthropic.AuthenticationError):
