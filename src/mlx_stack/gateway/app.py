@@ -53,7 +53,7 @@ class FrontDoor:
         self.metrics = metrics or Metrics()
         # On-demand tiers are started and stopped from here (needs the stack's home).
         self.on_demand = OnDemand(home, routes, self.metrics) if home is not None else None
-        self.dashboard = Dashboard(self.metrics, routes)
+        self.dashboard = Dashboard(self.metrics, routes, self.on_demand)
         self._refused = 0
         self._refused_logged = 0.0
 

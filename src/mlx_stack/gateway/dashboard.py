@@ -54,9 +54,10 @@ def _page(name: str) -> bytes:
 
 
 class Dashboard:
-    def __init__(self, metrics: Metrics, routes: RoutesFile) -> None:
+    def __init__(self, metrics: Metrics, routes: RoutesFile, on_demand: Any = None) -> None:
         self.metrics = metrics
         self.routes = routes
+        self.on_demand = on_demand  # gateway.on_demand.OnDemand, when the stack has on-demand tiers
         self.history: deque[core.Sample] = deque(maxlen=core.HISTORY_LEN)
         self.restarts: deque[dict[str, Any]] = deque(maxlen=RESTARTS_KEPT)
         self._starts: dict[str, float] = {}
@@ -184,6 +185,8 @@ class Dashboard:
                 has_record=bool(proc) if run_dir else True, process_alive=proc.get("alive") if proc else None,
                 answers=ok, watchdog=wd.get(CLOUD_SERVICE if name == CLOUD else name))
             pool = pools.get(name)
+            if state == "stopped" and self.on_demand is not None and self.on_demand.is_on_demand(name):
+                state, detail = "sleeping", "on demand: started by the next request that needs it"
             if ok and pool is not None and pool.cooling:
                 state, detail = "recovering", "answers again; the front door puts it back in a moment"
             live = self._live(name)
