@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint check bench clean
+.PHONY: install browser test test-fast lint check bench clean
 
 install: $(STAMP)
 
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	touch $(STAMP)
 
-test: $(STAMP)
+# Chromium + chromedriver (Debian packages) for the dashboard's browser test; quick when present.
+browser:
+	bash .ci/chromium
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

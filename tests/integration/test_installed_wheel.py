@@ -134,6 +134,10 @@ def test_the_wheel_holds_every_package_and_the_catalog(installed: Installed) -> 
     for yaml_file in (REPO / "catalog").glob("*.yaml"):
         assert f"mlx_stack/catalog/{yaml_file.name}" in names
     assert "mlx_stack/py.typed" in names
+    static = sorted((REPO / "src" / "mlx_stack" / "gateway" / "static").iterdir())
+    assert static, "the dashboard's page files are missing from the checkout"
+    for page in static:  # the dashboard page the front door serves at /
+        assert f"mlx_stack/gateway/static/{page.name}" in names, f"{page.name} is not in the wheel"
 
 
 def test_the_package_is_imported_from_the_install(installed: Installed) -> None:
@@ -142,6 +146,16 @@ def test_the_package_is_imported_from_the_install(installed: Installed) -> None:
                          capture_output=True, text=True, check=True).stdout
     for line in out.split():
         assert Path(line).is_relative_to(installed.venv), out
+
+
+def test_the_dashboard_page_loads_from_the_install(installed: Installed) -> None:
+    code = ("from mlx_stack.gateway.dashboard import PAGES, _page\n"
+            "for name, _ in PAGES.values(): print(name, len(_page(name)))")
+    out = subprocess.run([str(installed.bin / "python"), "-c", code], cwd=installed.work, env=installed.env,
+                         capture_output=True, text=True, check=True).stdout
+    sizes = dict(line.split() for line in out.splitlines())
+    assert set(sizes) == {"index.html", "dashboard.js", "dashboard.css"}
+    assert all(int(v) > 500 for v in sizes.values())
 
 
 def test_version(installed: Installed) -> None:

@@ -232,8 +232,8 @@ def test_a_real_tool_call_through_the_gateway(live: Live) -> None:
 
 ROUTES = [("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/v1/embeddings"),
           ("POST", "/v1/responses"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"),
-          ("GET", "/v1/models"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/openapi.json"),
-          ("GET", "/v1/nothing")]
+          ("GET", "/v1/models"), ("GET", "/metrics"), ("GET", "/api/dashboard"), ("POST", "/"),
+          ("GET", "/openapi.json"), ("GET", "/v1/nothing")]
 
 
 def test_without_the_key_every_route_is_401(live: Live) -> None:
@@ -254,6 +254,9 @@ def test_without_the_key_every_route_is_401(live: Live) -> None:
                 else:
                     assert error["code"] == "invalid_api_key"
         assert http.get("/health").status_code == 200  # the liveness route: no key, no data
+        page = http.get("/")  # the dashboard page: no key, no data (it asks for the key)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "demo-fast" not in page.text and live.key not in page.text
     with pytest.raises(openai.AuthenticationError):
         live.client(key="sk-not-the-key-0000000000").chat.completions.create(**body)
     with pytest.raises(anthropic.AuthenticationError):
@@ -362,7 +365,14 @@ def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
         model="standard", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, stream=True))
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
     assert live.cloud.seen == []  # another local tier answered: the cloud saw nothing
-    states = {s.name: s.state for s in lifecycle.status(live.home).services}
+    # A killed process of ~1 GB may take a moment to finish exiting on a loaded machine
+    # (until then it is alive and not answering: `down`); then it is `crashed`.
+    deadline = time.monotonic() + 20
+    while True:
+        states = {s.name: s.state for s in lifecycle.status(live.home).services}
+        if states["standard"] == "crashed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert states["standard"] == "crashed" and states["fast"] == "healthy"
 
     # `up --tier` brings the crashed tier back; nothing else is touched.

@@ -103,6 +103,10 @@ def _register() -> None:
     app.command("models")(models_cmd.models)
     app.command("status")(status_cmd.status)
 
+    from mlx_stack.cli import open_cmd
+
+    app.command("open")(open_cmd.open_dashboard)
+
     from mlx_stack.cli import pull_cmd
 
     app.command("pull")(pull_cmd.pull)

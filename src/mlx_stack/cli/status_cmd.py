@@ -15,16 +15,34 @@ def status(
     show_key: bool = typer.Option(
         False, "--show-key", help="Show the gateway API key in full (it is masked otherwise)."
     ),
+    watch: bool = typer.Option(
+        False, "--watch", "-w",
+        help="Live view of the front door's numbers per tier (the dashboard's); Ctrl-C stops it (exit 0).",
+    ),
+    interval: float = typer.Option(2.0, "--interval", min=0.5, help="Seconds between redraws with --watch."),
 ) -> None:
     """Show this machine's hardware profile and the state of every service.
 
     Services: healthy, degraded (slow), down (alive, not answering), crashed
     (gone while it should run), stopped, or sleeping (an on-demand tier the front door
     starts on the next request that needs it); each probed with a real completion.
+    With --watch: state, memory, requests/s, TTFT, tok/s, fallbacks and errors per
+    tier, redrawn every 2 s until Ctrl-C (exit 0).
 
     Exit codes: 0 every service healthy (or only slow) or sleeping, 3 a service is
-    stopped, down, crashed or flapping, 4 no stack configured yet.
+    stopped, down, crashed or flapping, 4 no stack configured yet; --watch: 0 on
+    Ctrl-C, 4 no stack configured yet.
     """
+    if watch:
+        from mlx_stack.errors import UsageError
+
+        if json_:
+            raise UsageError("--watch and --json do not combine",
+                             hint="for JSON, poll GET /api/dashboard with the stack key")
+        from mlx_stack.cli.dashboard_view import watch as watch_live
+
+        watch_live(interval)
+        return
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.routing_view import render_routing, routing_json, routing_report
     from mlx_stack.cli.services_view import render_services, services_report

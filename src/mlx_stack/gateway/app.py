@@ -22,6 +22,7 @@ from mlx_stack.core.routing import has_tools
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway import replies
 from mlx_stack.gateway.continuation import ChatStream, continue_on
+from mlx_stack.gateway.dashboard import PAGES, VIEW_HEADERS, VIEW_ROUTE, Dashboard
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.on_demand import OnDemand
 from mlx_stack.gateway.relay import Answer, Failure, attempt, error_event, relay_stream
@@ -52,6 +53,7 @@ class FrontDoor:
         self.metrics = metrics or Metrics()
         # On-demand tiers are started and stopped from here (needs the stack's home).
         self.on_demand = OnDemand(home, routes, self.metrics) if home is not None else None
+        self.dashboard = Dashboard(self.metrics, routes, self.on_demand)
         self._refused = 0
         self._refused_logged = 0.0
 
@@ -71,8 +73,10 @@ class FrontDoor:
                 self.routes.start()
                 if self.on_demand is not None:
                     self.on_demand.start()
+                self.dashboard.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.dashboard.stop()
                 if self.on_demand is not None:
                     await self.on_demand.stop()
                 await self.routes.stop()
@@ -88,6 +92,9 @@ class FrontDoor:
             return
         headers = scope["headers"]
         if not self._authorized(headers):
+            if path in PAGES and method == "GET":  # the dashboard page holds no data: no key needed
+                await self._page(path, send)
+                return
             self._log_refused(path, scope.get("client"))
             await replies.error(send, 401, "invalid or missing API key: send the stack key as "
                                 "`Authorization: Bearer KEY` or `x-api-key: KEY`",
@@ -105,8 +112,18 @@ class FrontDoor:
         elif path == "/metrics" and method == "GET":
             await replies.send_bytes(send, 200, self.metrics.text().encode(),
                                      b"text/plain; version=0.0.4; charset=utf-8")
+        elif path == VIEW_ROUTE and method == "GET":
+            await replies.send_bytes(send, 200, await self.dashboard.view(), extra=VIEW_HEADERS)
+        elif path in PAGES and method == "GET":
+            await self._page(path, send)
         else:
             await replies.error(send, 404, f"no route {method} {path}", anthropic=anthropic)
+
+    async def _page(self, path: str, send: Any) -> None:
+        body, headers = self.dashboard.page(path)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     # --- auth ---------------------------------------------------------------------------
 
@@ -236,6 +253,7 @@ class FrontDoor:
                     metrics.bump(name, "fallbacks_in")
                     if p.routed not in attempted:
                         metrics.bump(p.routed, "fallbacks_out")
+                    metrics.fallback(p.routed, name, _fallback_reason(p.routed, failures, pools))
                 if 400 <= result.status < 500:
                     metrics.bump(name, "client_errors")
                 metrics.observe(name, "ttft_seconds", time.monotonic() - start)
@@ -254,6 +272,8 @@ class FrontDoor:
                                                 if n != CLOUD and not pools[n].cooling
                                                 and (n not in lazy or n in awake)], deadline=deadline)
             return
+        if metrics is not None:
+            metrics.fallback(p.routed, None, _fallback_reason(p.routed, failures, pools))
         await replies.error(send, 503, "no upstream could answer: " + "; ".join(failures or ["none"]),
                             anthropic=anthropic, code="upstreams_unavailable", kind="server")
 
@@ -289,6 +309,7 @@ class FrontDoor:
         if went_on is not None and metrics is not None:
             metrics.bump(went_on[0], "continuations")
             metrics.bump(went_on[0], "fallbacks_in")
+            metrics.fallback(name, went_on[0], f"cut mid-answer ({cut}); continued on {went_on[0]}")
         if went_on is None or went_on[1]:
             why = f"the tier stopped mid-answer ({cut}); the answer is incomplete"
             await send({"type": "http.response.body", "body": error_event(path, why), "more_body": True})
@@ -315,6 +336,15 @@ def _header_text(text: str, limit: int = 300) -> bytes:
     """``text`` as a header value: printable ASCII only, at most ``limit`` characters."""
     clean = "".join(c if " " <= c <= "~" else "?" for c in text)
     return (clean[: limit - 3] + "..." if len(clean) > limit else clean).encode()
+
+
+def _fallback_reason(routed: str, failures: list[str], pools: dict[str, Pool]) -> str:
+    if failures:
+        return "; ".join(failures)
+    pool = pools.get(routed)
+    if pool is not None and pool.cooling:
+        return f"{routed} is cooling down after a failure"
+    return f"{routed} was passed over (the prompt is too long for its window, or it is not available)"
 
 
 def _with_model(data: dict[str, Any], model: str) -> bytes:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from mlx_stack.core.metrics_text import BUCKETS, COUNTERS, HISTOGRAMS, render
+
+EVENTS_KEPT = 50
+COALESCE_S = 60.0  # the same fallback within this long adds to the last event's count
 
 
 class _Tier:
@@ -27,6 +30,7 @@ class Metrics:
         self.started_at = time.time()
         self.tiers: dict[str, _Tier] = {}
         self.auto: Counter[tuple[str, str]] = Counter()
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)  # recent fallbacks, for the dashboard
 
     def _tier(self, name: str) -> _Tier:
         t = self.tiers.get(name)
@@ -42,6 +46,19 @@ class Metrics:
         h[0][bisect.bisect_left(BUCKETS, seconds)] += 1
         h[1] += seconds
         h[2] += 1
+
+    def fallback(self, tier: str, to: str | None, why: str) -> None:
+        """A request left ``tier`` for ``to`` (None: nothing could answer). Off the hot path:
+        only called when a fallback happened."""
+        now = round(time.time(), 3)
+        why = why[:300]
+        last = self.events[-1] if self.events else None
+        if (last is not None and last["tier"] == tier and last["to"] == to and last["reason"] == why
+                and now - last["at"] < COALESCE_S):  # the same fallback again: one line, counted
+            last["count"] += 1
+            last["at"] = now
+            return
+        self.events.append({"kind": "fallback", "at": now, "tier": tier, "to": to, "reason": why, "count": 1})
 
     def routed_auto(self, tier: str, reason: str) -> None:
         self.auto[(tier, reason)] += 1

@@ -136,9 +136,11 @@ def write_gateway_config(p: Paths, stack: Stack) -> Path:
     """Write the front door's routes file atomically (no secrets in it): the tiers, the
     `auto` rules and, when LiteLLM runs for the cloud, its internal URL. A running front
     door re-reads it within half a second."""
-    from mlx_stack.services import routing
+    from mlx_stack.services import dashboard, routing
 
-    return routing.write_routes_file(p, stack, cloud_port=_litellm_port(p))
+    path = routing.write_routes_file(p, stack, cloud_port=_litellm_port(p))
+    dashboard.write_context(p, stack)  # what the dashboard shows beside the counts (no secrets)
+    return path
 
 
 def write_litellm_config(p: Paths, stack: Stack) -> Path:
