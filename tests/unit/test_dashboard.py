@@ -265,3 +265,20 @@ def test_history_is_bounded(tmp_path: Path, health_server: int) -> None:
         return len(app.dashboard.history)
 
     assert _run(routes, go) == core.HISTORY_LEN
+
+
+def test_an_on_demand_tier_that_is_not_running_shows_as_sleeping(tmp_path: Path, health_server: int) -> None:
+    routes = _home(tmp_path, health_server)
+    (tmp_path / "run" / "standard.pid").unlink()  # not running, on purpose
+
+    class OnDemandTiers:  # the front door's on-demand bookkeeping, as the view asks it
+        def is_on_demand(self, name: str) -> bool:
+            return name == "standard"
+
+    async def go(app: FrontDoor) -> Any:
+        app.dashboard.on_demand = OnDemandTiers()
+        return json.loads((await _call(app, "/api/dashboard", AUTH))[2])
+
+    tiers = {t["name"]: t for t in _run(routes, go)["tiers"]}
+    assert tiers["standard"]["state"] == "sleeping" and tiers["standard"]["state_class"] == "warn"
+    assert tiers["fast"]["state"] == "healthy"
