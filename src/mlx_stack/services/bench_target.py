@@ -21,6 +21,7 @@ from typing import Any
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
+from mlx_stack.system.interrupt import signals_ignored
 
 TEMP_SERVICE = "bench-server"  # its log: logs/bench-server.log
 START_TIMEOUT_S = 300.0
@@ -201,19 +202,6 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
 def temporary_server(p: Paths, target: Target, *, port: int | None = None,
                      timeout_s: float = START_TIMEOUT_S) -> Iterator[Server]:
     """A vllm-mlx serving ``target.path`` on ``port`` (a free one by default), stopped on exit."""
@@ -245,7 +233,7 @@ def temporary_server(p: Paths, target: Target, *, port: int | None = None,
                                    hint=f"see {log}") from None
             yield Server(f"http://127.0.0.1:{port}/v1", TEMP_SERVICE, pid, temporary=True)
         finally:
-            with _signals_ignored():  # a second Ctrl-C must not cut the clean-up short
+            with signals_ignored():  # a second Ctrl-C must not cut the clean-up short
                 gone = processes.stop_group(pid, grace=10.0)
             if not gone:
                 raise ServiceError(f"the temporary server (pid {pid}) did not stop",
