@@ -33,6 +33,7 @@ from mlx_stack.core.stack import ON_DEMAND
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.system import pidfile, ports, secrets
+from tests.stack_processes import stack_processes
 
 pytestmark = pytest.mark.integration
 
@@ -75,18 +76,6 @@ def _cli(home: Paths, *args: str, timeout: float = UP_DEADLINE_S) -> subprocess.
                           capture_output=True, timeout=timeout)
 
 
-def _stack_processes(home: Paths) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and str(home.home) in " ".join(
-                    proc.info["cmdline"] or []):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 def wait_for(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -123,7 +112,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "", lifecycle.endpoint(stack))
     finally:
         lifecycle.down(home, grace=5)
-        for proc in _stack_processes(home):  # a safety net: never leave servers behind
+        for proc in stack_processes(home):  # a safety net: never leave servers behind
             proc.kill()
 
 
@@ -259,4 +248,4 @@ def test_down_stops_on_demand_tiers_too(live: Live) -> None:
     r = _cli(live.home, "down", timeout=120)
     assert r.returncode == 0, r.stderr
     assert not list(live.home.run_dir.glob("*.pid"))
-    assert [p for p in _stack_processes(live.home) if "vllm-mlx" in " ".join(p.cmdline())] == []
+    assert [p for p in stack_processes(live.home) if "vllm-mlx" in " ".join(p.cmdline())] == []

@@ -25,7 +25,6 @@ from typing import Any
 import anthropic
 import httpx
 import openai
-import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -36,6 +35,7 @@ from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.services.demo_models import build_scripted_model
 from mlx_stack.system import pidfile, ports, processes, secrets
 from tests.integration.cloud_standin import CloudStandIn, cloud_standin
+from tests.stack_processes import stack_processes
 
 pytestmark = pytest.mark.integration
 
@@ -75,18 +75,6 @@ def _cli(home: Paths, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _stack_processes(home: Paths) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and str(home.home) in " ".join(
-                    proc.info["cmdline"] or []):
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = Paths(tmp_path_factory.mktemp("live") / "home")
@@ -124,7 +112,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             yield live
         finally:
             lifecycle.down(home, grace=5)
-            for proc in _stack_processes(home):  # a safety net: never leave servers behind
+            for proc in stack_processes(home):  # a safety net: never leave servers behind
                 proc.kill()
 
 
@@ -150,7 +138,7 @@ def test_two_concurrent_ups_make_one_stack(live: Live) -> None:
     assert len(started) == 1 and len(waited) == 1, live.up_outputs
     assert "another up/down is running: waiting" in waited[0]
     assert "standard answered a completion after" in started[0]
-    procs = [" ".join(p.cmdline()) for p in _stack_processes(live.home)]
+    procs = [" ".join(p.cmdline()) for p in stack_processes(live.home)]
     procs = [c for c in procs if "logwriter" not in c]
     assert len([c for c in procs if "vllm-mlx" in c]) == 3
     assert len([c for c in procs if "-m mlx_stack.gateway" in c]) == 1
@@ -491,7 +479,7 @@ def test_down_leaves_no_process_of_the_stack(use_home: Live, run) -> None:
     assert r.exit_code == 0, r.stderr
     assert "gateway" in r.stderr
     assert not list(use_home.home.run_dir.glob("*.pid"))
-    assert _stack_processes(use_home.home) == []
+    assert stack_processes(use_home.home) == []
     for pgid in use_home.pgids:
         assert processes.group_members(pgid) == []
     states = {s.name: s.state for s in lifecycle.status(use_home.home).services}
