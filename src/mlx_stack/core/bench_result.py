@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlx_stack.core.bench import ConcurrencyLevel, Reference, SingleStream, Verdict
+from mlx_stack.core.validate import Fields
 
 RESULT_SCHEMA = 1
 GB = 1_000_000_000  # memory figures are decimal GB, like the estimator's
@@ -98,28 +99,29 @@ def parse_saved(data: Any, profile: str) -> SavedMeasurement:
     """Validate a saved result for ``profile``; ValueError (with the reason) if not usable."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    if data.get("schema") != RESULT_SCHEMA:
-        raise ValueError(f"unknown schema {data.get('schema')!r}")
-    if data.get("profile") != profile:
-        raise ValueError(f"measured on another hardware profile ({data.get('profile')!r})")
-    model = data.get("model")
-    if not isinstance(model, str) or not model:
-        raise ValueError("missing field 'model'")
-    numbers = {}
+    f = Fields(data, error=lambda _where, problem: ValueError(problem))
+    if f.data.get("schema") != RESULT_SCHEMA:
+        f.fail("schema", f"unknown schema {f.data.get('schema')!r}")
+    if f.data.get("profile") != profile:
+        f.fail("profile", f"measured on another hardware profile ({f.data.get('profile')!r})")
+    model = f.peek("model", str)
+    if not model:
+        f.fail("model", "missing field 'model'")
+    numbers: dict[str, float] = {}
     for key in ("gen_tok_s", "prompt_tok_s", "peak_memory_gb"):
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"missing field {key!r}")
+        value = f.peek(key, (float, int))
+        if value is None:
+            f.fail(key, f"missing field {key!r}")
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{key} is {value}, not a positive measurement")
+            f.fail(key, f"{key} is {value}, not a positive measurement")
         numbers[key] = float(value)
     return SavedMeasurement(
         model=model,
         gen_tok_s=numbers["gen_tok_s"],
         prompt_tok_s=numbers["prompt_tok_s"],
         memory_gb=numbers["peak_memory_gb"],
-        measured_at=str(data.get("measured_at", "")),
-        quant=data.get("quant") if isinstance(data.get("quant"), str) else None,
+        measured_at=str(f.data.get("measured_at", "")),
+        quant=f.peek("quant", str),
     )
 
 

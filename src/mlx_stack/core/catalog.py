@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mlx_stack.core.validate import Fields, in_file
 from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import NotFoundError, StateError
 
@@ -143,59 +144,12 @@ class CatalogEntry:
         }
 
 
-class _Fields:
-    """Typed access to one mapping, with errors that name file and field."""
+_HINT = "see the catalog schema in DEVELOPING.md"
 
-    def __init__(self, data: Any, source: str, prefix: str = ""):
-        self.source, self.prefix = source, prefix
-        if not isinstance(data, dict):
-            self.fail("", f"expected a mapping, found {type(data).__name__}")
-        self.data: dict[str, Any] = data
 
-    def fail(self, name: str, problem: str) -> CatalogError:
-        where = f"{self.prefix}{name}" or "(top level)"
-        raise CatalogError(f"{self.source}: {where}: {problem}",
-                           hint="see the catalog schema in DEVELOPING.md")
-
-    def get(self, name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
-        if name not in self.data or self.data[name] is None:
-            if required:
-                self.fail(name, "missing")
-            return None
-        value = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            self.fail(name, f"expected {kinds[0].__name__}, found a boolean")
-        if not isinstance(value, kinds):
-            self.fail(name, f"expected {kinds[0].__name__}, found {type(value).__name__}")
-        return value
-
-    def number(self, name: str, lo: float, hi: float, *, required: bool = True) -> float | None:
-        value = self.get(name, (float, int), required=required)
-        if value is not None and not lo <= value <= hi:
-            self.fail(name, f"expected a number from {lo:g} to {hi:g}, found {value}")
-        return None if value is None else float(value)
-
-    def integer(self, name: str, lo: int, hi: int, *, required: bool = True) -> int | None:
-        value = self.get(name, int, required=required)
-        if value is not None and not lo <= value <= hi:
-            self.fail(name, f"expected a whole number from {lo} to {hi}, found {value}")
-        return value
-
-    def choice(self, name: str, choices: Iterable[str]) -> str:
-        value = self.get(name, str)
-        if value not in tuple(choices):
-            self.fail(name, f"expected one of {', '.join(choices)}, found {value!r}")
-        return value
-
-    def sub(self, name: str, *, required: bool = True) -> _Fields | None:
-        value = self.get(name, dict, required=required)
-        return None if value is None else _Fields(value, self.source, f"{self.prefix}{name}.")
-
-    def unknown(self, allowed: Iterable[str]) -> None:
-        extra = sorted(set(self.data) - set(allowed))
-        if extra:
-            self.fail(extra[0], "unknown field")
+def _fields(data: Any, source: str) -> Fields:
+    """Typed access to one catalog mapping, with errors that name file and field."""
+    return Fields(data, error=in_file(source, CatalogError, _HINT), bool_as="a boolean")
 
 
 _TOP = ("id", "name", "family", "publisher", "architecture", "attention", "params_b", "active_params_b",
@@ -207,7 +161,7 @@ _URL = re.compile(r"^https://\S+$")
 
 def parse_entry(data: Any, source: str) -> CatalogEntry:
     """Validate one catalog mapping; ``source`` (the file name) prefixes every error."""
-    f = _Fields(data, source)
+    f = _fields(data, source)
     f.unknown(_TOP)
     entry_id = f.get("id", str)
     if not _ID.match(entry_id):
@@ -225,24 +179,21 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
         if tag not in TAGS:
             f.fail(f"tags[{i}]", f"unknown tag {tag!r}; known: {', '.join(TAGS)}")
     caps_f = f.sub("capabilities")
-    assert caps_f is not None
     caps_f.unknown(("tool_calling", "tool_call_parser", "reasoning_parser", "vision"))
     caps = Capabilities(
         tool_calling=caps_f.get("tool_calling", bool),
-        tool_call_parser=caps_f.get("tool_call_parser", str, required=False),
-        reasoning_parser=caps_f.get("reasoning_parser", str, required=False),
+        tool_call_parser=caps_f.optional("tool_call_parser", str),
+        reasoning_parser=caps_f.optional("reasoning_parser", str),
         vision=caps_f.get("vision", bool),
     )
     if caps.tool_calling != (caps.tool_call_parser is not None):
         caps_f.fail("tool_call_parser", "required exactly when tool_calling is true")
     repos_f = f.sub("repos")
-    assert repos_f is not None
     repos: dict[str, RepoRef] = {}
     for quant in repos_f.data:
         if quant not in QUANT_BITS:
             repos_f.fail(str(quant), f"unknown quantization; known: {', '.join(QUANT_BITS)}")
         r = repos_f.sub(quant)
-        assert r is not None
         r.unknown(("repo", "disk_gb"))
         repo = r.get("repo", str)
         if not _REPO.match(repo):
@@ -251,7 +202,7 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
     if not repos:
         repos_f.fail("", "at least one quantization is required")
     kv = None
-    kv_f = f.sub("kv_cache", required=False)
+    kv_f = f.optional_sub("kv_cache")
     if kv_f is not None:
         kv_f.unknown(("layers", "kv_heads", "head_dim", "full_attention_layers", "sliding_window"))
         kv = KvCache(
@@ -262,8 +213,8 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
             sliding_window=kv_f.integer("sliding_window", 1, 10_000_000, required=False),
         )
     measured = []
-    for i, raw in enumerate(f.get("measured", list, required=False) or []):
-        m = _Fields(raw, source, f"measured[{i}].")
+    for i, raw in enumerate(f.optional("measured", list, [])):
+        m = f.nested(f"measured[{i}]", raw)
         m.unknown(("quant", "chip", "gpu_cores", "memory_gb", "machine", "decode_tok_s",
                    "prefill_tok_s", "peak_memory_gib", "source"))
         quant = m.get("quant", str)
@@ -277,7 +228,7 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
             peak_memory_gib=m.number("peak_memory_gib", 0.01, 10000, required=False),
             source=m.get("source", str),
         ))
-    released = f.get("released", str, required=False)
+    released = f.optional("released", str)
     if released is not None and not _RELEASED.match(released):
         f.fail("released", f"expected YYYY-MM, found {released!r}")
     return CatalogEntry(
@@ -287,14 +238,14 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
         context_length=f.integer("context_length", 512, 100_000_000) or 0,
         gated=f.get("gated", bool), license=f.get("license", str), tags=tuple(tags),
         capabilities=caps, repos=repos, kv_cache=kv, measured=tuple(measured),
-        notes=f.get("notes", str, required=False), source=source,
+        notes=f.optional("notes", str), source=source,
         released=released, quality=_quality(f), shape=_shape(f, architecture),
-        repo_source=f.get("repo_source", str, required=False),
+        repo_source=f.optional("repo_source", str),
     )
 
 
-def _quality(f: _Fields) -> QualityScore | None:
-    q = f.sub("quality", required=False)
+def _quality(f: Fields) -> QualityScore | None:
+    q = f.optional_sub("quality")
     if q is None:
         return None
     q.unknown(("score", "benchmark", "source", "date"))
@@ -305,8 +256,8 @@ def _quality(f: _Fields) -> QualityScore | None:
                         source=source, date=q.get("date", str))
 
 
-def _shape(f: _Fields, architecture: str) -> Shape | None:
-    sh = f.sub("shape", required=False)
+def _shape(f: Fields, architecture: str) -> Shape | None:
+    sh = f.optional_sub("shape")
     if sh is None:
         return None
     sh.unknown(("source", "layers", "kv_heads", "experts", "experts_active", "full_attention_layers"))

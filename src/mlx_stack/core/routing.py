@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from mlx_stack.core.validate import Fields, in_file, is_int, is_number
 from mlx_stack.errors import StateError
 
 AUTO = "auto"
@@ -73,11 +74,15 @@ def default_rules(tier_names: Iterable[str], *, intent: str | None = None) -> Ro
                         long_tier=LONG_TIER if LONG_TIER in names else None)
 
 
-def _err(source: str, key: str, problem: str) -> StateError:
-    return StateError(
-        f"{source}: routing.{key}: {problem}",
-        hint="fix the routing: section by hand, or remove it to use the defaults",
-    )
+# The type of each rule as `config set routing.KEY VALUE` reads it; NULLABLE rules may be unset.
+RULE_KINDS: dict[str, type] = {
+    "default_tier": str, "tool_tier": str, "long_tier": str,
+    "output_reserve_tokens": int, "chars_per_token": float, "long_prompt_tokens": int,
+}
+NULLABLE = frozenset({"long_tier", "long_prompt_tokens"})
+_TIER_RULES = ("default_tier", "tool_tier", "long_tier")
+_LOWEST = {"output_reserve_tokens": 0, "long_prompt_tokens": 1}  # whole-number rules, their minimum
+_HINT = "fix the routing: section by hand, or remove it to use the defaults"
 
 
 def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml") -> RoutingRules:
@@ -86,34 +91,30 @@ def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml
     rules = default_rules(names)
     if raw is None:
         return rules
-    if not isinstance(raw, dict):
-        raise _err(source, "", f"expected a mapping, found {type(raw).__name__}")
-    known = {f.name for f in fields(RoutingRules)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise _err(source, unknown[0], "unknown field; known: " + ", ".join(sorted(known)))
+    f = Fields(raw, "routing.", error=in_file(source, StateError, _HINT))
+    f.unknown((fl.name for fl in fields(RoutingRules)), list_known=True)
     values: dict[str, Any] = {}
-    for key in ("default_tier", "tool_tier", "long_tier"):
-        if key not in raw:
+    for key in _TIER_RULES:
+        if key not in f.data:
             continue
-        value = raw[key]
-        if value is None and key == "long_tier":
+        value = f.data[key]
+        if value is None and key in NULLABLE:
             values[key] = None
-        elif not isinstance(value, str) or value not in names:
-            raise _err(source, key, f"{value!r} is not a tier of this stack ({', '.join(names)})")
+        elif f.peek(key, str) not in names:
+            f.fail(key, f"{value!r} is not a tier of this stack ({', '.join(names)})")
         else:
             values[key] = value
-    for key, lo in (("output_reserve_tokens", 0), ("long_prompt_tokens", 1)):
-        if key not in raw or (raw[key] is None and key == "long_prompt_tokens"):
+    for key, lo in _LOWEST.items():
+        if key not in f.data or (f.data[key] is None and key in NULLABLE):
             continue
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise _err(source, key, f"expected a whole number >= {lo}, found {value!r}")
+        value = f.data[key]
+        if not is_int(value) or value < lo:
+            f.fail(key, f"expected a whole number >= {lo}, found {value!r}")
         values[key] = value
-    if "chars_per_token" in raw:
-        value = raw["chars_per_token"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 16:
-            raise _err(source, "chars_per_token", f"expected a number from 0.5 to 16, found {value!r}")
+    if "chars_per_token" in f.data:
+        value = f.data["chars_per_token"]
+        if not is_number(value) or not 0.5 <= value <= 16:
+            f.fail("chars_per_token", f"expected a number from 0.5 to 16, found {value!r}")
         values["chars_per_token"] = float(value)
     return replace(rules, **values)
 

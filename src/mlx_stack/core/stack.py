@@ -14,6 +14,7 @@ from typing import Any
 
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
+from mlx_stack.core.validate import Fields, in_file
 from mlx_stack.errors import NotFoundError, StateError
 
 SCHEMA = 1
@@ -139,75 +140,56 @@ class Stack:
         return replace(self, tiers=tiers)
 
 
-def _err(source: str, where: str, problem: str) -> StateError:
-    return StateError(
-        f"{source}: {where}: {problem}",
-        hint="fix the file by hand, or write a new one with `mlx-stack setup`",
-    )
+_HINT = "fix the file by hand, or write a new one with `mlx-stack setup`"
 
 
-def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], source: str, where: str,
-         required: bool = True, default: Any = None) -> Any:
-    if key not in data or data[key] is None:
-        if required:
-            raise _err(source, f"{where}{key}", "missing")
-        return default
-    value = data[key]
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise _err(source, f"{where}{key}", f"expected {names}, found {type(value).__name__}")
-    return value
-
-
-def _port(data: dict[str, Any], source: str, where: str) -> int:
-    value = _get(data, "port", int, source, where)
+def _port(f: Fields) -> int:
+    value = f.get("port", int)
     if not 1024 <= value <= 65535:
-        raise _err(source, f"{where}port", f"{value} is not a port from 1024 to 65535")
+        f.fail("port", f"{value} is not a port from 1024 to 65535")
     return value
 
 
-def _parse_tier(raw: Any, index: int, source: str) -> Tier:
-    where = f"tiers[{index}]."
+_TIER_FIELDS = ("name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
+                "context_window", "extra_args", "serving", "mode", "idle-unload")
+
+
+def _parse_tier(top: Fields, raw: Any, index: int, source: str) -> Tier:
     if not isinstance(raw, dict):
-        raise _err(source, f"tiers[{index}]", "expected a mapping")
-    known = {"name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
-             "context_window", "extra_args", "serving", "mode", "idle-unload"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise _err(source, f"{where}{unknown[0]}", "unknown field")
-    name = _get(raw, "name", str, source, where)
+        top.fail(f"tiers[{index}]", "expected a mapping")
+    f = top.nested(f"tiers[{index}]", raw)
+    f.unknown(_TIER_FIELDS)
+    name = f.get("name", str)
     if not _NAME.match(name) or name in RESERVED_NAMES:
-        raise _err(source, f"{where}name", f"{name!r} is not a valid tier name "
-                   "(lowercase letters, digits, '-'; not gateway/litellm/cloud/auto/all)")
-    ctx = _get(raw, "context_window", int, source, where, required=False)
+        f.fail("name", f"{name!r} is not a valid tier name "
+               "(lowercase letters, digits, '-'; not gateway/litellm/cloud/auto/all)")
+    ctx = f.optional("context_window", int)
     if ctx is not None and ctx <= 0:
-        raise _err(source, f"{where}context_window", "must be positive")
-    extra = _get(raw, "extra_args", list, source, where, required=False, default=[])
+        f.fail("context_window", "must be positive")
+    extra: list[Any] = f.optional("extra_args", list, [])
     if not all(isinstance(a, str) for a in extra):
-        raise _err(source, f"{where}extra_args", "expected a list of strings")
-    mode = _get(raw, "mode", str, source, where, required=False, default=RESIDENT)
+        f.fail("extra_args", "expected a list of strings")
+    mode = f.optional("mode", str, RESIDENT)
     if mode not in MODES:
-        raise _err(source, f"{where}mode", f"{mode!r} is not a mode (resident or on-demand)")
-    idle = _get(raw, "idle-unload", (str, int), source, where, required=False)
+        f.fail("mode", f"{mode!r} is not a mode (resident or on-demand)")
+    idle = f.optional("idle-unload", (str, int))
     idle_s = None
     if idle is not None:
         idle_s = idle if isinstance(idle, int) and idle > 0 else parse_duration(str(idle))
         if idle_s is None:
-            raise _err(source, f"{where}idle-unload", f"{idle!r} is not a duration like 30s, 10m or 2h")
+            f.fail("idle-unload", f"{idle!r} is not a duration like 30s, 10m or 2h")
         if mode != ON_DEMAND:
-            raise _err(source, f"{where}idle-unload", "only an on-demand tier unloads when idle "
-                       "(add `mode: on-demand`)")
+            f.fail("idle-unload", "only an on-demand tier unloads when idle (add `mode: on-demand`)")
     return Tier(
         name=name,
-        model=_get(raw, "model", str, source, where),
-        path=_get(raw, "path", str, source, where),
-        port=_port(raw, source, where),
-        tool_call_parser=_get(raw, "tool_call_parser", str, source, where, required=False),
-        reasoning_parser=_get(raw, "reasoning_parser", str, source, where, required=False),
+        model=f.get("model", str),
+        path=f.get("path", str),
+        port=_port(f),
+        tool_call_parser=f.optional("tool_call_parser", str),
+        reasoning_parser=f.optional("reasoning_parser", str),
         context_window=ctx,
         extra_args=tuple(extra),
-        serving=parse_profile(raw["serving"], f"{where}serving.", source) if raw.get("serving") is not None
-        else None,
+        serving=parse_profile(raw["serving"], f.where("serving."), source) if f.has("serving") else None,
         mode=mode,
         idle_unload_s=idle_s,
     )
@@ -215,55 +197,50 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
 
 def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
     """Validate a mapping loaded from stack.yaml; errors name ``source`` and the field."""
-    if not isinstance(data, dict):
-        raise _err(source, "top level", f"expected a mapping, found {type(data).__name__}")
-    schema = data.get("schema")
+    f = Fields(data, error=in_file(source, StateError, _HINT), top="top level")
+    schema = f.data.get("schema")
     if schema != SCHEMA:
         raise StateError(
             f"{source}: unsupported schema {schema!r} (this mlx-stack reads schema {SCHEMA})",
             hint="upgrade mlx-stack, or write a new stack with `mlx-stack setup`",
         )
-    unknown = sorted(set(data) - {"schema", "tiers", "fallback_order", "gateway", "cloud", "routing",
-                                    "memory_budget_mb"})
-    if unknown:
-        raise _err(source, unknown[0], "unknown field")
-    raw_tiers = _get(data, "tiers", list, source, "")
+    f.unknown(("schema", "tiers", "fallback_order", "gateway", "cloud", "routing", "memory_budget_mb"))
+    raw_tiers: list[Any] = f.get("tiers", list)
     if not raw_tiers:
-        raise _err(source, "tiers", "at least one tier is needed")
-    tiers = tuple(_parse_tier(t, i, source) for i, t in enumerate(raw_tiers))
+        f.fail("tiers", "at least one tier is needed")
+    tiers = tuple(_parse_tier(f, t, i, source) for i, t in enumerate(raw_tiers))
     names = [t.name for t in tiers]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise _err(source, f"tiers[{i}].name", f"duplicate tier {name!r}")
+            f.fail(f"tiers[{i}].name", f"duplicate tier {name!r}")
 
-    gw_raw = _get(data, "gateway", dict, source, "", required=False, default={})
+    gw = f.nested("gateway", f.optional("gateway", dict, {}))
     gateway = Gateway(
-        host=_get(gw_raw, "host", str, source, "gateway.", required=False, default="127.0.0.1"),
-        port=_port(gw_raw, source, "gateway.") if "port" in gw_raw else 4000,
+        host=gw.optional("host", str, "127.0.0.1"),
+        port=_port(gw) if "port" in gw.data else 4000,
     )
     ports: dict[int, str] = {gateway.port: "gateway.port"}
     for i, t in enumerate(tiers):
         if t.port in ports:
-            raise _err(source, f"tiers[{i}].port", f"port {t.port} is also used by {ports[t.port]}")
+            f.fail(f"tiers[{i}].port", f"port {t.port} is also used by {ports[t.port]}")
         ports[t.port] = f"tiers[{i}].port"
 
-    order = _get(data, "fallback_order", list, source, "", required=False, default=names)
+    order: list[Any] = f.optional("fallback_order", list, names)
     for i, name in enumerate(order):
         if name not in names:
-            raise _err(source, f"fallback_order[{i}]", f"{name!r} is not a tier of this stack")
+            f.fail(f"fallback_order[{i}]", f"{name!r} is not a tier of this stack")
     if len(set(order)) != len(order):
-        raise _err(source, "fallback_order", "a tier is listed twice")
+        f.fail("fallback_order", "a tier is listed twice")
 
-    cloud_raw = _get(data, "cloud", dict, source, "", required=False, default={})
+    cl = f.nested("cloud", f.optional("cloud", dict, {}))
     cloud = Cloud(
-        model=_get(cloud_raw, "model", str, source, "cloud.", required=False, default=DEFAULT_CLOUD_MODEL),
-        base_url=_get(cloud_raw, "base_url", str, source, "cloud.", required=False,
-                      default=DEFAULT_CLOUD_BASE_URL),
+        model=cl.optional("model", str, DEFAULT_CLOUD_MODEL),
+        base_url=cl.optional("base_url", str, DEFAULT_CLOUD_BASE_URL),
     )
-    routing = parse_routing(data["routing"], names, source) if data.get("routing") is not None else None
-    budget = _get(data, "memory_budget_mb", int, source, "", required=False)
+    routing = parse_routing(f.data["routing"], names, source) if f.has("routing") else None
+    budget = f.optional("memory_budget_mb", int)
     if budget is not None and budget <= 0:
-        raise _err(source, "memory_budget_mb", "must be positive")
+        f.fail("memory_budget_mb", "must be positive")
     return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud, routing=routing,
                  memory_budget_mb=budget)
 

@@ -106,20 +106,13 @@ SETTABLE = {
 
 
 def _parse_value(field: str, raw: str) -> Any:
+    from mlx_stack.core.routing import NULLABLE, RULE_KINDS
+    from mlx_stack.core.validate import from_text
+
     text = raw.strip()
-    if text.lower() in ("none", "null", "") and field in ("long_tier", "long_prompt_tokens"):
+    if text.lower() in ("none", "null", "") and field in NULLABLE:
         return None
-    if field in ("output_reserve_tokens", "long_prompt_tokens"):
-        try:
-            return int(text)
-        except ValueError:
-            return text  # parse_routing names the problem
-    if field == "chars_per_token":
-        try:
-            return float(text)
-        except ValueError:
-            return text
-    return text
+    return from_text(text, RULE_KINDS[field])  # parse_routing names a value that is not one
 
 
 def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
