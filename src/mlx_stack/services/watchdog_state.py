@@ -116,17 +116,6 @@ def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
 
 def lock_held(path: Path) -> bool:
     """True if a process holds the flock on ``path`` (a live watchdog)."""
-    import errno
-    import fcntl
+    from mlx_stack.system.locks import is_held
 
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EACCES)
-    finally:
-        os.close(fd)
-    return False
+    return is_held(path)

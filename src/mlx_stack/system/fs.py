@@ -1,18 +1,21 @@
-"""Atomic writes and advisory file locks (the only file-writing primitives)."""
+"""Atomic writes and state-file reads (the only file-writing primitives).
+
+``file_lock`` lives in :mod:`mlx_stack.system.locks` (with every other flock) and is
+re-exported here for the writers that take it with their writes.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from mlx_stack.errors import ConflictError, StateError
+from mlx_stack.errors import StateError
 from mlx_stack.system.dirs import make_private_dirs
+from mlx_stack.system.locks import file_lock
+
+__all__ = ["atomic_write", "ensure_private_dir", "file_lock", "read_state_text"]
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
@@ -36,40 +39,6 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``; wait up to ``timeout`` seconds.
-
-    The kernel drops the lock when the process dies, so a crash never leaves a
-    stale lock behind. ``timeout=0`` fails at once if the lock is held.
-    """
-    make_private_dirs(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        f"another {what} operation holds the lock {path}",
-                        hint="wait for it to finish, then run the command again",
-                    ) from None
-                time.sleep(0.05)
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def ensure_private_dir(path: Path) -> None:

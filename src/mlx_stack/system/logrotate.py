@@ -9,13 +9,12 @@ interrupted is finished by the next one. Used by the log writer process
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import signal
 from pathlib import Path
 
 from mlx_stack.system.dirs import make_private_dirs
+from mlx_stack.system.locks import FileLock, holder_pid
 
 CHUNK = 65536
 PENDING_SUFFIX = ".1.pending"
@@ -80,22 +79,7 @@ def compress_pending(log_file: Path) -> None:
 
 def live_writer_pid(log_file: Path) -> int | None:
     """The pid of the writer holding LOG's lock, or None if no writer is alive."""
-    path = lock_path(log_file)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raw = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(raw) if raw.isdigit() else None
-        return None  # we got the lock: nobody holds it
-    finally:
-        os.close(fd)
+    return holder_pid(lock_path(log_file))
 
 
 def request_rotation(log_file: Path, keep: int) -> str:
@@ -109,11 +93,13 @@ def request_rotation(log_file: Path, keep: int) -> str:
             os.kill(pid, signal.SIGUSR1)
             return "signalled"
     make_private_dirs(log_file.parent)
-    fd = os.open(lock_path(log_file), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    with FileLock(lock_path(log_file)) as lock:
+        lock.open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            got = lock.try_acquire()
         except OSError:
+            got = False
+        if not got:
             # A writer started meanwhile: ask it.
             pid = live_writer_pid(log_file)
             if pid is not None:
@@ -123,5 +109,3 @@ def request_rotation(log_file: Path, keep: int) -> str:
         moved = shift_and_move_aside(log_file, keep)
         compress_pending(log_file)
         return "rotated" if moved else "empty"
-    finally:
-        os.close(fd)

@@ -26,7 +26,6 @@ the standard library, and ``gzip`` only when it compresses.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 from mlx_stack.system.dirs import make_private_dirs
+from mlx_stack.system.locks import FileLock
 from mlx_stack.system.logrotate import compress_pending, lock_path, shift_and_move_aside
 
 CHUNK = 65536
@@ -123,8 +123,7 @@ class Writer:
         self.max_bytes = max(1, max_bytes)
         self.keep = max(1, keep)
         self.fd = -1
-        self.lock_fd = -1
-        self.has_lock = False
+        self.lock = FileLock(lock_path(log_file))
         self.mid_line = False  # part of a line is in the file, its end is not
         self.dropped = 0  # bytes we could not store (disk full)
         self.rotate_requested = False
@@ -146,20 +145,20 @@ class Writer:
         self.fd = -1
         self.open()
 
+    @property
+    def has_lock(self) -> bool:
+        return self.lock.held
+
     def try_lock(self) -> None:
         """Take the writer lock if free; without it we append but never rotate."""
-        if self.has_lock:
+        if self.lock.held:
             return
         try:
-            if self.lock_fd < 0:
-                self.lock_fd = os.open(lock_path(self.log_file), os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not self.lock.try_acquire():
+                return
         except OSError:
             return
-        self.has_lock = True
-        with contextlib.suppress(OSError):
-            os.ftruncate(self.lock_fd, 0)
-            os.pwrite(self.lock_fd, f"{os.getpid()}\n".encode(), 0)
+        self.lock.record_pid()
 
     def check_moved(self, now: float) -> None:
         if now - self.last_reopen_check < REOPEN_CHECK_S:
