@@ -52,10 +52,12 @@ def test_bad_repo_ids_are_usage_errors(repo: str) -> None:
 
 
 def test_human_sizes() -> None:
+    # core.units.format_bytes: binary units, as memory is counted (README: 1 GB = 1024^3 bytes)
     assert pull.human(999) == "999 B"
-    assert pull.human(412_946) == "412.9 kB"
-    assert pull.human(4_500_000_000) == "4.5 GB"
-    assert pull.human(10**15) == "1000.0 TB"
+    assert pull.human(412_946) == "403 KB"
+    assert pull.human(pull.HEADROOM) == "512 MB"
+    assert pull.human(int(4.5 * 1024**3)) == "4.5 GB"
+    assert pull.human(1500 * 1024**4) == "1500.0 TB"
 
 
 def _remote(sizes: dict[str, int], gated: bool = False) -> hub.RemoteRepo:
@@ -65,24 +67,24 @@ def _remote(sizes: dict[str, int], gated: bool = False) -> hub.RemoteRepo:
 
 def test_disk_check_counts_only_what_is_missing(monkeypatch: pytest.MonkeyPatch, isolated_home: Paths,
                                                 tmp_path: Path) -> None:
-    remote = _remote({"config.json": 100, "model.safetensors": 4_000_000_000})
+    remote = _remote({"config.json": 100, "model.safetensors": 4 * 1024**3})
     monkeypatch.setattr(hub, "fetch_repo", lambda *a, **k: remote)
     monkeypatch.setattr(hub, "token", lambda: None)
     monkeypatch.setattr(hub, "cache_dir", lambda: tmp_path / "cache")
     target = pull.resolve("org/m", None)
 
     with pytest.raises(ConflictError) as err:
-        pull.plan(isolated_home, target, disk_free=lambda _: 3_000_000_000)
+        pull.plan(isolated_home, target, disk_free=lambda _: 3 * 1024**3)
     assert err.value.exit_code == 5
-    assert "needs 4.0 GB" in err.value.message and "3.0 GB free" in err.value.message
+    assert "needs 4.0 GB (+512 MB headroom)" in err.value.message and "3.0 GB free" in err.value.message
 
     # The big blob is already in the cache: only 100 bytes to fetch, so it fits.
     blobs = hub.storage_folder("org/m", tmp_path / "cache") / "blobs"
     blobs.mkdir(parents=True)
     with open(blobs / "blob-model.safetensors", "wb") as fh:
-        fh.truncate(4_000_000_000)  # sparse: costs no real disk
-    plan = pull.plan(isolated_home, target, disk_free=lambda _: 3_000_000_000)
-    assert plan.present == 4_000_000_000 and plan.to_fetch == 100
+        fh.truncate(4 * 1024**3)  # sparse: costs no real disk
+    plan = pull.plan(isolated_home, target, disk_free=lambda _: 3 * 1024**3)
+    assert plan.present == 4 * 1024**3 and plan.to_fetch == 100
 
 
 def test_gated_without_token_fails_before_any_download(monkeypatch: pytest.MonkeyPatch,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mlx_stack.core.catalog import load_catalog
-from mlx_stack.core.units import GIB, gb, parse_budget, parse_memory_gb
+from mlx_stack.core.units import GIB, MIB, format_bytes, gb, parse_budget, parse_memory_gb
 from mlx_stack.errors import NetworkError, UsageError
 from mlx_stack.services.hub_available import check_available
 
@@ -25,7 +25,19 @@ def test_parse_memory_and_format():
     for bad in ("lots", "0", "64mb", "-8"):
         with pytest.raises(UsageError):
             parse_memory_gb(bad)
-    assert gb(16 * GIB) == "16.0 GB" and gb(None) == "unknown"
+    assert gb(16 * GIB) == "16.0 GB" and gb(None) == "unknown" and gb(0) == "unknown"
+
+
+def test_one_byte_formatter_binary_units():
+    # Picked unit: whole numbers below a GB, one decimal from there on.
+    assert [format_bytes(n) for n in (0, 999, 1024, 412_946, 512 * MIB, int(4.5 * GIB), 3 * 1024**4)] == [
+        "0 B", "999 B", "1 KB", "403 KB", "512 MB", "4.5 GB", "3.0 TB"]
+    assert format_bytes(-2 * MIB) == "-2 MB"  # over-budget differences may be negative
+    # A fixed unit, with its decimals, with or without the unit's name.
+    assert format_bytes(0.5 * GIB, "GB") == "0.5 GB"
+    assert format_bytes(24 * GIB, "GB", digits=0) == "24 GB"
+    assert format_bytes(2 * GIB, "GB", digits=2) == "2.00 GB"
+    assert format_bytes(1.5 * GIB, "GB", show_unit=False) == "1.5"
 
 
 def test_check_available_with_a_recording_hub():

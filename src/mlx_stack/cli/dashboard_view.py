@@ -10,7 +10,6 @@ from mlx_stack.core.dashboard import state_class
 _STYLE = {"up": "green", "warn": "yellow", "down": "bold red", "other": "cyan"}
 _SPARK = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 24  # the last 2 minutes of tok/s at 5 s per sample
-GIB = 1024**3
 
 
 def _stack() -> tuple[Any, Any]:
@@ -26,7 +25,9 @@ def _stack() -> tuple[Any, Any]:
 
 
 def _gb(v: float | None) -> str:
-    return "-" if v is None else f"{v / GIB:.1f}"
+    from mlx_stack.core.units import format_bytes
+
+    return "-" if v is None else format_bytes(v, "GB", show_unit=False)
 
 
 def _ago(epoch: float | None, now: float) -> str:

@@ -74,9 +74,6 @@ def logs(
 
 
 def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    from mlx_stack.core.units import format_bytes
+
+    return format_bytes(n)

@@ -38,11 +38,12 @@ def _memory(s: object) -> str:
     rss, metal, plan = (getattr(s, k, None) for k in ("rss_bytes", "metal_bytes", "planned_bytes"))
     if plan is None:
         return "-"
-    gib = 1024**3  # as units.gb and the plan tables
-    used = "-" if rss is None else f"{rss / gib:.1f}"
+    from mlx_stack.core.units import format_bytes
+
+    used = "-" if rss is None else format_bytes(rss, "GB", show_unit=False)
     if metal is not None:
-        used += f" (Metal {metal / gib:.1f})"
-    return f"{used} / {plan / gib:.1f} GB"
+        used += f" (Metal {format_bytes(metal, 'GB', show_unit=False)})"
+    return f"{used} / {format_bytes(plan, 'GB')}"
 
 
 def _on_demand(s: object) -> str:

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_stack.core.hardware import GIB, HardwareProfile
+from mlx_stack.core.hardware import HardwareProfile
+from mlx_stack.core.units import GIB, MIB, format_bytes
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATES = (PASS, WARN, FAIL, SKIP)
@@ -29,7 +30,7 @@ PACKAGES = ("mlx", "mlx-metal", "mlx-cpu", "mlx-lm", "vllm-mlx", "litellm")
 COMMANDS = ("vllm-mlx", "litellm")  # run from the interpreter's bin folder by `up`
 
 HF_CACHE_WARN, HF_CACHE_FAIL = 20 * GIB, 2 * GIB  # a mid-size int4 model is 5-20 GB
-STATE_WARN, STATE_FAIL = 1 * GIB, 100 * 1024**2  # logs, pid files, demo models
+STATE_WARN, STATE_FAIL = 1 * GIB, 100 * MIB  # logs, pid files, demo models
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def summary(checks: Sequence[Check]) -> dict[str, int]:
 
 
 def _gb(n: float | None) -> str:
-    return "?" if n is None else f"{n / GIB:.1f} GB"
+    return "?" if n is None else format_bytes(n, "GB")
 
 
 # --- hardware -----------------------------------------------------------------

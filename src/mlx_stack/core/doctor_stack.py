@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_stack.core.doctor import FAIL, PASS, SKIP, WARN, Check
-from mlx_stack.core.hardware import GIB
+from mlx_stack.core.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def service(status: Mapping[str, Any], rss_bytes: int | None) -> Check:
     name, state = str(status.get("name")), str(status.get("state"))
     status = {**status, "detail": _without_log_lines(status.get("detail"), name)}
     data = {**status, "rss_bytes": rss_bytes}
-    mem = f", {rss_bytes / GIB:.2f} GB resident" if rss_bytes else ""
+    mem = f", {format_bytes(rss_bytes, 'GB', digits=2)} resident" if rss_bytes else ""
     where = f"port {status.get('port')}" + (f", pid {status.get('pid')}" if status.get("pid") else "")
     latency = f", answered in {status['latency_ms']:.0f} ms" if status.get("latency_ms") is not None else ""
     detail = f"{state} ({where}{latency}{mem})"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlx_stack.core import chips
+from mlx_stack.core.units import GIB, MIB, TIB, format_bytes
 
 GB = 1_000_000_000
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class HardwareProfile:
             return f"{self.os_name} CPU profile: {self.chip} (MLX CPU backend, no Apple GPU)"
         cores = f", {self.gpu_cores}-core GPU" if self.gpu_cores else ""
         plan = " (planned)" if self.kind == "plan" else ""
-        return f"Apple {self.chip}{cores}, {self.memory_bytes / GIB:.0f} GB{plan}"
+        return f"Apple {self.chip}{cores}, {format_bytes(self.memory_bytes, 'GB', digits=0)}{plan}"
 
     @property
     def profile_key(self) -> str:
@@ -161,7 +161,7 @@ def parse_memory_text(text: str) -> int | None:
     m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(GB|TB|MB)\s*$", str(text), re.IGNORECASE)
     if not m:
         return None
-    scale = {"MB": 1024**2, "GB": GIB, "TB": 1024**4}[m.group(2).upper()]
+    scale = {"MB": MIB, "GB": GIB, "TB": TIB}[m.group(2).upper()]
     return int(float(m.group(1)) * scale)
 
 

@@ -1,7 +1,10 @@
-"""Parsing sizes given on the command line (pure).
+"""Sizes: parsing them from the command line, and the one byte formatter (pure).
 
-mlx-stack counts memory the way macOS does: "GB" means 1024^3 bytes, so a "128 GB"
-Mac has 128 GB and a 30 GB budget is 30 x 1024^3 bytes.
+mlx-stack counts bytes the way macOS counts memory: "GB" means 1024^3 bytes, so a
+"128 GB" Mac has 128 GB and a 30 GB budget is 30 x 1024^3 bytes. Every size shown to a
+user goes through :func:`format_bytes` (:func:`gb` is its "GB, or unknown" form), so
+memory, downloads and logs read in the same units. (Benchmark results keep their
+documented decimal GB figures: they are data, not formatted bytes.)
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ import re
 
 from mlx_stack.errors import UsageError
 
-GIB = 1024**3
-_UNITS = {"mb": 1024**2, "gb": GIB, "g": GIB, "tb": 1024**4}
+KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
+_UNITS = {"mb": MIB, "gb": GIB, "g": GIB, "tb": TIB}
+# The units format_bytes shows, smallest first; below a GB they show whole numbers.
+_SHOWN = (("B", 1), ("KB", KIB), ("MB", MIB), ("GB", GIB), ("TB", TIB))
+_WHOLE = frozenset({"B", "KB", "MB"})
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -57,6 +63,23 @@ def parse_memory_gb(text: str) -> float:
     return value
 
 
+def format_bytes(n: float, unit: str | None = None, *, digits: int = 1, show_unit: bool = True) -> str:
+    """``n`` bytes in binary units named as macOS names memory (1 GB = 1024^3 bytes).
+
+    ``unit`` (``"B"``, ``"KB"``, ``"MB"``, ``"GB"``, ``"TB"``) fixes the unit, with
+    ``digits`` decimals: ``format_bytes(3 * GIB, "GB") == "3.0 GB"``. Without it, the
+    largest unit that keeps the number at 1 or more is used, whole below a GB:
+    ``"999 B"``, ``"403 KB"``, ``"512 MB"``, ``"4.5 GB"``. ``show_unit=False`` gives the
+    number alone (for ``"1.0 / 2.0 GB"``).
+    """
+    sizes = dict(_SHOWN)
+    if unit is None:
+        unit = next(name for name, size in reversed(_SHOWN) if abs(n) >= size or size == 1)
+        digits = 0 if unit in _WHOLE else digits
+    text = f"{n / sizes[unit]:.{digits}f}"
+    return f"{text} {unit}" if show_unit else text
+
+
 def gb(n: float | None) -> str:
-    """Bytes as macOS shows them: ``'12.5 GB'`` (1024^3), ``'unknown'`` for None/0."""
-    return f"{n / GIB:.1f} GB" if n else "unknown"
+    """Bytes as macOS shows memory: ``'12.5 GB'``, ``'unknown'`` for None/0."""
+    return format_bytes(n, "GB") if n else "unknown"

@@ -61,13 +61,10 @@ class Plan:
 
 
 def human(n: int) -> str:
-    """1234567 -> '1.2 MB' (decimal units, like the hub shows)."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
+    """1234567 -> '1 MB': ``core.units.format_bytes`` (binary units, as memory is counted)."""
+    from mlx_stack.core.units import format_bytes
+
+    return format_bytes(n)
 
 
 def resolve(spec: str, quant: str | None = None, default_quant: str = "int4") -> Target:
