@@ -33,9 +33,8 @@ def own_home_and_port(run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 @pytest.fixture
 def mac(monkeypatch: pytest.MonkeyPatch) -> FakeLaunchctl:
     monkeypatch.setattr(doctor, "machine", FakeMac())
-    monkeypatch.setattr(install, "platform", "darwin")
     fake = FakeLaunchctl()
-    monkeypatch.setattr(install, "runner", fake)
+    monkeypatch.setattr(install, "default_host", lambda: install.LoginHost(fake, "darwin"))
     return fake
 
 

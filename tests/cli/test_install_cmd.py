@@ -17,8 +17,7 @@ from tests.fake_service_manager import FakeLaunchctl
 def launchctl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeLaunchctl:
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     fake = FakeLaunchctl()
-    monkeypatch.setattr(install, "runner", fake)
-    monkeypatch.setattr(install, "platform", "darwin")
+    monkeypatch.setattr(install, "default_host", lambda: install.LoginHost(fake, "darwin"))
     return fake
 
 
@@ -48,7 +47,7 @@ def test_install_status_uninstall(run, launchctl: FakeLaunchctl) -> None:
 
 
 def test_no_systemd_exits_8(run, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(install, "platform", "linux")
+    monkeypatch.setattr(install, "default_host", lambda: install.LoginHost(platform="linux"))
     monkeypatch.setattr(Systemd, "available", staticmethod(lambda which=None: False))
     r = run("install")
     assert r.exit_code == 8

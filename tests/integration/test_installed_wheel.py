@@ -183,8 +183,7 @@ def test_install_dry_run_runs_the_installed_command(installed: Installed) -> Non
 
 def test_the_launchagent_runs_the_installed_command(installed: Installed) -> None:
     code = ("import plistlib; from mlx_stack.paths import paths; from mlx_stack.services import install\n"
-            "install.platform = 'darwin'\n"
-            "plan = install.plan(paths())\n"
+            "plan = install.plan(paths(), install.LoginHost(platform='darwin'))\n"
             "print(plistlib.loads(plan.unit_text.encode())['ProgramArguments'][0])")
     out = subprocess.run([str(installed.bin / "python"), "-c", code], cwd=installed.work, env=installed.env,
                          capture_output=True, text=True, check=False)

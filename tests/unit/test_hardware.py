@@ -73,8 +73,7 @@ def test_a_doctor_report_replays_as_a_sample(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     monkeypatch.setattr(doctor, "machine", FakeMac())
-    monkeypatch.setattr(install, "platform", "darwin")
-    monkeypatch.setattr(install, "runner", FakeLaunchctl())
+    monkeypatch.setattr(install, "default_host", lambda: install.LoginHost(FakeLaunchctl(), "darwin"))
     report = doctor.run(Paths.from_env()).report
     path = tmp_path / "m4.doctor.json"
     path.write_text(json.dumps(report, indent=2))

@@ -11,7 +11,6 @@ is reported. Arithmetic and verdicts live in :mod:`mlx_stack.core.bench`.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 import uuid
@@ -66,19 +65,9 @@ class MemorySampler:
     def sample(self) -> int:
         if self.pid is None:
             return 0
-        import psutil
+        from mlx_stack.system.server_stats import tree_rss
 
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return 0
-        total = 0
-        for proc in procs:
-            try:
-                total += proc.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
+        total = tree_rss(self.pid) or 0
         self.peak = max(self.peak, total)
         return total
 
@@ -101,41 +90,32 @@ class MemorySampler:
 
 
 class Client:
-    """Streams chat completions from ``base_url`` (ending in /v1) as model ``model``."""
+    """Streams chat completions from ``base_url`` (ending in /v1) as model ``model``.
+
+    The HTTP is :class:`mlx_stack.system.chat_stream.ChatHttp`'s (``transport``: a stand-in
+    server for tests); this class times the tokens and reads the usage."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  timeout_s: float = 300.0, clock: Clock = time.monotonic, transport: Any = None):
-        import httpx
+        from mlx_stack.system.chat_stream import ChatHttp
 
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.clock = clock
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(
-            headers=headers, trust_env=False,
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=128, max_keepalive_connections=128),
-            transport=transport,  # tests inject faults here
-        )
+        self._http = ChatHttp(base_url, api_key=api_key, timeout_s=timeout_s, transport=transport)
 
     def close(self) -> None:
         self._http.close()
 
     def mlx_peak_gb(self) -> float | None:
         """MLX's peak memory in GB from vllm-mlx's ``/v1/status`` (None if not reported)."""
-        import httpx
-
-        try:
-            resp = self._http.get(self.url.rsplit("/chat/completions", 1)[0] + "/status", timeout=5.0)
-            value = resp.json().get("metal", {}).get("peak_memory_gb") if resp.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return None
+        status = self._http.get_json("/status")
+        metal = status.get("metal", {}) if status is not None else None
+        value = metal.get("peak_memory_gb") if isinstance(metal, dict) else None
         return float(value) if isinstance(value, int | float) and value > 0 else None
 
     def stream(self, prompt: core.Prompt, tag: str, max_tokens: int) -> tuple[core.Sample, float, float]:
         """One streamed request: (sample, start, end) on this client's clock."""
-        import httpx
-
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": core.tagged(prompt, tag)}],
@@ -148,48 +128,20 @@ class Client:
         first: float | None = None
         chunks = 0
         usage: dict[str, Any] | None = None
-        try:
-            with self._http.stream("POST", self.url, json=body) as resp:
-                if resp.status_code != 200:
-                    resp.read()
-                    raise ServiceError(
-                        f"{self.url} answered HTTP {resp.status_code}: {_short(resp.text)}",
-                        hint="is this an OpenAI-compatible server serving model " f"{self.model!r}?",
-                    )
-                for line in resp.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        if any(delta.get(k) for k in ("content", "reasoning_content", "reasoning",
-                                                       "tool_calls")):
-                            chunks += 1
-                            if first is None:
-                                first = self.clock()
-        except httpx.HTTPError as exc:
-            raise ServiceError(
-                f"request to {self.url} failed: {type(exc).__name__}: {_short(str(exc))}",
-                hint="check that the server is up (`mlx-stack status`) and see its log",
-            ) from None
-        except ValueError:
-            raise ServiceError(f"{self.url} sent a chunk that is not JSON",
-                               hint="is this an OpenAI-compatible server?") from None
+        for chunk in self._http.stream("/chat/completions", body):
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")):
+                    chunks += 1
+                    if first is None:
+                        first = self.clock()
         end = self.clock()
         prompt_tokens = int((usage or {}).get("prompt_tokens") or 0)
         completion_tokens = int((usage or {}).get("completion_tokens") or chunks)
         ttft = (first if first is not None else end) - start
         return core.Sample(prompt.name, prompt_tokens, completion_tokens, ttft, end - start), start, end
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_concurrent(client: Client, streams: int, max_tokens: int, run_id: str) -> core.ConcurrencyLevel:

@@ -4,8 +4,8 @@ Public API:
     run(p, probe_timeout=5.0) -> DoctorResult   (checks + the redacted report document)
     machine: Machine   the OS facts; tests swap in a fake (a Mac's raw outputs on Linux)
 
-The login service goes through ``services.install`` (its ``runner`` and ``platform``
-are what tests replace), the services through ``lifecycle.status``; nothing here
+The login service goes through ``services.install`` (its ``default_host()`` is what
+tests replace), the services through ``lifecycle.status``; nothing here
 re-implements a query ``system/`` already has.
 """
 
@@ -206,7 +206,7 @@ def _login(p: Paths, raw: dict[str, Any]) -> LoginFact:
     try:
         kind, unit_file, st = install.status(p)
     except UnsupportedError as exc:
-        kind = "launchd" if install.platform == "darwin" else "systemd"
+        kind = "launchd" if install.default_host().platform == "darwin" else "systemd"
         raw["login_service"] = {"kind": kind, "unsupported": exc.message}
         return LoginFact(kind, "", unsupported=exc.message, this_program=this_program)
     text = ""

@@ -6,7 +6,6 @@ unreachable hub is one NetworkError (exit 6), raised at the first failure.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,8 +47,7 @@ def _hub_info(repo: str) -> tuple[str, int | None]:
 def _offline() -> bool:
     from mlx_stack.system import hub
 
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    return flag or hub.offline()
+    return hub.offline()
 
 
 def check_available(entries: Iterable[CatalogEntry], *,

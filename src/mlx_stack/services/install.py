@@ -2,8 +2,10 @@
 unit on Linux. ``uninstall`` stops the watchdog and removes the unit; the model
 servers and the gateway keep running (they live in their own sessions).
 
-The runner and the platform are module attributes so tests can swap in a fake
-runner that records every launchctl/systemctl command line.
+What it runs and where it runs are one :class:`LoginHost` (the launchctl/systemctl
+runner and the platform), passed as ``host=`` to every function (None: the real one,
+from :func:`default_host`); tests pass one with a fake runner that records every
+command line.
 """
 
 from __future__ import annotations
@@ -21,8 +23,38 @@ from mlx_stack.system import service_manager
 from mlx_stack.system.fs import atomic_write
 from mlx_stack.system.service_manager import AgentStatus, Launchd, Runner, Systemd
 
-runner: Runner = service_manager.run_command
-platform: str = sys.platform
+
+@dataclass(frozen=True)
+class LoginHost:
+    """What install drives: the command runner (launchctl/systemctl) and the platform."""
+
+    runner: Runner = service_manager.run_command
+    platform: str = sys.platform
+
+    @property
+    def kind(self) -> str:
+        """``launchd`` (macOS) or ``systemd`` (Linux); UnsupportedError elsewhere."""
+        if self.platform == "darwin":
+            return "launchd"
+        if self.platform.startswith("linux"):
+            return "systemd"
+        raise UnsupportedError(f"no launchd or systemd on {self.platform}",
+                               hint="run `mlx-stack watch --daemon` from your own startup script instead")
+
+    def manager(self, kind: str) -> Launchd | Systemd:
+        if kind == "launchd":
+            return Launchd(self.runner)
+        if not Systemd.available():
+            raise UnsupportedError(
+                "systemd is not running here, so there is no user unit to install",
+                hint="run `mlx-stack watch --daemon` from your own startup script instead",
+            )
+        return Systemd(self.runner)
+
+
+def default_host() -> LoginHost:
+    """The real runner on this platform (what ``host=None`` means)."""
+    return LoginHost()
 
 
 @dataclass
@@ -35,26 +67,6 @@ class InstallPlan:
     def as_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "unit_file": str(self.unit_file), "unit": self.unit_text,
                 "commands": [" ".join(c) for c in self.commands]}
-
-
-def _kind() -> str:
-    if platform == "darwin":
-        return "launchd"
-    if platform.startswith("linux"):
-        return "systemd"
-    raise UnsupportedError(f"no launchd or systemd on {platform}",
-                           hint="run `mlx-stack watch --daemon` from your own startup script instead")
-
-
-def _require_manager(kind: str) -> Launchd | Systemd:
-    if kind == "launchd":
-        return Launchd(runner)
-    if not Systemd.available():
-        raise UnsupportedError(
-            "systemd is not running here, so there is no user unit to install",
-            hint="run `mlx-stack watch --daemon` from your own startup script instead",
-        )
-    return Systemd(runner)
 
 
 def unit_file(kind: str) -> Path:
@@ -75,41 +87,42 @@ def program() -> tuple[str, ...]:
 
 
 def _env() -> dict[str, str]:
-    hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    from mlx_stack.system import hub
+
     bin_dir = str(Path(sys.executable).absolute().parent)
     seen: list[str] = []
     for d in [bin_dir, *os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep),
               "/usr/bin", "/bin", "/usr/sbin", "/sbin"]:
         if d and d not in seen:
             seen.append(d)
-    env = {"HF_HOME": hf_home, "PATH": os.pathsep.join(seen)}
-    if os.environ.get("HF_HUB_CACHE"):
-        env["HF_HUB_CACHE"] = os.environ["HF_HUB_CACHE"]
-    return env
+    hf = hub.service_env()  # HF_HOME (and HF_HUB_CACHE): the cache this shell uses
+    return {"HF_HOME": hf.pop("HF_HOME"), "PATH": os.pathsep.join(seen), **hf}
 
 
 def spec(p: Paths) -> UnitSpec:
     return UnitSpec(program=program(), home=p.home, env=_env(), stdout_log=p.logs_dir / "watchdog.agent.log")
 
 
-def plan(p: Paths) -> InstallPlan:
+def plan(p: Paths, host: LoginHost | None = None) -> InstallPlan:
     """The unit file and the commands ``install`` would run (no side effects)."""
-    kind = _kind()
+    host = host or default_host()
+    kind = host.kind
     path = unit_file(kind)
     s = spec(p)
     if kind == "launchd":
         text = service_units.render_plist(s).decode()
-        cmds = Launchd(runner).commands(service_units.LABEL, path)
+        cmds = Launchd(host.runner).commands(service_units.LABEL, path)
     else:
         text = service_units.render_systemd(s)
-        cmds = Systemd(runner).commands(service_units.SYSTEMD_UNIT, path)
+        cmds = Systemd(host.runner).commands(service_units.SYSTEMD_UNIT, path)
     return InstallPlan(kind, path, text, cmds)
 
 
-def install(p: Paths) -> InstallPlan:
+def install(p: Paths, host: LoginHost | None = None) -> InstallPlan:
     """Write the unit and (re)load it; a loaded agent is booted out first and awaited."""
-    pl = plan(p)
-    manager = _require_manager(pl.kind)
+    host = host or default_host()
+    pl = plan(p, host)
+    manager = host.manager(pl.kind)
     from mlx_stack.system.dirs import make_private_dirs
 
     make_private_dirs(p.logs_dir)
@@ -121,18 +134,20 @@ def install(p: Paths) -> InstallPlan:
     return pl
 
 
-def status(p: Paths) -> tuple[str, Path, AgentStatus]:
-    kind = _kind()
-    manager = _require_manager(kind)
+def status(p: Paths, host: LoginHost | None = None) -> tuple[str, Path, AgentStatus]:
+    host = host or default_host()
+    kind = host.kind
+    manager = host.manager(kind)
     path = unit_file(kind)
     name = service_units.LABEL if kind == "launchd" else service_units.SYSTEMD_UNIT
     return kind, path, manager.status(name, path)
 
 
-def uninstall(p: Paths) -> tuple[Path, bool]:
+def uninstall(p: Paths, host: LoginHost | None = None) -> tuple[Path, bool]:
     """Stop the watchdog and remove its unit; return (unit file, whether anything was there)."""
-    kind = _kind()
-    manager = _require_manager(kind)
+    host = host or default_host()
+    kind = host.kind
+    manager = host.manager(kind)
     path = unit_file(kind)
     name = service_units.LABEL if kind == "launchd" else service_units.SYSTEMD_UNIT
     was_loaded = manager.unload(name)

@@ -13,7 +13,6 @@ the network stack except ``huggingface_hub``'s cache scanner.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,14 +50,11 @@ class LocalModel:
 
 
 def hf_cache_dir() -> Path:
-    """The hub cache folder, honouring HF_HUB_CACHE, then HF_HOME, then XDG_CACHE_HOME."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
+    """The hub cache folder (:func:`mlx_stack.system.hub.cache_dir`: HF_HUB_CACHE, then
+    HF_HOME, then XDG_CACHE_HOME)."""
+    from mlx_stack.system import hub
+
+    return hub.cache_dir()
 
 
 def quantization_of(config: dict[str, Any]) -> str | None:

@@ -2,7 +2,9 @@
 
 Repo metadata and downloads for ``pull`` and ``setup`` (the cache scan of
 ``services.local_models`` and the availability check of ``services.hub_available``
-call ``huggingface_hub`` themselves). Downloads go through
+call ``huggingface_hub`` themselves), and the one place that reads the hub's settings
+from the environment (:func:`home_dir`, :func:`cache_dir`, :func:`offline`,
+:func:`service_env`) the way the library does. Downloads go through
 ``snapshot_download`` (the Hugging Face cache layout, or a plain folder for
 ``model-dir``), so files a user already has are reused and a transfer cut
 midway is resumed by the library with a ``Range`` request. Every library
@@ -77,16 +79,47 @@ def token() -> str | None:
     return get_token()
 
 
+# The hub's settings, read from the environment when asked (huggingface_hub reads them
+# once, at import): the same rules as the library, so `status` and `doctor` need not
+# import it, and a value an empty variable would give counts as unset.
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(os.path.expandvars(os.path.expanduser(value))) if value else None
+
+
+def home_dir() -> Path:
+    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``."""
+    xdg = _env_path("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return _env_path("HF_HOME") or xdg / "huggingface"
+
+
+def cache_dir() -> Path:
+    """The hub cache: ``HF_HUB_CACHE`` (or the older ``HUGGINGFACE_HUB_CACHE``), else
+    ``<home_dir>/hub``."""
+    return _env_path("HF_HUB_CACHE") or _env_path("HUGGINGFACE_HUB_CACHE") or home_dir() / "hub"
+
+
 def offline() -> bool:
+    """Offline mode: ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is 1/true/yes/on now,
+    or was when huggingface_hub was imported."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in _TRUE:
+            return True
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
+def service_env() -> dict[str, str]:
+    """The hub settings a process started outside this shell (a login service) needs to
+    find the same cache: ``HF_HOME`` always, ``HF_HUB_CACHE`` when it is set."""
+    env = {"HF_HOME": str(home_dir())}
+    if os.environ.get("HF_HUB_CACHE"):
+        env["HF_HUB_CACHE"] = os.environ["HF_HUB_CACHE"]
+    return env
 
 
 def valid_repo_id(repo_id: str) -> bool:
