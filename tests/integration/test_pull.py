@@ -44,7 +44,7 @@ def hub(tiny: Path) -> Iterator[FakeHub]:
         h.repos["org/cut"] = FakeRepo(files={"config.json": QUANTIZED, "model.safetensors": big},
                                       cut_once={"model.safetensors"})
         h.repos["org/gated"] = FakeRepo.from_dir(tiny, gated=True, tokens={"hf_accepted"})
-        h.repos["org/huge"] = FakeRepo.from_dir(tiny, claimed_size={"model.safetensors": 10**15})
+        h.repos["org/huge"] = FakeRepo.from_dir(tiny, claimed_size={"model.safetensors": 1000 * 1024**4})
         yield h
 
 
@@ -190,7 +190,7 @@ def test_offline_with_a_complete_copy_uses_it(cli, tmp_path: Path, isolated_home
 def test_not_enough_disk_is_exit_5_before_any_download(cli, hub: FakeHub, isolated_home: Paths) -> None:
     r = cli("pull", "org/huge")
     assert r.returncode == 5
-    assert "not enough disk space for org/huge: it needs 1000.0 TB" in r.stderr
+    assert "not enough disk space for org/huge: it needs 1000.0 TB (+512 MB headroom)" in r.stderr
     assert "model-dir" in r.stderr
     assert not hub.gets("org/huge/resolve/" + "a" * 40 + "/config.json")
     assert not isolated_home.pulled_file.exists()

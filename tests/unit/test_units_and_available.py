@@ -33,6 +33,7 @@ def test_one_byte_formatter_binary_units():
     assert [format_bytes(n) for n in (0, 999, 1024, 412_946, 512 * MIB, int(4.5 * GIB), 3 * 1024**4)] == [
         "0 B", "999 B", "1 KB", "403 KB", "512 MB", "4.5 GB", "3.0 TB"]
     assert format_bytes(-2 * MIB) == "-2 MB"  # over-budget differences may be negative
+    assert format_bytes(0, smallest="MB") == "0 MB" and format_bytes(63 * MIB, smallest="MB") == "63 MB"
     # A fixed unit, with its decimals, with or without the unit's name.
     assert format_bytes(0.5 * GIB, "GB") == "0.5 GB"
     assert format_bytes(24 * GIB, "GB", digits=0) == "24 GB"

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 
 
 def _gb(mb: float) -> str:
-    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+    from mlx_stack.core.units import MIB, format_bytes
+
+    return format_bytes(mb * MIB, smallest="MB")
 
 
 def profile_dict(p: ServingProfile) -> dict[str, Any]:

@@ -233,7 +233,9 @@ def metal_shares(profiles: Mapping[str, ServingProfile], working_set_bytes: int,
 
 
 def _gb(mb: float) -> str:
-    return f"{mb / 1024:.1f} GB" if abs(mb) >= 1024 else f"{mb:.0f} MB"
+    from mlx_stack.core.units import MIB, format_bytes
+
+    return format_bytes(mb * MIB, smallest="MB")
 
 
 def check_budget(profiles: Mapping[str, ServingProfile], budget_mb: int) -> None:

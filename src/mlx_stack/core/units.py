@@ -63,18 +63,21 @@ def parse_memory_gb(text: str) -> float:
     return value
 
 
-def format_bytes(n: float, unit: str | None = None, *, digits: int = 1, show_unit: bool = True) -> str:
+def format_bytes(n: float, unit: str | None = None, *, digits: int = 1, show_unit: bool = True,
+                 smallest: str = "B") -> str:
     """``n`` bytes in binary units named as macOS names memory (1 GB = 1024^3 bytes).
 
     ``unit`` (``"B"``, ``"KB"``, ``"MB"``, ``"GB"``, ``"TB"``) fixes the unit, with
     ``digits`` decimals: ``format_bytes(3 * GIB, "GB") == "3.0 GB"``. Without it, the
     largest unit that keeps the number at 1 or more is used, whole below a GB:
-    ``"999 B"``, ``"403 KB"``, ``"512 MB"``, ``"4.5 GB"``. ``show_unit=False`` gives the
-    number alone (for ``"1.0 / 2.0 GB"``).
+    ``"999 B"``, ``"403 KB"``, ``"512 MB"``, ``"4.5 GB"``; never below ``smallest`` (figures
+    counted in MB: ``"0 MB"``). ``show_unit=False`` gives the number alone (for
+    ``"1.0 / 2.0 GB"``).
     """
     sizes = dict(_SHOWN)
     if unit is None:
-        unit = next(name for name, size in reversed(_SHOWN) if abs(n) >= size or size == 1)
+        floor = sizes[smallest]
+        unit = next(name for name, size in reversed(_SHOWN) if abs(n) >= size or size == floor)
         digits = 0 if unit in _WHOLE else digits
     text = f"{n / sizes[unit]:.{digits}f}"
     return f"{text} {unit}" if show_unit else text
