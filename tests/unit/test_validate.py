@@ -53,3 +53,9 @@ def test_predicates_and_text():
     assert is_number(3.5) and is_number(2) and not is_number(False)
     assert from_text("12", int) == 12 and from_text("1.5", float) == 1.5
     assert from_text("twelve", int) == "twelve" and from_text("07", str) == "07"
+
+
+def test_unknown_fields_of_mixed_key_types_are_named_not_a_type_error() -> None:
+    fields = _fields({"name": "x", 3: "y", "zzz": 1})
+    with pytest.raises(StateError, match="3: unknown field"):
+        fields.unknown(["name"])

@@ -154,7 +154,7 @@ class Fields:
     def unknown(self, allowed: Iterable[str], *, list_known: bool = False) -> None:
         """Fail on the first field (in sorted order) not in ``allowed``."""
         known = set(allowed)
-        extra = sorted(set(self.data) - known)
+        extra = sorted((k for k in self.data if k not in known), key=str)  # YAML keys may be numbers
         if extra:
             tail = "; known: " + ", ".join(sorted(known)) if list_known else ""
             self.fail(str(extra[0]), "unknown field" + tail)
