@@ -8,7 +8,7 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from mlx_stack.errors import ConflictError, StateError
@@ -39,7 +39,7 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Iterator[None]:
+def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Generator[None, None, None]:
     """Hold an exclusive ``flock`` on ``path``; wait up to ``timeout`` seconds.
 
     The kernel drops the lock when the process dies, so a crash never leaves a

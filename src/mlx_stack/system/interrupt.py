@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 
 cancelled = threading.Event()
 
@@ -21,7 +21,7 @@ def _main_thread() -> bool:
 
 
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
+def signals_raise() -> Generator[None, None, None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt (main thread only; elsewhere a no-op)."""
     if not _main_thread():
         yield
@@ -41,7 +41,7 @@ def signals_raise() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
+def signals_ignored() -> Generator[None, None, None]:
     """Clean-up that must finish: SIGINT and SIGTERM are ignored meanwhile."""
     if not _main_thread():
         yield
