@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.bench import ConcurrencyLevel, Reference, SingleStream, Verdict
 
@@ -98,6 +98,7 @@ def parse_saved(data: Any, profile: str) -> SavedMeasurement:
     """Validate a saved result for ``profile``; ValueError (with the reason) if not usable."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    data = cast(dict[str, Any], data)
     if data.get("schema") != RESULT_SCHEMA:
         raise ValueError(f"unknown schema {data.get('schema')!r}")
     if data.get("profile") != profile:
@@ -105,7 +106,7 @@ def parse_saved(data: Any, profile: str) -> SavedMeasurement:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise ValueError("missing field 'model'")
-    numbers = {}
+    numbers: dict[str, float] = {}
     for key in ("gen_tok_s", "prompt_tok_s", "peak_memory_gb"):
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):

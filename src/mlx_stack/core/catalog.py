@@ -261,7 +261,7 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
             full_attention_layers=kv_f.integer("full_attention_layers", 0, 1000, required=False),
             sliding_window=kv_f.integer("sliding_window", 1, 10_000_000, required=False),
         )
-    measured = []
+    measured: list[Measurement] = []
     for i, raw in enumerate(f.get("measured", list, required=False) or []):
         m = _Fields(raw, source, f"measured[{i}].")
         m.unknown(("quant", "chip", "gpu_cores", "memory_gb", "machine", "decode_tok_s",

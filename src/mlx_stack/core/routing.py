@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.errors import StateError
 
@@ -88,6 +88,7 @@ def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml
         return rules
     if not isinstance(raw, dict):
         raise _err(source, "", f"expected a mapping, found {type(raw).__name__}")
+    raw = cast(dict[str, Any], raw)
     known = {f.name for f in fields(RoutingRules)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -154,8 +155,10 @@ def _text_chars(value: Any) -> tuple[int, int]:
         wide = min(len(value), (extra + 1) // 2)
         return len(value), wide
     total = wide = 0
+    # A request's parsed JSON, of any shape: isinstance() narrows to containers of unknowns,
+    # and a cast per item would cost time on the front door's hot path.
     if isinstance(value, Mapping):
-        for key, item in value.items():
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
             if key in _MEDIA_KEYS:
                 continue
             total += len(key) if isinstance(key, str) else 0  # tool schemas: property names
@@ -163,7 +166,7 @@ def _text_chars(value: Any) -> tuple[int, int]:
             total += n
             wide += w
     elif isinstance(value, list | tuple):
-        for item in value:
+        for item in value:  # pyright: ignore[reportUnknownVariableType]
             n, w = _text_chars(item)
             total += n
             wide += w
@@ -177,14 +180,14 @@ def estimate_tokens(request: Mapping[str, Any], chars_per_token: float = DEFAULT
     (``system`` too) and Responses API requests (``input``, ``instructions``); image,
     audio and file payloads are not counted.
     """
-    messages = request.get("messages") or []
+    messages: object = request.get("messages") or []
     total = wide = 0
     for part in (messages, request.get("system"), request.get("tools"), request.get("input"),
                  request.get("instructions")):
         n, w = _text_chars(part)
         total += n
         wide += w
-    count = len(messages) if isinstance(messages, list) else 0
+    count = len(messages) if isinstance(messages, list) else 0  # pyright: ignore[reportUnknownArgumentType]
     return int((total - wide) / chars_per_token + wide) + _PER_MESSAGE_TOKENS * (count + 1)
 
 
@@ -194,7 +197,8 @@ def has_tools(request: Mapping[str, Any]) -> bool:
     if not tools:
         return False
     choice = request.get("tool_choice")
-    return not (choice == "none" or (isinstance(choice, Mapping) and choice.get("type") == "none"))
+    return not (choice == "none" or (isinstance(choice, Mapping)
+                                     and choice.get("type") == "none"))  # pyright: ignore[reportUnknownMemberType]
 
 
 def _candidate(request: Mapping[str, Any], rules: RoutingRules) -> tuple[str, str]:
@@ -243,7 +247,7 @@ def context_window_fallbacks(tier_names: Iterable[str], context_windows: Mapping
     for name in tier_names:
         if context_windows.get(name) is None:
             continue
-        chain = [rules.long_tier] if rules.long_tier not in (None, name) else []
+        chain: list[str | None] = [rules.long_tier] if rules.long_tier not in (None, name) else []
         if cloud:
             chain.append(cloud)
         if chain:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
@@ -170,6 +170,7 @@ def _parse_tier(raw: Any, index: int, source: str) -> Tier:
     where = f"tiers[{index}]."
     if not isinstance(raw, dict):
         raise _err(source, f"tiers[{index}]", "expected a mapping")
+    raw = cast(dict[str, Any], raw)
     known = {"name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
              "context_window", "extra_args", "serving", "mode", "idle-unload"}
     unknown = sorted(set(raw) - known)
@@ -217,6 +218,7 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
     """Validate a mapping loaded from stack.yaml; errors name ``source`` and the field."""
     if not isinstance(data, dict):
         raise _err(source, "top level", f"expected a mapping, found {type(data).__name__}")
+    data = cast(dict[str, Any], data)
     schema = data.get("schema")
     if schema != SCHEMA:
         raise StateError(
@@ -270,7 +272,7 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
 
 def dump_stack(stack: Stack) -> dict[str, Any]:
     """The mapping written to stack.yaml (no secrets ever live here)."""
-    tiers = []
+    tiers: list[dict[str, Any]] = []
     for t in stack.tiers:
         entry: dict[str, Any] = {"name": t.name, "model": t.model, "path": t.path, "port": t.port}
         for key in ("tool_call_parser", "reasoning_parser", "context_window"):
