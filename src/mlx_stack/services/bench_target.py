@@ -13,15 +13,18 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.system.interrupt import signals_ignored
+
+if TYPE_CHECKING:
+    from mlx_stack.core.catalog import CatalogEntry
 
 TEMP_SERVICE = "bench-server"  # its log: logs/bench-server.log
 START_TIMEOUT_S = 300.0
@@ -75,12 +78,12 @@ def identify(p: Paths, path: Path) -> tuple[str, str | None]:
         found = bench_reference.catalog_for_repo(repo)
         if found is not None:
             return found
-        return repo, _quant_of(resolved, local_models)
-    return f"local:{resolved.name}", _quant_of(resolved, local_models)
+        return repo, _quant_of(resolved, local_models.read_model_folder)
+    return f"local:{resolved.name}", _quant_of(resolved, local_models.read_model_folder)
 
 
-def _quant_of(folder: Path, local_models: Any) -> str | None:
-    seen = local_models.read_model_folder(folder)
+def _quant_of(folder: Path, read_model_folder: Callable[[Path], tuple[int, str | None] | None]) -> str | None:
+    seen = read_model_folder(folder)
     return seen[1] if seen else None
 
 
@@ -140,7 +143,7 @@ def resolve(p: Paths, text: str) -> Target:
     )
 
 
-def _repos_by_preference(p: Paths, entry: Any) -> list[str]:
+def _repos_by_preference(p: Paths, entry: CatalogEntry) -> list[str]:
     """The entry's repos, the configured default quantization first."""
     from mlx_stack.services import config
 
