@@ -10,8 +10,6 @@ afterwards whatever happens (error, Ctrl-C, SIGTERM).
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from typing import TYPE_CHECKING
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.system.interrupt import signals_ignored
+from mlx_stack.system.interrupt import signals_ignored, sigterm_raises
 
 if TYPE_CHECKING:
     from mlx_stack.core.catalog import CatalogEntry
@@ -189,22 +187,6 @@ class Interrupted(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(_signum: int, _frame: object) -> None:
-        raise Interrupted()
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def temporary_server(p: Paths, target: Target, *, port: int | None = None,
                      timeout_s: float = START_TIMEOUT_S) -> Iterator[Server]:
     """A vllm-mlx serving ``target.path`` on ``port`` (a free one by default), stopped on exit."""
@@ -224,7 +206,7 @@ def temporary_server(p: Paths, target: Target, *, port: int | None = None,
     stack = Stack(tiers=(tier,), fallback_order=(TEMP_SERVICE,))
     cmd = service_control.command_for(p, stack, TEMP_SERVICE)
     log = service_control.log_path(p, TEMP_SERVICE)
-    with _sigterm_unwinds():
+    with sigterm_raises(Interrupted):
         pid = processes.spawn(cmd.argv, log_file=log, env=cmd.env)
         try:
             record = pidfile.record_for(TEMP_SERVICE, pid, cmd.argv, port)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 cancelled = threading.Event()
 
@@ -52,3 +52,21 @@ def signals_ignored() -> Generator[None, None, None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def sigterm_raises(error: Callable[[], BaseException]) -> Generator[None, None, None]:
+    """SIGTERM raises ``error()`` in the main thread (elsewhere a no-op), so a command
+    that started something unwinds and stops it; SIGINT keeps its KeyboardInterrupt."""
+    if not _main_thread():
+        yield
+        return
+
+    def _raise(_signum: int, _frame: object) -> None:
+        raise error()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
