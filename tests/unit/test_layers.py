@@ -153,6 +153,13 @@ def test_core_loads_nothing_that_touches_the_os() -> None:
                                  "huggingface_hub", "mlx", "subprocess", "socket")) == []
 
 
+# --- system/: the bottom layer ------------------------------------------------------------------
+
+def test_system_builds_on_no_other_layer() -> None:
+    layers = ("mlx_stack.core", "mlx_stack.services", "mlx_stack.gateway", "mlx_stack.cli")
+    assert offenders("system", layers) == []
+
+
 # --- gateway/: uvicorn and httptools; never httpx, Typer, Rich, LiteLLM or mlx -----------------
 
 GATEWAY_NEVER = ("httpx", "typer", "click", "rich", "litellm", "mlx", "mlx_lm", "huggingface_hub",

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from mlx_stack.core.doctor import Check, exit_code, summary
-from mlx_stack.core.json_types import as_object
+from mlx_stack.json_types import as_object
 
 FORMAT = "mlx-stack-doctor-report"
 SCHEMA = 1

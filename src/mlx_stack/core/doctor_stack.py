@@ -11,7 +11,7 @@ from typing import Any
 
 from mlx_stack.core.doctor import FAIL, PASS, SKIP, WARN, Check
 from mlx_stack.core.hardware import GIB
-from mlx_stack.core.json_types import as_list, as_object
+from mlx_stack.json_types import as_list, as_object
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlx_stack.core.json_types import as_list, as_object
 from mlx_stack.errors import UsageError
+from mlx_stack.json_types import as_list, as_object
 
 LABEL = "io.github.mlx-stack.watchdog"  # reverse-DNS launchd label
 SYSTEMD_UNIT = "mlx-stack-watchdog.service"

@@ -30,8 +30,8 @@ from mlx_stack.gateway.routes_file import RoutesFile
 from mlx_stack.gateway.upstream import Pool
 
 if TYPE_CHECKING:
-    from mlx_stack.core.json_types import JSONObject
     from mlx_stack.gateway.asgi import Receive, Scope, Send
+    from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 

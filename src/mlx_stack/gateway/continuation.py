@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from mlx_stack.core.json_types import JSONObject
     from mlx_stack.gateway.asgi import Send
     from mlx_stack.gateway.upstream import Pool
+    from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 

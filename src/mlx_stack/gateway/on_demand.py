@@ -33,8 +33,8 @@ from mlx_stack.gateway.upstream import Pool
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from mlx_stack.core.json_types import JSON
     from mlx_stack.gateway.routes_file import RoutesFile
+    from mlx_stack.json_types import JSON
     from mlx_stack.paths import Paths
     from mlx_stack.services.on_demand import CannotStart, NoRoom, Woken
 

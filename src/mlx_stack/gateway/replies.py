@@ -6,8 +6,8 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlx_stack.core.json_types import JSONObject
     from mlx_stack.gateway.asgi import Send
+    from mlx_stack.json_types import JSONObject
 
 # Not passed on from an upstream answer: they describe one hop, not the answer.
 _HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server",

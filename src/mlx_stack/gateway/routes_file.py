@@ -22,7 +22,7 @@ from mlx_stack.gateway import tokens
 from mlx_stack.gateway.upstream import Pool
 
 if TYPE_CHECKING:
-    from mlx_stack.core.json_types import JSONObject
+    from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 

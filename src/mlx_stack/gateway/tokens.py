@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from mlx_stack.core.json_types import JSONObject
+    from mlx_stack.json_types import JSONObject
 
 _MEDIA_KEYS = frozenset({"image_url", "input_audio", "source", "file", "image"})
 _PER_MESSAGE = 4  # role markers and separators of a chat template

@@ -18,7 +18,7 @@ from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
-    from mlx_stack.core.json_types import JSON
+    from mlx_stack.json_types import JSON
 
 CONTEXT_FILE = "dashboard.json"
 MB = 1024 * 1024

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import mlx.core as mx
     from transformers import PreTrainedTokenizerFast
 
-    from mlx_stack.core.json_types import JSON
+    from mlx_stack.json_types import JSON
 
 _MARKER = ".mlx-stack-model.json"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlx_stack.core.json_types import JSON
+    from mlx_stack.json_types import JSON
 
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths

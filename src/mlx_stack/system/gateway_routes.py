@@ -7,7 +7,7 @@ import json
 from typing import cast
 from urllib.parse import urlsplit
 
-from mlx_stack.core.json_types import as_object
+from mlx_stack.json_types import as_object
 
 
 def served_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:

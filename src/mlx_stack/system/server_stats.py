@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import psutil
 
-from mlx_stack.core.json_types import as_list, as_object, to_int
+from mlx_stack.json_types import as_list, as_object, to_int
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 

@@ -1,5 +1,6 @@
-"""Types for JSON data (what ``json.loads`` and ``yaml.safe_load`` return), and two
-narrowing helpers for code that reads such data without trusting its shape."""
+"""Types for JSON data (what ``json.loads`` and ``yaml.safe_load`` return), and small
+narrowing helpers for code that reads such data without trusting its shape. Shared by
+every layer, like ``errors.py``: it imports nothing of the package."""
 
 from __future__ import annotations
 
