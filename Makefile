@@ -26,9 +26,11 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
 
+# pyright: strict on core/ and system/ (pyproject); its wheel bundles its JS and runs on the
+# machine's node. No version check against PyPI, and a deadline so a stuck node never hangs CI.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pyright
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/python .ci/deadline 900 $(BIN)/pyright
 
 check: lint test
 

@@ -6,13 +6,13 @@ import json
 import socket
 from pathlib import Path
 
-import psutil
 import pytest
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.system import ports
+from tests.helpers import processes_naming
 
 
 @pytest.fixture(autouse=True)
@@ -28,14 +28,6 @@ def _fake_model(folder: Path) -> Path:
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     (folder / "model.safetensors").write_bytes(b"")
     return folder
-
-
-def _servers_of(path: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if str(path) in " ".join(proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 def test_unknown_target(run):
@@ -78,7 +70,7 @@ def test_a_taken_port_is_a_conflict_and_starts_nothing(run, tmp_path: Path):
         r = run("bench", str(model), "--port", str(port))
     assert r.exit_code == 5
     assert f"port {port} is held by" in r.stderr and "--port" in r.stderr
-    assert _servers_of(model) == []
+    assert processes_naming(model) == []
 
 
 def _stack(home: Paths) -> Stack:

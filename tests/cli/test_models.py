@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import cli_command, free_port, hub_env
 
 PLAN = ("--chip", "M4 Max", "--gpu-cores", "40", "--memory", "128")
 
@@ -145,13 +144,9 @@ def test_available_offline_is_one_clear_error(run):
 
 
 def test_available_unreachable_hub(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    env = dict(os.environ, HF_ENDPOINT=closed, HF_HOME=str(tmp_path / "hf"))
-    env.pop("HF_HUB_OFFLINE", None)
-    done = subprocess.run([sys.executable, "-m", "mlx_stack", "models", "--available", "--family", "mistral"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    done = subprocess.run(cli_command("models", "--available", "--family", "mistral"),
+                          env=hub_env(closed, tmp_path / "hf"), capture_output=True, text=True, timeout=120)
     assert done.returncode == 6, done.stderr
     assert "cannot reach the Hugging Face Hub" in done.stderr and "Traceback" not in done.stderr
 

@@ -26,6 +26,7 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import bench_store, hardware, service_control, stack_store
 from mlx_stack.services.demo_models import build_random_model
 from mlx_stack.system import ports
+from tests.helpers import cli_command, cli_env, hub_env, processes_naming
 
 pytestmark = pytest.mark.integration
 
@@ -61,11 +62,7 @@ def _bench(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.
 
 def _servers_of(path: Path) -> list[int]:
     """Live processes whose command line names ``path`` (a model folder)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(path) in " ".join(proc.info["cmdline"] or []):
-            found.append(proc.pid)
-    return found
+    return [proc.pid for proc in processes_naming(path)]
 
 
 def test_running_tier_is_measured_and_left_running(env, hf_home: Path, isolated_home: Paths):
@@ -175,10 +172,8 @@ def test_pull_bench_measures_saves_and_changes_the_recommendation(tmp_path: Path
     started = time.monotonic()
     with FakeHub() as hub:
         hub.repos[REPO] = FakeRepo.from_dir(model)
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
-               "MLX_STACK_HOME": str(isolated_home.home), "NO_COLOR": "1"}
-        env.pop("HF_HUB_OFFLINE", None)
-        r = subprocess.run([sys.executable, "-m", "mlx_stack", "pull", "qwen3-0.6b", "--bench", "--json"],
+        env = hub_env(hub.url, tmp_path / "hf", base=cli_env(isolated_home, NO_COLOR="1"))
+        r = subprocess.run(cli_command("pull", "qwen3-0.6b", "--bench", "--json"),
                            env=env, capture_output=True, text=True, timeout=300)
     wall = time.monotonic() - started
     assert r.returncode == 0, r.stderr[-3000:]

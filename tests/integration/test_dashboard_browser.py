@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from mlx_stack.cli.app import app
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.system import pidfile, ports, secrets
+from tests.helpers import cli_command, cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -213,9 +213,9 @@ def test_a_killed_tier_shows_down_within_one_refresh(live: Live, browser: Any, t
 
 
 def test_status_watch_shows_the_same_numbers_and_ctrl_c_exits_0(live: Live) -> None:
-    env = {**os.environ, "MLX_STACK_HOME": str(live.home.home), "NO_COLOR": "1", "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack", "status", "--watch", "--interval", "1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = cli_env(live.home, NO_COLOR="1", COLUMNS="200")
+    proc = subprocess.Popen(cli_command("status", "--watch", "--interval", "1"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4.0)
         proc.send_signal(signal.SIGINT)
@@ -262,8 +262,7 @@ def test_readable_on_a_phone_dark_and_light(live: Live, browser: Any, tmp_path_f
 
 
 def test_open_prints_the_url_without_the_key(live: Live) -> None:
-    env = {**os.environ, "MLX_STACK_HOME": str(live.home.home), "NO_COLOR": "1"}
-    r = subprocess.run([sys.executable, "-m", "mlx_stack", "open", "--print"], env=env,
+    r = subprocess.run(cli_command("open", "--print"), env=cli_env(live.home, NO_COLOR="1"),
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == live.url + "/"

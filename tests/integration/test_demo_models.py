@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from mlx_stack.services.demo_models import (
     build_scripted_model,
     split_unique_pieces,
 )
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,16 +49,10 @@ def test_builds_are_idempotent(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = build_scripted_model(tmp_path_factory.mktemp("models") / "tool", TOOL_TEXT)
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("logs") / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -9,7 +9,6 @@ its path, and nothing it prints may point back into the checkout.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -24,13 +23,13 @@ from importlib import metadata
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from mlx_stack import __version__
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.system import ports
+from tests.helpers import stack_processes
 
 pytestmark = pytest.mark.integration
 
@@ -222,15 +221,6 @@ def test_doctor_reports_the_installed_package(installed: Installed) -> None:
     assert checks["packages"]["data"]["commands"]["litellm"] == str(installed.bin / "litellm")
 
 
-def _stack_processes(state: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if str(state) in " ".join(proc.info["cmdline"] or []):
-                found.append(proc)
-    return found
-
-
 def test_a_tier_and_the_gateway_run_from_the_install(installed: Installed) -> None:
     """`up` of the installed tool: its vllm-mlx and its gateway, whose hook (the `x-mlx-stack-*`
     headers) can only come from the installed package: no other is on that interpreter's path."""
@@ -251,10 +241,10 @@ def test_a_tier_and_the_gateway_run_from_the_install(installed: Installed) -> No
                                  "messages": [{"role": "user", "content": "hi"}]}, timeout=120)
         assert reply.status_code == 200 and reply.json()["choices"], reply.text
         assert reply.headers["x-mlx-stack-tier"] == "fast"
-        programs = {Path(p.cmdline()[0]).parent for p in _stack_processes(state.home)
+        programs = {Path(p.cmdline()[0]).parent for p in stack_processes(state)
                     if "logwriter" not in " ".join(p.cmdline())}
         assert programs == {installed.bin}, programs
     finally:
         installed.run("down", timeout=120)
-        for proc in _stack_processes(state.home):  # a safety net: never leave servers behind
+        for proc in stack_processes(state):  # a safety net: never leave servers behind
             proc.kill()

@@ -16,11 +16,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,7 +30,7 @@ from mlx_stack.core.stack import ON_DEMAND
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.system import pidfile, ports, secrets
-from tests.stack_processes import stack_processes
+from tests.helpers import run_cli, stack_processes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,27 +67,11 @@ class Live:
         return {s.name: s for s in lifecycle.status(self.home).services}
 
 
-def _cli(home: Paths, *args: str, timeout: float = UP_DEADLINE_S) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLX_STACK_HOME": str(home.home)}
-    return subprocess.run([sys.executable, "-m", "mlx_stack", *args], env=env, text=True,
-                          capture_output=True, timeout=timeout)
-
-
-def wait_for(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = Paths(tmp_path_factory.mktemp("ondemand") / "home")
     try:
-        r = _cli(home, "setup", "--demo", "--no-start")
+        r = run_cli(home, "setup", "--demo", "--no-start", timeout=UP_DEADLINE_S)
         assert r.returncode == 0, r.stderr
         stack = stack_store.load(home)
         standard, fast = stack.tier("standard"), stack.tier("fast")
@@ -107,7 +88,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                         gateway=replace(stack.gateway, port=ports.free_port()), memory_budget_mb=budget,
                         routing=None)
         stack_store.save(home, stack)
-        r = _cli(home, "up")
+        r = run_cli(home, "up", timeout=UP_DEADLINE_S)
         assert r.returncode == 0, r.stderr
         yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "", lifecycle.endpoint(stack))
     finally:
@@ -125,7 +106,7 @@ def test_up_starts_only_the_resident_tier(live: Live) -> None:
     assert live.record("standard") is not None
     for name in ("fast", "coder", "huge"):
         assert live.record(name) is None
-    r = _cli(live.home, "status", "--json", timeout=120)
+    r = run_cli(live.home, "status", "--json", timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {s["name"]: s for s in json.loads(r.stdout)["services"]}
     assert rows["standard"]["state"] == "healthy" and rows["standard"]["mode"] is None
@@ -245,7 +226,7 @@ def test_kill_9_during_a_cold_start_falls_back_and_the_next_request_restarts(liv
 
 def test_down_stops_on_demand_tiers_too(live: Live) -> None:
     assert live.record("coder") is not None
-    r = _cli(live.home, "down", timeout=120)
+    r = run_cli(live.home, "down", timeout=120)
     assert r.returncode == 0, r.stderr
     assert not list(live.home.run_dir.glob("*.pid"))
     assert [p for p in stack_processes(live.home) if "vllm-mlx" in " ".join(p.cmdline())] == []

@@ -25,6 +25,7 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.system import identity, pidfile, ports, processes
+from tests.helpers import cli_command, cli_env, wait_for
 from tests.overlay_venv import make_overlay
 
 pytestmark = pytest.mark.integration
@@ -32,14 +33,6 @@ pytestmark = pytest.mark.integration
 NEVER_READY = (f"#!{os.path.realpath(sys.executable)}\nimport time\n"
                "print('stand-in: loading forever', flush=True)\ntime.sleep(600)\n")
 
-
-def _wait_for(cond, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -53,11 +46,11 @@ def test_interrupt_during_up_stops_what_it_started(tmp_path: Path, sig: int) -> 
     stack = Stack((Tier("fast", "stand-in", str(model), ports.free_port()),), ("fast",),
                   Gateway(port=ports.free_port()))
     stack_store.save(p, stack)
-    env = {**os.environ, "MLX_STACK_HOME": str(p.home), "NO_COLOR": "1"}
-    proc = subprocess.Popen([str(python), "-m", "mlx_stack", "up"], env=env, text=True,
+    proc = subprocess.Popen(cli_command("up", python=python), env=cli_env(p, NO_COLOR="1"), text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert _wait_for(lambda: len([m for m in identity.find(p.home) if m.is_leader]) >= 2)
+        wait_for(lambda: len([m for m in identity.find(p.home) if m.is_leader]) >= 2,
+                 60, "both stand-ins to be started")
         time.sleep(0.5)  # inside the health waits
         sent = time.monotonic()
         proc.send_signal(sig)
@@ -90,7 +83,7 @@ def test_down_never_signals_the_live_group_of_a_dead_leader(isolated_home: Paths
     that leader died, its group lives on. `down` removes the pid file and signals nothing."""
     other = subprocess.Popen([sys.executable, "-c", _GROUP], process_group=0)
     try:
-        assert _wait_for(lambda: len(processes.group_members(other.pid)) >= 2)
+        wait_for(lambda: len(processes.group_members(other.pid)) >= 2, 60, "the group's child to start")
         record = pidfile.PidRecord("fast", other.pid, 12345.0, ("vllm-mlx", "serve"), 0)
         pidfile.write(isolated_home.run_dir, record)
         other.kill()
@@ -125,7 +118,8 @@ def test_lost_and_corrupt_pid_files_of_a_real_tier(isolated_home: Paths, tmp_pat
         # Its log writer killed: status says so, the watchdog restarts the tier.
         writer = identity.writers(isolated_home.home, "fast")[0]
         os.kill(writer.pid, signal.SIGKILL)
-        assert _wait_for(lambda: identity.writer_state(isolated_home.home, "fast") == identity.WRITER_GONE)
+        wait_for(lambda: identity.writer_state(isolated_home.home, "fast") == identity.WRITER_GONE,
+                 60, "the log writer to be gone")
         detail = probe_service(isolated_home, "fast", stack=stack).detail or ""
         assert "log writer gone" in detail
         watchdog.tend_log_writers(isolated_home, stack)
@@ -203,7 +197,7 @@ def test_a_stopped_log_writer_never_wedges_its_tier(tmp_path: Path) -> None:
     stack = Stack((Tier("fast", "stand-in", str(model), ports.free_port()),), ("fast",),
                   Gateway(port=ports.free_port()))
     stack_store.save(p, stack)
-    env = {**os.environ, "MLX_STACK_HOME": str(p.home)}
+    env = cli_env(p)
     code = ("from mlx_stack.paths import paths\n"
             "from mlx_stack.services.service_control import start_service\n"
             "start_service(paths(), 'fast', timeout=60)\n")
@@ -212,7 +206,8 @@ def test_a_stopped_log_writer_never_wedges_its_tier(tmp_path: Path) -> None:
     try:
         writer = identity.writers(p.home, "fast")[0]
         os.kill(writer.pid, signal.SIGSTOP)
-        assert _wait_for(lambda: identity.writer_state(p.home, "fast") == identity.WRITER_STOPPED)
+        wait_for(lambda: identity.writer_state(p.home, "fast") == identity.WRITER_STOPPED,
+                 60, "the log writer to be stopped")
         url = f"http://127.0.0.1:{stack.tiers[0].port}/v1/chat/completions"
         with httpx.Client(timeout=10) as client:
             for _ in range(150):  # 3 MB of log into a 1 MB (at most) pipe

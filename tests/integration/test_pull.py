@@ -10,9 +10,7 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,10 +21,10 @@ from mlx_stack.paths import Paths
 from mlx_stack.services.demo_models import build_random_model
 from mlx_stack.services.local_models import list_local_models
 from tests.fakehub import FakeHub, FakeRepo
+from tests.helpers import cli_command, free_port, hub_env
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "mlx_stack"]
 BIG = 24 * 1024 * 1024  # over huggingface_hub's 10 MB read chunk, so a cut lands mid-file
 QUANTIZED = b'{"model_type": "qwen2", "quantization": {"bits": 4, "group_size": 64}}'
 
@@ -50,11 +48,10 @@ def hub(tiny: Path) -> Iterator[FakeHub]:
 
 @pytest.fixture
 def cli(hub: FakeHub, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
-    env.pop("HF_HUB_OFFLINE", None)
+    env = hub_env(hub.url, tmp_path / "hf")
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, *args], env={**env, **(extra_env or {})}, capture_output=True,
+        return subprocess.run(cli_command(*args), env={**env, **(extra_env or {})}, capture_output=True,
                               text=True, timeout=120)
 
     return run
@@ -105,9 +102,8 @@ def test_ctrl_c_records_nothing_and_the_next_pull_reuses_finished_files(
                                       stall={"model.safetensors"})
     hub.stalled.clear()
     hub.release.clear()
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
-    env.pop("HF_HUB_OFFLINE", None)
-    proc = subprocess.Popen([*CLI, "pull", "org/stall"], env=env, stdout=subprocess.PIPE,
+    env = hub_env(hub.url, tmp_path / "hf")
+    proc = subprocess.Popen(cli_command("pull", "org/stall"), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert hub.stalled.wait(60), "the pull never reached the stalled file"
@@ -164,9 +160,7 @@ def test_gated_401_from_the_file_endpoint_is_explained(cli, hub: FakeHub, tiny: 
 
 def test_no_network_is_one_line_exit_6_and_nothing_registered(cli, tmp_path: Path,
                                                               isolated_home: Paths) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     r = cli("pull", "org/tiny", extra_env={"HF_ENDPOINT": closed})
     assert r.returncode == 6
     lines = r.stderr.splitlines()

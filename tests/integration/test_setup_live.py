@@ -9,9 +9,7 @@ its Hugging Face cache snapshot.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.services.demo_models import build_random_model
 from mlx_stack.system import pidfile, ports, secrets
 from tests.fakehub import FakeHub, FakeRepo
+from tests.helpers import cli_env, hub_env, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +56,10 @@ class Live:
 
 def _cli(home: Paths, *args: str, hub: FakeHub | None = None, hf_home: Path | None = None
          ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLX_STACK_HOME": str(home.home)}
+    env = cli_env(home)
     if hub is not None and hf_home is not None:
-        env.pop("HF_HUB_OFFLINE", None)
-        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(hf_home))
-    return subprocess.run([sys.executable, "-m", "mlx_stack", *args], env=env, text=True,
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=DEADLINE_S)
+        env = hub_env(hub.url, hf_home, base=env)
+    return run_cli(home, *args, env=env, timeout=DEADLINE_S)
 
 
 @dataclass

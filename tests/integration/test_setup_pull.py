@@ -6,11 +6,8 @@ stack), and that a failed or interrupted setup leaves the previous stack intact.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +20,10 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import hardware, stack_store
 from mlx_stack.services.demo_models import build_random_model
 from tests.fakehub import FakeHub, FakeRepo
+from tests.helpers import cli_command, free_port, hub_env
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "mlx_stack"]
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +39,11 @@ def hub(tiny: Path) -> Iterator[FakeHub]:
 
 
 def _env(hub_url: str, tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ, HF_ENDPOINT=hub_url, HF_HOME=str(tmp_path / "hf"))
-    env.pop("HF_HUB_OFFLINE", None)
-    return env
+    return hub_env(hub_url, tmp_path / "hf")
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300,
+    return subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
 
 
@@ -86,9 +81,7 @@ def test_failed_download_keeps_the_previous_stack(hub: FakeHub, tiny: Path, tmp_
     env = _env(hub.url, tmp_path)
     assert _run(env, "setup", "--model", str(tiny), "--no-start").returncode == 0
     before = isolated_home.stack_file.read_text()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     r = _run({**env, "HF_ENDPOINT": closed}, "setup", "--add", "org/tiny", "--as", "extra", "--no-start")
     assert r.returncode == 6
     assert "cannot reach the Hugging Face Hub" in r.stderr
@@ -104,7 +97,7 @@ def test_ctrl_c_during_the_download_keeps_the_previous_stack(hub: FakeHub, tiny:
     hub.repos["org/slow"] = FakeRepo.from_dir(tiny, stall={"model.safetensors"})
     hub.stalled.clear()
     hub.release.clear()
-    proc = subprocess.Popen([*CLI, "setup", "--add", "org/slow", "--as", "extra"], env=env,
+    proc = subprocess.Popen(cli_command("setup", "--add", "org/slow", "--as", "extra"), env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:

@@ -15,12 +15,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import anthropic
 import httpx
@@ -34,8 +32,8 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.services.demo_models import build_scripted_model
 from mlx_stack.system import pidfile, ports, processes, secrets
+from tests.helpers import cli_command, cli_env, poll_until, stack_processes, wait_for
 from tests.integration.cloud_standin import CloudStandIn, cloud_standin
-from tests.stack_processes import stack_processes
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +68,7 @@ class Live:
 
 
 def _cli(home: Paths, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "MLX_STACK_HOME": str(home.home)}
-    return subprocess.Popen([sys.executable, "-m", "mlx_stack", *args], env=env, text=True,
+    return subprocess.Popen(cli_command(*args), env=cli_env(home), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -114,16 +111,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             lifecycle.down(home, grace=5)
             for proc in stack_processes(home):  # a safety net: never leave servers behind
                 proc.kill()
-
-
-@pytest.fixture
-def run() -> Callable[..., Any]:
-    runner = CliRunner()
-
-    def _run(*args: str) -> Any:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    return _run
 
 
 @pytest.fixture
@@ -355,13 +342,12 @@ def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
     assert live.cloud.seen == []  # another local tier answered: the cloud saw nothing
     # A killed process of ~1 GB may take a moment to finish exiting on a loaded machine
     # (until then it is alive and not answering: `down`); then it is `crashed`.
-    deadline = time.monotonic() + 20
-    while True:
-        states = {s.name: s.state for s in lifecycle.status(live.home).services}
-        if states["standard"] == "crashed" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert states["standard"] == "crashed" and states["fast"] == "healthy"
+    def states() -> dict[str, str]:
+        return {s.name: s.state for s in lifecycle.status(live.home).services}
+
+    poll_until(lambda: states()["standard"] == "crashed", 20, every=0.5)
+    now = states()
+    assert now["standard"] == "crashed" and now["fast"] == "healthy"
 
     # `up --tier` brings the crashed tier back; nothing else is touched.
     gateway_pid = live.pid("gateway")
@@ -369,21 +355,18 @@ def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
     assert r.exit_code == 0, r.stderr
     assert "started standard" in r.stderr
     assert live.pid("gateway") == gateway_pid
-    states = {s.name: s.state for s in lifecycle.status(live.home).services}
-    assert states["standard"] == "healthy"
+    assert states()["standard"] == "healthy"
     live.pgids.add(live.pid("standard"))
 
 
 def _wait_served_directly(live: Live, tier: str, deadline_s: float = 60) -> None:
     """Until the front door sends requests for ``tier`` to it again (its cool-down ended)."""
-    deadline = time.monotonic() + deadline_s
-    while True:
+    def served_by() -> str:
         raw = live.client().chat.completions.with_raw_response.create(
             model=tier, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
-        if raw.headers["x-mlx-stack-tier"] == tier:
-            return
-        assert time.monotonic() < deadline, f"{tier} is still skipped"
-        time.sleep(0.5)
+        return raw.headers["x-mlx-stack-tier"]
+
+    wait_for(lambda: served_by() == tier, deadline_s, f"{tier} to be served directly again", every=0.5)
 
 
 def _long_chat(live: Live, tier: str, max_tokens: int = 400):

@@ -11,12 +11,11 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,28 +25,13 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_models, lifecycle, stack_store
 from mlx_stack.system import pidfile, secrets
+from tests.helpers import cli_command, cli_env, free_port, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
 WATCH_ARGS = ["--interval", "1", "--restart-delay", "0.5", "--probe-timeout", "3", "--wedge-probes", "3",
               "--start-timeout", "240"]
 RECOVERY_TIMEOUT_S = 240.0  # a 2-core machine shared with other jobs starts vllm-mlx slowly
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def pid_of(p: Paths, name: str) -> int | None:
@@ -74,9 +58,8 @@ def wd_log(p: Paths) -> str:
 
 
 def start_watchdog(p: Paths, *extra: str, python: str = sys.executable) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MLX_STACK_HOME": str(p.home)}
-    env.pop("MLX_STACK_WATCHDOG_LOGGED", None)
-    return subprocess.Popen([python, "-m", "mlx_stack", "watch", *WATCH_ARGS, *extra], env=env,
+    return subprocess.Popen(cli_command("watch", *WATCH_ARGS, *extra, python=python),
+                            env=cli_env(p, drop=["MLX_STACK_WATCHDOG_LOGGED"]),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -263,9 +246,7 @@ def test_a_new_watchdog_adopts_running_services(running: Stacked) -> None:
     pids = {s: pid_of(p, s) for s in running.stack.services}
     assert all(pids.values())
     # A second watchdog while one runs: refused (exit 5), or waits with --standby.
-    env = {**os.environ, "MLX_STACK_HOME": str(p.home)}
-    second = subprocess.run([sys.executable, "-m", "mlx_stack", "watch", "--interval", "1"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    second = run_cli(p, "watch", "--interval", "1", timeout=60)
     assert second.returncode == 5 and "a watchdog is already running" in second.stderr
     standby = start_watchdog(p, "--standby")
     try:

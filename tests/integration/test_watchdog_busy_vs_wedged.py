@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.system import pidfile
+from tests.helpers import cli_command, cli_env, free_port, wait_for
 from tests.overlay_venv import make_overlay
 
 pytestmark = pytest.mark.integration
@@ -60,12 +61,6 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_busy_is_left_alone_and_wedged_is_restarted(tmp_path: Path) -> None:
     server = tmp_path / "server.py"
     server.write_text(SERVER)
@@ -76,15 +71,14 @@ def test_busy_is_left_alone_and_wedged_is_restarted(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
     p = Paths(home=tmp_path / "home")
-    stack = Stack(tiers=(Tier("fast", "fake", str(model), _free_port()),), fallback_order=("fast",),
-                  gateway=Gateway(port=_free_port()))
+    stack = Stack(tiers=(Tier("fast", "fake", str(model), free_port()),), fallback_order=("fast",),
+                  gateway=Gateway(port=free_port()))
     stack_store.save(p, stack)
     pidfile.write(p.run_dir, pidfile.PidRecord("fast", 999_999, 1.0, ("vllm-mlx",), stack.tiers[0].port))
-    env = {**os.environ, "MLX_STACK_HOME": str(p.home), "FAKE_MODE_FILE": str(mode)}
-    env.pop("MLX_STACK_WATCHDOG_LOGGED", None)
+    env = cli_env(p, drop=["MLX_STACK_WATCHDOG_LOGGED"], FAKE_MODE_FILE=str(mode))
     wd = subprocess.Popen(
-        [str(python), "-m", "mlx_stack", "watch", "--interval", "1", "--probe-timeout", "2",
-         "--wedge-probes", "3", "--restart-delay", "0.2"],
+        cli_command("watch", "--interval", "1", "--probe-timeout", "2", "--wedge-probes", "3",
+                    "--restart-delay", "0.2", python=python),
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     log = p.logs_dir / "watchdog.log"
@@ -99,12 +93,15 @@ def test_busy_is_left_alone_and_wedged_is_restarted(tmp_path: Path) -> None:
         rec = pidfile.read(p.run_dir, "fast")
         return rec.pid if rec is not None and pidfile.is_ours(rec) else None
 
-    def wait(cond, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
+    def wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+        def check() -> bool:
             assert wd.poll() is None, "the watchdog died"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {log.read_text()}"
-            time.sleep(0.1)
+            return cond()
+
+        try:
+            wait_for(check, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {log.read_text()}") from None
 
     try:
         wait(lambda: state() == "healthy", 60, "healthy")

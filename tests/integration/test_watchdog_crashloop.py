@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from datetime import datetime
@@ -25,15 +23,10 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.system import pidfile
+from tests.helpers import cli_command, cli_env, free_port
 from tests.overlay_venv import make_overlay
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 FAKE = "#!/bin/sh\necho \"fake vllm-mlx: cannot load $2\"\nexit 1\n"
@@ -44,17 +37,16 @@ def test_crash_at_start_backs_off_then_flaps_without_a_storm(tmp_path: Path) -> 
     p = Paths(home=tmp_path / "home")
     broken = tmp_path / "broken-model"  # exists (so `up` checks pass); the fake server crashes on it
     broken.mkdir()
-    stack = Stack(tiers=(Tier("fast", "broken", str(broken), _free_port()),),
-                  fallback_order=("fast",), gateway=Gateway(port=_free_port()))
+    stack = Stack(tiers=(Tier("fast", "broken", str(broken), free_port()),),
+                  fallback_order=("fast",), gateway=Gateway(port=free_port()))
     stack_store.save(p, stack)
     # It should run (a pid file whose process is gone: as after a crash or a reboot).
     pidfile.write(p.run_dir, pidfile.PidRecord("fast", 999_999, 1.0, ("vllm-mlx",), stack.tiers[0].port))
-    env = {**os.environ, "MLX_STACK_HOME": str(p.home)}
-    env.pop("MLX_STACK_WATCHDOG_LOGGED", None)
+    env = cli_env(p, drop=["MLX_STACK_WATCHDOG_LOGGED"])
     delay, max_restarts, cooldown = 0.3, 3, 4.0
     wd = subprocess.Popen(
-        [str(python), "-m", "mlx_stack", "watch", "--interval", "0.5", "--restart-delay", str(delay),
-         "--max-restarts", str(max_restarts), "--flap-window", "120", "--cooldown", str(cooldown)],
+        cli_command("watch", "--interval", "0.5", "--restart-delay", str(delay), "--max-restarts",
+                    str(max_restarts), "--flap-window", "120", "--cooldown", str(cooldown), python=python),
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )

@@ -12,15 +12,7 @@ from pathlib import Path
 import psutil
 
 from mlx_stack.system import pidfile, processes
-
-
-def _wait_for(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.helpers import wait_for
 
 
 def test_record_round_trip_and_ownership(tmp_path: Path) -> None:
@@ -62,8 +54,10 @@ def test_spawn_logs_and_stop_group_leaves_nothing(tmp_path: Path) -> None:
     pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log)
     try:
         assert processes.is_group_leader(pid)
-        assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)  # service, its child, log writer
-        assert _wait_for(lambda: log.exists() and "service says hello" in log.read_text())
+        wait_for(lambda: len(processes.group_members(pid)) >= 3,
+                 10, "the service, its child and its log writer")
+        wait_for(lambda: log.exists() and "service says hello" in log.read_text(),
+                 10, "the service's line in its log")
         assert processes.stop_group(pid, grace=5)
         assert processes.group_members(pid) == []
     finally:
@@ -78,7 +72,7 @@ def test_stop_group_kills_what_ignores_sigterm(tmp_path: Path) -> None:
     )
     log = tmp_path / "stubborn.log"
     pid = processes.spawn([sys.executable, "-c", code], log_file=log)
-    assert _wait_for(lambda: log.exists() and "up" in log.read_text())
+    wait_for(lambda: log.exists() and "up" in log.read_text(), 10, "the service to start")
     start = time.monotonic()
     assert processes.stop_group(pid, grace=0.5)
     assert time.monotonic() - start < 5
@@ -90,7 +84,7 @@ def test_stop_group_ends_a_stopped_group_within_the_grace(tmp_path: Path) -> Non
     log = tmp_path / "frozen.log"
     pid = processes.spawn([sys.executable, "-c", "import time\nprint('up', flush=True)\ntime.sleep(60)\n"],
                           log_file=log)
-    assert _wait_for(lambda: log.exists() and "up" in log.read_text())
+    wait_for(lambda: log.exists() and "up" in log.read_text(), 10, "the service to start")
     os.killpg(pid, signal.SIGSTOP)
     start = time.monotonic()
     assert processes.stop_group(pid, grace=10)
@@ -110,9 +104,9 @@ def test_stop_service_cleans_up_after_a_crashed_leader(isolated_home) -> None:  
     log = isolated_home.logs_dir / "tier.log"
     pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log, owner=(isolated_home.home, "tier"))
     pidfile.write(isolated_home.run_dir, pidfile.record_for("tier", pid, ["x"]))
-    assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)
+    wait_for(lambda: len(processes.group_members(pid)) >= 3, 10, "the service, its child and its log writer")
     os.kill(pid, signal.SIGKILL)  # the leader dies; its child lives on in the group
-    assert _wait_for(lambda: not processes.is_alive(pid))
+    wait_for(lambda: not processes.is_alive(pid), 10, "the leader to die")
     assert processes.group_members(pid)
     assert stop_service(isolated_home, "tier", grace=5) is False  # nothing of ours was running
     assert processes.group_members(pid) == []
@@ -128,9 +122,10 @@ def test_dead_leader_of_a_live_foreign_group_is_never_signalled(isolated_home) -
     pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log)  # no owner: not ours
     try:
         pidfile.write(isolated_home.run_dir, pidfile.record_for("tier", pid, ["x"]))
-        assert _wait_for(lambda: len(processes.group_members(pid)) >= 3)
+        wait_for(lambda: len(processes.group_members(pid)) >= 3,
+                 10, "the service, its child and its log writer")
         os.kill(pid, signal.SIGKILL)
-        assert _wait_for(lambda: not processes.is_alive(pid))
+        wait_for(lambda: not processes.is_alive(pid), 10, "the leader to die")
         survivors = processes.group_members(pid)
         assert survivors
         assert stop_service(isolated_home, "tier", grace=2) is False
@@ -158,7 +153,8 @@ def test_lost_pid_file_service_is_found_by_its_marker(isolated_home) -> None:  #
     log = isolated_home.logs_dir / "tier.log"
     pid = processes.spawn([sys.executable, "-c", _CHILDISH], log_file=log, owner=(isolated_home.home, "tier"))
     try:
-        assert _wait_for(lambda: len(identity.find(isolated_home.home, "tier")) >= 3)
+        wait_for(lambda: len(identity.find(isolated_home.home, "tier")) >= 3,
+                 10, "the service, its child and its log writer")
         found = running_record(isolated_home, "tier", adopt=True)  # no pid file at all
         assert found is not None and found.pid == pid
         assert pidfile.is_ours(pidfile.read(isolated_home.run_dir, "tier"))  # adopted

@@ -20,6 +20,8 @@ class _RootGroup(TyperGroup):
     ``MLX_STACK_DEBUG=1``.
     """
 
+    # Any: click's Context, which typer 0.28 vendors (typer._click) and older typers import
+    # from click: no one name fits the whole supported range.
     def invoke(self, ctx: Any) -> Any:
         _tighten_home()
         try:

@@ -9,10 +9,10 @@ import json
 import os
 import sys
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
 
 class Terminal:
@@ -28,7 +28,7 @@ class Terminal:
 
         return Console(stderr=True, highlight=False, soft_wrap=True, width=_pipe_width(sys.stderr))
 
-    def json(self, data: Any) -> None:
+    def json(self, data: object) -> None:
         """Machine-readable output: plain JSON on stdout, nothing else."""
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         sys.stdout.flush()
@@ -47,11 +47,11 @@ class Terminal:
         if hint:
             self.err.print(f"[dim]hint:[/dim] {_escape(hint)}")
 
-    def print(self, renderable: Any) -> None:
+    def print(self, renderable: RenderableType) -> None:
         self.out.print(renderable)
 
 
-def _pipe_width(stream: Any) -> int | None:
+def _pipe_width(stream: TextIO) -> int | None:
     """Rich's 80 columns truncate our tables when piped: use 160 unless COLUMNS says.
 
     On a terminal (or with COLUMNS set) Rich measures by itself. The console keeps

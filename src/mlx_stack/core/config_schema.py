@@ -43,8 +43,8 @@ def _bad(key: str, value: object, allowed: str) -> UsageError:
     )
 
 
-def _int_range(key: str, lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _int_range(key: str, lo: int, hi: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
         if isinstance(raw, bool):
             raise _bad(key, raw, f"a whole number from {lo} to {hi}")
         text = str(raw).strip()
@@ -68,8 +68,8 @@ def _choice(key: str, choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def _bool(key: str) -> Callable[[str], bool]:
-    def parse(raw: str) -> bool:
+def _bool(key: str) -> Callable[[object], bool]:
+    def parse(raw: object) -> bool:
         if isinstance(raw, bool):
             return raw
         value = str(raw).strip().lower()

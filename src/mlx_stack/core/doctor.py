@@ -13,7 +13,7 @@ FAILed, else 0 (WARN and SKIP included).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ class Check:
     status: str
     detail: str
     fix: str | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict[str, Any])
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "status": self.status, "detail": self.detail,
@@ -147,8 +147,9 @@ def _cmp(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     return (pa > pb) - (pa < pb)
 
 
-_OPS = {">=": lambda c: c >= 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, "<": lambda c: c < 0,
-        "==": lambda c: c == 0, "!=": lambda c: c != 0, "~=": lambda c: c >= 0}
+_OPS: dict[str, Callable[[int], bool]] = {
+    ">=": lambda c: c >= 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, "<": lambda c: c < 0,
+    "==": lambda c: c == 0, "!=": lambda c: c != 0, "~=": lambda c: c >= 0}
 
 
 def satisfies(version: str, specifier: str) -> bool:
@@ -218,7 +219,8 @@ def mlx_backend(platform: str, info: Mapping[str, Any]) -> Check:
         if not info.get("metal"):
             return Check("mlx", "MLX", FAIL, "MLX loads, but Metal is not available to it",
                          "MLX needs macOS 14+ on Apple Silicon and a native arm64 Python", data)
-        name = (info.get("device_info") or {}).get("device_name") or "Apple GPU"
+        device_info: Mapping[str, Any] = info.get("device_info") or {}
+        name = device_info.get("device_name") or "Apple GPU"
         device = info.get("default_device")
         return Check("mlx", "MLX", PASS, f"Metal available ({name}), default device {device}", None, data)
     return Check("mlx", "MLX", PASS, f"CPU backend, default device {info.get('default_device')}", None, data)

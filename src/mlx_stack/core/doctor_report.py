@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.doctor import Check, exit_code, summary
+from mlx_stack.json_types import as_object
 
 FORMAT = "mlx-stack-doctor-report"
 SCHEMA = 1
@@ -39,11 +40,12 @@ def scrub_sp_json(text: str) -> str:
     except ValueError:
         return text
 
-    def walk(node: Any) -> Any:
+    def walk(node: object) -> object:
         if isinstance(node, dict):
-            return {k: (REDACTED if k in _PRIVATE_SP_KEYS else walk(v)) for k, v in node.items()}
+            items = cast(dict[str, object], node).items()
+            return {k: (REDACTED if k in _PRIVATE_SP_KEYS else walk(v)) for k, v in items}
         if isinstance(node, list):
-            return [walk(v) for v in node]
+            return [walk(v) for v in cast(list[object], node)]
         return node
 
     return json.dumps(walk(data), indent=2)
@@ -60,22 +62,24 @@ def redact_text(text: str, secrets: Iterable[str], home: str) -> str:
     return text
 
 
-def redact(node: Any, secrets: Iterable[str], home: str) -> Any:
-    """``node`` (JSON-like) with every string redacted."""
+def redact(node: object, secrets: Iterable[str], home: str) -> Any:
+    """``node`` (JSON-like) with every string redacted (a mapping or sequence comes back as
+    a new dict or list; Any, so callers index the document they know the shape of)."""
     values = list(secrets)
     if isinstance(node, str):
         return redact_text(node, values, home)
     if isinstance(node, Mapping):
-        return {redact_text(str(k), values, home): redact(v, values, home) for k, v in node.items()}
+        items = cast(Mapping[object, object], node).items()
+        return {redact_text(str(k), values, home): redact(v, values, home) for k, v in items}
     if isinstance(node, list | tuple):
-        return [redact(v, values, home) for v in node]
+        return [redact(v, values, home) for v in cast(list[object] | tuple[object, ...], node)]
     return node
 
 
 def build(checks: Sequence[Check], *, meta: Mapping[str, Any], raw: Mapping[str, Any],
           secrets: Iterable[str], home: str) -> dict[str, Any]:
     """The whole report, redacted."""
-    doc = {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "schema": SCHEMA,
         **meta,
@@ -86,15 +90,17 @@ def build(checks: Sequence[Check], *, meta: Mapping[str, Any], raw: Mapping[str,
     }
     mac = doc["raw"].get("mac")
     if isinstance(mac, Mapping):
-        mac = doc["raw"]["mac"] = dict(mac)
+        mac = doc["raw"]["mac"] = dict(cast(Mapping[str, object], mac))
         for key in ("sp_hardware", "sp_displays"):
-            if isinstance(mac.get(key), str) and mac[key]:
-                mac[key] = scrub_sp_json(mac[key])
+            text = mac.get(key)
+            if isinstance(text, str) and text:
+                mac[key] = scrub_sp_json(text)
     return redact(doc, secrets, home)
 
 
-def is_report(data: Any) -> bool:
-    return isinstance(data, dict) and data.get("format") == FORMAT
+def is_report(data: object) -> bool:
+    doc = as_object(data)
+    return doc is not None and doc.get("format") == FORMAT
 
 
 def hardware_sample(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,9 +108,10 @@ def hardware_sample(data: Mapping[str, Any]) -> dict[str, Any]:
     report) and the profile the reporting machine built (``profile``)."""
     if not is_report(data):
         raise ValueError("not an mlx-stack doctor report")
-    raw = data.get("raw") or {}
-    hw = next((c for c in data.get("checks", []) if c.get("id") == "hardware"), None)
-    mac = raw.get("mac")
+    raw: Mapping[str, Any] = data.get("raw") or {}
+    checks: list[Mapping[str, Any]] = data.get("checks", [])
+    hw = next((c for c in checks if c.get("id") == "hardware"), None)
+    mac: Mapping[str, Any] | None = raw.get("mac")
     return {
         "mac": None if not mac else {
             "sysctl_text": mac.get("sysctl", ""),

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlx_stack.core.doctor import FAIL, PASS, SKIP, WARN, Check
 from mlx_stack.core.units import format_bytes
+from mlx_stack.json_types import as_list, as_object
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ def unit_program(kind: str, text: str) -> str | None:
     """The program a LaunchAgent plist or a systemd unit runs (its first argument)."""
     try:
         if kind == "launchd":
-            args = plistlib.loads(text.encode()).get("ProgramArguments")
-            return str(args[0]) if isinstance(args, list) and args else None
+            plist = as_object(plistlib.loads(text.encode())) or {}
+            args = as_list(plist.get("ProgramArguments"))
+            return str(args[0]) if args else None
         for line in text.splitlines():
             if line.startswith("ExecStart="):
                 argv = shlex.split(line.removeprefix("ExecStart="))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
@@ -80,8 +80,8 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
                   cloud: Upstream | None) -> dict[str, Any]:
     """The routes document (JSON-ready, no secrets)."""
     def entry(u: Upstream) -> dict[str, Any]:
-        out = {"name": u.name, "model": u.model, "url": u.url, "context_window": u.context_window,
-               "tokenizer": u.tokenizer}
+        out: dict[str, Any] = {"name": u.name, "model": u.model, "url": u.url,
+                               "context_window": u.context_window, "tokenizer": u.tokenizer}
         if u.on_demand:
             out["on_demand"] = {"idle_unload_s": u.idle_unload_s, "planned_mb": u.planned_mb}
         return out
@@ -92,12 +92,14 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
 
 
 def _upstream(raw: Any, source: str) -> Upstream:
-    if not (isinstance(raw, dict) and isinstance(raw.get("name"), str) and isinstance(raw.get("url"), str)):
+    if not (isinstance(raw, dict)
+            and isinstance(raw.get("name"), str) and isinstance(raw.get("url"), str)):  # pyright: ignore[reportUnknownMemberType]
         raise ValueError(f"{source}: malformed upstream entry {raw!r}")
+    raw = cast(dict[str, Any], raw)
     window = raw.get("context_window")
     tok = raw.get("tokenizer")
     od_raw = raw.get("on_demand")
-    od: dict[str, Any] = od_raw if isinstance(od_raw, dict) else {}
+    od = cast(dict[str, Any], od_raw) if isinstance(od_raw, dict) else {}
     idle, planned = od.get("idle_unload_s"), od.get("planned_mb")
     return Upstream(raw["name"], str(raw.get("model") or raw["name"]), raw["url"].rstrip("/"),
                     window if isinstance(window, int) and window > 0 else None,
@@ -108,11 +110,13 @@ def _upstream(raw: Any, source: str) -> Upstream:
 
 def parse_routes(doc: Any, source: str = ROUTES_FILE) -> Routes:
     """The inverse of :func:`render_routes`; ValueError naming ``source`` when malformed."""
-    if not (isinstance(doc, dict) and doc.get("schema") == ROUTES_SCHEMA
-            and isinstance(doc.get("tiers"), list) and doc["tiers"]):
+    if not (isinstance(doc, dict) and doc.get("schema") == ROUTES_SCHEMA  # pyright: ignore[reportUnknownMemberType]
+            and isinstance(doc.get("tiers"), list) and doc["tiers"]):  # pyright: ignore[reportUnknownMemberType]
         raise ValueError(f"{source}: not an mlx-stack routes document (schema {ROUTES_SCHEMA})")
+    doc = cast(dict[str, Any], doc)
     tiers = {u.name: u for u in (_upstream(t, source) for t in doc["tiers"])}
-    order = [n for n in doc.get("fallback_order") or [] if n in tiers] or list(tiers)
+    listed: list[str] = doc.get("fallback_order") or []
+    order = [n for n in listed if n in tiers] or list(tiers)
     try:
         rules = parse_routing(doc.get("rules"), list(tiers), source)
     except Exception as exc:  # StateError: say it as a ValueError, one family for the reader
@@ -208,6 +212,7 @@ def shape_problem(path: str, body: Mapping[str, Any]) -> str | None:
     value = body.get(key)
     if value is None or value == "" or value == []:
         return f"`{key}` is missing or empty"
-    if key == "messages" and not (isinstance(value, list) and all(isinstance(m, dict) for m in value)):
+    if key == "messages" and not (isinstance(value, list)
+                                  and all(isinstance(m, dict) for m in value)):  # pyright: ignore[reportUnknownVariableType]
         return "`messages` must be a list of message objects"
     return None

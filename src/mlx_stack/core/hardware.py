@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core import chips
 from mlx_stack.core.units import GIB, MIB, TIB, format_bytes
@@ -119,7 +119,7 @@ def perf_levels(sysctl: dict[str, str]) -> tuple[PerfLevel, ...]:
     indices = {int(m.group(1)) for k in sysctl if (m := re.match(r"hw\.perflevel(\d+)\.", k))}
     if count is not None:
         indices |= set(range(count))
-    levels = []
+    levels: list[PerfLevel] = []
     for i in sorted(indices):
         cores = _int(sysctl.get(f"hw.perflevel{i}.physicalcpu"))
         if cores is None:
@@ -140,8 +140,9 @@ def _sp_items(text: str, key: str) -> list[dict[str, Any]]:
         data = json.loads(text)
     except ValueError:
         return []
-    items = data.get(key) if isinstance(data, dict) else None
-    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    items = cast(dict[str, object], data).get(key) if isinstance(data, dict) else None
+    return [cast(dict[str, Any], i) for i in cast(list[object], items)
+            if isinstance(i, dict)] if isinstance(items, list) else []
 
 
 def parse_sp_displays(text: str) -> tuple[int | None, str | None]:

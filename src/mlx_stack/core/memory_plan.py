@@ -26,9 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlx_stack.errors import ConflictError, StateError
+
+if TYPE_CHECKING:
+    from mlx_stack.core.scoring import Recommendation
 
 MB = 1024 * 1024
 BLOCK_SIZE = 64  # vllm-mlx's paged-cache block (tokens), its default
@@ -110,7 +113,7 @@ class ServingProfile:
 def kv_shape(config: Mapping[str, Any]) -> tuple[int, int | None]:
     """fp16 KV bytes per token and head size from a model's config.json (0, None if unknown)."""
     text = config.get("text_config")
-    cfg: Mapping[str, Any] = text if isinstance(text, dict) else config
+    cfg = cast(Mapping[str, Any], text) if isinstance(text, dict) else config
     try:
         layers = int(cfg["num_hidden_layers"])
         heads = int(cfg["num_attention_heads"])
@@ -143,10 +146,10 @@ def need_from_catalog(name: str, entry: Any, quant: str, context: int) -> TierNe
                     kv // max(1, min(context, entry.context_length)), head)
 
 
-def for_recommendation(rec: Any, working_set_bytes: int) -> dict[str, ServingProfile]:
+def for_recommendation(rec: Recommendation, working_set_bytes: int) -> dict[str, ServingProfile]:
     """The profiles of a ``scoring.Recommendation``'s tiers: the same need figures
     (``Tier.memory_bytes``, measured ones included), caps from the same budget."""
-    needs = []
+    needs: list[TierNeed] = []
     for t in rec.tiers:
         n = need_from_catalog(t.name, t.entry, t.quant, t.context)
         needs.append(replace(n, need_bytes=t.memory_bytes))
@@ -219,7 +222,7 @@ def metal_shares(profiles: Mapping[str, ServingProfile], working_set_bytes: int,
     ws_mb = max(1, working_set_bytes // MB)
     total = sum(p.planned_mb for p in profiles.values())
     margin = max(1.0, min(METAL_MARGIN, METAL_TOTAL_MAX * ws_mb / max(1, total)))
-    out = {}
+    out: dict[str, ServingProfile] = {}
     for name, p in profiles.items():
         if name in keep:
             out[name] = p
@@ -271,7 +274,8 @@ def guard(g: GuardInput) -> None:
     if used + need <= g.limit_mb:
         return
     room = g.limit_mb - used
-    fits, acc = [], 0
+    fits: list[str] = []
+    acc = 0
     for name, mb in sorted(g.starting.items(), key=lambda kv: kv[1]):
         if acc + mb <= room:
             fits.append(name)
@@ -306,6 +310,7 @@ def parse_profile(raw: Any, where: str, source: str) -> ServingProfile:
 
     if not isinstance(raw, dict):
         raise err("", "expected a mapping")
+    raw = cast(dict[str, Any], raw)
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise err(unknown[0], "unknown field")

@@ -70,7 +70,7 @@ def render(tiers: Mapping[str, Mapping[str, Any]], auto: Mapping[tuple[str, str]
 
 def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
     """(metric, labels, value) for every sample line; malformed lines are skipped."""
-    samples = []
+    samples: list[tuple[str, dict[str, str], float]] = []
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue

@@ -155,8 +155,10 @@ def _text_chars(value: Any) -> tuple[int, int]:
         wide = min(len(value), (extra + 1) // 2)
         return len(value), wide
     total = wide = 0
+    # A request's parsed JSON, of any shape: isinstance() narrows to containers of unknowns,
+    # and a cast per item would cost time on the front door's hot path.
     if isinstance(value, Mapping):
-        for key, item in value.items():
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
             if key in _MEDIA_KEYS:
                 continue
             total += len(key) if isinstance(key, str) else 0  # tool schemas: property names
@@ -164,7 +166,7 @@ def _text_chars(value: Any) -> tuple[int, int]:
             total += n
             wide += w
     elif isinstance(value, list | tuple):
-        for item in value:
+        for item in value:  # pyright: ignore[reportUnknownVariableType]
             n, w = _text_chars(item)
             total += n
             wide += w
@@ -178,14 +180,14 @@ def estimate_tokens(request: Mapping[str, Any], chars_per_token: float = DEFAULT
     (``system`` too) and Responses API requests (``input``, ``instructions``); image,
     audio and file payloads are not counted.
     """
-    messages = request.get("messages") or []
+    messages: object = request.get("messages") or []
     total = wide = 0
     for part in (messages, request.get("system"), request.get("tools"), request.get("input"),
                  request.get("instructions")):
         n, w = _text_chars(part)
         total += n
         wide += w
-    count = len(messages) if isinstance(messages, list) else 0
+    count = len(messages) if isinstance(messages, list) else 0  # pyright: ignore[reportUnknownArgumentType]
     return int((total - wide) / chars_per_token + wide) + _PER_MESSAGE_TOKENS * (count + 1)
 
 
@@ -195,7 +197,8 @@ def has_tools(request: Mapping[str, Any]) -> bool:
     if not tools:
         return False
     choice = request.get("tool_choice")
-    return not (choice == "none" or (isinstance(choice, Mapping) and choice.get("type") == "none"))
+    return not (choice == "none" or (isinstance(choice, Mapping)
+                                     and choice.get("type") == "none"))  # pyright: ignore[reportUnknownMemberType]
 
 
 def _candidate(request: Mapping[str, Any], rules: RoutingRules) -> tuple[str, str]:
@@ -244,7 +247,7 @@ def context_window_fallbacks(tier_names: Iterable[str], context_windows: Mapping
     for name in tier_names:
         if context_windows.get(name) is None:
             continue
-        chain = [rules.long_tier] if rules.long_tier not in (None, name) else []
+        chain: list[str | None] = [rules.long_tier] if rules.long_tier not in (None, name) else []
         if cloud:
             chain.append(cloud)
         if chain:

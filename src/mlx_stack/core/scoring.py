@@ -21,9 +21,9 @@ agent-fleet), longctx >= 64k context (a different architecture or family earns +
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
 from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, memory_bytes, prefill_tok_s
@@ -147,8 +147,8 @@ class Recommendation:
     budget_reason: str
     tiers: list[Tier]
     dropped: list[Dropped]
-    candidates: list[Candidate] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list[Candidate])
+    notes: list[str] = field(default_factory=list[str])
 
     @property
     def total_memory_bytes(self) -> int:
@@ -223,7 +223,8 @@ def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
     if not saved or model_id not in saved:
         return None
     raw = saved[model_id]
-    get = raw.get if isinstance(raw, Mapping) else (lambda k, d=None: getattr(raw, k, d))
+    get: Callable[[str], Any] = (cast(Mapping[str, Any], raw).get if isinstance(raw, Mapping)
+                                 else lambda k, d=None: getattr(raw, k, d))
     if get("quant") not in (None, quant):
         return None
     decode, memory = get("decode_tok_s"), get("memory_bytes")
@@ -248,7 +249,7 @@ def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], 
     reference_list = list(catalog if reference is None else reference)
     ranking_hw = profile if profile.bandwidth_gbs else replace(profile, bandwidth_gbs=NOMINAL_BANDWIDTH)
     short = min(SHORT_CONTEXT, context)
-    out = []
+    out: list[Candidate] = []
     for entry in catalog:
         q = _pick_quant(entry, quant)
         decode = decode_tok_s(entry, q, profile, short)

@@ -22,7 +22,7 @@ LOCALHOST = "127.0.0.1"
 class Command:
     service: str
     argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict[str, str])
     secret_env: frozenset[str] = frozenset()
     port: int = 0
 
@@ -88,7 +88,7 @@ def litellm_command(
 
 def render_dry_run(commands: Iterable[Command], mask: Callable[[str], str]) -> str:
     """Shell-ready lines, one per service, with every secret passed through ``mask``."""
-    lines = []
+    lines: list[str] = []
     for cmd in commands:
         env = " ".join(
             f"{k}={shlex.quote(mask(v) if k in cmd.secret_env else v)}" for k, v in sorted(cmd.env.items())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_stack.errors import UsageError
+from mlx_stack.json_types import as_list, as_object
 
 LABEL = "io.github.mlx-stack.watchdog"  # reverse-DNS launchd label
 SYSTEMD_UNIT = "mlx-stack-watchdog.service"
@@ -25,7 +26,7 @@ class UnitSpec:
 
     program: tuple[str, ...]  # absolute argv, e.g. (/.../.venv/bin/mlx-stack, watch, --standby)
     home: Path  # MLX_STACK_HOME
-    env: dict[str, str] = field(default_factory=dict)  # HF_HOME, PATH, ...
+    env: dict[str, str] = field(default_factory=dict[str, str])  # HF_HOME, PATH, ...
     stdout_log: Path | None = None  # what the watchdog prints before its own log is open
     working_dir: Path | None = None
     throttle_s: int = THROTTLE_S
@@ -92,19 +93,19 @@ def render_plist(spec: UnitSpec) -> bytes:
 
 def validate_plist(raw: bytes) -> dict[str, object]:
     """Parse ``raw`` and check the keys launchd needs; raise ValueError if wrong."""
-    data = plistlib.loads(raw)
-    if not isinstance(data, dict):
+    data = as_object(plistlib.loads(raw))
+    if data is None:
         raise ValueError("plist root is not a dictionary")
     label = data.get("Label")
     if not isinstance(label, str) or not label:
         raise ValueError("plist has no Label")
-    args = data.get("ProgramArguments")
-    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+    args = as_list(data.get("ProgramArguments"))
+    if not args or not all(isinstance(a, str) for a in args):
         raise ValueError("plist ProgramArguments must be a non-empty list of strings")
-    if not args[0].startswith("/"):
+    if not str(args[0]).startswith("/"):
         raise ValueError(f"plist program {args[0]!r} is not an absolute path")
-    env = data.get("EnvironmentVariables", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+    env = as_object(data.get("EnvironmentVariables", {}))
+    if env is None or not all(isinstance(v, str) for v in env.values()):
         raise ValueError("plist EnvironmentVariables must map names to strings")
     return data
 

@@ -247,7 +247,7 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
 
 def dump_stack(stack: Stack) -> dict[str, Any]:
     """The mapping written to stack.yaml (no secrets ever live here)."""
-    tiers = []
+    tiers: list[dict[str, Any]] = []
     for t in stack.tiers:
         entry: dict[str, Any] = {"name": t.name, "model": t.model, "path": t.path, "port": t.port}
         for key in ("tool_call_parser", "reasoning_parser", "context_window"):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mlx_stack.core.stack import _NAME, RESERVED_NAMES, Stack, Tier
+from mlx_stack.core.stack import _NAME, RESERVED_NAMES, Stack, Tier  # pyright: ignore[reportPrivateUsage]
 from mlx_stack.errors import UsageError
 
 FIRST_TIER_PORT = 8100
@@ -150,7 +150,7 @@ def assign_ports(tiers: Sequence[Tier], previous: Stack | None, gateway_port: in
 
     kept = {t.name: t.port for t in previous.tiers} if previous is not None else {}
     used = {gateway_port} | {kept[t.name] for t in tiers if t.name in kept}
-    out = []
+    out: list[Tier] = []
     port = start
     for t in tiers:
         if t.name in kept:
@@ -169,7 +169,8 @@ def propose_on_demand(order: Sequence[str], planned_mb: dict[str, int], budget_m
     """The resident tiers to make on-demand so the rest fit the budget together: tiers stay
     resident in fallback order while they fit (the first one always stays); the others
     are proposed. Tiers already on-demand count for nothing here."""
-    used, out = 0, []
+    used = 0
+    out: list[str] = []
     for i, name in enumerate(order):
         if name in on_demand or name not in planned_mb:
             continue

@@ -133,7 +133,7 @@ class Action:
 @dataclass(frozen=True)
 class Decision:
     records: dict[str, Record]
-    actions: list[Action] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list[Action])
     wake_at: float = 0.0  # when the loop should run again
 
 
@@ -244,7 +244,7 @@ def _probed(name: str, rec: Record, obs: Observation, now: float,
         failures, restarts = rec.failures, rec.restarts
         if now - healthy_since >= policy.reset_after_s:
             failures, restarts = 0, ()
-        acts = []
+        acts: list[Action] = []
         if rec.state is not State.HEALTHY:
             acts.append(Action(ActionKind.EVENT, name, f"healthy (was {rec.state.value})"))
         new = replace(base, state=State.HEALTHY, since=now if rec.state is not State.HEALTHY else rec.since,

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.front_door import Plan, UnknownModel, is_near_a_limit, plan, shape_problem
 from mlx_stack.core.routing import has_tools
@@ -28,6 +28,10 @@ from mlx_stack.gateway.on_demand import OnDemand
 from mlx_stack.gateway.relay import Answer, Failure, attempt, error_event, relay_stream
 from mlx_stack.gateway.routes_file import RoutesFile
 from mlx_stack.gateway.upstream import Pool
+
+if TYPE_CHECKING:
+    from mlx_stack.gateway.asgi import Receive, Scope, Send
+    from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -59,14 +63,14 @@ class FrontDoor:
 
     # --- ASGI entry -------------------------------------------------------------------
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -83,7 +87,7 @@ class FrontDoor:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         anthropic = path.startswith("/v1/messages")
@@ -119,7 +123,7 @@ class FrontDoor:
         else:
             await replies.error(send, 404, f"no route {method} {path}", anthropic=anthropic)
 
-    async def _page(self, path: str, send: Any) -> None:
+    async def _page(self, path: str, send: Send) -> None:
         body, headers = self.dashboard.page(path)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*headers, (b"content-length", str(len(body)).encode())]})
@@ -137,7 +141,7 @@ class FrontDoor:
                 return True
         return False
 
-    def _log_refused(self, path: str, client: Any) -> None:
+    def _log_refused(self, path: str, client: tuple[str, int] | None) -> None:
         self._refused += 1
         now = time.monotonic()
         if now - self._refused_logged >= AUTH_LOG_EVERY_S:
@@ -149,7 +153,7 @@ class FrontDoor:
 
     # --- the data path ------------------------------------------------------------------
 
-    async def _proxy(self, path: str, headers: list[tuple[bytes, bytes]], receive: Any, send: Any,
+    async def _proxy(self, path: str, headers: list[tuple[bytes, bytes]], receive: Receive, send: Send,
                      anthropic: bool) -> None:
         body = await _read_body(receive)
         if body is None:
@@ -189,8 +193,8 @@ class FrontDoor:
             return
         await self._try_chain(path, body, data, p, send, receive, anthropic, metrics)
 
-    async def _try_chain(self, path: str, body: bytes, data: dict[str, Any], p: Plan, send: Any,
-                         receive: Any, anthropic: bool, metrics: Metrics | None) -> None:
+    async def _try_chain(self, path: str, body: bytes, data: JSONObject, p: Plan, send: Send,
+                         receive: Receive, anthropic: bool, metrics: Metrics | None) -> None:
         pools = self.routes.pools
         od = self.on_demand
         tiers = self.routes.current.tiers
@@ -209,8 +213,8 @@ class FrontDoor:
                 if od is not None:
                     od.release(name)
 
-    async def _attempts(self, path: str, body: bytes, data: dict[str, Any], p: Plan, send: Any,
-                        receive: Any, anthropic: bool, metrics: Metrics | None, usable: list[str],
+    async def _attempts(self, path: str, body: bytes, data: JSONObject, p: Plan, send: Send,
+                        receive: Receive, anthropic: bool, metrics: Metrics | None, usable: list[str],
                         lazy: set[str], held: list[str]) -> None:
         pools = self.routes.pools
         deadline = FIRST_BYTE_S + len(body) * PER_BODY_BYTE_S
@@ -277,9 +281,9 @@ class FrontDoor:
         await replies.error(send, 503, "no upstream could answer: " + "; ".join(failures or ["none"]),
                             anthropic=anthropic, code="upstreams_unavailable", kind="server")
 
-    async def _answer(self, result: Answer, extra: list[tuple[bytes, bytes]], send: Any, receive: Any,
+    async def _answer(self, result: Answer, extra: list[tuple[bytes, bytes]], send: Send, receive: Receive,
                       path: str, pool: Pool, start: float, metrics: Metrics | None, *,
-                      data: dict[str, Any], rest: list[Pool], deadline: float) -> None:
+                      data: JSONObject, rest: list[Pool], deadline: float) -> None:
         name = pool.name
         head = replies.pass_headers(result.headers, extra, None if result.stream else len(result.first))
         await send({"type": "http.response.start", "status": result.status, "headers": head})
@@ -316,7 +320,7 @@ class FrontDoor:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _read_body(receive: Any) -> bytes | None:
+async def _read_body(receive: Receive) -> bytes | None:
     parts = []
     size = 0
     while True:
@@ -347,7 +351,7 @@ def _fallback_reason(routed: str, failures: list[str], pools: dict[str, Pool]) -
     return f"{routed} was passed over (the prompt is too long for its window, or it is not available)"
 
 
-def _with_model(data: dict[str, Any], model: str) -> bytes:
+def _with_model(data: JSONObject, model: str) -> bytes:
     return json.dumps({**data, "model": model}, separators=(",", ":")).encode()
 
 

@@ -17,7 +17,14 @@ import json
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+
+    from mlx_stack.gateway.asgi import Send
+    from mlx_stack.gateway.upstream import Pool
+    from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -33,7 +40,7 @@ class ChatStream:
         self._chunks: list[bytes] = []
         self._size = 0
         self.text: list[str] = []
-        self.meta: dict[str, Any] = {}
+        self.meta: JSONObject = {}
         self.continuable = True  # false with tool calls, other choices, a finish, or too long
 
     def feed(self, chunk: bytes) -> None:
@@ -71,7 +78,7 @@ class ChatStream:
 
 
 @lru_cache(maxsize=16)
-def _template(folder: str) -> tuple[Any, dict[str, Any]] | None:
+def _template(folder: str) -> tuple[Template, dict[str, str]] | None:
     root = Path(folder)
     try:
         config = json.loads((root / "tokenizer_config.json").read_text())
@@ -96,7 +103,7 @@ def _template(folder: str) -> tuple[Any, dict[str, Any]] | None:
     return env.from_string(source), specials
 
 
-def prompt_for(folder: str | None, messages: list[dict[str, Any]], partial: str) -> str | None:
+def prompt_for(folder: str | None, messages: list[JSONObject], partial: str) -> str | None:
     """The next tier's prompt that ends right after ``partial`` (None when it cannot be made)."""
     if not folder or not partial:
         return None
@@ -114,9 +121,9 @@ def prompt_for(folder: str | None, messages: list[dict[str, Any]], partial: str)
     return text[: end + len(partial)] if end >= 0 else None
 
 
-def completion_body(body: dict[str, Any], tier: str, prompt: str, sent_tokens: int) -> bytes:
+def completion_body(body: JSONObject, tier: str, prompt: str, sent_tokens: int) -> bytes:
     """The ``/v1/completions`` request for the rest of the answer."""
-    out: dict[str, Any] = {"model": tier, "prompt": prompt, "stream": True}
+    out: JSONObject = {"model": tier, "prompt": prompt, "stream": True}
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(limit, int):
         out["max_tokens"] = max(1, limit - sent_tokens)
@@ -129,7 +136,7 @@ def completion_body(body: dict[str, Any], tier: str, prompt: str, sent_tokens: i
 class Translator:
     """Completions stream chunks -> chat chunks of the original stream (same id and model)."""
 
-    def __init__(self, meta: dict[str, Any]) -> None:
+    def __init__(self, meta: JSONObject) -> None:
         self.meta = meta
         self._buffer = b""
         self.tokens = 0
@@ -159,15 +166,17 @@ class Translator:
         return b"".join(out)
 
 
-async def continue_on(pools: list[Any], data: dict[str, Any], stream: ChatStream, sent_tokens: int,
-                      send: Any, deadline: float) -> tuple[str, bool] | None:
+async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, sent_tokens: int,
+                      send: Send, deadline: float) -> tuple[str, bool] | None:
     """Finish a cut chat stream on the first of ``pools`` that can: (its name, whether it
     too was cut), or None when none could start (the caller sends the error event).
     The caller sends the final (empty) body message."""
     from mlx_stack.gateway.relay import Failure, attempt
 
+    # a list of message objects: core.front_door.shape_problem refused any other request
+    messages = cast("list[JSONObject]", data.get("messages") or [])
     for pool in pools:
-        prompt = prompt_for(pool.upstream.tokenizer, list(data.get("messages") or []), stream.partial)
+        prompt = prompt_for(pool.upstream.tokenizer, list(messages), stream.partial)
         if prompt is None:
             continue
         rest = completion_body(data, pool.name, prompt, sent_tokens)

@@ -16,14 +16,20 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from mlx_stack.core import dashboard as core
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.routes_file import RoutesFile
+
+if TYPE_CHECKING:
+    from mlx_stack.gateway.metrics import Event
+    from mlx_stack.gateway.on_demand import OnDemand
+    from mlx_stack.services.dashboard import Context
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -54,16 +60,16 @@ def _page(name: str) -> bytes:
 
 
 class Dashboard:
-    def __init__(self, metrics: Metrics, routes: RoutesFile, on_demand: Any = None) -> None:
+    def __init__(self, metrics: Metrics, routes: RoutesFile, on_demand: OnDemand | None = None) -> None:
         self.metrics = metrics
         self.routes = routes
-        self.on_demand = on_demand  # gateway.on_demand.OnDemand, when the stack has on-demand tiers
+        self.on_demand = on_demand  # when the stack has on-demand tiers
         self.history: deque[core.Sample] = deque(maxlen=core.HISTORY_LEN)
-        self.restarts: deque[dict[str, Any]] = deque(maxlen=RESTARTS_KEPT)
+        self.restarts: deque[Event] = deque(maxlen=RESTARTS_KEPT)
         self._starts: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._pages: dict[str, bytes] = {}
-        self._ctx: tuple[tuple[int, int] | None, dict[str, Any]] = (None, {})
+        self._ctx: tuple[tuple[int, int] | None, Context] = (None, {})
         self._view: tuple[float, bytes] = (0.0, b"")
         self._making: asyncio.Future[bytes] | None = None
         self._rss: dict[int, tuple[float, int | None]] = {}  # pid -> (measured at, bytes)
@@ -119,7 +125,7 @@ class Dashboard:
 
     # --- the context file ---------------------------------------------------------------------
 
-    def context(self) -> dict[str, Any]:
+    def context(self) -> Context:
         path = self.routes.path.parent / CONTEXT_FILE
         try:
             st = path.stat()
@@ -131,7 +137,7 @@ class Dashboard:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 data = {}
-            self._ctx = (stamp, data if isinstance(data, dict) else {})
+            self._ctx = (stamp, cast("Context", data) if isinstance(data, dict) else {})
         return self._ctx[1]
 
     def _run_dir(self) -> Path | None:
@@ -167,7 +173,7 @@ class Dashboard:
         finally:
             self._making = None
 
-    async def _make(self) -> dict[str, Any]:
+    async def _make(self) -> dict[str, object]:
         ctx = self.context()
         routes = self.routes.current
         names = [*routes.tiers, *([CLOUD] if routes.cloud is not None and CLOUD in self.routes.pools else [])]
@@ -199,7 +205,7 @@ class Dashboard:
                 "rss_bytes": proc.get("rss"), "planned_bytes": planned.get(name),
                 **core.counts(live), **core.rates(live, history, name, now, self.metrics.started_at),
             })
-        events = [*self.metrics.events, *self.restarts]
+        events: list[Event] = [*self.metrics.events, *self.restarts]
         events.sort(key=lambda e: e["at"], reverse=True)
         return {
             "schema": core.VIEW_SCHEMA, "now": round(now, 3), "started_at": round(self.metrics.started_at, 3),
@@ -221,13 +227,13 @@ def _start_time(run_dir: Path, name: str) -> float | None:
         return None
 
 
-def _watchdog_state(run_dir: Path) -> dict[str, Any]:
+def _watchdog_state(run_dir: Path) -> dict[str, Mapping[str, object]]:
     from mlx_stack.paths import Paths
     from mlx_stack.services.watchdog_state import read_state
 
     state = read_state(Paths(run_dir.parent)) or {}
     services = state.get("services")
-    return services if isinstance(services, dict) else {}
+    return cast("dict[str, Mapping[str, object]]", services) if isinstance(services, dict) else {}
 
 
 def _watchdog_reason(run_dir: Path, name: str) -> str:
@@ -235,14 +241,21 @@ def _watchdog_reason(run_dir: Path, name: str) -> str:
     return str(entry.get("reason") or "") if isinstance(entry, dict) else ""
 
 
+class _Proc(TypedDict, total=False):
+    pid: int | None
+    start_time: float | None
+    alive: bool
+    rss: int | None
+
+
 def _processes(run_dir: Path, names: list[str], rss_cache: dict[int, tuple[float, int | None]]
-               ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+               ) -> tuple[dict[str, _Proc], dict[str, Mapping[str, object]]]:
     """Per upstream: its pid record, whether that process still runs, its resident memory
     (re-measured every ``RSS_EVERY_S``)."""
     from mlx_stack.system import pidfile, server_stats
 
     now = time.monotonic()
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, _Proc] = {}
     live: set[int] = set()
     for name in names:
         record = pidfile.read(run_dir, CLOUD_SERVICE if name == CLOUD else name)

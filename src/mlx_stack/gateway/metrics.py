@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import Counter, deque
-from typing import Any
+from typing import Any, TypedDict
 
 from mlx_stack.core.metrics_text import BUCKETS, COUNTERS, HISTOGRAMS, render
 
@@ -17,11 +17,27 @@ EVENTS_KEPT = 50
 COALESCE_S = 60.0  # the same fallback within this long adds to the last event's count
 
 
+class Event(TypedDict):
+    """A line of the dashboard's event list (a restart; a fallback adds its count)."""
+
+    kind: str
+    at: float
+    tier: str
+    to: str | None
+    reason: str
+
+
+class FallbackEvent(Event):
+    count: int  # the same fallback again within COALESCE_S: one line, counted
+
+
 class _Tier:
     __slots__ = ("counters", "hist")
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
+        # per histogram [bucket counts, sum, count], updated in place on the hot path: a
+        # list of mixed types, so Any (a class per histogram would cost an attribute lookup each)
         self.hist: dict[str, list[Any]] = {name: [[0] * len(BUCKETS), 0.0, 0] for name, _ in HISTOGRAMS}
 
 
@@ -30,7 +46,7 @@ class Metrics:
         self.started_at = time.time()
         self.tiers: dict[str, _Tier] = {}
         self.auto: Counter[tuple[str, str]] = Counter()
-        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)  # recent fallbacks, for the dashboard
+        self.events: deque[FallbackEvent] = deque(maxlen=EVENTS_KEPT)  # recent fallbacks, for the dashboard
 
     def _tier(self, name: str) -> _Tier:
         t = self.tiers.get(name)

@@ -24,11 +24,19 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.upstream import Pool
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from mlx_stack.gateway.routes_file import RoutesFile
+    from mlx_stack.json_types import JSON
+    from mlx_stack.paths import Paths
+    from mlx_stack.services.on_demand import CannotStart, NoRoom, Woken
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -51,16 +59,31 @@ class _Tier:
     idle_unloads: int = 0
     failed_starts: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, JSON]:
         return {"last_used": self.last_used_wall, "cold_start_s": self.cold_start_s,
                 "cold_starts": self.cold_starts, "evictions": self.evictions,
                 "idle_unloads": self.idle_unloads, "failed_starts": self.failed_starts}
 
 
+class _Service(Protocol):
+    """What the front door uses of :mod:`mlx_stack.services.on_demand` (imported on first use)."""
+
+    NoRoom: type[NoRoom]
+    CannotStart: type[CannotStart]
+
+    def wake(self, p: Paths, tier: str, evictable: Sequence[str]) -> Woken: ...
+    def is_running(self, p: Paths, tier: str) -> bool: ...
+    def process_alive(self, p: Paths, tier: str, pid: int, start_time: float) -> bool: ...
+    def clear_failed_start(self, p: Paths, tier: str) -> None: ...
+    def put_to_sleep(self, p: Paths, tier: str) -> bool: ...
+    def reap_children(self) -> None: ...
+    def write_state(self, p: Paths, tiers: Mapping[str, Mapping[str, JSON]]) -> None: ...
+
+
 class OnDemand:
     """The on-demand tiers of one front door (``home``: the stack's MLX_STACK_HOME)."""
 
-    def __init__(self, home: Path, routes: Any, metrics: Metrics) -> None:
+    def __init__(self, home: Path, routes: RoutesFile, metrics: Metrics) -> None:
         from mlx_stack.paths import Paths
 
         self.paths = Paths(home)
@@ -159,7 +182,7 @@ class OnDemand:
         self._dirty = True
 
     @staticmethod
-    def _service() -> Any:
+    def _service() -> _Service:
         from mlx_stack.services import on_demand
 
         return on_demand

@@ -19,10 +19,14 @@ import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlx_stack.gateway.h1 import Response
-from mlx_stack.gateway.upstream import STREAM_STALL_S, Pool
+from mlx_stack.gateway.upstream import STREAM_STALL_S, Pool, StreamWatch
+
+if TYPE_CHECKING:
+    from mlx_stack.gateway.asgi import Receive, Send
+    from mlx_stack.gateway.continuation import ChatStream
 
 T = TypeVar("T")
 RECHECK_S = 5.0  # while a busy tier still answers its health check, look again this often
@@ -128,8 +132,8 @@ def _stream_tokens(counted: int, tail: bytes) -> int:
     return int(found[-1]) if found else counted
 
 
-async def relay_stream(pool: Pool, answer: Answer, send: Any, receive: Any, path: str,
-                       chat: Any = None) -> tuple[int, str | None]:
+async def relay_stream(pool: Pool, answer: Answer, send: Send, receive: Receive, path: str,
+                       chat: ChatStream | None = None) -> tuple[int, str | None]:
     """Copy the stream to the client; (content events seen, why it was cut or None).
     When cut, the caller ends the stream (a continuation or the error event); ``chat``
     (a :class:`~mlx_stack.gateway.continuation.ChatStream`) is fed every chunk.
@@ -167,9 +171,10 @@ async def relay_stream(pool: Pool, answer: Answer, send: Any, receive: Any, path
     return _stream_tokens(relay.tokens, relay.prev[-512:] + relay.last), cut
 
 
-def _uvicorn_cycle(send: Any) -> Any:
+def _uvicorn_cycle(send: Send) -> Any:
     """uvicorn's httptools response cycle behind ``send``, when the response is chunked and
     under way: its transport takes the stream's pieces directly (see :class:`_Piped`)."""
+    # Any: uvicorn's RequestResponseCycle, a private class whose attributes are not typed.
     cycle: Any = getattr(send, "__self__", None)
     if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
         return None
@@ -187,7 +192,8 @@ class _Piped:
 
     __slots__ = ("chat", "conn", "cycle", "gone", "last", "prev", "tokens", "watch", "write")
 
-    def __init__(self, conn: Response, cycle: Any, watch: Any, first: bytes, chat: Any) -> None:
+    def __init__(self, conn: Response, cycle: Any, watch: StreamWatch, first: bytes,
+                 chat: ChatStream | None) -> None:  # cycle: see _uvicorn_cycle
         self.conn, self.cycle, self.watch, self.chat = conn, cycle, watch, chat
         self.write = cycle.transport.write
         self.tokens = _count_tokens(first)
@@ -211,7 +217,7 @@ class _Piped:
         if cycle.flow.write_paused:
             self.conn.pause()
 
-    async def run(self, send: Any) -> bool:
+    async def run(self, send: Send) -> bool:
         """Until the body ended (False) or the client went away (True)."""
         conn = self.conn
         conn.pipe(self._sink)
@@ -232,7 +238,8 @@ class _Piped:
 class _Looped:
     """The portable path (any ASGI server): one read and one ASGI message per piece."""
 
-    def __init__(self, conn: Response, watch: Any, first: bytes, chat: Any, send: Any, receive: Any) -> None:
+    def __init__(self, conn: Response, watch: StreamWatch, first: bytes, chat: ChatStream | None, send: Send,
+                 receive: Receive) -> None:
         self.conn, self.watch, self.chat = conn, watch, chat
         self.tokens = _count_tokens(first)
         self.last = self.prev = first
@@ -240,7 +247,7 @@ class _Looped:
         if chat is not None:
             chat.feed(first)
 
-    async def run(self, send: Any) -> bool:
+    async def run(self, send: Send) -> bool:
         conn, watch, chat = self.conn, self.watch, self.chat
         while chunk := await conn.read_chunk():
             watch.last = time.monotonic()
@@ -257,7 +264,7 @@ class _Looped:
         self._gone.cancel()
 
 
-async def _disconnected(receive: Any) -> None:
+async def _disconnected(receive: Receive) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

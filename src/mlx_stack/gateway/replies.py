@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlx_stack.gateway.asgi import Send
+    from mlx_stack.json_types import JSONObject
 
 # Not passed on from an upstream answer: they describe one hop, not the answer.
 _HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server",
@@ -13,25 +17,25 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large"}
 
 
-async def send_bytes(send: Any, status: int, body: bytes, content_type: bytes = b"application/json",
+async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes = b"application/json",
                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Any, status: int, data: Any) -> None:
+async def send_json(send: Send, status: int, data: object) -> None:
     await send_bytes(send, status, json.dumps(data).encode())
 
 
-async def error(send: Any, status: int, message: str, *, anthropic: bool = False, code: str | None = None,
+async def error(send: Send, status: int, message: str, *, anthropic: bool = False, code: str | None = None,
                 kind: str = "client") -> None:
     """An error answer in the dialect of the route (Anthropic on /v1/messages, else OpenAI)."""
     if anthropic:
         etype = _TYPES.get(status, "api_error" if kind == "server" else "invalid_request_error")
         if status == 503:
             etype = "overloaded_error"
-        body: dict[str, Any] = {"type": "error", "error": {"type": etype, "message": message}}
+        body: JSONObject = {"type": "error", "error": {"type": etype, "message": message}}
     else:
         etype = "server_error" if kind == "server" else _TYPES.get(status, "invalid_request_error")
         if status == 401:

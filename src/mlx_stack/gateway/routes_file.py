@@ -14,12 +14,15 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.front_door import Routes, parse_routes
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway import tokens
 from mlx_stack.gateway.upstream import Pool
+
+if TYPE_CHECKING:
+    from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -105,7 +108,7 @@ class RoutesFile:
             if gone:
                 asyncio.get_running_loop().create_task(_close_later(gone))
 
-    async def count_tokens(self, tier: str, body: dict[str, Any]) -> int | None:
+    async def count_tokens(self, tier: str, body: JSONObject) -> int | None:
         """The prompt's tokens with ``tier``'s own tokenizer (off the loop), or None."""
         up = self.current.tiers.get(tier)
         if up is None or not up.tokenizer:

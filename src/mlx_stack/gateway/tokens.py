@@ -10,7 +10,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from mlx_stack.json_types import JSONObject
 
 _MEDIA_KEYS = frozenset({"image_url", "input_audio", "source", "file", "image"})
 _PER_MESSAGE = 4  # role markers and separators of a chat template
@@ -18,7 +23,7 @@ _lock = threading.Lock()
 
 
 @lru_cache(maxsize=16)
-def _tokenizer(folder: str) -> Any:
+def _tokenizer(folder: str) -> Tokenizer | None:
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         return None
@@ -27,7 +32,7 @@ def _tokenizer(folder: str) -> Any:
     return Tokenizer.from_file(str(path))
 
 
-def _texts(value: Any) -> Iterator[str]:
+def _texts(value: object) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
@@ -42,7 +47,7 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
-def count(folder: str, body: Mapping[str, Any]) -> int | None:
+def count(folder: str, body: JSONObject) -> int | None:
     """Tokens of the prompt parts of ``body`` (messages, system, tools, input, instructions)."""
     try:
         with _lock:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core import bench_result as results
 from mlx_stack.errors import UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.system.fs import atomic_write
+
+if TYPE_CHECKING:
+    from mlx_stack.core.hardware import HardwareProfile
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,12 @@ class Rejected:
     reason: str
 
 
-def _key(profile: Any) -> str:
+def _key(profile: str | HardwareProfile) -> str:
     """A profile key, from the key itself or a HardwareProfile."""
     return profile if isinstance(profile, str) else profile.profile_key
 
 
-def profile_dir(p: Paths, profile: Any) -> Path:
+def profile_dir(p: Paths, profile: str | HardwareProfile) -> Path:
     return p.benchmarks_dir / results.slug(_key(profile))
 
 
@@ -55,7 +58,8 @@ def save(p: Paths, result: results.BenchResult) -> Path:
     return path
 
 
-def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, results.SavedMeasurement], list[Rejected]]:
+def scan_saved(p: Paths, profile: str | HardwareProfile
+               ) -> tuple[dict[str, results.SavedMeasurement], list[Rejected]]:
     """Every usable saved measurement for ``profile`` (a HardwareProfile or its key) by model,
     and the files rejected."""
     profile = _key(profile)
@@ -81,7 +85,7 @@ def scan_saved(p: Paths, profile: Any) -> tuple[dict[str, results.SavedMeasureme
     return found, rejected
 
 
-def load_saved(p: Paths, profile: Any) -> dict[str, results.SavedMeasurement]:
+def load_saved(p: Paths, profile: str | HardwareProfile) -> dict[str, results.SavedMeasurement]:
     """Usable saved measurements for ``profile`` (a HardwareProfile or its key), by model id:
     pass it to ``scoring.recommend(..., saved=...)``."""
     return scan_saved(p, profile)[0]

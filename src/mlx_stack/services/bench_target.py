@@ -10,18 +10,19 @@ afterwards whatever happens (error, Ctrl-C, SIGTERM).
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.system.interrupt import signals_ignored
+from mlx_stack.system.interrupt import signals_ignored, sigterm_raises
+
+if TYPE_CHECKING:
+    from mlx_stack.core.catalog import CatalogEntry
 
 TEMP_SERVICE = "bench-server"  # its log: logs/bench-server.log
 START_TIMEOUT_S = 300.0
@@ -75,12 +76,12 @@ def identify(p: Paths, path: Path) -> tuple[str, str | None]:
         found = bench_reference.catalog_for_repo(repo)
         if found is not None:
             return found
-        return repo, _quant_of(resolved, local_models)
-    return f"local:{resolved.name}", _quant_of(resolved, local_models)
+        return repo, _quant_of(resolved, local_models.read_model_folder)
+    return f"local:{resolved.name}", _quant_of(resolved, local_models.read_model_folder)
 
 
-def _quant_of(folder: Path, local_models: Any) -> str | None:
-    seen = local_models.read_model_folder(folder)
+def _quant_of(folder: Path, read_model_folder: Callable[[Path], tuple[int, str | None] | None]) -> str | None:
+    seen = read_model_folder(folder)
     return seen[1] if seen else None
 
 
@@ -140,7 +141,7 @@ def resolve(p: Paths, text: str) -> Target:
     )
 
 
-def _repos_by_preference(p: Paths, entry: Any) -> list[str]:
+def _repos_by_preference(p: Paths, entry: CatalogEntry) -> list[str]:
     """The entry's repos, the configured default quantization first."""
     from mlx_stack.services import config
 
@@ -186,22 +187,6 @@ class Interrupted(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(_signum: int, _frame: object) -> None:
-        raise Interrupted()
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def temporary_server(p: Paths, target: Target, *, port: int | None = None,
                      timeout_s: float = START_TIMEOUT_S) -> Iterator[Server]:
     """A vllm-mlx serving ``target.path`` on ``port`` (a free one by default), stopped on exit."""
@@ -221,7 +206,7 @@ def temporary_server(p: Paths, target: Target, *, port: int | None = None,
     stack = Stack(tiers=(tier,), fallback_order=(TEMP_SERVICE,))
     cmd = service_control.command_for(p, stack, TEMP_SERVICE)
     log = service_control.log_path(p, TEMP_SERVICE)
-    with _sigterm_unwinds():
+    with sigterm_raises(Interrupted):
         pid = processes.spawn(cmd.argv, log_file=log, env=cmd.env)
         try:
             record = pidfile.record_for(TEMP_SERVICE, pid, cmd.argv, port)

@@ -11,20 +11,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.paths import Paths
 
+if TYPE_CHECKING:
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.json_types import JSON
+
 CONTEXT_FILE = "dashboard.json"
 MB = 1024 * 1024
+
+
+class Budget(TypedDict):
+    bytes: int
+    planned_bytes: int
+
+
+class Context(TypedDict, total=False):
+    """``generated/dashboard.json``, as written (every key) and as read (any may be missing)."""
+
+    schema: int
+    home: str
+    hardware: dict[str, JSON] | None
+    budget: Budget | None
+    planned_bytes: dict[str, int]
 
 
 def context_path(p: Paths) -> Path:
     return p.generated_dir / CONTEXT_FILE
 
 
-def _hardware(p: Paths) -> tuple[dict[str, Any] | None, Any]:
+def _hardware(p: Paths) -> tuple[dict[str, JSON] | None, HardwareProfile | None]:
     """The profile for the page; detected once (on a Mac detection takes a while), then
     taken from the context file already written."""
     from mlx_stack.services import hardware
@@ -32,7 +51,7 @@ def _hardware(p: Paths) -> tuple[dict[str, Any] | None, Any]:
     try:
         known = json.loads(context_path(p).read_text()).get("hardware")
         if isinstance(known, dict):
-            return known, None
+            return cast("dict[str, JSON]", known), None
     except (OSError, ValueError, AttributeError):
         pass
     try:
@@ -45,7 +64,7 @@ def _hardware(p: Paths) -> tuple[dict[str, Any] | None, Any]:
     return {k: d.get(k) for k in keep}, hw
 
 
-def context(p: Paths, stack: Stack) -> dict[str, Any]:
+def context(p: Paths, stack: Stack) -> Context:
     from mlx_stack.services import serving_plan
 
     hw_dict, hw = _hardware(p)
@@ -54,7 +73,7 @@ def context(p: Paths, stack: Stack) -> dict[str, Any]:
     except Exception:  # a plan that cannot be made must not stop the front door
         profs = {}
     planned = {name: prof.planned_mb * MB for name, prof in profs.items()}
-    budget = None
+    budget: Budget | None = None
     if stack.memory_budget_mb is not None:
         budget = {"bytes": stack.memory_budget_mb * MB, "planned_bytes": sum(planned.values())}
     return {"schema": 1, "home": str(p.home), "hardware": hw_dict, "budget": budget, "planned_bytes": planned}
@@ -75,7 +94,9 @@ def page_url(stack: Stack) -> str:
 
 
 def fetch_view(p: Paths, stack: Stack, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The running front door's JSON view (with the stack key), or None if it does not answer."""
+    """The running front door's JSON view (with the stack key), or None if it does not answer.
+    Any: the view's shape is the front door's (``core.dashboard.VIEW_SCHEMA``), which the
+    views read key by key."""
     from mlx_stack.services.service_control import base_url
     from mlx_stack.system import probes, secrets
 

@@ -25,7 +25,13 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import mlx.core as mx
+    from transformers import PreTrainedTokenizerFast
+
+    from mlx_stack.json_types import JSON
 
 _MARKER = ".mlx-stack-model.json"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -59,14 +65,14 @@ _CORPUS = [
 ]
 
 
-def _is_complete(dest: Path, spec: dict[str, Any]) -> bool:
+def _is_complete(dest: Path, spec: dict[str, JSON]) -> bool:
     try:
         return json.loads((dest / _MARKER).read_text()) == spec
     except (OSError, ValueError):
         return False
 
 
-def _train_tokenizer(extra_tokens: list[str]) -> Any:
+def _train_tokenizer(extra_tokens: list[str]) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -93,8 +99,13 @@ def _train_tokenizer(extra_tokens: list[str]) -> Any:
     return fast
 
 
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one token (typed int | list[int]: a list of tokens gives a list)."""
+    return cast(int, tokenizer.convert_tokens_to_ids(token))
+
+
 def _config(vocab_size: int, hidden: int, layers: int, context_length: int, eos_id: int,
-            tied: bool) -> dict[str, Any]:
+            tied: bool) -> dict[str, JSON]:
     return {
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
@@ -114,8 +125,8 @@ def _config(vocab_size: int, hidden: int, layers: int, context_length: int, eos_
     }
 
 
-def _write(dest: Path, spec: dict[str, Any], tokenizer: Any, config: dict[str, Any],
-           weights: dict[str, Any]) -> Path:
+def _write(dest: Path, spec: dict[str, JSON], tokenizer: PreTrainedTokenizerFast,
+           config: dict[str, JSON], weights: dict[str, mx.array]) -> Path:
     import mlx.core as mx
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +155,7 @@ def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048)
     from mlx_lm.models import qwen2
 
     tokenizer = _train_tokenizer([])
-    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    eos_id = _token_id(tokenizer, "<|im_end|>")
     config = _config(len(tokenizer), 64, 2, context_length, eos_id, tied=True)
     mx.random.seed(seed)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
@@ -184,8 +195,8 @@ def build_scripted_model(dest: Path, text: str) -> Path:
     pieces = split_unique_pieces(text)
     tokenizer = _train_tokenizer(pieces)
     vocab = len(tokenizer)
-    ids = [tokenizer.convert_tokens_to_ids(p) for p in pieces]
-    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids = [_token_id(tokenizer, p) for p in pieces]
+    eos_id = _token_id(tokenizer, "<|im_end|>")
     hidden = -(-vocab // 8) * 8  # one-hot room for every token; a multiple of 8 for RoPE
     config = _config(vocab, hidden, 1, 4096, eos_id, tied=False)
     config["num_attention_heads"] = 1

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlx_stack.json_types import JSON
 
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths
@@ -27,7 +30,7 @@ class PulledModel:
     quant: str | None  # int4 / int8 / bf16, from the model's config.json (None if unknown)
     size_bytes: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, JSON]:
         return asdict(self)
 
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.memory_plan import (
     MB,
@@ -29,6 +29,11 @@ from mlx_stack.core.memory_plan import (
 )
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.services.service_control import ServiceStatus
+    from mlx_stack.system.pidfile import PidRecord
 
 DEFAULT_TIER_CONTEXT = 8192
 
@@ -60,7 +65,7 @@ def need_from_folder(tier: Tier) -> TierNeed:
     return need_from_shape(tier.name, weights, per_token, ctx, head_dim)
 
 
-def budget(p: Paths, hw: Any, pct: int | None = None) -> tuple[int, str]:
+def budget(p: Paths, hw: HardwareProfile, pct: int | None = None) -> tuple[int, str]:
     """The recommender's budget for this machine and config (or ``pct`` of memory)."""
     from mlx_stack.core.scoring import budget_for
     from mlx_stack.services import config
@@ -68,7 +73,7 @@ def budget(p: Paths, hw: Any, pct: int | None = None) -> tuple[int, str]:
     return budget_for(hw, pct or int(config.load(p).get("memory-budget-pct")))
 
 
-def working_set(hw: Any) -> int:
+def working_set(hw: HardwareProfile) -> int:
     return int(hw.gpu_limit_bytes or hw.memory_bytes)
 
 
@@ -81,7 +86,7 @@ class Planned:
 
 
 def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
-               needs: Mapping[str, TierNeed] | None = None, hw: Any = None,
+               needs: Mapping[str, TierNeed] | None = None, hw: HardwareProfile | None = None,
                pct: int | None = None) -> Planned:
     """``stack`` with a serving profile on every tier that has none (tiers that have one
     keep it: they may be running) and its memory budget recorded."""
@@ -106,7 +111,7 @@ def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
     return Planned(replace(stack, tiers=tiers, memory_budget_mb=recorded), budget_bytes, reason, over)
 
 
-def profiles(p: Paths, stack: Stack, hw: Any = None) -> dict[str, ServingProfile]:
+def profiles(p: Paths, stack: Stack, hw: HardwareProfile | None = None) -> dict[str, ServingProfile]:
     """Every tier's profile; a stack.yaml from before profiles is planned on the fly."""
     if all(t.serving is not None for t in stack.tiers):
         return {t.name: t.serving for t in stack.tiers if t.serving is not None}
@@ -134,7 +139,7 @@ class MemoryReading:
     rss_of: Callable[[int], int | None]
 
 
-def reading(hw: Any) -> MemoryReading:
+def reading(hw: HardwareProfile) -> MemoryReading:
     """macOS: the GPU working-set limit (the processes' plans are summed against it);
     elsewhere: the memory available now (it already excludes what runs)."""
     from mlx_stack.system import server_stats
@@ -145,7 +150,8 @@ def reading(hw: Any) -> MemoryReading:
 
 
 def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool = False,
-                read: Callable[[Any], MemoryReading] | None = None, hw: Any = None,
+                read: Callable[[HardwareProfile], MemoryReading] | None = None,
+                hw: HardwareProfile | None = None,
                 assume_stopped: Iterable[str] = ()) -> None:
     """Refuse (ConflictError, exit 5) to start ``starting`` when the plans exceed the
     recorded budget or the tiers would not fit next to what runs; ``force`` skips it.
@@ -154,7 +160,7 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
 
     gone = set(assume_stopped)
 
-    def running_record(p: Paths, name: str) -> Any:
+    def running_record(p: Paths, name: str) -> PidRecord | None:
         return None if name in gone else _running(p, name)
 
     names = [s for s in starting if s in stack.tier_names]
@@ -194,9 +200,9 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
 OVER_PLAN_MARGIN = 1.10  # RSS above plan x this is flagged (allocator slack, page rounding)
 
 
-def measure(p: Paths, stack: Stack, statuses: list[Any], *,
+def measure(p: Paths, stack: Stack, statuses: list[ServiceStatus], *,
             rss_of: Callable[[int], int | None] | None = None,
-            metal_of: Callable[[str], int | None] | None = None) -> list[Any]:
+            metal_of: Callable[[str], int | None] | None = None) -> list[ServiceStatus]:
     """Each running tier's status with its measured memory beside its plan."""
     from mlx_stack.core.units import gb
     from mlx_stack.services.service_control import base_url

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+from typing import cast
 from urllib.parse import urlsplit
+
+from mlx_stack.json_types import as_object
 
 
 def served_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:
@@ -28,4 +31,4 @@ def served_models(base_url: str, *, api_key: str | None = None, timeout: float =
         return None
     if not isinstance(data, list):
         return None
-    return [str(m.get("id")) for m in data if isinstance(m, dict)]
+    return [str(m.get("id")) for m in map(as_object, cast(list[object], data)) if m is not None]

@@ -163,7 +163,7 @@ def fetch_repo(
     siblings = list(info.siblings or [])
     by_name = {s.rfilename: s for s in siblings}
     wanted = list(filter_repo_objects(items=list(by_name), allow_patterns=allow))
-    files = []
+    files: list[RemoteFile] = []
     for name in sorted(wanted):
         s = by_name[name]
         if s.lfs is not None:
@@ -205,7 +205,8 @@ def download(
     KeyboardInterrupt propagates at once; the worker is a daemon thread, so the
     caller can leave without waiting for the transfer in flight.
     """
-    from huggingface_hub import snapshot_download
+    # its validating decorator leaves the signature partly untyped
+    from huggingface_hub import snapshot_download  # pyright: ignore[reportUnknownVariableType]
 
     _quiet()
     _sweep_stale_partials(repo, cache=cache, local_dir=local_dir)
@@ -246,7 +247,8 @@ def download(
 def cached_snapshot(repo_id: str, *, revision: str | None, cache: Path | None,
                     local_dir: Path | None, allow: list[str] | None) -> Path | None:
     """The complete local copy of ``repo_id`` without touching the network, or None."""
-    from huggingface_hub import snapshot_download
+    # its validating decorator leaves the signature partly untyped
+    from huggingface_hub import snapshot_download  # pyright: ignore[reportUnknownVariableType]
 
     _quiet()
     try:
@@ -311,7 +313,9 @@ def translate(exc: BaseException, repo_id: str) -> BaseException:
             hint="unset HF_HUB_OFFLINE to download it",
         )
     if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else 0
+        # typed as always set, but None when the error came without a response
+        status = (exc.response.status_code
+                  if exc.response is not None else 0)  # pyright: ignore[reportUnnecessaryComparison]
         if status == 401:
             return NetworkError(
                 f"the hub refused the token for {repo_id} (401)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 
 cancelled = threading.Event()
 
@@ -21,7 +21,7 @@ def _main_thread() -> bool:
 
 
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
+def signals_raise() -> Generator[None, None, None]:
     """SIGINT and SIGTERM raise KeyboardInterrupt (main thread only; elsewhere a no-op)."""
     if not _main_thread():
         yield
@@ -41,7 +41,7 @@ def signals_raise() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
+def signals_ignored() -> Generator[None, None, None]:
     """Clean-up that must finish: SIGINT and SIGTERM are ignored meanwhile."""
     if not _main_thread():
         yield
@@ -52,3 +52,21 @@ def signals_ignored() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def sigterm_raises(error: Callable[[], BaseException]) -> Generator[None, None, None]:
+    """SIGTERM raises ``error()`` in the main thread (elsewhere a no-op), so a command
+    that started something unwinds and stops it; SIGINT keeps its KeyboardInterrupt."""
+    if not _main_thread():
+        yield
+        return
+
+    def _raise(_signum: int, _frame: object) -> None:
+        raise error()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mlx_stack.system.dirs import make_private_dirs
@@ -69,7 +70,7 @@ PROMPT_PATTERNS = (
 REDACTED = b"[prompt text not logged: `mlx-stack config set log-prompts true` keeps it]"
 
 
-def redactor() -> object:
+def redactor() -> Callable[[bytes], bytes]:
     """A function bytes -> bytes that removes prompt text from vllm-mlx log lines."""
     import re
 
@@ -180,7 +181,7 @@ class Writer:
         if not data:
             return
         if self.redact is not None:
-            data = self.redact(data)  # type: ignore[operator]
+            data = self.redact(data)
         if self.fd < 0:
             try:
                 self.open()

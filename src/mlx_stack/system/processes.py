@@ -118,7 +118,7 @@ def _reap() -> None:
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group ``pgid``."""
     _reap()
-    members = []
+    members: list[int] = []
     for proc in psutil.process_iter(["status"]):
         try:
             if proc.info["status"] == psutil.STATUS_ZOMBIE:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import httpx
 import psutil
 
+from mlx_stack.json_types import as_list, as_object, to_int
+
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
 
@@ -54,13 +56,14 @@ def vllm_counters(base_url: str, timeout: float = 2.0) -> ServerCounters | None:
         data = resp.json() if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
-    if not isinstance(data, dict):
+    data = as_object(data)
+    if data is None:
         return None
     try:
-        live = sum(int(r.get("completion_tokens") or 0) for r in data.get("requests") or []
-                   if isinstance(r, dict))
-        work = int(data.get("total_completion_tokens") or 0) + live
-        in_flight = int(data.get("num_running") or 0) + int(data.get("num_waiting") or 0)
+        live = sum(to_int(r.get("completion_tokens"))
+                   for r in map(as_object, as_list(data.get("requests"))) if r is not None)
+        work = to_int(data.get("total_completion_tokens")) + live
+        in_flight = to_int(data.get("num_running")) + to_int(data.get("num_waiting"))
     except (TypeError, ValueError):
         return None
     return ServerCounters(work, in_flight)
@@ -94,8 +97,9 @@ def metal_active_bytes(base_url: str, timeout: float = 2.0) -> int | None:
         data = resp.json() if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
-    metal = data.get("metal") if isinstance(data, dict) else None
-    value = metal.get("active_memory_gb") if isinstance(metal, dict) else None
+    body = as_object(data)
+    metal = as_object(body.get("metal")) if body is not None else None
+    value = metal.get("active_memory_gb") if metal is not None else None
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         return None
     return int(value * 1e9)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 # One sysctl call per name: an unknown one (iogpu.wired_limit_mb on older macOS,
 # sysctl.proc_translated on some) must not hide the others. "hw" prints the whole node,
@@ -108,7 +109,7 @@ def mlx_info() -> MlxInfo:
         if metal:
             device_info = getattr(mx, "device_info", None) or mx.metal.device_info
             info = {k: v if isinstance(v, int | float | str | bool) else str(v)
-                    for k, v in dict(device_info()).items()}
+                    for k, v in cast(dict[str, object], dict(device_info())).items()}
         return MlxInfo(True, None, metal, str(mx.default_device()), info)
     except Exception as exc:
         return MlxInfo(True, f"{type(exc).__name__}: {exc}")
