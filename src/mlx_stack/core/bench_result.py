@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.bench import ConcurrencyLevel, Reference, SingleStream, Verdict
 from mlx_stack.core.validate import Fields
@@ -99,7 +99,7 @@ def parse_saved(data: Any, profile: str) -> SavedMeasurement:
     """Validate a saved result for ``profile``; ValueError (with the reason) if not usable."""
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    f = Fields(data, error=lambda _where, problem: ValueError(problem))
+    f = Fields(cast("dict[str, object]", data), error=lambda _where, problem: ValueError(problem))
     if f.data.get("schema") != RESULT_SCHEMA:
         f.fail("schema", f"unknown schema {f.data.get('schema')!r}")
     if f.data.get("profile") != profile:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.validate import Fields, in_file
 from mlx_stack.core.yaml_text import parse_yaml
@@ -174,7 +174,7 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
         f.fail("active_params_b", f"larger than params_b ({active:g} > {params:g})")
     if architecture == "dense" and active != params:
         f.fail("active_params_b", "a dense model has active_params_b == params_b")
-    tags = f.get("tags", list)
+    tags = cast("list[str]", f.get("tags", list))  # each checked against TAGS below
     for i, tag in enumerate(tags):
         if tag not in TAGS:
             f.fail(f"tags[{i}]", f"unknown tag {tag!r}; known: {', '.join(TAGS)}")
@@ -212,8 +212,8 @@ def parse_entry(data: Any, source: str) -> CatalogEntry:
             full_attention_layers=kv_f.integer("full_attention_layers", 0, 1000, required=False),
             sliding_window=kv_f.integer("sliding_window", 1, 10_000_000, required=False),
         )
-    measured = []
-    for i, raw in enumerate(f.optional("measured", list, [])):
+    measured: list[Measurement] = []
+    for i, raw in enumerate(cast("list[object]", f.optional("measured", list, []))):
         m = f.nested(f"measured[{i}]", raw)
         m.unknown(("quant", "chip", "gpu_cores", "memory_gb", "machine", "decode_tok_s",
                    "prefill_tok_s", "peak_memory_gib", "source"))

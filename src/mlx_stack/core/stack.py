@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
@@ -157,7 +157,7 @@ _TIER_FIELDS = ("name", "model", "path", "port", "tool_call_parser", "reasoning_
 def _parse_tier(top: Fields, raw: Any, index: int, source: str) -> Tier:
     if not isinstance(raw, dict):
         top.fail(f"tiers[{index}]", "expected a mapping")
-    f = top.nested(f"tiers[{index}]", raw)
+    f = top.nested(f"tiers[{index}]", cast("dict[str, object]", raw))
     f.unknown(_TIER_FIELDS)
     name = f.get("name", str)
     if not _NAME.match(name) or name in RESERVED_NAMES:
@@ -205,7 +205,7 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
             hint="upgrade mlx-stack, or write a new stack with `mlx-stack setup`",
         )
     f.unknown(("schema", "tiers", "fallback_order", "gateway", "cloud", "routing", "memory_budget_mb"))
-    raw_tiers: list[Any] = f.get("tiers", list)
+    raw_tiers = cast("list[object]", f.get("tiers", list))
     if not raw_tiers:
         f.fail("tiers", "at least one tier is needed")
     tiers = tuple(_parse_tier(f, t, i, source) for i, t in enumerate(raw_tiers))

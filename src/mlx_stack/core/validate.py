@@ -13,7 +13,7 @@ Used by ``core.catalog``, ``core.stack``, ``core.routing`` and ``core.bench_resu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, cast, overload
 
 T = TypeVar("T")
 # (where, problem) -> the exception to raise; ``where`` is the field's path, e.g. ``tiers[0].port``.
@@ -141,10 +141,10 @@ class Fields:
 
     def sub(self, name: str) -> Fields:
         """A required nested mapping, its fields named ``<name>.<field>``."""
-        return self.nested(name, self.get(name, dict))
+        return self.nested(name, cast("dict[str, object]", self.get(name, dict)))
 
     def optional_sub(self, name: str) -> Fields | None:
-        value = self.optional(name, dict)
+        value = cast("dict[str, object] | None", self.optional(name, dict))
         return None if value is None else self.nested(name, value)
 
     def nested(self, name: str, data: object) -> Fields:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -47,7 +47,7 @@ class ChatHttp:
             data = resp.json() if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        return cast("dict[str, Any]", data) if isinstance(data, dict) else None
 
     def stream(self, route: str, body: dict[str, Any]) -> Iterator[Any]:
         """POST ``body`` to ``{base_url}{route}`` and yield each decoded ``data:`` chunk."""

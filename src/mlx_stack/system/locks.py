@@ -24,7 +24,7 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from mlx_stack.system.dirs import make_private_dirs
@@ -89,7 +89,7 @@ class FileLock:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Iterator[None]:
+def file_lock(path: Path, timeout: float = 30.0, what: str = "mlx-stack") -> Generator[None]:
     """Hold an exclusive ``flock`` on ``path`` (our pid inside); wait up to ``timeout`` seconds.
 
     ``timeout=0`` fails at once if the lock is held. ConflictError names ``what`` holds it.
