@@ -34,6 +34,9 @@ class Paths:
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 
+    def secret_file(self, name: str) -> Path:
+        return self.secrets_dir / name
+
     @property
     def run_dir(self) -> Path:
         return self.home / "run"
@@ -51,10 +54,17 @@ class Paths:
         """Where mlx-stack builds its own models (the demo models)."""
         return self.home / "models"
 
+    def demo_model_dir(self, tier: str) -> Path:
+        return self.models_dir / f"demo-{tier}"
+
     @property
     def pulled_file(self) -> Path:
         """The models `pull` completed: repo, commit, local path (written last, atomically)."""
         return self.home / "pulled.yaml"
+
+    @property
+    def pulled_lock_file(self) -> Path:
+        return self.home / ".pulled.lock"
 
     @property
     def generated_dir(self) -> Path:
@@ -96,6 +106,10 @@ class Paths:
 
     def pid_file(self, service: str) -> Path:
         return self.pid_file_in(self.run_dir, service)
+
+    def pid_files(self) -> list[Path]:
+        """The pid files in ``run/``, sorted (none without the folder); OSError if unreadable."""
+        return sorted(self.run_dir.glob("*.pid")) if self.run_dir.is_dir() else []
 
     @property
     def watchdog_state_file(self) -> Path:

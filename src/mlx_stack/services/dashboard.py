@@ -16,12 +16,11 @@ from typing import Any
 from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.paths import Paths
 
-CONTEXT_FILE = "dashboard.json"
 MB = 1024 * 1024
 
 
 def context_path(p: Paths) -> Path:
-    return p.generated_dir / CONTEXT_FILE
+    return p.dashboard_context_file
 
 
 def _hardware(p: Paths) -> tuple[dict[str, Any] | None, Any]:

@@ -152,14 +152,14 @@ def _state_files(p: Paths) -> tuple[list[FileFact], Any, Any]:
     if not p.config_file.exists():
         loaded["config"] = config.load(p)  # the defaults
     run_dir = p.run_dir
-    for pid_file in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []:
+    for pid_file in p.pid_files():
         def read_pid(f: Path = pid_file) -> None:
             record = pidfile.read(run_dir, f.stem)
             if record is not None and record.pid <= 0:  # how pidfile marks a corrupt file
                 raise ValueError("not a pid record")
         facts.append(_file(f"run/{pid_file.name}", pid_file, read_pid,
                            hint=f"delete {pid_file}: the process it named cannot be identified"))
-    watchdog = run_dir / "watchdog.json"
+    watchdog = p.watchdog_state_file
     facts.append(_file("run/watchdog.json", watchdog, lambda: json.loads(watchdog.read_text()),
                        hint=f"delete {watchdog}: the watchdog writes it again"))
     gen = p.generated_dir

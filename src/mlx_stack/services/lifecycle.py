@@ -280,7 +280,7 @@ def _stack_if_readable(p: Paths) -> Stack | None:
 
 def _pid_file_services(p: Paths) -> list[str]:
     try:
-        return [f.stem for f in p.run_dir.glob("*.pid")] if p.run_dir.is_dir() else []
+        return [f.stem for f in p.pid_files()]
     except OSError:
         return []
 

@@ -72,7 +72,7 @@ def list_logs(p: Paths) -> list[LogFile]:
             names.add(name.split(".log.", 1)[0] + ".log")
     out = []
     for name in sorted(names):
-        path = p.logs_dir / name
+        path = p.log_file(name[:-4])
         arch = archives(path)
         out.append(LogFile(name[:-4], path, _size(path), tuple(arch), sum(_size(a) for a in arch)))
     return out
