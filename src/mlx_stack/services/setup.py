@@ -204,6 +204,7 @@ def _recommended(
     from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.scoring import recommend
     from mlx_stack.services import hardware
+    from mlx_stack.services.models import saved_results
     from mlx_stack.system import hub
 
     profile = hardware.detect()
@@ -215,29 +216,13 @@ def _recommended(
     if flags.accept_defaults or not ui.interactive or not hub.token():
         catalog = [e for e in catalog if not e.gated]  # the zero-config path needs no token
     rec = recommend(profile, catalog, intent=intent, quant=quant, memory_budget_pct=pct,
-                    saved=_saved(p, profile))
+                    saved=saved_results(p, profile))
     ui.recommendation(rec)
     if not rec.tiers:
         reason = rec.dropped[0].reason if rec.dropped else "no catalog model fits"
         raise ConflictError(f"nothing to run on this machine: {reason}",
                             hint="raise --budget-pct, or pick a model yourself with `--model`")
     return [Wanted(t.name, t.entry.id, t.quant) for t in rec.tiers], intent
-
-
-def _saved(p: Paths, profile: Any) -> dict[str, Any]:
-    """`bench --save` results for this hardware, by catalog id (they override estimates)."""
-    try:
-        from mlx_stack.core.catalog import load_catalog
-        from mlx_stack.services.bench_store import load_saved
-
-        catalog, out = load_catalog(), {}
-        for key, m in load_saved(p, profile).items():
-            hit = catalog.find_repo(key)
-            model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
-            out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
-        return out
-    except (ImportError, MlxStackError):
-        return {}
 
 
 @dataclass(frozen=True)
