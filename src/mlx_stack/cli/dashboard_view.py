@@ -14,15 +14,11 @@ GIB = 1024**3
 
 
 def _stack() -> tuple[Any, Any]:
-    from mlx_stack.errors import NotFoundError
     from mlx_stack.paths import paths
-    from mlx_stack.services import stack_store
+    from mlx_stack.services.dashboard import configured_stack
 
     p = paths()
-    if not stack_store.exists(p):
-        raise NotFoundError("no stack configured yet",
-                            hint="run `mlx-stack setup` (or `mlx-stack setup --demo`)")
-    return p, stack_store.load(p)
+    return p, configured_stack(p)
 
 
 def _gb(v: float | None) -> str:

@@ -67,6 +67,17 @@ def write_context(p: Paths, stack: Stack) -> Path:
     return path
 
 
+def configured_stack(p: Paths) -> Stack:
+    """The stack the dashboard shows; NotFoundError when none is configured yet."""
+    from mlx_stack.errors import NotFoundError
+    from mlx_stack.services import stack_store
+
+    if not stack_store.exists(p):
+        raise NotFoundError("no stack configured yet",
+                            hint="run `mlx-stack setup` (or `mlx-stack setup --demo`)")
+    return stack_store.load(p)
+
+
 def page_url(stack: Stack) -> str:
     from mlx_stack.services.service_control import base_url
 
