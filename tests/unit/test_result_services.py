@@ -15,7 +15,7 @@ from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.errors import NotFoundError, StateError, UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.services import bench_store, config, doctor, logs, models, stack_store
+from mlx_stack.services import bench_store, doctor, logs, models, settings, stack_store
 from mlx_stack.services import status as status_service
 from mlx_stack.system import ports
 
@@ -87,17 +87,17 @@ def test_status_without_a_stack(isolated_home: Paths) -> None:
     assert data["configured"] is False and data["routing"] is None and data["services"] == []
 
 
-def test_config_change_covers_every_kind_of_key(isolated_home: Paths) -> None:
-    assert config.change(isolated_home, "default-quant", "int8").value == "int8"
-    assert config.change(isolated_home, "default-quant", None).value == "int4"
-    shown = config.change(isolated_home, "openrouter-key", "sk-or-abcdefgh12345678").value
+def test_settings_change_covers_every_kind_of_key(isolated_home: Paths) -> None:
+    assert settings.change(isolated_home, "default-quant", "int8").value == "int8"
+    assert settings.change(isolated_home, "default-quant", None).value == "int4"
+    shown = settings.change(isolated_home, "openrouter-key", "sk-or-abcdefgh12345678").value
     assert "abcdefgh" not in shown  # masked
     _stack(isolated_home)
-    assert config.change(isolated_home, "routing.tool-tier", "fast").as_dict() == {
+    assert settings.change(isolated_home, "routing.tool-tier", "fast").as_dict() == {
         "key": "routing.tool-tier", "value": "fast", "note": ""}
-    tier = config.change(isolated_home, "tiers.fast.mode", "on-demand")
+    tier = settings.change(isolated_home, "tiers.fast.mode", "on-demand")
     assert tier.value == "on-demand" and tier.note
-    assert config.change(isolated_home, "tiers.fast.mode", None).value == "resident"
+    assert settings.change(isolated_home, "tiers.fast.mode", None).value == "resident"
 
 
 def test_the_doctor_report_file(isolated_home: Paths, tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def set_(
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.errors import UsageError
     from mlx_stack.paths import paths
-    from mlx_stack.services import config
+    from mlx_stack.services import settings
 
     if value is None or value == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -77,7 +77,7 @@ def set_(
                 hint=f"`mlx-stack config set {key} VALUE`, or pipe the value in with `-`",
             )
         value = sys.stdin.read().strip()
-    changed = config.change(paths(), key, value)
+    changed = settings.change(paths(), key, value)
     terminal.success(f"{key} = {_text(changed.value)}" + (f" ({changed.note})" if changed.note else ""))
 
 
@@ -86,9 +86,9 @@ def unset(key: str = typer.Argument(..., help="Setting name.")) -> None:
     """Return one setting to its default."""
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
-    from mlx_stack.services import config
+    from mlx_stack.services import settings
 
-    changed = config.change(paths(), key, None)
+    changed = settings.change(paths(), key, None)
     terminal.success(f"{key} reset to its default ({_text(changed.value)})")
 
 

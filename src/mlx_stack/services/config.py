@@ -129,36 +129,6 @@ def unset_value(p: Paths, name: str) -> Setting:
     return Config(p).setting(name)
 
 
-@dataclass(frozen=True)
-class Change:
-    """What `config set` / `config unset` changed: the key and its value now (as shown)."""
-
-    key: str
-    value: Any  # secrets masked
-    note: str = ""  # e.g. when a tier's new mode takes effect
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "note": self.note}
-
-
-def change(p: Paths, key: str, raw: str | None) -> Change:
-    """Set any key the CLI takes (``raw`` None: back to its default): a setting (config.yaml
-    or the secrets store), a routing rule (``routing.*``) or a tier's mode (``tiers.*``),
-    both kept in stack.yaml."""
-    if key.startswith("tiers."):  # a tier's mode lives in stack.yaml
-        from mlx_stack.services import tier_settings
-
-        tier = tier_settings.set_tier(p, key, raw)
-        return Change(key, tier.value, tier.note)
-    if key.startswith("routing."):  # the `auto` rules live in stack.yaml
-        from mlx_stack.services import routing
-
-        rules = routing.set_rule(p, key, raw)
-        return Change(key, getattr(rules, routing.SETTABLE[key]))
-    setting = set_value(p, key, raw) if raw is not None else unset_value(p, key)
-    return Change(key, setting.shown())
-
-
 def reset(p: Paths) -> None:
     """Back to defaults: remove config.yaml (even a corrupt one) and stored keys."""
     with file_lock(p.config_lock_file, what="config"):
