@@ -8,7 +8,7 @@ each tier's context window (stack.yaml's value, else the model's ``config.json``
 A running front door re-reads its routes file within half a second, so rewriting it is how
 `setup --add/--remove`, `config set routing.*` and a LiteLLM restart reach the front door.
 LiteLLM's port is the caller's to give (``service_control.litellm_port``): this module
-knows files, not processes, and imports nothing that starts or probes one.
+knows files, not processes, and never imports ``service_control`` (which imports it).
 """
 
 from __future__ import annotations
