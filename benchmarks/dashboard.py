@@ -57,7 +57,8 @@ def _sample_cost_us(rounds: int = 2000) -> float:
     """One history sample, as the front door's sampler takes it: 3 tiers with counts, pid files."""
     import asyncio
 
-    from mlx_stack.core.front_door import Upstream, render_routes
+    from mlx_stack.core.front_door import Upstream
+    from mlx_stack.core.gateway_config import render_routes
     from mlx_stack.core.routing import default_rules
     from mlx_stack.gateway.app import FrontDoor
     from mlx_stack.gateway.routes_file import RoutesFile

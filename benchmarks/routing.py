@@ -22,9 +22,9 @@ from mlx_stack.core.front_door import (
     is_near_a_limit,
     parse_routes,
     plan,
-    render_routes,
     shape_problem,
 )
+from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import RoutingRules
 
 RESULTS = Path(__file__).parent / "results" / "routing.json"

@@ -58,10 +58,10 @@ def test_open_prints_the_url_and_never_the_key(run, isolated_home: Paths,
 
 
 def test_the_context_file_is_written_with_the_routes(isolated_home: Paths) -> None:
-    from mlx_stack.services.service_control import write_gateway_config
+    from mlx_stack.services.gateway_config import write_gateway_config
 
     stack = _stack(isolated_home)
-    write_gateway_config(isolated_home, stack)
+    write_gateway_config(isolated_home, stack, cloud_port=None)
     ctx = json.loads(dashboard.context_path(isolated_home).read_text())
     assert ctx["home"] == str(isolated_home.home)
     assert ctx["hardware"]["label"]

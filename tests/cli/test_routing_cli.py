@@ -9,8 +9,8 @@ import yaml
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
-from mlx_stack.services import routing, stack_store
-from mlx_stack.services.service_control import write_gateway_config
+from mlx_stack.services import stack_store
+from mlx_stack.services.gateway_config import write_gateway_config
 from mlx_stack.system import ports
 
 
@@ -64,13 +64,13 @@ def test_no_stack_yet(run) -> None:
 
 def test_gateway_files_follow_a_change(run, isolated_home: Paths, tmp_path: Path) -> None:
     stack = _write_stack(isolated_home, tmp_path)
-    write_gateway_config(isolated_home, stack)
-    doc = json.loads(routing.routing_file(isolated_home).read_text())
+    write_gateway_config(isolated_home, stack, cloud_port=None)
+    doc = json.loads(isolated_home.routes_file.read_text())
     assert doc["rules"]["tool_tier"] == "standard"
     assert {t["name"]: t["context_window"] for t in doc["tiers"]} == {
         "standard": 32768, "fast": 4096, "longctx": 131072}  # fast: from the model's config.json
     assert run("config", "set", "routing.tool-tier", "fast").exit_code == 0
-    doc = json.loads(routing.routing_file(isolated_home).read_text())
+    doc = json.loads(isolated_home.routes_file.read_text())
     assert doc["rules"]["tool_tier"] == "fast"
     assert doc["fallback_order"] == ["standard", "fast", "longctx"]
     assert doc["cloud"] is None  # no cloud key stored: LiteLLM does not run

@@ -9,7 +9,7 @@ import yaml
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
-from mlx_stack.services.service_control import gateway_config_path, write_gateway_config
+from mlx_stack.services.gateway_config import write_gateway_config
 
 
 def _write_stack(home: Paths) -> Stack:
@@ -21,7 +21,7 @@ def _write_stack(home: Paths) -> Stack:
 
 def test_set_a_tier_on_demand_and_back(run, isolated_home: Paths) -> None:
     stack = _write_stack(isolated_home)
-    write_gateway_config(isolated_home, stack)  # as a running front door would have it
+    write_gateway_config(isolated_home, stack, cloud_port=None)  # as a running front door would have it
     r = run("config", "set", "tiers.coder.mode", "on-demand")
     assert r.exit_code == 0, r.stderr
     assert "tiers.coder.mode = on-demand" in r.stderr and "after 10m idle" in r.stderr
@@ -29,7 +29,7 @@ def test_set_a_tier_on_demand_and_back(run, isolated_home: Paths) -> None:
     assert r.exit_code == 0 and "tiers.coder.idle-unload = 30s" in r.stderr
     tiers = yaml.safe_load(isolated_home.stack_file.read_text())["tiers"]
     assert tiers[1]["mode"] == "on-demand" and tiers[1]["idle-unload"] == "30s"
-    routes = json.loads(gateway_config_path(isolated_home).read_text())
+    routes = json.loads(isolated_home.routes_file.read_text())
     assert routes["tiers"][1]["on_demand"]["idle_unload_s"] == 30  # the front door follows
     r = run("config", "unset", "tiers.coder.idle-unload")
     assert r.exit_code == 0 and "(10m)" in r.stderr

@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from mlx_stack.core.front_door import Upstream, render_routes
+from mlx_stack.core.front_door import Upstream
+from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
 from mlx_stack.system import ports
 

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from mlx_stack.cli.app import app
 from mlx_stack.core.stack import GATEWAY, Cloud
 from mlx_stack.paths import Paths
-from mlx_stack.services import lifecycle, routing, stack_store
+from mlx_stack.services import lifecycle, stack_store
 from mlx_stack.system import pidfile, ports, secrets
 from tests.integration.cloud_standin import cloud_standin
 
@@ -215,7 +215,7 @@ def test_a_rule_changed_on_a_live_stack_applies_without_restart(use_home: Live) 
                 break
             time.sleep(0.3)
         assert tier == "standard"
-        assert json.loads(routing.routing_file(live.home).read_text())["rules"]["tool_tier"] == "standard"
+        assert json.loads(live.home.routes_file.read_text())["rules"]["tool_tier"] == "standard"
         after = lifecycle.status(live.home)
         assert next(s.pid for s in after.services if s.name == GATEWAY) == gateway_pid
     finally:

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from mlx_stack.core import dashboard as core
-from mlx_stack.core.front_door import Upstream, render_routes
+from mlx_stack.core.front_door import Upstream
+from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.metrics_text import BUCKETS
 from mlx_stack.core.routing import default_rules
 from mlx_stack.gateway.app import FrontDoor

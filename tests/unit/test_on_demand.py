@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from mlx_stack.core.front_door import Routes, Upstream, parse_routes, render_routes
+from mlx_stack.core.front_door import Routes, Upstream, parse_routes
+from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
 from mlx_stack.core.stack import (
     DEFAULT_IDLE_UNLOAD_S,

@@ -31,7 +31,7 @@ class RecordingUI:
     def hardware(self, profile: Any) -> None:
         self.asked.append("(hardware shown)")
 
-    def recommendation(self, rec: Any) -> None:
+    def recommendation(self, rec: Any, profiles: Any) -> None:
         self.recs.append(rec)
 
     def ask_intent(self, default: str) -> str:

@@ -45,7 +45,7 @@ class Recorder:
         def running_record(p: Paths, name: str) -> str | None:
             return name if name in self.running else None
 
-        def write_config(p: Paths, s: Stack) -> None:
+        def write_config(p: Paths, s: Stack, *, cloud_port: int | None) -> None:
             self.calls.append("write config")
 
         def reloaded(p: Paths, s: Stack, d: object) -> bool:

@@ -68,7 +68,7 @@ def set_(
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.errors import UsageError
     from mlx_stack.paths import paths
-    from mlx_stack.services import config
+    from mlx_stack.services import settings
 
     if value is None or value == "-":
         if sys.stdin is None or sys.stdin.isatty():
@@ -77,20 +77,8 @@ def set_(
                 hint=f"`mlx-stack config set {key} VALUE`, or pipe the value in with `-`",
             )
         value = sys.stdin.read().strip()
-    if key.startswith("tiers."):  # a tier's mode lives in stack.yaml
-        from mlx_stack.services import tier_settings
-
-        changed = tier_settings.set_tier(paths(), key, value)
-        terminal.success(f"{key} = {changed.value}" + (f" ({changed.note})" if changed.note else ""))
-        return
-    if key.startswith("routing."):  # the `auto` rules live in stack.yaml
-        from mlx_stack.services import routing
-
-        rules = routing.set_rule(paths(), key, value)
-        terminal.success(f"{key} = {_text(getattr(rules, routing.SETTABLE[key]))}")
-        return
-    setting = config.set_value(paths(), key, value)
-    terminal.success(f"{key} = {_text(setting.shown())}")
+    changed = settings.change(paths(), key, value)
+    terminal.success(f"{key} = {_text(changed.value)}" + (f" ({changed.note})" if changed.note else ""))
 
 
 @app.command("unset")
@@ -98,22 +86,10 @@ def unset(key: str = typer.Argument(..., help="Setting name.")) -> None:
     """Return one setting to its default."""
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
-    from mlx_stack.services import config
+    from mlx_stack.services import settings
 
-    if key.startswith("tiers."):
-        from mlx_stack.services import tier_settings
-
-        changed = tier_settings.set_tier(paths(), key, None)
-        terminal.success(f"{key} reset to its default ({changed.value})")
-        return
-    if key.startswith("routing."):  # the `auto` rules live in stack.yaml
-        from mlx_stack.services import routing
-
-        rules = routing.set_rule(paths(), key, None)
-        terminal.success(f"{key} reset to its default ({_text(getattr(rules, routing.SETTABLE[key]))})")
-        return
-    setting = config.unset_value(paths(), key)
-    terminal.success(f"{key} reset to its default ({_text(setting.shown())})")
+    changed = settings.change(paths(), key, None)
+    terminal.success(f"{key} reset to its default ({_text(changed.value)})")
 
 
 @app.command("reset")

@@ -13,15 +13,11 @@ SPARK_POINTS = 24  # the last 2 minutes of tok/s at 5 s per sample
 
 
 def _stack() -> tuple[Any, Any]:
-    from mlx_stack.errors import NotFoundError
     from mlx_stack.paths import paths
-    from mlx_stack.services import stack_store
+    from mlx_stack.services.dashboard import configured_stack
 
     p = paths()
-    if not stack_store.exists(p):
-        raise NotFoundError("no stack configured yet",
-                            hint="run `mlx-stack setup` (or `mlx-stack setup --demo`)")
-    return p, stack_store.load(p)
+    return p, configured_stack(p)
 
 
 def _gb(v: float | None) -> str:

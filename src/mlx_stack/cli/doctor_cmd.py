@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -30,17 +30,13 @@ def doctor(
     2 the report file cannot be written.
     """
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.errors import UsageError
     from mlx_stack.paths import paths
     from mlx_stack.services import doctor as svc
 
-    target = report.expanduser().absolute() if report is not None else None
-    if target is not None and (target.is_dir() or not target.parent.is_dir()):
-        raise UsageError(f"cannot write the report to {report}",
-                         hint="give a file path in an existing folder, e.g. --report ./mlx-stack-doctor.json")
+    target = svc.report_target(report) if report is not None else None
     result = svc.run(paths())
     if target is not None:
-        _write(target, result.report)
+        svc.write_report(target, result.report)
     if json_:
         terminal.json(result.report)
     else:
@@ -50,19 +46,6 @@ def doctor(
                       "attach it to your bug report")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-def _write(target: Path, data: dict[str, Any]) -> None:
-    import json
-
-    from mlx_stack.errors import UsageError
-    from mlx_stack.system.fs import atomic_write
-
-    try:
-        atomic_write(target, json.dumps(data, indent=2, default=str) + "\n", mode=0o600)
-    except OSError as exc:
-        raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}",
-                         hint="choose a file in a folder you can write to") from None
 
 
 def _render(result: DoctorResult) -> None:

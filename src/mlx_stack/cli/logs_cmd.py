@@ -22,10 +22,7 @@ def logs(
 
     p = paths()
     if rotate:
-        from mlx_stack.services import config
-
-        keep = int(config.load(p).get("log-max-files"))
-        results = svc.rotate(p, service, keep)
+        results = svc.rotate(p, service)
         if json_:
             terminal.json([{"service": s, "result": r} for s, r in results])
             return

@@ -78,36 +78,6 @@ def _check_flag_modes(mode: str | None, **given: Any) -> None:
                              hint=f"e.g. `mlx-stack models {allowed[flag][0]} ...`")
 
 
-def _config_value(key: str) -> Any:
-    from mlx_stack.paths import paths
-    from mlx_stack.services import config
-
-    return config.load(paths()).get(key)
-
-
-def _saved(hw: Any) -> dict[str, Any]:
-    """`bench --save` results for this hardware profile (they override estimates), by
-    catalog id; a result saved under a repo id counts for the catalog model shipping it."""
-    from mlx_stack.core.catalog import load_catalog
-    from mlx_stack.paths import paths
-    from mlx_stack.services.bench_store import load_saved
-
-    catalog, out = load_catalog(), {}
-    for key, m in load_saved(paths(), hw).items():
-        hit = catalog.find_repo(key)
-        model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
-        out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
-    return out
-
-
-def _pick_quant(quant: str | None) -> str:
-    from mlx_stack.core.config_schema import KEYS
-
-    if quant is None:
-        return _config_value("default-quant")
-    return KEYS["default-quant"].parse(quant)
-
-
 def _local(json_: bool) -> None:
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.units import gb
@@ -136,39 +106,16 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
              json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.estimator import SHORT_CONTEXT
-    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources
+    from mlx_stack.core.scoring import TIER_CONTEXT
     from mlx_stack.core.units import gb
+    from mlx_stack.paths import paths
+    from mlx_stack.services.models import catalog_report
 
-    full_catalog = load_catalog()
-    entries = full_catalog.filter(family=family, tag=tag, tool_calling=tool_calling)
-    q = _pick_quant(quant)
-    budget, budget_reason = budget_for(hw, _config_value("memory-budget-pct"))
-    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget, saved=_saved(hw),
-                                               reference=full_catalog)}
-    rows = []
-    for e in entries:
-        c = by_id[e.id]
-        rows.append({
-            "id": e.id, "name": e.name, "family": e.family, "params_b": e.params_b,
-            "active_params_b": e.active_params_b, "context_length": e.context_length, "gated": e.gated,
-            "tags": list(e.tags), "capabilities": vars(e.capabilities).copy(),
-            "repos": {k: {"repo": r.repo, "disk_gb": r.disk_gb} for k, r in e.repos.items()},
-            "quant": c.quant, "repo": c.repo, "context": TIER_CONTEXT["standard"],
-            "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
-            "decode_context": SHORT_CONTEXT,
-            "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
-            "decode_full_context": TIER_CONTEXT["standard"],
-            "prefill_tok_s": None if c.prefill_tok_s is None else round(c.prefill_tok_s),
-            "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget,
-            "released": e.released,
-            "quality": None if c.quality_info is None else c.quality_info.as_dict(),
-            "shape": None if e.shape is None else vars(e.shape).copy(), "repo_source": e.repo_source,
-            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None),
-        })
+    report = catalog_report(paths(), hw, family=family, tag=tag, tool_calling=tool_calling, quant=quant)
+    rows, budget_reason = report.models, report.budget_reason
     if json_:
-        terminal.json({"hardware": hw.as_dict(), "budget_bytes": budget, "models": rows})
+        terminal.json(report.as_dict())
         return
     render_hardware(hw)
     from rich.table import Table
@@ -215,28 +162,15 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
                json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.core.catalog import load_catalog
-    from mlx_stack.core.scoring import INTENTS, recommend
-    from mlx_stack.core.units import gb, parse_budget
-    from mlx_stack.errors import UsageError
+    from mlx_stack.core.memory_plan import MB
+    from mlx_stack.core.units import gb
+    from mlx_stack.paths import paths
+    from mlx_stack.services.models import recommend_report
 
-    if intent not in INTENTS:
-        raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
-    budget_bytes = parse_budget(budget, hw.memory_bytes) if budget is not None else None
-    rec = recommend(hw, load_catalog(), intent=intent, budget_bytes=budget_bytes, quant=_pick_quant(quant),
-                    memory_budget_pct=_config_value("memory-budget-pct"), saved=_saved(hw))
-    from mlx_stack.core.memory_plan import MB, for_recommendation
-
-    profiles = for_recommendation(rec, int(hw.gpu_limit_bytes or hw.memory_bytes))
+    report = recommend_report(paths(), hw, budget=budget, intent=intent, quant=quant, show_all=show_all)
+    rec, profiles = report.recommendation, report.profiles
     if json_:
-        from mlx_stack.cli.serving_view import profile_dict
-
-        data = {"hardware": hw.as_dict(), **rec.as_dict()}
-        for t in data["tiers"]:
-            t["serving"] = profile_dict(profiles[t["tier"]])
-        if show_all:
-            data["candidates"] = [_candidate_dict(c, rec.budget_bytes) for c in rec.candidates]
-        terminal.json(data)
+        terminal.json(report.as_dict())
         return
     render_hardware(hw)
     terminal.print("")
@@ -284,30 +218,19 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
         terminal.print(table)
 
 
-def _candidate_dict(c: Any, budget: int) -> dict[str, Any]:
-    return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score,
-            "quality": round(c.quality, 3),
-            "quality_source": None if c.quality_info is None else c.quality_info.as_dict(),
-            "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
-            "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
-            "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget}
-
-
 def _available(family: str | None, tag: str | None, tool_calling: bool, json_: bool) -> None:
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.core.catalog import load_catalog
-    from mlx_stack.services.hub_available import check_available
+    from mlx_stack.services.models import available_report
 
-    entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)
-    statuses = check_available(entries)
+    report = available_report(family=family, tag=tag, tool_calling=tool_calling)
     if json_:
-        terminal.json([s.as_dict() for s in statuses])
+        terminal.json(report.as_dict())
         return
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for col in ("model", "quant", "repo", "hub", "downloads"):
         table.add_column(col, no_wrap=col in ("model", "repo"))
-    for s in statuses:
+    for s in report.repos:
         table.add_row(s.model_id, s.quant, s.repo, s.status, "" if s.downloads is None else str(s.downloads))
     terminal.print(table)

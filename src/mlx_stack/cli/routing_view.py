@@ -8,21 +8,6 @@ if TYPE_CHECKING:
     from mlx_stack.services.routing import RoutingReport
 
 
-def routing_report() -> RoutingReport | None:
-    """None when no stack is configured yet."""
-    from mlx_stack.paths import paths
-    from mlx_stack.services import routing, stack_store
-
-    p = paths()
-    if not stack_store.exists(p):
-        return None
-    return routing.report(p, stack_store.load(p))
-
-
-def routing_json(report: RoutingReport | None) -> dict[str, Any]:
-    return {"routing": report.as_dict() if report is not None else None}
-
-
 def render_routing(report: RoutingReport | None) -> None:
     from rich.table import Table
     from rich.text import Text

@@ -16,14 +16,6 @@ def _gb(mb: float) -> str:
     return format_bytes(mb * MIB, smallest="MB")
 
 
-def profile_dict(p: ServingProfile) -> dict[str, Any]:
-    """A profile for --json output (MB figures, the rendered caps)."""
-    from mlx_stack.core.memory_plan import dump_profile
-
-    return {**dump_profile(p), "planned_mb": p.planned_mb, "prefix_cache": p.prefix_cache,
-            "cache_tokens": p.cache_tokens}
-
-
 def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Any:
     from rich.table import Table
 

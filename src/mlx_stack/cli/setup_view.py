@@ -12,7 +12,6 @@ class TerminalSetupUI:
         self.terminal = terminal
         self.interactive = interactive
         self._bar: Any = None
-        self._hw: Any = None
 
     def say(self, message: str) -> None:
         self.terminal.info(message)
@@ -20,12 +19,11 @@ class TerminalSetupUI:
     def hardware(self, profile: Any) -> None:
         from mlx_stack.cli.hardware_view import hardware_rows
 
-        self._hw = profile
         self.terminal.info("This machine:")
         for key, value in hardware_rows(profile):
             self.terminal.info(f"  {key:<17} {value}")
 
-    def recommendation(self, rec: Any) -> None:
+    def recommendation(self, rec: Any, profiles: Any) -> None:
         from mlx_stack.core.units import gb
 
         self.terminal.info(f"Recommended ({rec.intent}; budget {rec.budget_reason}; "
@@ -36,12 +34,11 @@ class TerminalSetupUI:
             memory = gb(t.memory_bytes)
             self.terminal.info(f"  {t.name:<9} {t.entry.id} {t.quant}  {speed}, {memory} ({kind})")
             self.terminal.info(f"  {'':<9} why: {t.reason}")
-        if rec.tiers and self._hw is not None:
+        if rec.tiers:
             from mlx_stack.cli.serving_view import render_plan
-            from mlx_stack.core.memory_plan import MB, for_recommendation
+            from mlx_stack.core.memory_plan import MB
 
-            ws = int(self._hw.gpu_limit_bytes or self._hw.memory_bytes)
-            render_plan(for_recommendation(rec, ws), rec.budget_bytes // MB)
+            render_plan(profiles, rec.budget_bytes // MB)
         for d in rec.dropped:
             self.terminal.warn(f"tier {d.name} dropped: {d.reason}")
         for note in rec.notes:
@@ -95,7 +92,7 @@ def run_setup(flags: Any) -> None:
     from mlx_stack.system import hub
 
     p = paths()
-    before = _stack_text(p)
+    before = setup_service.stack_text(p)
     interactive = bool(sys.stdin is not None and sys.stdin.isatty()) and not flags.accept_defaults
     ui = TerminalSetupUI(terminal, interactive=interactive)
     from mlx_stack.system import interrupt
@@ -108,32 +105,16 @@ def run_setup(flags: Any) -> None:
         return
     except KeyboardInterrupt:
         ui.pull_finished()
-        terminal.error("setup interrupted", hint=_resume_hint(p, before, resume=True))
+        terminal.error("setup interrupted", hint=setup_service.resume_hint(p, before, resume=True))
         hub.leave_now(ExitCode.INTERRUPTED)
         raise  # not reached
     except MlxStackError as exc:
         ui.pull_finished()
         if exc.exit_code != ExitCode.USAGE:
-            extra = _resume_hint(p, before, resume=exc.exit_code == ExitCode.NETWORK)
+            extra = setup_service.resume_hint(p, before, resume=exc.exit_code == ExitCode.NETWORK)
             exc.hint = f"{exc.hint}; {extra}" if exc.hint else extra
         raise
     _report(terminal, p, result, started=not flags.no_start)
-
-
-def _stack_text(p: Any) -> str | None:
-    try:
-        return p.stack_file.read_text()
-    except OSError:
-        return None
-
-
-def _resume_hint(p: Any, before: str | None, *, resume: bool = False) -> str:
-    if _stack_text(p) == before:
-        what = "the previous stack is unchanged" if before is not None else "no stack was written"
-        if resume:
-            return f"{what}; run the same command again to resume (finished downloads are kept)"
-        return what
-    return "stack.yaml was updated; run `mlx-stack up` to start what is not running yet"
 
 
 def _report(terminal: Any, p: Any, result: Any, *, started: bool) -> None:

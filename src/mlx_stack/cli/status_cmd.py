@@ -44,20 +44,20 @@ def status(
         watch_live(interval)
         return
     from mlx_stack.cli.hardware_view import render_hardware
-    from mlx_stack.cli.routing_view import render_routing, routing_json, routing_report
-    from mlx_stack.cli.services_view import render_services, services_report
+    from mlx_stack.cli.routing_view import render_routing
+    from mlx_stack.cli.services_view import render_services
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.services.hardware import detect
+    from mlx_stack.paths import paths
+    from mlx_stack.services.status import status as stack_status
 
-    hw = detect()
-    report = services_report(show_key)
+    result = stack_status(paths(), show_key=show_key)
     if json_:
-        terminal.json({"hardware": hw.as_dict(), **report.as_dict(), **routing_json(routing_report())})
+        terminal.json(result.as_dict())
     else:
-        render_hardware(hw)
-        render_services(report, show_key)
-        render_routing(routing_report())
-    code = exit_code(report)
+        render_hardware(result.hardware)
+        render_services(result.services, show_key)
+        render_routing(result.routing)
+    code = exit_code(result.services)
     if code:
         raise typer.Exit(code)
 

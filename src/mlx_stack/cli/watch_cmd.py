@@ -56,12 +56,12 @@ def watch(
                 "--flap-window", str(flap_window), "--cooldown", str(cooldown)]
         pid = watchdog.spawn_daemon(p, [*args, "--standby"] if standby else args)
         terminal.success(f"watchdog running in the background (pid {pid})")
-        terminal.info(f"log: {p.logs_dir / 'watchdog.log'}; stop it with `kill {pid}`")
+        terminal.info(f"log: {p.watchdog_log}; stop it with `kill {pid}`")
         return
     if not standby:
         watchdog.ensure_not_running(p)  # say it here, before our output goes to the log file
     if not sys.stderr.isatty() and os.environ.get(watchdog.LOGGED_ENV) != "1":
         # launchd, systemd, --daemon: a rotated log rather than an endless file.
-        terminal.info(f"watchdog: logging to {p.logs_dir / 'watchdog.log'}")
+        terminal.info(f"watchdog: logging to {p.watchdog_log}")
         watchdog.log_to_file(p)
     watchdog.serve(p, opts, standby=standby)

@@ -1,10 +1,11 @@
 """What the front door routes, and in which order it tries the tiers (pure, no I/O).
 
-The front door (:mod:`mlx_stack.gateway`) reads one JSON document, rendered here from the
-stack: each tier's name, real model, URL, context window and tokenizer folder; the
-fallback order; the ``auto`` rules; and the cloud (LiteLLM on an internal port) when a
-cloud key is stored. It re-reads the file when it changes, so `setup --add/--remove` and
-`config set routing.*` reach a running front door without a restart.
+The front door (:mod:`mlx_stack.gateway`) reads one JSON document, rendered from the stack
+by :mod:`mlx_stack.core.gateway_config` and parsed here: each tier's name, real model,
+URL, context window and tokenizer folder; the fallback order; the ``auto`` rules; and the
+cloud (LiteLLM on an internal port) when a cloud key is stored. It re-reads the file when
+it changes, so `setup --add/--remove` and `config set routing.*` reach a running front
+door without a restart.
 
 :func:`plan` turns one request into the ordered list of upstreams to try:
 
@@ -22,9 +23,9 @@ from typing import Any, cast
 
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
+from mlx_stack.paths import ROUTES_FILE
 
 ROUTES_SCHEMA = 1
-ROUTES_FILE = "front-door.json"  # in generated/
 # An estimate within this factor of a tier's limit is counted with the tier's tokenizer.
 BORDERLINE_FACTOR = 1.5
 
@@ -76,21 +77,6 @@ class UnknownModel(Exception):
     """The request names a model this stack does not serve (a client error: 404)."""
 
 
-def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: RoutingRules,
-                  cloud: Upstream | None) -> dict[str, Any]:
-    """The routes document (JSON-ready, no secrets)."""
-    def entry(u: Upstream) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": u.name, "model": u.model, "url": u.url,
-                               "context_window": u.context_window, "tokenizer": u.tokenizer}
-        if u.on_demand:
-            out["on_demand"] = {"idle_unload_s": u.idle_unload_s, "planned_mb": u.planned_mb}
-        return out
-
-    return {"schema": ROUTES_SCHEMA, "tiers": [entry(t) for t in tiers],
-            "fallback_order": list(fallback_order), "rules": rules.as_dict(),
-            "cloud": entry(cloud) if cloud else None}
-
-
 def _upstream(raw: Any, source: str) -> Upstream:
     if not (isinstance(raw, dict)
             and isinstance(raw.get("name"), str) and isinstance(raw.get("url"), str)):  # pyright: ignore[reportUnknownMemberType]
@@ -109,7 +95,8 @@ def _upstream(raw: Any, source: str) -> Upstream:
 
 
 def parse_routes(doc: Any, source: str = ROUTES_FILE) -> Routes:
-    """The inverse of :func:`render_routes`; ValueError naming ``source`` when malformed."""
+    """The inverse of :func:`mlx_stack.core.gateway_config.render_routes`; ValueError naming
+    ``source`` when malformed."""
     if not (isinstance(doc, dict) and doc.get("schema") == ROUTES_SCHEMA  # pyright: ignore[reportUnknownMemberType]
             and isinstance(doc.get("tiers"), list) and doc["tiers"]):  # pyright: ignore[reportUnknownMemberType]
         raise ValueError(f"{source}: not an mlx-stack routes document (schema {ROUTES_SCHEMA})")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlx_stack.core.litellm_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
+from mlx_stack.core.gateway_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
 from mlx_stack.core.memory_plan import server_flags
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack, Tier
 

@@ -25,6 +25,7 @@ from mlx_stack.core import dashboard as core
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.routes_file import RoutesFile
+from mlx_stack.paths import DASHBOARD_CONTEXT_FILE, Paths
 
 if TYPE_CHECKING:
     from mlx_stack.gateway.metrics import Event
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlx_stack.front_door")
 
-CONTEXT_FILE = "dashboard.json"  # next to the routes file; written by services/dashboard.py
+CONTEXT_FILE = DASHBOARD_CONTEXT_FILE  # next to the routes file; written by services/dashboard.py
 VIEW_ROUTE = "/api/dashboard"
 PAGES = {"/": ("index.html", b"text/html; charset=utf-8"),
          "/dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
@@ -142,7 +143,7 @@ class Dashboard:
 
     def _run_dir(self) -> Path | None:
         home = self.context().get("home")
-        return Path(home) / "run" if isinstance(home, str) and home else None
+        return Paths(Path(home)).run_dir if isinstance(home, str) and home else None
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -222,13 +223,12 @@ async def _false() -> bool:
 def _start_time(run_dir: Path, name: str) -> float | None:
     """The process start time in a pid file (plain JSON read: no psutil on the sampler)."""
     try:
-        return float(json.loads((run_dir / f"{name}.pid").read_text())["start_time"])
+        return float(json.loads(Paths.pid_file_in(run_dir, name).read_text())["start_time"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def _watchdog_state(run_dir: Path) -> dict[str, Mapping[str, object]]:
-    from mlx_stack.paths import Paths
     from mlx_stack.services.watchdog_state import read_state
 
     state = read_state(Paths(run_dir.parent)) or {}

@@ -205,7 +205,7 @@ def temporary_server(p: Paths, target: Target, *, port: int | None = None,
                 tool_call_parser=target.tool_call_parser, reasoning_parser=target.reasoning_parser)
     stack = Stack(tiers=(tier,), fallback_order=(TEMP_SERVICE,))
     cmd = service_control.command_for(p, stack, TEMP_SERVICE)
-    log = service_control.log_path(p, TEMP_SERVICE)
+    log = p.log_file(TEMP_SERVICE)
     with sigterm_raises(Interrupted):
         pid = processes.spawn(cmd.argv, log_file=log, env=cmd.env)
         try:

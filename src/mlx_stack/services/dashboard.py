@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
     from mlx_stack.json_types import JSON
 
-CONTEXT_FILE = "dashboard.json"
 MB = 1024 * 1024
 
 
@@ -40,7 +39,7 @@ class Context(TypedDict, total=False):
 
 
 def context_path(p: Paths) -> Path:
-    return p.generated_dir / CONTEXT_FILE
+    return p.dashboard_context_file
 
 
 def _hardware(p: Paths) -> tuple[dict[str, JSON] | None, HardwareProfile | None]:
@@ -85,6 +84,17 @@ def write_context(p: Paths, stack: Stack) -> Path:
     path = context_path(p)
     atomic_write(path, json.dumps(context(p, stack), indent=1) + "\n")
     return path
+
+
+def configured_stack(p: Paths) -> Stack:
+    """The stack the dashboard shows; NotFoundError when none is configured yet."""
+    from mlx_stack.errors import NotFoundError
+    from mlx_stack.services import stack_store
+
+    if not stack_store.exists(p):
+        raise NotFoundError("no stack configured yet",
+                            hint="run `mlx-stack setup` (or `mlx-stack setup --demo`)")
+    return stack_store.load(p)
 
 
 def page_url(stack: Stack) -> str:

@@ -61,7 +61,7 @@ def write_demo_stack(p: Paths) -> DemoResult:
     gateway_port = int(config.load(p).get("litellm-port"))
     built = []
     for name, seed, ctx in DEMO_TIERS:
-        dest = p.models_dir / f"demo-{name}"
+        dest = p.demo_model_dir(name)
         demo_models.build_random_model(dest, seed=seed, context_length=ctx)
         built.append(str(dest))
 
@@ -77,7 +77,7 @@ def write_demo_stack(p: Paths) -> DemoResult:
         tier_ports = _pick_ports(previous, gateway_port)
         tiers = tuple(
             Tier(
-                name=name, model=demo_model_id(name), path=str(p.models_dir / f"demo-{name}"),
+                name=name, model=demo_model_id(name), path=str(p.demo_model_dir(name)),
                 port=tier_ports[name], tool_call_parser=DEMO_PARSER, context_window=ctx,
             )
             for name, _, ctx in DEMO_TIERS

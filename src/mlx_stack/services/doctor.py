@@ -29,7 +29,8 @@ from mlx_stack.core import doctor_report, doctor_stack
 from mlx_stack.core.doctor import Check
 from mlx_stack.core.doctor_stack import FileFact, LoginFact, PortFact
 from mlx_stack.core.hardware import HardwareProfile, cpu_profile, parse_sysctl, profile_from_mac
-from mlx_stack.errors import MlxStackError, UnsupportedError
+from mlx_stack.core.stack import Stack
+from mlx_stack.errors import MlxStackError, UnsupportedError, UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.system import sysinfo
 
@@ -152,14 +153,14 @@ def _state_files(p: Paths) -> tuple[list[FileFact], Any, Any]:
     if not p.config_file.exists():
         loaded["config"] = config.load(p)  # the defaults
     run_dir = p.run_dir
-    for pid_file in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else []:
+    for pid_file in p.pid_files():
         def read_pid(f: Path = pid_file) -> None:
             record = pidfile.read(run_dir, f.stem)
             if record is not None and record.pid <= 0:  # how pidfile marks a corrupt file
                 raise ValueError("not a pid record")
         facts.append(_file(f"run/{pid_file.name}", pid_file, read_pid,
                            hint=f"delete {pid_file}: the process it named cannot be identified"))
-    watchdog = run_dir / "watchdog.json"
+    watchdog = p.watchdog_state_file
     facts.append(_file("run/watchdog.json", watchdog, lambda: json.loads(watchdog.read_text()),
                        hint=f"delete {watchdog}: the watchdog writes it again"))
     gen = p.generated_dir
@@ -222,11 +223,11 @@ def _login(p: Paths, raw: dict[str, Any]) -> LoginFact:
                      program, this_program, program is None or Path(program).exists())
 
 
-def _services(p: Paths, timeout: float, raw: dict[str, Any]) -> list[Check]:
+def _services(p: Paths, stack: Stack, timeout: float, raw: dict[str, Any]) -> list[Check]:
     from mlx_stack.services import lifecycle
     from mlx_stack.system.server_stats import tree_rss
 
-    report = lifecycle.status(p, timeout=timeout)
+    report = lifecycle.status(p, timeout=timeout, stack=stack)
     checks = []
     for s in report.services:
         rss = tree_rss(s.pid) if s.pid else None
@@ -290,7 +291,7 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
                        lambda: [doctor_stack.secrets(str(p.secrets_dir), *secrets.modes(p))])
     checks += _guarded("login-service", "login service", lambda: [doctor_stack.login_service(_login(p, raw))])
     if stack is not None:
-        checks += _guarded("services", "services", lambda: _services(p, probe_timeout, raw))
+        checks += _guarded("services", "services", lambda: _services(p, stack, probe_timeout, raw))
     elif not any(f.name == "stack.yaml" and f.error for f in files):
         checks.append(Check("services", "services", judge.SKIP,
                             "no stack configured yet (`mlx-stack setup`, or `setup --demo` to try)"))
@@ -314,4 +315,25 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
     return DoctorResult([Check(**c) for c in doc["checks"]], doc)
 
 
-__all__ = ["DoctorResult", "Machine", "machine", "run"]
+def report_target(report: Path) -> Path:
+    """Where ``--report FILE`` goes (absolute); UsageError before any check runs when it
+    cannot be a file there."""
+    target = report.expanduser().absolute()
+    if target.is_dir() or not target.parent.is_dir():
+        raise UsageError(f"cannot write the report to {report}",
+                         hint="give a file path in an existing folder, e.g. --report ./mlx-stack-doctor.json")
+    return target
+
+
+def write_report(target: Path, data: dict[str, Any]) -> None:
+    """The redacted report as JSON, mode 0600; UsageError naming the file when it cannot be written."""
+    from mlx_stack.system.fs import atomic_write
+
+    try:
+        atomic_write(target, json.dumps(data, indent=2, default=str) + "\n", mode=0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}",
+                         hint="choose a file in a folder you can write to") from None
+
+
+__all__ = ["DoctorResult", "Machine", "machine", "report_target", "run", "write_report"]

@@ -100,7 +100,7 @@ def _env() -> dict[str, str]:
 
 
 def spec(p: Paths) -> UnitSpec:
-    return UnitSpec(program=program(), home=p.home, env=_env(), stdout_log=p.logs_dir / "watchdog.agent.log")
+    return UnitSpec(program=program(), home=p.home, env=_env(), stdout_log=p.watchdog_agent_log)
 
 
 def plan(p: Paths, host: LoginHost | None = None) -> InstallPlan:

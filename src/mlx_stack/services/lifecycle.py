@@ -280,7 +280,7 @@ def _stack_if_readable(p: Paths) -> Stack | None:
 
 def _pid_file_services(p: Paths) -> list[str]:
     try:
-        return [f.stem for f in p.run_dir.glob("*.pid")] if p.run_dir.is_dir() else []
+        return [f.stem for f in p.pid_files()]
     except OSError:
         return []
 
@@ -315,12 +315,15 @@ def _answers(port: int, deadline_s: float = 2.0) -> bool:
         time.sleep(0.1)
 
 
-def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S) -> StatusReport:
-    """Every service's state, probed in parallel. No lock: it changes nothing."""
+def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S,
+           stack: Stack | None = None) -> StatusReport:
+    """Every service's state, probed in parallel. No lock: it changes nothing. ``stack``:
+    stack.yaml when the caller loaded it already."""
     start = time.monotonic()
-    if not stack_store.exists(p):
-        return StatusReport(configured=False, services=[])
-    stack = stack_store.load(p)
+    if stack is None:
+        if not stack_store.exists(p):
+            return StatusReport(configured=False, services=[])
+        stack = stack_store.load(p)
     services = services_of(p, stack)
     extra = sorted(set(_pid_file_services(p)) | identity.services(p.home))
     services += [s for s in extra if s not in services]  # removed from stack.yaml but running

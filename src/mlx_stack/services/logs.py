@@ -72,7 +72,7 @@ def list_logs(p: Paths) -> list[LogFile]:
             names.add(name.split(".log.", 1)[0] + ".log")
     out = []
     for name in sorted(names):
-        path = p.logs_dir / name
+        path = p.log_file(name[:-4])
         arch = archives(path)
         out.append(LogFile(name[:-4], path, _size(path), tuple(arch), sum(_size(a) for a in arch)))
     return out
@@ -183,11 +183,16 @@ def _replaced(path: Path, fh: object) -> bool:
     return st.st_size < fh.tell()  # type: ignore[attr-defined]  # truncated in place
 
 
-def rotate(p: Paths, service: str | None, keep: int) -> list[tuple[str, str]]:
-    """Rotate one log or all: signal live writers, rotate idle files here.
+def rotate(p: Paths, service: str | None, keep: int | None = None) -> list[tuple[str, str]]:
+    """Rotate one log or all: signal live writers, rotate idle files here. ``keep``: the
+    archives kept, by default the setting log-max-files.
 
     Returns (service, "signalled" | "rotated" | "empty") per log.
     """
+    if keep is None:
+        from mlx_stack.services import config
+
+        keep = int(config.load(p).get("log-max-files"))
     if keep < 1:
         raise UsageError("log-max-files must be at least 1")
     logs = [find_log(p, service)] if service else list_logs(p)

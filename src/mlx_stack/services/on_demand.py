@@ -29,7 +29,6 @@ from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
 
 LOCK_TIMEOUT_S = 20.0  # an `up`/`down`/setup holding the stack lock longer: the request falls back
-STATE_FILE = "on-demand.json"  # in run/
 
 
 class NoRoom(Exception):
@@ -173,7 +172,7 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
 
 
 def state_path(p: Paths) -> Path:
-    return p.run_dir / STATE_FILE
+    return p.on_demand_state_file
 
 
 def write_state(p: Paths, tiers: Mapping[str, Mapping[str, Any]]) -> None:

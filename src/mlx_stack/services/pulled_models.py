@@ -73,7 +73,7 @@ def record(p: Paths, model: PulledModel) -> None:
     """Add or replace the entry for ``model.repo`` (atomic, under the lock)."""
     import yaml
 
-    with file_lock(p.pulled_file.with_name(".pulled.lock"), what="pull"):
+    with file_lock(p.pulled_lock_file, what="pull"):
         entries = [m for m in _read(p) if m.repo != model.repo]
         entries.append(model)
         text = "# models completed by `mlx-stack pull` (written by mlx-stack)\n"

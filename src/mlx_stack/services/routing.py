@@ -1,64 +1,24 @@
-"""The `auto` routing rules of a stack: rendered for the front door, shown by `status`, changed by `config`.
+"""The `auto` routing rules of a stack: shown by `status`, changed by `config`.
 
 The rules live in stack.yaml's optional ``routing:`` section (:mod:`mlx_stack.core.routing`).
-:func:`write_routes_file` renders ``generated/front-door.json`` (tiers, windows, rules,
-the cloud's internal URL), which the running front door re-reads within half a second
-(so changing a rule needs no restart). Its counts live in its memory; :func:`report`
-reads them from its ``/metrics`` page.
+They reach the front door in its routes file (:mod:`mlx_stack.services.gateway_config`),
+which the running front door re-reads within half a second (so changing a rule needs no
+restart). Its counts live in its memory; :func:`report` reads them from its ``/metrics`` page.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from mlx_stack.core.front_door import ROUTES_FILE, Upstream, check_rules, render_routes
+from mlx_stack.core.front_door import check_rules
+from mlx_stack.core.gateway_config import rules_for, upstreams
 from mlx_stack.core.routing import RoutingRules, default_rules, parse_routing, prompt_limit
-from mlx_stack.core.stack import CLOUD, GATEWAY, Stack, Tier
+from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.errors import UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.system.fs import atomic_write, file_lock
-
-
-def routing_file(p: Paths) -> Path:
-    return p.generated_dir / ROUTES_FILE
-
-
-def context_window(tier: Tier) -> int | None:
-    """The tier's context window: stack.yaml's value, else the model's own config.json."""
-    if tier.context_window is not None:
-        return tier.context_window
-    try:
-        config = json.loads((Path(tier.path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    for section in (config, config.get("text_config") or {}):
-        value = section.get("max_position_embeddings") if isinstance(section, dict) else None
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def rules_for(stack: Stack) -> RoutingRules:
-    return stack.routing if stack.routing is not None else default_rules(stack.tier_names)
-
-
-def upstreams(stack: Stack) -> list[Upstream]:
-    return [Upstream(t.name, t.model, f"http://127.0.0.1:{t.port}", context_window(t), t.path,
-                     t.idle_unload if t.on_demand else None,
-                     t.serving.planned_mb if t.on_demand and t.serving is not None else None)
-            for t in stack.tiers]
-
-
-def write_routes_file(p: Paths, stack: Stack, *, cloud_port: int | None) -> Path:
-    """Write ``generated/front-door.json`` atomically; ``cloud_port``: LiteLLM's internal port."""
-    cloud = Upstream(CLOUD, stack.cloud.model, f"http://127.0.0.1:{cloud_port}") if cloud_port else None
-    doc = render_routes(upstreams(stack), list(stack.fallback_order), rules_for(stack), cloud)
-    path = routing_file(p)
-    atomic_write(path, json.dumps(doc, indent=1) + "\n")
-    return path
+from mlx_stack.services import gateway_config
+from mlx_stack.system.fs import file_lock
 
 
 @dataclass
@@ -77,7 +37,8 @@ def report(p: Paths, stack: Stack) -> RoutingReport:
     """The rules, each tier's window, and the counts of the front door running now."""
     rules = rules_for(stack)
     tiers = [{"name": u.name, "model": u.model, "context_window": u.context_window,
-              "prompt_limit": prompt_limit(u.context_window, rules)} for u in upstreams(stack)]
+              "prompt_limit": prompt_limit(u.context_window, rules)}
+             for u in upstreams(stack, gateway_config.windows(stack))]
     return RoutingReport(rules, stack.routing is not None, tiers, gateway_counts(p, stack))
 
 
@@ -140,15 +101,15 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
         except StateError as exc:
             raise UsageError(f"invalid {key}: {exc.message.split(': ', 2)[-1]}",
                              hint="see `mlx-stack status` for the tiers and the current rules") from None
-        problem = check_rules(rules, {t.name: context_window(t) for t in stack.tiers})
+        problem = check_rules(rules, gateway_config.windows(stack))
         if problem is not None:
             raise UsageError(f"invalid {key}: {problem}; it would send every request away from "
                              "the local tiers", hint="see `mlx-stack status` for each tier's window")
         # Back to every default: no `routing:` section left behind.
         stack = replace(stack, routing=None if rules == default_rules(stack.tier_names) else rules)
         stack_store.save(p, stack)
-        from mlx_stack.services.service_control import gateway_config_path, write_gateway_config
+        from mlx_stack.services.service_control import litellm_port
 
-        if gateway_config_path(p).exists():
-            write_gateway_config(p, stack)  # a running front door follows within half a second
+        if p.routes_file.exists():  # a running front door follows within half a second
+            gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
     return rules

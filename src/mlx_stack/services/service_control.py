@@ -14,13 +14,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from mlx_stack.core import litellm_config
+from mlx_stack.core.gateway_config import MASTER_KEY_ENV
 from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
+from mlx_stack.services import gateway_config
 from mlx_stack.system import identity, interrupt, pidfile, ports, probes, processes, secrets
-from mlx_stack.system.fs import atomic_write
 
 HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
@@ -59,21 +59,6 @@ class ServiceStatus:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def log_path(p: Paths, service: str) -> Path:
-    return p.logs_dir / f"{service}.log"
-
-
-def gateway_config_path(p: Paths) -> Path:
-    """The front door's routes file."""
-    from mlx_stack.core.front_door import ROUTES_FILE
-
-    return p.generated_dir / ROUTES_FILE
-
-
-def litellm_config_path(p: Paths) -> Path:
-    return p.generated_dir / "litellm.yaml"
 
 
 def cloud_key_stored(p: Paths) -> bool:
@@ -123,37 +108,18 @@ def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = Fal
         key = key or secrets.ensure_gateway_key(p)
     shown = key or "<generated at the first up>"
     if service == LITELLM:
-        cmd = litellm_command(litellm_config_path(p), bin_dir, port, shown,
+        cmd = litellm_command(p.litellm_config_file, bin_dir, port, shown,
                               secrets.read_secret(p, secrets.OPENROUTER_KEY) or "")
     else:
-        cmd = gateway_command(stack, gateway_config_path(p), Path(sys.executable), shown)
+        cmd = gateway_command(stack, p.routes_file, Path(sys.executable), shown)
     if placeholder:
-        cmd = replace(cmd, secret_env=cmd.secret_env - {litellm_config.MASTER_KEY_ENV})
+        cmd = replace(cmd, secret_env=cmd.secret_env - {MASTER_KEY_ENV})
     return cmd
 
 
-def write_gateway_config(p: Paths, stack: Stack) -> Path:
-    """Write the front door's routes file atomically (no secrets in it): the tiers, the
-    `auto` rules and, when LiteLLM runs for the cloud, its internal URL. A running front
-    door re-reads it within half a second."""
-    from mlx_stack.services import dashboard, routing
-
-    path = routing.write_routes_file(p, stack, cloud_port=_litellm_port(p))
-    dashboard.write_context(p, stack)  # what the dashboard shows beside the counts (no secrets)
-    return path
-
-
-def write_litellm_config(p: Paths, stack: Stack) -> Path:
-    import yaml
-
-    path = litellm_config_path(p)
-    text = "# Rendered by mlx-stack from stack.yaml; do not edit (it is rewritten at `up`).\n"
-    atomic_write(path, text + yaml.safe_dump(litellm_config.render(stack), sort_keys=False))
-    return path
-
-
-def _litellm_port(p: Paths) -> int | None:
-    """LiteLLM's internal port while it runs (and a cloud key is stored), else None."""
+def litellm_port(p: Paths) -> int | None:
+    """LiteLLM's internal port while it runs (and a cloud key is stored), else None: what
+    the front door's routes file names as the cloud (``gateway_config.write_gateway_config``)."""
     if not cloud_key_stored(p):
         return None
     record = running_record(p, LITELLM)
@@ -222,14 +188,14 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
     forget_stale(p, service)
     port = None
     if service == GATEWAY:
-        write_gateway_config(p, stack)
+        gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
     elif service == LITELLM:
-        write_litellm_config(p, stack)
+        gateway_config.write_litellm_config(p, stack)
         port = ports.free_port()
     cmd = command_for(p, stack, service, port=port)
     try:
         pid = processes.spawn(
-            cmd.argv, log_file=log_path(p, service), env=cmd.env,
+            cmd.argv, log_file=p.log_file(service), env=cmd.env,
             log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
             log_keep=int(settings.get("log-max-files")), owner=(p.home, service),
             redact_prompts=service != GATEWAY and not settings.get("log-prompts"),
@@ -241,14 +207,14 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
         ) from None
     record = pidfile.record_for(service, pid, cmd.argv, cmd.port)
     pidfile.write(p.run_dir, record)
-    if service == LITELLM and gateway_config_path(p).exists():
-        write_gateway_config(p, stack)  # a running front door learns the cloud's new port
+    if service == LITELLM and p.routes_file.exists():  # a running front door learns the cloud's new port
+        gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
     return record
 
 
 def last_log_line(p: Paths, service: str) -> str | None:
     """The last non-empty line of a service's log (read from the end)."""
-    path = log_path(p, service)
+    path = p.log_file(service)
     try:
         with path.open("rb") as fh:
             fh.seek(0, 2)
@@ -265,7 +231,7 @@ def _failed(p: Paths, service: str, why: str) -> ServiceError:
     last = last_log_line(p, service)
     return ServiceError(
         f"{service} {why}" + (f"; last log line: {last}" if last else ""),
-        hint=f"see {log_path(p, service)}; `mlx-stack down` stops what did start",
+        hint=f"see {p.log_file(service)}; `mlx-stack down` stops what did start",
     )
 
 

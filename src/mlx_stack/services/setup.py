@@ -15,9 +15,10 @@ setup leaves the previous stack exactly as it was.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.core.stack_change import SetupFlags, assign_ports, check_flags, check_tier_name, tier_name_for
@@ -25,6 +26,10 @@ from mlx_stack.errors import ConflictError, MlxStackError, NotFoundError
 from mlx_stack.paths import Paths
 from mlx_stack.services import pull as pulling
 from mlx_stack.services.stack_apply import ApplyResult
+
+if TYPE_CHECKING:
+    from mlx_stack.core.memory_plan import ServingProfile
+    from mlx_stack.core.scoring import Recommendation
 
 
 class SetupUI(Protocol):
@@ -34,13 +39,32 @@ class SetupUI(Protocol):
 
     def say(self, message: str) -> None: ...
     def hardware(self, profile: Any) -> None: ...
-    def recommendation(self, rec: Any) -> None: ...
+    def recommendation(self, rec: Recommendation, profiles: Mapping[str, ServingProfile]) -> None: ...
     def ask_intent(self, default: str) -> str: ...
     def ask_budget_pct(self, default: int) -> int: ...
     def confirm(self, question: str) -> bool: ...
     def pull_started(self, plan: pulling.Plan) -> None: ...
     def pull_progress(self, done: int, total: int) -> None: ...
     def pull_finished(self) -> None: ...
+
+
+def stack_text(p: Paths) -> str | None:
+    """stack.yaml as it is now (None: none, or unreadable): taken before a setup, to say
+    after a failure whether the stack changed."""
+    try:
+        return p.stack_file.read_text()
+    except OSError:
+        return None
+
+
+def resume_hint(p: Paths, before: str | None, *, resume: bool = False) -> str:
+    """What a failed or interrupted setup left: the stack as it was (``before``), or updated."""
+    if stack_text(p) == before:
+        what = "the previous stack is unchanged" if before is not None else "no stack was written"
+        if resume:
+            return f"{what}; run the same command again to resume (finished downloads are kept)"
+        return what
+    return "stack.yaml was updated; run `mlx-stack up` to start what is not running yet"
 
 
 class SetupCancelled(MlxStackError):
@@ -202,8 +226,10 @@ def _recommended(
 ) -> tuple[list[Wanted], str]:
     """The recommended tiers, and the intent they were chosen for (asked or from --intent)."""
     from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.core.memory_plan import for_recommendation
     from mlx_stack.core.scoring import recommend
     from mlx_stack.services import hardware
+    from mlx_stack.services.models import saved_results
     from mlx_stack.system import hub
 
     profile = hardware.detect()
@@ -215,29 +241,14 @@ def _recommended(
     if flags.accept_defaults or not ui.interactive or not hub.token():
         catalog = [e for e in catalog if not e.gated]  # the zero-config path needs no token
     rec = recommend(profile, catalog, intent=intent, quant=quant, memory_budget_pct=pct,
-                    saved=_saved(p, profile))
-    ui.recommendation(rec)
+                    saved=saved_results(p, profile))
+    # Each tier's serving plan within the GPU working-set limit (the memory without one).
+    ui.recommendation(rec, for_recommendation(rec, int(profile.gpu_limit_bytes or profile.memory_bytes)))
     if not rec.tiers:
         reason = rec.dropped[0].reason if rec.dropped else "no catalog model fits"
         raise ConflictError(f"nothing to run on this machine: {reason}",
                             hint="raise --budget-pct, or pick a model yourself with `--model`")
     return [Wanted(t.name, t.entry.id, t.quant) for t in rec.tiers], intent
-
-
-def _saved(p: Paths, profile: Any) -> dict[str, Any]:
-    """`bench --save` results for this hardware, by catalog id (they override estimates)."""
-    try:
-        from mlx_stack.core.catalog import load_catalog
-        from mlx_stack.services.bench_store import load_saved
-
-        catalog, out = load_catalog(), {}
-        for key, m in load_saved(p, profile).items():
-            hit = catalog.find_repo(key)
-            model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
-            out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
-        return out
-    except (ImportError, MlxStackError):
-        return {}
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,15 @@ from mlx_stack.core.stack_change import StackDiff, diff
 from mlx_stack.errors import ServiceError, StateError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
+from mlx_stack.services.gateway_config import write_gateway_config
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
     PROBE_HEADERS,
     base_url,
+    litellm_port,
     running_record,
     start_service,
     stop_service,
-    write_gateway_config,
 )
 from mlx_stack.system import probes, secrets
 from mlx_stack.system.fs import file_lock
@@ -147,7 +148,7 @@ def _update_gateway(p: Paths, old: Stack, new: Stack, d: StackDiff, result: Appl
     if old.gateway == new.gateway and not d.routes_changed:
         return
     if old.gateway == new.gateway:
-        write_gateway_config(p, new)
+        write_gateway_config(p, new, cloud_port=litellm_port(p))
         if _reloaded(p, new, d):
             say("gateway routes reloaded in place (no restart)")
             result.gateway = "reloaded"

@@ -70,8 +70,9 @@ def set_tier(p: Paths, key: str, raw: str | None) -> TierSetting:
             note = ""
         stack = stack.with_tier(tier)
         stack_store.save(p, stack)
-        from mlx_stack.services.service_control import gateway_config_path, write_gateway_config
+        from mlx_stack.services import gateway_config
+        from mlx_stack.services.service_control import litellm_port
 
-        if gateway_config_path(p).exists():
-            write_gateway_config(p, stack)  # a running front door follows within half a second
+        if p.routes_file.exists():  # a running front door follows within half a second
+            gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
     return TierSetting(key, value, note)

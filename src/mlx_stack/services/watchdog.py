@@ -302,7 +302,7 @@ def log_to_file(p: Paths) -> None:
         max_mb, keep = int(settings.get("log-max-size-mb")), int(settings.get("log-max-files"))
     except MlxStackError:  # a corrupt config.yaml must not keep the watchdog from starting
         max_mb, keep = 50, 5
-    logwriter.attach(p.logs_dir / "watchdog.log", max_mb * 1024 * 1024, keep)
+    logwriter.attach(p.watchdog_log, max_mb * 1024 * 1024, keep)
     os.environ[LOGGED_ENV] = "1"
 
 
@@ -319,7 +319,7 @@ def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0) -> int:
             from mlx_stack.errors import ServiceError
 
             raise ServiceError(f"the watchdog exited at once (code {proc.returncode})",
-                               hint=f"see {p.logs_dir / 'watchdog.log'}")
+                               hint=f"see {p.watchdog_log}")
         if lock_held(lock_path(p)):
             return proc.pid
         time.sleep(0.1)

@@ -24,17 +24,15 @@ from typing import Any
 from mlx_stack.core.watchdog import Policy, Record, State
 from mlx_stack.paths import Paths
 
-STATE_FILE = "watchdog.json"
-LOCK_FILE = "watchdog.lock"
 LOG_LINES_IN_STATE = 10
 
 
 def state_path(p: Paths) -> Path:
-    return p.run_dir / STATE_FILE
+    return p.watchdog_state_file
 
 
 def lock_path(p: Paths) -> Path:
-    return p.run_dir / LOCK_FILE
+    return p.watchdog_lock_file
 
 
 def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
@@ -55,7 +53,7 @@ def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy
             "next_start_at": _wall(rec.next_start, now, wall),
         }
         if rec.state in (State.FLAPPING, State.BACKOFF):
-            entry["last_log_lines"] = logs.tail_lines(p.logs_dir / f"{name}.log", LOG_LINES_IN_STATE)
+            entry["last_log_lines"] = logs.tail_lines(p.log_file(name), LOG_LINES_IN_STATE)
         services[name] = entry
     global _last_written
     facts = sorted((n, r.state, r.reason, r.failures, r.restarts, r.since, r.next_start)

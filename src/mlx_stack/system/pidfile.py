@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from mlx_stack.paths import Paths
 from mlx_stack.system.fs import atomic_write
 
 # create_time() is derived from boot time + jiffies: allow for rounding.
@@ -36,7 +37,7 @@ class PidRecord:
 
 
 def pid_path(run_dir: Path, service: str) -> Path:
-    return run_dir / f"{service}.pid"
+    return Paths.pid_file_in(run_dir, service)
 
 
 def start_time_of(pid: int) -> float | None:

@@ -26,7 +26,7 @@ def mask(value: str | None) -> str:
 
 
 def _path(p: Paths, name: str) -> Path:
-    return p.secrets_dir / name
+    return p.secret_file(name)
 
 
 def read_secret(p: Paths, name: str) -> str | None:

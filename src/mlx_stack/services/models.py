@@ -1,0 +1,186 @@
+"""The `models` use cases: the catalog with estimates for this machine, a recommendation,
+the hub's repos; and the `bench --save` results the recommender prefers to its estimates
+(also used by `setup`).
+
+Each returns a result object with ``as_dict()`` (what ``--json`` prints); the CLI only
+renders them (``cli/models_cmd.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlx_stack.errors import MlxStackError
+from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:
+    from mlx_stack.core.catalog import Catalog
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.core.memory_plan import ServingProfile
+    from mlx_stack.core.scoring import Candidate, Recommendation
+    from mlx_stack.services.hub_available import RepoStatus
+
+
+def saved_results(p: Paths, profile: HardwareProfile | str,
+                  catalog: Catalog | None = None) -> dict[str, dict[str, Any]]:
+    """`bench --save` results for this hardware profile (they override estimates), by
+    catalog id; a result saved under a repo id counts for the catalog model shipping it.
+    Optional help: a catalog or results that cannot be read give none (the catalog's own
+    error shows where it is needed)."""
+    try:
+        from mlx_stack.core.catalog import load_catalog
+        from mlx_stack.services.bench_store import load_saved
+
+        catalog = catalog if catalog is not None else load_catalog()
+        out: dict[str, dict[str, Any]] = {}
+        for key, m in load_saved(p, profile).items():
+            hit = catalog.find_repo(key)
+            model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
+            out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
+        return out
+    except (ImportError, MlxStackError):
+        return {}
+
+
+def pick_quant(p: Paths, quant: str | None) -> str:
+    """``--quant`` checked, else the configured default-quant."""
+    from mlx_stack.core.config_schema import KEYS
+    from mlx_stack.services import config
+
+    if quant is None:
+        return config.load(p).get("default-quant")
+    return KEYS["default-quant"].parse(quant)
+
+
+# --- `models --catalog` --------------------------------------------------------------------
+
+
+@dataclass
+class CatalogReport:
+    hardware: HardwareProfile
+    budget_bytes: int
+    budget_reason: str
+    models: list[dict[str, Any]]  # one row per catalog model, estimates for this machine
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hardware": self.hardware.as_dict(), "budget_bytes": self.budget_bytes, "models": self.models}
+
+
+def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, tag: str | None = None,
+                   tool_calling: bool = False, quant: str | None = None) -> CatalogReport:
+    """The catalog (filtered) with speed, memory, quality and fit on ``hw``."""
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.core.estimator import SHORT_CONTEXT
+    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources
+    from mlx_stack.services import config
+
+    full_catalog = load_catalog()
+    entries = full_catalog.filter(family=family, tag=tag, tool_calling=tool_calling)
+    q = pick_quant(p, quant)
+    budget, budget_reason = budget_for(hw, config.load(p).get("memory-budget-pct"))
+    by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget,
+                                               saved=saved_results(p, hw, full_catalog),
+                                               reference=full_catalog)}
+    rows = []
+    for e in entries:
+        c = by_id[e.id]
+        rows.append({
+            "id": e.id, "name": e.name, "family": e.family, "params_b": e.params_b,
+            "active_params_b": e.active_params_b, "context_length": e.context_length, "gated": e.gated,
+            "tags": list(e.tags), "capabilities": vars(e.capabilities).copy(),
+            "repos": {k: {"repo": r.repo, "disk_gb": r.disk_gb} for k, r in e.repos.items()},
+            "quant": c.quant, "repo": c.repo, "context": TIER_CONTEXT["standard"],
+            "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
+            "decode_context": SHORT_CONTEXT,
+            "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
+            "decode_full_context": TIER_CONTEXT["standard"],
+            "prefill_tok_s": None if c.prefill_tok_s is None else round(c.prefill_tok_s),
+            "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget,
+            "released": e.released,
+            "quality": None if c.quality_info is None else c.quality_info.as_dict(),
+            "shape": None if e.shape is None else vars(e.shape).copy(), "repo_source": e.repo_source,
+            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None),
+        })
+    return CatalogReport(hw, budget, budget_reason, rows)
+
+
+# --- `models --recommend` ------------------------------------------------------------------
+
+
+@dataclass
+class RecommendReport:
+    hardware: HardwareProfile
+    recommendation: Recommendation
+    profiles: Mapping[str, ServingProfile]  # each tier's serving plan
+    show_all: bool = False  # as_dict lists every scored candidate
+
+    def as_dict(self) -> dict[str, Any]:
+        rec = self.recommendation
+        data = {"hardware": self.hardware.as_dict(), **rec.as_dict()}
+        for t in data["tiers"]:
+            t["serving"] = profile_dict(self.profiles[t["tier"]])
+        if self.show_all:
+            data["candidates"] = [candidate_dict(c, rec.budget_bytes) for c in rec.candidates]
+        return data
+
+
+def profile_dict(p: ServingProfile) -> dict[str, Any]:
+    """A serving profile for --json output (MB figures, the rendered caps)."""
+    from mlx_stack.core.memory_plan import dump_profile
+
+    return {**dump_profile(p), "planned_mb": p.planned_mb, "prefix_cache": p.prefix_cache,
+            "cache_tokens": p.cache_tokens}
+
+
+def candidate_dict(c: Candidate, budget: int) -> dict[str, Any]:
+    return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score,
+            "quality": round(c.quality, 3),
+            "quality_source": None if c.quality_info is None else c.quality_info.as_dict(),
+            "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
+            "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
+            "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget}
+
+
+def recommend_report(p: Paths, hw: HardwareProfile, *, budget: str | None = None, intent: str = "balanced",
+                     quant: str | None = None, show_all: bool = False) -> RecommendReport:
+    """A model per tier on ``hw`` (within ``--budget``, else the configured share), with
+    each tier's serving plan. UsageError for an unknown intent or a bad budget."""
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.core.memory_plan import for_recommendation
+    from mlx_stack.core.scoring import INTENTS, recommend
+    from mlx_stack.core.units import parse_budget
+    from mlx_stack.errors import UsageError
+    from mlx_stack.services import config
+
+    if intent not in INTENTS:
+        raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
+    budget_bytes = parse_budget(budget, hw.memory_bytes) if budget is not None else None
+    catalog = load_catalog()
+    rec = recommend(hw, catalog, intent=intent, budget_bytes=budget_bytes, quant=pick_quant(p, quant),
+                    memory_budget_pct=config.load(p).get("memory-budget-pct"),
+                    saved=saved_results(p, hw, catalog))
+    profiles = for_recommendation(rec, int(hw.gpu_limit_bytes or hw.memory_bytes))
+    return RecommendReport(hw, rec, profiles, show_all)
+
+
+# --- `models --available` ------------------------------------------------------------------
+
+
+@dataclass
+class AvailableReport:
+    repos: list[RepoStatus] = field(default_factory=list)
+
+    def as_dict(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.repos]
+
+
+def available_report(*, family: str | None = None, tag: str | None = None,
+                     tool_calling: bool = False) -> AvailableReport:
+    """Which of the (filtered) catalog's repos the Hugging Face Hub has."""
+    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.services.hub_available import check_available
+
+    entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)
+    return AvailableReport(check_available(entries))

@@ -1,0 +1,35 @@
+"""`mlx-stack status`: this machine's hardware, every service's state and the routing
+rules with the front door's counts, from one read of stack.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.services.lifecycle import StatusReport
+    from mlx_stack.services.routing import RoutingReport
+
+
+@dataclass
+class StackStatus:
+    hardware: HardwareProfile
+    services: StatusReport
+    routing: RoutingReport | None  # None when no stack is configured yet
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hardware": self.hardware.as_dict(), **self.services.as_dict(),
+                "routing": self.routing.as_dict() if self.routing is not None else None}
+
+
+def status(p: Paths, *, show_key: bool = False) -> StackStatus:
+    """The hardware profile, the services (probed in parallel) and the routing report."""
+    from mlx_stack.services import hardware, lifecycle, routing, stack_store
+
+    hw = hardware.detect()
+    stack = stack_store.load(p) if stack_store.exists(p) else None
+    services = lifecycle.status(p, show_key=show_key, stack=stack)  # no stack: "not configured"
+    return StackStatus(hw, services, routing.report(p, stack) if stack is not None else None)
