@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlx_stack.core.service_state import ServiceState
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
 
@@ -146,7 +147,7 @@ def clear_failed_start(p: Paths, tier: str) -> None:
 
 # --- the state `status` shows ---------------------------------------------------------
 
-SLEEPING = "sleeping"  # an on-demand tier stopped on purpose (never started, idle, evicted)
+SLEEPING = ServiceState.SLEEPING  # an on-demand tier stopped on purpose (never started, idle, evicted)
 
 
 def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
@@ -164,7 +165,7 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
             continue
         seen = state.get(s.name, {})
         used, cold = seen.get("last_used"), seen.get("cold_start_s")
-        out.append(replace(s, state=SLEEPING if s.state == "stopped" else s.state, mode=tier.mode,
+        out.append(replace(s, state=SLEEPING if s.state == ServiceState.STOPPED else s.state, mode=tier.mode,
                            idle_unload_s=tier.idle_unload,
                            last_used=used if isinstance(used, (int, float)) else None,
                            cold_start_s=cold if isinstance(cold, (int, float)) else None))

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from mlx_stack.core import litellm_config
 from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
+from mlx_stack.core.service_state import ServiceState
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.system import identity, interrupt, pidfile, ports, probes, processes, secrets
 from mlx_stack.system.fs import atomic_write
 
-HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
 READY_POLL_S = 0.05  # health is polled this often while a service starts (refused: ~0.1 ms)
@@ -37,7 +37,7 @@ PROBE_HEADERS = {"x-mlx-stack-probe": "1"}  # the front door does not count prob
 class ServiceStatus:
     name: str
     kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
-    state: str  # healthy | degraded | down | crashed | stopped | sleeping (on-demand, on purpose)
+    state: ServiceState  # healthy | degraded | down | crashed | stopped; sleeping, flapping (overlays)
     port: int
     pid: int | None = None
     uptime_s: float | None = None
@@ -411,14 +411,14 @@ def probe_service(
     if live is not None:
         record = live
     if record is None:
-        return ServiceStatus(service, kind, STOPPED, port, model=model)
+        return ServiceStatus(service, kind, ServiceState.STOPPED, port, model=model)
     port = port or record.port
     if live is None:
         last = last_log_line(p, service)
         detail = f"process gone; last log line: {last[:60]}" if last else "process gone"
-        return ServiceStatus(service, kind, CRASHED, port, model=model, detail=detail)
+        return ServiceStatus(service, kind, ServiceState.CRASHED, port, model=model, detail=detail)
     uptime = max(0.0, time.time() - record.start_time)
-    base = ServiceStatus(service, kind, DOWN, port, record.pid, round(uptime, 1), model)
+    base = ServiceStatus(service, kind, ServiceState.DOWN, port, record.pid, round(uptime, 1), model)
     status = _probe_live(p, stack, service, base, model, timeout)
     return _with_writer(p, service, status)
 
@@ -437,22 +437,23 @@ def _with_writer(p: Paths, service: str, status: ServiceStatus) -> ServiceStatus
 def _probe_live(p: Paths, stack: Stack, service: str, base: ServiceStatus, model: str | None,
                 timeout: float) -> ServiceStatus:
     if model is None:
-        return _with(base, DOWN, None, "not in stack.yaml any more")
+        return _with(base, ServiceState.DOWN, None, "not in stack.yaml any more")
     target = probe_model(p, stack, service)
     if target is None:
         route = LITELLM_LIVENESS if service == LITELLM else GATEWAY_LIVENESS
         live = probes.health(base_url(stack, service, p), timeout=timeout, route=route)
-        state = HEALTHY if live.ok else DOWN
+        state = ServiceState.HEALTHY if live.ok else ServiceState.DOWN
         return _with(base, state, live.latency_s, None if service == LITELLM else "no tier running behind it")
     key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
     result = probes.completion(base_url(stack, service, p), target, api_key=key, timeout=timeout,
                                headers=PROBE_HEADERS)
     if not result.ok:
-        return _with(base, DOWN, None, result.error)
-    state = HEALTHY if result.latency_s <= DEGRADED_AFTER_S else DEGRADED
-    return _with(base, state, result.latency_s, None if state == HEALTHY else "slow to answer")
+        return _with(base, ServiceState.DOWN, None, result.error)
+    state = ServiceState.HEALTHY if result.latency_s <= DEGRADED_AFTER_S else ServiceState.DEGRADED
+    return _with(base, state, result.latency_s, None if state == ServiceState.HEALTHY else "slow to answer")
 
 
-def _with(s: ServiceStatus, state: str, latency_s: float | None, detail: str | None) -> ServiceStatus:
+def _with(s: ServiceStatus, state: ServiceState, latency_s: float | None,
+          detail: str | None) -> ServiceStatus:
     ms = round(latency_s * 1000, 1) if latency_s is not None else None
     return ServiceStatus(s.name, s.kind, state, s.port, s.pid, s.uptime_s, s.model, ms, detail)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlx_stack.core.service_state import ServiceState, from_watchdog, parse
 from mlx_stack.core.watchdog import Policy, Record, State
 from mlx_stack.paths import Paths
 
@@ -49,7 +50,8 @@ def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy
     services: dict[str, Any] = {}
     for name, rec in records.items():
         entry: dict[str, Any] = {
-            "state": rec.state.value, "reason": rec.reason, "since": _wall(rec.since, now, wall),
+            "state": from_watchdog(rec.state).value, "reason": rec.reason,
+            "since": _wall(rec.since, now, wall),
             "failures": rec.failures,
             "restarts_in_window": sum(1 for t in rec.restarts if now - t < policy.flap_window_s),
             "next_start_at": _wall(rec.next_start, now, wall),
@@ -99,14 +101,15 @@ def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
     now = time.time()
     for s in statuses:
         entry = seen.get(s.name)
-        if not isinstance(entry, dict) or s.state in ("healthy", "degraded"):
+        if not isinstance(entry, dict) or s.state in (ServiceState.HEALTHY, ServiceState.DEGRADED):
             out.append(s)
             continue
         lines = [ln.strip() for ln in entry.get("last_log_lines") or [] if ln.strip()][-3:]
         tail = f"; last log: {' | '.join(lines)}" if lines else ""
-        if entry.get("state") == "flapping":
-            out.append(replace(s, state="flapping", detail=f"{entry.get('reason', '')}{tail}"))
-        elif entry.get("state") == "backoff" and entry.get("next_start_at"):
+        seen_state = parse(entry.get("state"))
+        if seen_state is ServiceState.FLAPPING:
+            out.append(replace(s, state=ServiceState.FLAPPING, detail=f"{entry.get('reason', '')}{tail}"))
+        elif seen_state is ServiceState.BACKOFF and entry.get("next_start_at"):
             wait = max(0.0, float(entry["next_start_at"]) - now)
             out.append(replace(s, detail=f"watchdog restarts it in {wait:.0f} s ({entry.get('reason', '')})"))
         else:
