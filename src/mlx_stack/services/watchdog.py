@@ -77,25 +77,25 @@ def log(message: str) -> None:
 
 def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opts: Options,
                  start_error: str | None) -> Observation:
+    from mlx_stack.services import health
     from mlx_stack.services import service_control as sc
-    from mlx_stack.system import pidfile, probes, server_stats
+    from mlx_stack.system import pidfile, server_stats
 
     pid_rec = pidfile.read(p.run_dir, name)
     wanted = pid_rec is not None
     alive = pid_rec is not None and pidfile.is_ours(pid_rec)
     if not alive or pid_rec is None or not probe_due(rec, now, opts.policy):
         return Observation(wanted, alive, None, start_error)
-    url = sc.base_url(stack, name, p)
     is_tier = name not in (GATEWAY, LITELLM)
+    # The health rule (services/health.py): a tier answers a real completion; the front
+    # door and LiteLLM are restarted only when dead, so their liveness route is enough.
+    target = sc.health_target(p, stack, name, completion=is_tier)
+    url = target.url
     counted = is_tier and rec.state is not State.STARTING
     before = server_stats.vllm_counters(url, timeout=1.0) if counted else None
     cpu0 = server_stats.cpu_seconds(pid_rec.pid)
     t0 = time.monotonic()
-    if is_tier:
-        result = probes.completion(url, name, timeout=opts.probe_timeout_s)
-    else:
-        route = sc.LITELLM_LIVENESS if name == LITELLM else sc.GATEWAY_LIVENESS
-        result = probes.health(url, timeout=opts.probe_timeout_s, route=route)
+    result = health.check(target, opts.probe_timeout_s).result
     probe_s = time.monotonic() - t0
     if result.ok:
         return Observation(wanted, True, True, probe_s=probe_s)
