@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlx_stack.core.service_state import ServiceState, from_watchdog, parse
 from mlx_stack.core.watchdog import Policy, Record, State
 from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:  # the front door reads the state file: no process tools imported for it
+    from mlx_stack.system.host import Host
 
 STATE_FILE = "watchdog.json"
 LOCK_FILE = "watchdog.lock"
@@ -42,11 +44,13 @@ def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
     return None if mono is None else round(now_wall - (now_mono - mono), 3)
 
 
-def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy) -> None:
+def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy, *,
+                host: Host | None = None) -> None:
     from mlx_stack.services import logs
     from mlx_stack.system.fs import atomic_write
+    from mlx_stack.system.host import real
 
-    wall = time.time()
+    wall = real(host).time()
     services: dict[str, Any] = {}
     for name, rec in records.items():
         entry: dict[str, Any] = {
@@ -86,7 +90,7 @@ def read_state(p: Paths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
+def overlay(p: Paths, statuses: list[Any], *, host: Host | None = None) -> list[Any]:
     """`status` rows with the watchdog's view laid over them: a service the watchdog
     declared flapping shows ``flapping`` with the reason and its last log lines; one
     waiting to be restarted says when. Rows stay as probed when no watchdog runs or
@@ -98,7 +102,9 @@ def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
         return statuses
     seen = state.get("services", {})
     out = []
-    now = time.time()
+    from mlx_stack.system.host import real
+
+    now = real(host).time()
     for s in statuses:
         entry = seen.get(s.name)
         if not isinstance(entry, dict) or s.state in (ServiceState.HEALTHY, ServiceState.DEGRADED):

@@ -13,6 +13,7 @@ Each method is a thin call into the ``system`` module that does the work; heavy 
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -169,6 +170,10 @@ class Host:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Sleep up to ``seconds`` unless ``event`` is set; True if it is."""
+        return event.wait(seconds)
 
     # --- signals --------------------------------------------------------------------------
 
