@@ -15,6 +15,7 @@ real clock. Pass it as ``host=`` to `up`, `down`, `status`, the watchdog and sta
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -84,11 +85,21 @@ class FakeHost(Host):
         self.stop_after_waits: int | None = None
         self.waits = 0
         self.next_port = 20000
+        # The front door's /v1/models: the tiers of this routes file (re-read at each call
+        # while ``gateway_reloads``, else as it was when the front door started).
+        self.routes_file: Path | None = None
+        self.gateway_reloads = True
+        self._served_at_start: list[str] | None = None
 
     # --- helpers for tests ------------------------------------------------------------
 
     def running(self, service: str) -> FakeProc | None:
         return next((pr for pr in self.procs.values() if pr.alive and pr.service == service), None)
+
+    def proc_of(self, service: str) -> FakeProc:
+        proc = self.running(service)
+        assert proc is not None, f"{service} does not run"
+        return proc
 
     def crash(self, service: str) -> None:
         proc = self.running(service)
@@ -156,6 +167,8 @@ class FakeHost(Host):
         proc = FakeProc(pid, tuple(argv), service, owner[0] if owner else None, self.time())
         self.procs[pid] = proc
         self.events.append(f"spawn {service}")
+        if service == "gateway":
+            self._served_at_start = self._routes()
         if service in self.die_on_start:
             proc.alive = False
         if self.on_spawn is not None:
@@ -237,9 +250,15 @@ class FakeHost(Host):
         self.clock += min(result.latency_s, timeout)
         return result
 
+    def _routes(self) -> list[str] | None:
+        if self.routes_file is None or not self.routes_file.exists():
+            return None
+        return [t["name"] for t in json.loads(self.routes_file.read_text())["tiers"]]
+
     def served_models(self, url: str, *, api_key: str | None = None) -> list[str] | None:
-        return sorted(pr.service for pr in self.procs.values()
-                      if pr.alive and pr.service and pr.service != "gateway")
+        if self._listening(url) is None:
+            return None
+        return self._routes() if self.gateway_reloads else self._served_at_start
 
     def in_parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         out: list[T] = []
