@@ -258,3 +258,23 @@ def test_serve_installs_signal_handlers_that_stop_the_loop(isolated_home: Paths,
     watchdog.serve(isolated_home, watchdog.Options(Policy()), host=host)
     assert set(host.signal_handlers) == {signal.SIGTERM, signal.SIGINT}
     assert "lock watchdog.lock" in host.events
+
+
+# --- on-demand tiers ------------------------------------------------------------------------
+
+
+def test_an_idle_tier_is_put_to_sleep_only_when_the_stack_lock_is_free(
+        isolated_home: Paths, two_tiers: Stack, host: FakeHost) -> None:
+    from mlx_stack.services import on_demand
+
+    lifecycle.up(isolated_home, host=host)
+    fast = host.proc_of("fast")
+    assert on_demand.is_running(isolated_home, "fast", host=host)
+    assert on_demand.process_alive(isolated_home, "fast", fast.pid, fast.start_time, host=host)
+    host.busy_locks.add(isolated_home.lock_file.name)
+    assert not on_demand.put_to_sleep(isolated_home, "fast", host=host) and host.running("fast")
+    host.busy_locks.clear()
+    assert on_demand.put_to_sleep(isolated_home, "fast", host=host)
+    assert host.running("fast") is None and "fast" not in host.pid_files
+    woken = on_demand.wake(isolated_home, "standard", [], host=host, hw=object())
+    assert woken.already_running and woken.pid == host.proc_of("standard").pid
