@@ -37,7 +37,7 @@ def _stack(home: Paths, tmp_path: Path, *, cache_mb: int = 256, budget_mb: int =
 def launched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
 
-    def launch(p: Paths, stack: Stack, service: str) -> None:
+    def launch(p: Paths, stack: Stack, service: str, **_: object) -> None:
         calls.append(service)
         raise ServiceError(f"cannot start {service}: (test) no binary")
 
@@ -87,7 +87,7 @@ def test_running_tiers_count_what_they_may_still_grow(
     from mlx_stack.services import service_control
 
     monkeypatch.setattr(service_control, "running_record",
-                        lambda p, name: type("R", (), {"pid": 42})() if name == "fast" else None)
+                        lambda p, name, **_: type("R", (), {"pid": 42})() if name == "fast" else None)
     # fast runs with 1 GB resident of its 2.3 GB plan: 1.3 GB more may come
     fake = serving_plan.MemoryReading(3000 * MB, "available memory", lambda pid: 1024 * MB)
     with pytest.raises(Exception) as err:
@@ -104,7 +104,7 @@ def test_mac_sums_the_plans_against_the_working_set_limit(
     from mlx_stack.services import service_control
 
     monkeypatch.setattr(service_control, "running_record",
-                        lambda p, name: type("R", (), {"pid": 42})() if name == "fast" else None)
+                        lambda p, name, **_: type("R", (), {"pid": 42})() if name == "fast" else None)
     limit = serving_plan.MemoryReading(4000 * MB, "GPU working-set limit", lambda pid: 10 * MB)
     with pytest.raises(Exception) as err:  # 2.3 GB running (plan, not RSS) + 2.3 GB > 3.9 GB
         serving_plan.check_start(isolated_home, stack, ["standard"], read=lambda hw: limit)
@@ -131,7 +131,7 @@ def test_a_watchdog_restart_is_guarded_too(isolated_home: Paths, tmp_path: Path,
     _stack(isolated_home, tmp_path)
     _memory(monkeypatch, 1000)
     calls: list[str] = []
-    monkeypatch.setattr(service_control, "launch", lambda p, s, name: calls.append(name))
+    monkeypatch.setattr(service_control, "launch", lambda p, s, name, **_: calls.append(name))
     with pytest.raises(ConflictError) as err:
         service_control.start_service(isolated_home, "standard", wait=False)
     assert "available memory is 1000 MB" in err.value.message and calls == []

@@ -14,7 +14,7 @@ import pytest
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
-from mlx_stack.services import service_control, stack_store
+from mlx_stack.services import health, service_control, stack_store
 from mlx_stack.system import pidfile, ports
 
 
@@ -63,7 +63,7 @@ def test_states(isolated_home: Paths, tier_server: int, monkeypatch: pytest.Monk
     healthy = _state(isolated_home)
     assert healthy.state == "healthy" and healthy.pid == os.getpid() and healthy.model == "org/small-model"
 
-    monkeypatch.setattr(service_control, "DEGRADED_AFTER_S", 0.1)
+    monkeypatch.setattr(health, "DEGRADED_AFTER_S", 0.1)
     _Slow.delay = 0.2
     slow = _state(isolated_home)
     assert slow.state == "degraded" and slow.detail == "slow to answer"

@@ -67,7 +67,8 @@ def test_a_start_is_retried_when_up_or_down_holds_the_stack_lock(isolated_home: 
     watchdog.STACK_LOCK_TIMEOUT_S, saved = 0.1, watchdog.STACK_LOCK_TIMEOUT_S
     try:
         with file_lock(p.lock_file, timeout=0):
-            records = watchdog.apply(p, None, decision, before, {})  # type: ignore[arg-type]
+            loop = watchdog.LoopState(records=dict(before))
+            records = watchdog.apply(p, None, decision, loop)  # type: ignore[arg-type]
     finally:
         watchdog.STACK_LOCK_TIMEOUT_S = saved
     assert records["fast"] == before["fast"]
@@ -75,9 +76,9 @@ def test_a_start_is_retried_when_up_or_down_holds_the_stack_lock(isolated_home: 
 
 def test_no_start_after_down_removed_the_pid_file(isolated_home: Paths) -> None:
     decision = Decision({"fast": Record(State.STARTING, since=1)}, [Action(ActionKind.START, "fast", "r")], 2)
-    errors: dict[str, str] = {}
-    records = watchdog.apply(isolated_home, None, decision, {}, errors)  # type: ignore[arg-type]
-    assert records["fast"].state is State.STARTING and errors == {}  # nothing started, nothing failed
+    loop = watchdog.LoopState()
+    records = watchdog.apply(isolated_home, None, decision, loop)  # type: ignore[arg-type]
+    assert records["fast"].state is State.STARTING and loop.start_errors == {}  # nothing started or failed
 
 
 def test_the_loop_survives_a_corrupt_stack_file_and_stops_on_request(isolated_home: Paths) -> None:

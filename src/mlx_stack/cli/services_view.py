@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlx_stack.core.service_state import ServiceState
+
 if TYPE_CHECKING:
     from mlx_stack.services.lifecycle import StatusReport
 
-_STYLE = {"healthy": "green", "degraded": "yellow", "down": "red", "crashed": "bold red",
-          "stopped": "dim", "sleeping": "blue"}
+# One style per state (tests/unit/test_service_state.py checks every member has one).
+STYLE: dict[ServiceState, str] = {
+    ServiceState.HEALTHY: "green", ServiceState.DEGRADED: "yellow", ServiceState.DOWN: "red",
+    ServiceState.CRASHED: "bold red", ServiceState.STOPPED: "dim", ServiceState.SLEEPING: "blue",
+    ServiceState.STARTING: "yellow", ServiceState.BUSY: "yellow", ServiceState.UNHEALTHY: "red",
+    ServiceState.BACKOFF: "yellow", ServiceState.FLAPPING: "bold red", ServiceState.RECOVERING: "yellow",
+    ServiceState.UNKNOWN: "",
+}
 
 
 def services_report(show_key: bool = False) -> StatusReport:
@@ -74,7 +82,7 @@ def render_services(report: StatusReport, show_key: bool = False) -> None:
     for col in ("service", "state", "pid", "port", "uptime", "model", "latency", "memory / plan", "detail"):
         table.add_column(col)
     for s in report.services:
-        style = _STYLE.get(s.state, "")
+        style = STYLE.get(s.state, "")
         cells = [
             s.name, str(s.pid) if s.pid else "-", str(s.port or "-"), _uptime(s.uptime_s),
             s.model or "-", f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "-",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlx_stack.core.metrics_text import BUCKETS
+from mlx_stack.core.service_state import DOWN, UP, WARN, ServiceState
 
 SAMPLE_S = 5.0
 HISTORY_S = 15 * 60.0
@@ -25,11 +26,11 @@ VIEW_SCHEMA = 1
 # The counters a sample keeps (cumulative since the front door started).
 SAMPLED = ("requests", "generated_tokens", "fallbacks_in", "fallbacks_out", "client_errors", "server_errors")
 
-# The states the page and --watch colour; any other string is shown as it comes.
-UP_STATES = frozenset({"healthy"})
-WARN_STATES = frozenset({"degraded", "starting", "sleeping", "waking", "recovering", "backoff", "busy",
-                         "unknown"})
-DOWN_STATES = frozenset({"down", "crashed", "stopped", "flapping", "unhealthy", "failed"})
+# The states the page and --watch colour (core.service_state); any other string is shown
+# as it comes.
+UP_STATES: frozenset[str] = UP
+WARN_STATES: frozenset[str] = WARN
+DOWN_STATES: frozenset[str] = DOWN
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,14 @@ def tier_state(*, has_record: bool, process_alive: bool | None, answers: bool,
     crashed (gone while it should run), stopped; the watchdog's own state string
     (flapping, backoff, or any other, e.g. sleeping) wins over a failed check."""
     if answers:
-        return "healthy", ""
+        return ServiceState.HEALTHY, ""
     wd_state = str(watchdog.get("state") or "") if watchdog else ""
     wd_reason = str(watchdog.get("reason") or "") if watchdog else ""
-    if wd_state and wd_state not in ("healthy", "starting", "stopped", "unknown"):
+    quiet = (ServiceState.HEALTHY, ServiceState.STARTING, ServiceState.STOPPED, ServiceState.UNKNOWN)
+    if wd_state and wd_state not in quiet:
         return wd_state, wd_reason
     if not has_record:
-        return "stopped", ""
+        return ServiceState.STOPPED, ""
     if process_alive is False:
-        return "crashed", "the process is gone"
-    return "down", "the process runs but does not answer /health"
+        return ServiceState.CRASHED, "the process is gone"
+    return ServiceState.DOWN, "the process runs but does not answer /health"

@@ -19,10 +19,8 @@ callers hold the lock around start/stop):
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from mlx_stack.core.server_cmd import render_dry_run
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
@@ -46,8 +44,9 @@ from mlx_stack.services.service_control import (
     stop_service,
     wait_healthy,
 )
-from mlx_stack.system import identity, probes, processes, secrets
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system import processes, secrets
+from mlx_stack.system.host import Host, real
+from mlx_stack.system.pidfile import PidRecord
 
 __all__ = [
     "DownResult", "StatusReport", "UpResult", "down", "probe_service", "start_service",
@@ -120,7 +119,7 @@ def _settings(p: Paths) -> bool:
 def up(
     p: Paths, tiers: list[str] | None = None, dry_run: bool = False, *,
     health_timeout: float = HEALTH_TIMEOUT_S, lock_timeout: float = LOCK_TIMEOUT_S,
-    progress: Callable[[str], None] | None = None, force: bool = False,
+    progress: Callable[[str], None] | None = None, force: bool = False, host: Host | None = None,
 ) -> UpResult:
     """Start the selected tiers (the resident ones by default: on-demand tiers sleep until
     the front door needs them), LiteLLM (only with a stored cloud key)
@@ -130,7 +129,9 @@ def up(
     (or only its health route, with ``auto-health-check`` false). ``progress``
     receives one-line messages as services become ready (from worker threads).
     The memory guard refuses (exit 5) tiers that would not fit, unless ``force``.
+    ``host``: the machine (tests pass a fake).
     """
+    h = real(host)
     say = progress or (lambda _msg: None)
     stack = stack_store.load(p)
     gateways = [s for s in services_of(p, stack) if s in (LITELLM, GATEWAY)]
@@ -139,65 +140,65 @@ def up(
         cmds = [command_for(p, stack, s, for_display=True) for s in services]
         return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
     real_completion = _settings(p)
-    start = time.monotonic()
+    start = h.monotonic()
     from mlx_stack.system import interrupt
 
     interrupt.cancelled.clear()  # a previous, interrupted up in this process is over
-    with _locked(p, lock_timeout, say):
+    with _locked(p, lock_timeout, say, h):
         stack = stack_store.load(p)  # may have changed while we waited
-        already = [s for s in services if running_record(p, s, adopt=True) is not None]
+        already = [s for s in services if running_record(p, s, adopt=True, host=h) is not None]
         todo = [s for s in services if s not in already]
         if not todo:
             return UpResult(already_running=already, endpoint=endpoint(stack))
         for s in todo:
-            forget_stale(p, s)  # a crashed instance's leftovers may hold its port
-            ensure_startable(stack, s)  # all checked before anything starts
+            forget_stale(p, s, host=h)  # a crashed instance's leftovers may hold its port
+            ensure_startable(stack, s, host=h)  # all checked before anything starts
         from mlx_stack.services import serving_plan
 
         serving_plan.check_start(p, stack, todo, force=force)
-        records: dict[str, Any] = {}
+        records: dict[str, PidRecord] = {}
         try:
-            _launch_and_wait(p, stack, todo, records, health_timeout, real_completion, start, say)
+            _launch_and_wait(p, stack, todo, records, health_timeout, real_completion, start, say, h)
         except KeyboardInterrupt:
-            raise _interrupted(p, list(records), already, say) from None
+            raise _interrupted(p, list(records), already, say, h) from None
     return UpResult(started=todo, already_running=already, endpoint=endpoint(stack),
-                    seconds=time.monotonic() - start)
+                    seconds=h.monotonic() - start)
 
 
 def _interrupted(p: Paths, launched: list[str], already: list[str],
-                 say: Callable[[str], None]) -> Interrupted:
+                 say: Callable[[str], None], h: Host) -> Interrupted:
     """Ctrl-C/SIGTERM during `up`: stop what this `up` started (signals ignored meanwhile)."""
     from mlx_stack.system import interrupt
 
     interrupt.cancelled.set()
-    with interrupt.signals_ignored():
+    with h.signals_ignored():
         if launched:
             say("interrupted: stopping what this up started: " + ", ".join(launched))
-            probes.in_parallel([(lambda s=s: _stop_quietly(p, s)) for s in launched])
-    left = [s for s in already if running_record(p, s) is not None]
+            h.in_parallel([(lambda s=s: _stop_quietly(p, s, h)) for s in launched])
+    left = [s for s in already if running_record(p, s, host=h) is not None]
     message = "up interrupted" + (f"; stopped {', '.join(launched)}" if launched else "")
     message += f"; still running (started before): {', '.join(left)}" if left else "; nothing left running"
     return Interrupted(message, hint="run `mlx-stack up` again to start the stack")
 
 
-def _stop_quietly(p: Paths, service: str) -> None:
+def _stop_quietly(p: Paths, service: str, h: Host) -> None:
     with contextlib.suppress(ServiceError):
-        stop_service(p, service, grace=INTERRUPT_GRACE_S)
+        stop_service(p, service, grace=INTERRUPT_GRACE_S, host=h)
 
 
 def _launch_and_wait(
-    p: Paths, stack: Stack, todo: list[str], records: dict[str, Any], health_timeout: float,
-    real_completion: bool, start: float, say: Callable[[str], None],
+    p: Paths, stack: Stack, todo: list[str], records: dict[str, PidRecord], health_timeout: float,
+    real_completion: bool, start: float, say: Callable[[str], None], h: Host,
 ) -> None:
     for s in todo:
-        records[s] = launch(p, stack, s)
-    deadline = time.monotonic() + health_timeout
+        records[s] = launch(p, stack, s, host=h)
+    deadline = h.monotonic() + health_timeout
     tiers_todo = [s for s in todo if s not in (GATEWAY, LITELLM)]
 
     def ready(service: str, real: bool) -> None:
-        seconds = wait_healthy(p, stack, service, records[service], deadline, real_completion=real)
+        seconds = wait_healthy(p, stack, service, records[service], deadline, real_completion=real, host=h)
         what = "answered a completion" if real else "is up"
-        say(f"{service} {what} after {time.monotonic() - start:.1f} s (wait {seconds:.1f} s)")
+        say(f"{service} {what} after {h.monotonic() - start:.1f} s (wait {seconds:.1f} s)")
 
     waits: list[Callable[[], object]] = [
         (lambda s=s: ready(s, real_completion)) for s in tiers_todo
@@ -205,7 +206,7 @@ def _launch_and_wait(
     for service in (LITELLM, GATEWAY):  # they boot while the tiers load
         if service in todo:
             waits.append(lambda s=service: ready(s, False))
-    errors = [e for e in probes.in_parallel([_catching(w) for w in waits]) if e is not None]
+    errors = [e for e in h.in_parallel([_catching(w) for w in waits]) if e is not None]
     if not errors and GATEWAY in todo and real_completion:
         # Only now can a completion go through it to a tier.
         errors = [e for e in [_catching(lambda: ready(GATEWAY, True))()] if e is not None]
@@ -219,14 +220,14 @@ def _launch_and_wait(
 
 
 @contextlib.contextmanager
-def _locked(p: Paths, timeout: float, say: Callable[[str], None]) -> Iterator[None]:
+def _locked(p: Paths, timeout: float, say: Callable[[str], None], h: Host) -> Iterator[None]:
     """The stack lock; says so when another up/down holds it and we wait."""
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(file_lock(p.lock_file, timeout=0, what="up/down"))
+            held.enter_context(h.lock(p.lock_file, timeout=0, what="up/down"))
         except ConflictError:
             say("another up/down is running: waiting for it to finish")
-            held.enter_context(file_lock(p.lock_file, timeout=timeout, what="up/down"))
+            held.enter_context(h.lock(p.lock_file, timeout=timeout, what="up/down"))
         yield
 
 
@@ -241,26 +242,28 @@ def _catching(fn: Callable[[], object]) -> Callable[[], ServiceError | None]:
     return run
 
 
-def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRACE_S) -> DownResult:
+def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRACE_S, *,
+         host: Host | None = None) -> DownResult:
     """Stop the selected tiers, or everything (gateway included) that has a pid file or
     a process marked as this stack's. A service whose port still answers afterwards is
     reported in ``still_serving``, never as stopped."""
-    with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
+    h = real(host)
+    with h.lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
         stack = stack_store.load(p) if tiers else _stack_if_readable(p)
         if tiers:
             assert stack is not None
             services = _select(stack, tiers, all_tiers=True)
         else:
-            found = set(_pid_file_services(p)) | identity.services(p.home)
+            found = set(h.pid_services(p.run_dir)) | h.marked_services(p.home)
             services = sorted(s for s in found if s != GATEWAY) + ([GATEWAY] if GATEWAY in found else [])
-        ports_before = {s: _port_of(p, stack, s) for s in services}
-        results = probes.in_parallel([(lambda s=s: stop_service(p, s, grace)) for s in services])
+        ports_before = {s: _port_of(p, stack, s, h) for s in services}
+        results = h.in_parallel([(lambda s=s: stop_service(p, s, grace, host=h)) for s in services])
     result = DownResult()
     for service, stopped in zip(services, results, strict=True):
         (result.stopped if stopped else result.not_running).append(service)
     for service in services:
         port = ports_before[service]
-        if port and _answers(port):
+        if port and _answers(port, h):
             result.still_serving[service] = port
             for group in (result.stopped, result.not_running):
                 if service in group:
@@ -278,57 +281,46 @@ def _stack_if_readable(p: Paths) -> Stack | None:
         return None
 
 
-def _pid_file_services(p: Paths) -> list[str]:
-    try:
-        return [f.stem for f in p.pid_files()]
-    except OSError:
-        return []
-
-
-def _port_of(p: Paths, stack: Stack | None, service: str) -> int:
+def _port_of(p: Paths, stack: Stack | None, service: str, h: Host) -> int:
     from mlx_stack.errors import NotFoundError
     from mlx_stack.services.service_control import port_of
-    from mlx_stack.system import pidfile
 
     if stack is not None:
         try:
-            return port_of(stack, service, p)
+            return port_of(stack, service, p, host=h)
         except NotFoundError:
             pass
-    record = pidfile.read(p.run_dir, service)
+    record = h.read_pid(p.run_dir, service)
     return record.port if record is not None else 0
 
 
-def _answers(port: int, deadline_s: float = 2.0) -> bool:
+def _answers(port: int, h: Host, deadline_s: float = 2.0) -> bool:
     """True if something still listens on 127.0.0.1:port after a short grace (a socket
     in the closing process may linger for a moment)."""
-    import socket
-
-    end = time.monotonic() + deadline_s
+    end = h.monotonic() + deadline_s
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return False
-        if time.monotonic() >= end:
+        if not h.port_answers(port, timeout=0.5):
+            return False
+        if h.monotonic() >= end:
             return True
-        time.sleep(0.1)
+        h.sleep(0.1)
 
 
 def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S,
-           stack: Stack | None = None) -> StatusReport:
+           stack: Stack | None = None, host: Host | None = None) -> StatusReport:
     """Every service's state, probed in parallel. No lock: it changes nothing. ``stack``:
     stack.yaml when the caller loaded it already."""
-    start = time.monotonic()
+    h = real(host)
+    start = h.monotonic()
     if stack is None:
         if not stack_store.exists(p):
             return StatusReport(configured=False, services=[])
         stack = stack_store.load(p)
     services = services_of(p, stack)
-    extra = sorted(set(_pid_file_services(p)) | identity.services(p.home))
+    extra = sorted(set(h.pid_services(p.run_dir)) | h.marked_services(p.home))
     services += [s for s in extra if s not in services]  # removed from stack.yaml but running
-    report = probes.in_parallel(
-        [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout)) for s in services]
+    report = h.in_parallel(
+        [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout, host=h)) for s in services]
     )
     from mlx_stack.services import watchdog  # flapping / restart-pending, as the watchdog sees it
 
@@ -341,5 +333,5 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     report = on_demand.overlay(p, stack, report)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     shown = key if show_key else (secrets.mask(key) if key else None)
-    return StatusReport(True, report, endpoint(stack), shown, time.monotonic() - start)
+    return StatusReport(True, report, endpoint(stack), shown, h.monotonic() - start)
 

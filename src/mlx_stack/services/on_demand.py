@@ -23,10 +23,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlx_stack.core.service_state import ServiceState
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:
+    from mlx_stack.system.host import Host
 
 LOCK_TIMEOUT_S = 20.0  # an `up`/`down`/setup holding the stack lock longer: the request falls back
 
@@ -48,18 +52,19 @@ class Woken:
 
 
 def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float = LOCK_TIMEOUT_S,
-         hw: Any = None) -> Woken:
+         hw: Any = None, host: Host | None = None) -> Woken:
     """Launch ``tier`` (no wait for health) unless it runs, stopping tiers of ``evictable``
     (in that order, on-demand ones only) while the memory guard refuses it."""
     from mlx_stack.services import serving_plan, stack_store
     from mlx_stack.services.service_control import running_record, start_service, stop_service
-    from mlx_stack.system.fs import file_lock
+    from mlx_stack.system.host import real
 
+    h = real(host)
     try:
-        with file_lock(p.lock_file, timeout=lock_timeout, what="up/down"):
+        with h.lock(p.lock_file, timeout=lock_timeout, what="up/down"):
             stack = stack_store.load(p)
             stack.tier(tier)
-            existing = running_record(p, tier)
+            existing = running_record(p, tier, host=h)
             if existing is not None:
                 return Woken(existing.pid, existing.start_time, True)
             if hw is None:
@@ -78,14 +83,14 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
                     serving_plan.check_start(p, stack, [tier], hw=hw)
                     break
                 except ConflictError as exc:
-                    victim = next((v for v in victims if running_record(p, v) is not None), None)
+                    victim = next((v for v in victims if running_record(p, v, host=h) is not None), None)
                     if victim is None:
                         raise NoRoom(exc.message) from None
                     victims.remove(victim)
-                    stop_service(p, victim)
+                    stop_service(p, victim, host=h)
                     evicted.append(victim)
             # The guard just passed (with the evictions): start without checking it again.
-            record = start_service(p, tier, stack=stack, wait=False, force=True)
+            record = start_service(p, tier, stack=stack, wait=False, force=True, host=h)
             return Woken(record.pid, record.start_time, False, evicted)
     except NoRoom:
         raise
@@ -93,59 +98,61 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
         raise CannotStart(exc.message) from None
 
 
-def put_to_sleep(p: Paths, tier: str, *, lock_timeout: float = 2.0) -> bool:
+def put_to_sleep(p: Paths, tier: str, *, lock_timeout: float = 2.0, host: Host | None = None) -> bool:
     """Stop an idle on-demand tier; False when the stack lock is busy (try again later)."""
     from mlx_stack.services.service_control import stop_service
-    from mlx_stack.system.fs import file_lock
+    from mlx_stack.system.host import real
 
+    h = real(host)
     try:
-        with file_lock(p.lock_file, timeout=lock_timeout, what="up/down"):
-            stop_service(p, tier)
+        with h.lock(p.lock_file, timeout=lock_timeout, what="up/down"):
+            stop_service(p, tier, host=h)
             return True
     except ConflictError:
         return False
 
 
-def reap_children() -> None:
+def reap_children(*, host: Host | None = None) -> None:
     """Collect the exited tiers (and log writers) this process started: no zombies."""
-    from mlx_stack.system import server_stats
+    from mlx_stack.system.host import real
 
-    server_stats.reap_children()
+    real(host).reap_children()
 
 
-def process_alive(p: Paths, tier: str, pid: int, start_time: float) -> bool:
+def process_alive(p: Paths, tier: str, pid: int, start_time: float, *, host: Host | None = None) -> bool:
     """True while that exact process runs: the tier's record (pid file, else its marker)
     still names it, with the identity rule of `status` and `down` (start time and
     command line)."""
     from mlx_stack.services.service_control import running_record
 
-    record = running_record(p, tier)
+    record = running_record(p, tier, host=host)
     return record is not None and record.pid == pid and abs(record.start_time - start_time) < 1.0
 
 
-def is_running(p: Paths, tier: str) -> bool:
+def is_running(p: Paths, tier: str, *, host: Host | None = None) -> bool:
     """The tier's pid file names a live process of ours."""
     from mlx_stack.services.service_control import running_record
 
-    return running_record(p, tier) is not None
+    return running_record(p, tier, host=host) is not None
 
 
-def clear_failed_start(p: Paths, tier: str) -> None:
+def clear_failed_start(p: Paths, tier: str, *, host: Host | None = None) -> None:
     """After a cold start that failed: stop what is left and drop its pid file, so the tier
     is asleep again (the watchdog does not restart it) and the next request starts it anew."""
     from mlx_stack.services.service_control import stop_service
-    from mlx_stack.system.fs import file_lock
+    from mlx_stack.system.host import real
 
+    h = real(host)
     try:
-        with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
-            stop_service(p, tier, grace=2.0)
+        with h.lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="up/down"):
+            stop_service(p, tier, grace=2.0, host=h)
     except MlxStackError:
         pass
 
 
 # --- the state `status` shows ---------------------------------------------------------
 
-SLEEPING = "sleeping"  # an on-demand tier stopped on purpose (never started, idle, evicted)
+SLEEPING = ServiceState.SLEEPING  # an on-demand tier stopped on purpose (never started, idle, evicted)
 
 
 def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
@@ -163,7 +170,7 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
             continue
         seen = state.get(s.name, {})
         used, cold = seen.get("last_used"), seen.get("cold_start_s")
-        out.append(replace(s, state=SLEEPING if s.state == "stopped" else s.state, mode=tier.mode,
+        out.append(replace(s, state=SLEEPING if s.state == ServiceState.STOPPED else s.state, mode=tier.mode,
                            idle_unload_s=tier.idle_unload,
                            last_used=used if isinstance(used, (int, float)) else None,
                            cold_start_s=cold if isinstance(cold, (int, float)) else None))

@@ -10,34 +10,35 @@ from __future__ import annotations
 
 import itertools
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mlx_stack.core.gateway_config import MASTER_KEY_ENV
 from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
+from mlx_stack.core.service_state import ServiceState
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
-from mlx_stack.services import gateway_config
-from mlx_stack.system import identity, interrupt, pidfile, ports, probes, processes, secrets
+from mlx_stack.services import gateway_config, health
+from mlx_stack.services.health import DEGRADED_AFTER_S as DEGRADED_AFTER_S
+from mlx_stack.services.health import GATEWAY_LIVENESS as GATEWAY_LIVENESS
+from mlx_stack.services.health import LITELLM_LIVENESS as LITELLM_LIVENESS
+from mlx_stack.services.health import PROBE_HEADERS as PROBE_HEADERS
+from mlx_stack.services.health import READY_POLL_S as READY_POLL_S
+from mlx_stack.services.health import RETRY_COMPLETION_S as RETRY_COMPLETION_S
+from mlx_stack.system import identity, interrupt, pidfile, processes, secrets
+from mlx_stack.system.host import Host, real
 
-HEALTHY, DEGRADED, DOWN, CRASHED, STOPPED = "healthy", "degraded", "down", "crashed", "stopped"
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
-READY_POLL_S = 0.05  # health is polled this often while a service starts (refused: ~0.1 ms)
-RETRY_COMPLETION_S = 0.2  # a failed probe completion is retried after this long
-DEGRADED_AFTER_S = 2.0  # a one-token completion slower than this is "degraded"
-GATEWAY_LIVENESS = "/health"  # the front door's liveness route (the only one without the key)
-LITELLM_LIVENESS = "/health/liveliness"  # LiteLLM's unauthenticated liveness route (sic)
-PROBE_HEADERS = {"x-mlx-stack-probe": "1"}  # the front door does not count probes as traffic
+# The health rule and its constants live in services/health.py (re-exported above).
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
     kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
-    state: str  # healthy | degraded | down | crashed | stopped | sleeping (on-demand, on purpose)
+    state: ServiceState  # healthy | degraded | down | crashed | stopped; sleeping, flapping (overlays)
     port: int
     pid: int | None = None
     uptime_s: float | None = None
@@ -70,11 +71,11 @@ def services_of(p: Paths, stack: Stack) -> list[str]:
     return [*stack.tier_names, *([LITELLM] if cloud_key_stored(p) else []), GATEWAY]
 
 
-def port_of(stack: Stack, service: str, p: Paths | None = None) -> int:
+def port_of(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> int:
     if service == GATEWAY:
         return stack.gateway.port
     if service == LITELLM:
-        record = pidfile.read(p.run_dir, LITELLM) if p is not None else None
+        record = real(host).read_pid(p.run_dir, LITELLM) if p is not None else None
         return record.port if record is not None else 0
     return stack.tier(service).port
 
@@ -83,10 +84,10 @@ def _probe_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def base_url(stack: Stack, service: str, p: Paths | None = None) -> str:
+def base_url(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> str:
     if service == GATEWAY:
         return f"http://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
-    return f"http://127.0.0.1:{port_of(stack, service, p)}"
+    return f"http://127.0.0.1:{port_of(stack, service, p, host=host)}"
 
 
 def check_service(stack: Stack, service: str) -> None:
@@ -126,23 +127,25 @@ def litellm_port(p: Paths) -> int | None:
     return record.port if record is not None else None
 
 
-def running_record(p: Paths, service: str, *, adopt: bool = False) -> pidfile.PidRecord | None:
+def running_record(p: Paths, service: str, *, adopt: bool = False,
+                   host: Host | None = None) -> pidfile.PidRecord | None:
     """The pid record if that process is still the one we started.
 
     Without a valid pid file (lost, corrupt, stale), a live process marked as this
     service of this state folder is found by its marker; ``adopt`` rewrites the pid
     file for it (callers that change state hold the stack lock).
     """
-    record = pidfile.read(p.run_dir, service)
-    if record is not None and pidfile.is_ours(record):
+    h = real(host)
+    record = h.read_pid(p.run_dir, service)
+    if record is not None and h.is_ours(record):
         return record
-    found = identity.leader(p.home, service)
+    found = h.marked_leader(p.home, service)
     if found is None:
         return None
     port = record.port if record is not None and record.port else _port_in(found.cmdline)
     adopted = pidfile.PidRecord(service, found.pid, found.start_time, found.cmdline, port)
     if adopt:
-        pidfile.write(p.run_dir, adopted)
+        h.write_pid(p.run_dir, adopted)
     return adopted
 
 
@@ -154,7 +157,7 @@ def _port_in(cmdline: tuple[str, ...]) -> int:
     return 0
 
 
-def ensure_startable(stack: Stack, service: str) -> None:
+def ensure_startable(stack: Stack, service: str, *, host: Host | None = None) -> None:
     """Fail before anything starts: a missing model folder, or a port another program holds."""
     if service == LITELLM:
         return  # its port is chosen free at launch
@@ -165,36 +168,38 @@ def ensure_startable(stack: Stack, service: str) -> None:
                 f"model folder of tier {service} not found: {tier.path}",
                 hint="download it with `mlx-stack pull`, or fix the path in stack.yaml",
             )
-    ensure_port_free(stack, service)
+    ensure_port_free(stack, service, host=host)
 
 
-def ensure_port_free(stack: Stack, service: str) -> None:
+def ensure_port_free(stack: Stack, service: str, *, host: Host | None = None) -> None:
+    h = real(host)
     port = port_of(stack, service, None)
-    host = stack.gateway.host if service == GATEWAY else "127.0.0.1"
-    if ports.is_free(port, host):
+    address = stack.gateway.host if service == GATEWAY else "127.0.0.1"
+    if h.port_is_free(port, address):
         return
-    holder = ports.holder(port)
+    holder = h.port_holder(port)
     raise ConflictError(
         f"port {port} (for {service}) is held by {holder.describe()}",
         hint="stop that program, or give the service another port in stack.yaml",
     )
 
 
-def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
+def launch(p: Paths, stack: Stack, service: str, *, host: Host | None = None) -> pidfile.PidRecord:
     """Spawn one service (no wait) and record it; a stale pid file is replaced, never signalled."""
     from mlx_stack.services import config
 
+    h = real(host)
     settings = config.load(p)
-    forget_stale(p, service)
+    forget_stale(p, service, host=h)
     port = None
     if service == GATEWAY:
         gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
     elif service == LITELLM:
         gateway_config.write_litellm_config(p, stack)
-        port = ports.free_port()
+        port = h.free_port()
     cmd = command_for(p, stack, service, port=port)
     try:
-        pid = processes.spawn(
+        pid = h.spawn(
             cmd.argv, log_file=p.log_file(service), env=cmd.env,
             log_max_bytes=int(settings.get("log-max-size-mb")) * 1024 * 1024,
             log_keep=int(settings.get("log-max-files")), owner=(p.home, service),
@@ -205,8 +210,8 @@ def launch(p: Paths, stack: Stack, service: str) -> pidfile.PidRecord:
             f"cannot start {service}: {cmd.argv[0]}: {exc.strerror or exc}",
             hint="reinstall mlx-stack (`make install`) so vllm-mlx and litellm sit next to it",
         ) from None
-    record = pidfile.record_for(service, pid, cmd.argv, cmd.port)
-    pidfile.write(p.run_dir, record)
+    record = h.record_for(service, pid, cmd.argv, cmd.port)
+    h.write_pid(p.run_dir, record)
     if service == LITELLM and p.routes_file.exists():  # a running front door learns the cloud's new port
         gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
     return record
@@ -235,53 +240,56 @@ def _failed(p: Paths, service: str, why: str) -> ServiceError:
     )
 
 
-def probe_model(p: Paths, stack: Stack, service: str) -> str | None:
+def probe_model(p: Paths, stack: Stack, service: str, *, host: Host | None = None) -> str | None:
     """The model name a completion probe asks for; for the gateway, the first running tier."""
     if service == LITELLM:
         return None  # never a completion: it would cost cloud money
     if service != GATEWAY:
         return service
     for name in stack.fallback_order or stack.tier_names:
-        if running_record(p, name) is not None:
+        if running_record(p, name, host=host) is not None:
             return name
     return None
 
 
+def health_target(p: Paths, stack: Stack, service: str, *, record: pidfile.PidRecord | None = None,
+                  completion: bool = True, host: Host | None = None) -> health.Target:
+    """Where the health rule looks at ``service``: its URL (LiteLLM's port from ``record``
+    when given), liveness route, the completion's model (``probe_model``; None without
+    ``completion``) and, for the front door, its key."""
+    if service == LITELLM and record is not None:
+        url = f"http://127.0.0.1:{record.port}"
+    else:
+        url = base_url(stack, service, p, host=host)
+    route = {GATEWAY: GATEWAY_LIVENESS, LITELLM: LITELLM_LIVENESS}.get(service, health.TIER_LIVENESS)
+    key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
+    model = probe_model(p, stack, service, host=host) if completion else None
+    return health.Target(service, url, route, model, key)
+
+
 def wait_healthy(
     p: Paths, stack: Stack, service: str, record: pidfile.PidRecord, deadline: float,
-    *, real_completion: bool = True,
+    *, real_completion: bool = True, host: Host | None = None,
 ) -> float:
     """Wait until the service answers (a real completion by default); return seconds taken."""
-    start = time.monotonic()
-    url = base_url(stack, service, p) if service != LITELLM else f"http://127.0.0.1:{record.port}"
-    key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
-    route = {GATEWAY: GATEWAY_LIVENESS, LITELLM: LITELLM_LIVENESS}.get(service, "/health")
-    alive = False
-    while True:
-        if interrupt.cancelled.is_set():
-            raise ServiceError(f"{service}: start interrupted")
-        if not pidfile.is_ours(record):
-            raise _failed(p, service, "exited while starting")
-        if not alive:
-            alive = probes.health(url, timeout=2.0, route=route).ok
-        if alive:
-            if not real_completion:
-                return time.monotonic() - start
-            model = probe_model(p, stack, service)
-            if model is None:  # a gateway with no tier behind it: liveness is all we can see
-                return time.monotonic() - start
-            left = max(1.0, deadline - time.monotonic())
-            if probes.completion(url, model, api_key=key, timeout=min(60.0, left),
-                                 headers=PROBE_HEADERS).ok:
-                return time.monotonic() - start
-        if time.monotonic() >= deadline:
-            raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
-        time.sleep(RETRY_COMPLETION_S if alive else READY_POLL_S)
+    h = real(host)
+    start = h.monotonic()
+    target = health_target(p, stack, service, record=record, completion=False, host=h)
+    outcome, seconds = health.wait(
+        target, alive=lambda: h.is_ours(record), cancelled=interrupt.cancelled.is_set, deadline=deadline,
+        real_completion=real_completion, model=lambda: probe_model(p, stack, service, host=h), host=h)
+    if outcome is health.Waited.READY:
+        return seconds
+    if outcome is health.Waited.CANCELLED:
+        raise ServiceError(f"{service}: start interrupted")
+    if outcome is health.Waited.EXITED:
+        raise _failed(p, service, "exited while starting")
+    raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
 
 
 def start_service(
     p: Paths, service: str, *, stack: Stack | None = None, wait: bool = True,
-    timeout: float = HEALTH_TIMEOUT_S, force: bool = False,
+    timeout: float = HEALTH_TIMEOUT_S, force: bool = False, host: Host | None = None,
 ) -> pidfile.PidRecord:
     """Start one service unless it already runs; with ``wait``, until it is healthy.
 
@@ -291,43 +299,48 @@ def start_service(
     """
     from mlx_stack.services import stack_store
 
+    h = real(host)
     stack = stack or stack_store.load(p)
     check_service(stack, service)
-    existing = running_record(p, service, adopt=True)
+    existing = running_record(p, service, adopt=True, host=h)
     if existing is not None:
         return existing
-    forget_stale(p, service)  # a crashed instance's leftovers may hold its port
-    ensure_startable(stack, service)
+    forget_stale(p, service, host=h)  # a crashed instance's leftovers may hold its port
+    ensure_startable(stack, service, host=h)
     if service != GATEWAY:
         from mlx_stack.services import serving_plan
 
         serving_plan.check_start(p, stack, [service], force=force)
-    record = launch(p, stack, service)
+    record = launch(p, stack, service, host=h)
     if wait:
-        wait_healthy(p, stack, service, record, time.monotonic() + timeout)
+        wait_healthy(p, stack, service, record, h.monotonic() + timeout, host=h)
     return record
 
 
-def clear_stale(p: Paths, record: pidfile.PidRecord, grace: float = processes.GRACE_S) -> None:
+def clear_stale(p: Paths, record: pidfile.PidRecord, grace: float = processes.GRACE_S, *,
+                host: Host | None = None) -> None:
     """Forget a pid file whose process is not ours any more, stopping what the crashed
     instance left behind: only processes marked as this service of this state folder
     (a dead leader's group may hold another program's processes: never signalled)."""
-    leftovers = identity.find(p.home, record.service)
+    h = real(host)
+    leftovers = h.find_marked(p.home, record.service)
     if leftovers:
-        processes.stop_marked(leftovers, grace)
-    pidfile.remove(p.run_dir, record.service)
+        h.stop_marked(leftovers, grace)
+    h.remove_pid(p.run_dir, record.service)
 
 
-def forget_stale(p: Paths, service: str) -> None:
+def forget_stale(p: Paths, service: str, *, host: Host | None = None) -> None:
     """Before a start: clear the pid file (and leftovers) of a crashed instance."""
-    stale = pidfile.read(p.run_dir, service)
+    h = real(host)
+    stale = h.read_pid(p.run_dir, service)
     if stale is None:
         stale = pidfile.PidRecord(service, 0, 0.0, ())
-    if not pidfile.is_ours(stale):
-        clear_stale(p, stale)
+    if not h.is_ours(stale):
+        clear_stale(p, stale, host=h)
 
 
-def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S) -> bool:
+def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S, *,
+                 host: Host | None = None) -> bool:
     """Stop one service; True if a process of ours was stopped.
 
     The service is the process its pid file names if start time and command line
@@ -336,62 +349,64 @@ def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S) -> bo
     sending any signal; a crashed service's marked leftovers are stopped. The pid
     file goes only once nothing of the service is left.
     """
-    record = running_record(p, service)
+    h = real(host)
+    record = running_record(p, service, host=h)
     if record is None:
-        stale = pidfile.read(p.run_dir, service)
-        clear_stale(p, stale or pidfile.PidRecord(service, 0, 0.0, ()), grace)
+        stale = h.read_pid(p.run_dir, service)
+        clear_stale(p, stale or pidfile.PidRecord(service, 0, 0.0, ()), grace, host=h)
         return False
-    if processes.is_group_leader(record.pid):
-        gone = processes.stop_group(record.pid, grace)
-    else:  # not started by us in its own group: signal that one process only
-        gone = processes.stop_pid(record.pid, grace)
-    rest = identity.find(p.home, service)  # children that left the group
+    # Not started by us in its own group: signal that one process only.
+    leader = h.is_group_leader(record.pid)
+    gone = h.stop_group(record.pid, grace) if leader else h.stop_pid(record.pid, grace)
+    rest = h.find_marked(p.home, service)  # children that left the group
     if rest:
-        gone = processes.stop_marked(rest, grace) and gone
+        gone = h.stop_marked(rest, grace) and gone
     if not gone:
         raise ServiceError(
             f"{service} (pid {record.pid}) did not stop after SIGKILL",
             hint="it may be stuck in the kernel; check it with `ps`",
         )
-    pidfile.remove(p.run_dir, service)
+    h.remove_pid(p.run_dir, service)
     return True
 
 
 def probe_service(
-    p: Paths, service: str, *, stack: Stack | None = None, timeout: float = PROBE_TIMEOUT_S
+    p: Paths, service: str, *, stack: Stack | None = None, timeout: float = PROBE_TIMEOUT_S,
+    host: Host | None = None,
 ) -> ServiceStatus:
     """One service's state: healthy / degraded (slow) / down (alive, not answering) /
     crashed (its process is gone while its pid file says it should run) / stopped."""
     from mlx_stack.services import stack_store
 
+    h = real(host)
     stack = stack or stack_store.load(p)
     kind = {GATEWAY: "gateway", LITELLM: "cloud-gateway"}.get(service, "tier")
     try:
         model = {GATEWAY: "front door", LITELLM: f"LiteLLM -> {stack.cloud.model}"}.get(service) \
             or stack.tier(service).model
-        port = port_of(stack, service, p)
+        port = port_of(stack, service, p, host=h)
     except NotFoundError:
         model, port = None, 0
-    record = pidfile.read(p.run_dir, service)
-    live = running_record(p, service)  # also one found by its marker (pid file lost)
+    record = h.read_pid(p.run_dir, service)
+    live = running_record(p, service, host=h)  # also one found by its marker (pid file lost)
     if live is not None:
         record = live
     if record is None:
-        return ServiceStatus(service, kind, STOPPED, port, model=model)
+        return ServiceStatus(service, kind, ServiceState.STOPPED, port, model=model)
     port = port or record.port
     if live is None:
         last = last_log_line(p, service)
         detail = f"process gone; last log line: {last[:60]}" if last else "process gone"
-        return ServiceStatus(service, kind, CRASHED, port, model=model, detail=detail)
-    uptime = max(0.0, time.time() - record.start_time)
-    base = ServiceStatus(service, kind, DOWN, port, record.pid, round(uptime, 1), model)
-    status = _probe_live(p, stack, service, base, model, timeout)
-    return _with_writer(p, service, status)
+        return ServiceStatus(service, kind, ServiceState.CRASHED, port, model=model, detail=detail)
+    uptime = max(0.0, h.time() - record.start_time)
+    base = ServiceStatus(service, kind, ServiceState.DOWN, port, record.pid, round(uptime, 1), model)
+    status = _probe_live(p, stack, service, base, model, timeout, h)
+    return _with_writer(p, service, status, h)
 
 
-def _with_writer(p: Paths, service: str, status: ServiceStatus) -> ServiceStatus:
+def _with_writer(p: Paths, service: str, status: ServiceStatus, h: Host) -> ServiceStatus:
     """A dead or stopped log writer, said in the detail (the watchdog mends it)."""
-    state = identity.writer_state(p.home, service)
+    state = h.writer_state(p.home, service)
     if state == identity.WRITER_OK:
         return status
     what = ("log writer gone: its log has stopped" if state == identity.WRITER_GONE
@@ -401,24 +416,22 @@ def _with_writer(p: Paths, service: str, status: ServiceStatus) -> ServiceStatus
 
 
 def _probe_live(p: Paths, stack: Stack, service: str, base: ServiceStatus, model: str | None,
-                timeout: float) -> ServiceStatus:
+                timeout: float, h: Host) -> ServiceStatus:
+    """The health rule's one look (health.check) at a live service."""
     if model is None:
-        return _with(base, DOWN, None, "not in stack.yaml any more")
-    target = probe_model(p, stack, service)
-    if target is None:
-        route = LITELLM_LIVENESS if service == LITELLM else GATEWAY_LIVENESS
-        live = probes.health(base_url(stack, service, p), timeout=timeout, route=route)
-        state = HEALTHY if live.ok else DOWN
-        return _with(base, state, live.latency_s, None if service == LITELLM else "no tier running behind it")
-    key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
-    result = probes.completion(base_url(stack, service, p), target, api_key=key, timeout=timeout,
-                               headers=PROBE_HEADERS)
-    if not result.ok:
-        return _with(base, DOWN, None, result.error)
-    state = HEALTHY if result.latency_s <= DEGRADED_AFTER_S else DEGRADED
-    return _with(base, state, result.latency_s, None if state == HEALTHY else "slow to answer")
+        return _with(base, ServiceState.DOWN, None, "not in stack.yaml any more")
+    target = health_target(p, stack, service, host=h)
+    seen = health.check(target, timeout, h)
+    if not seen.completion:  # LiteLLM, or a front door with no tier behind it
+        detail = None if service == LITELLM else "no tier running behind it"
+        return _with(base, seen.state, seen.result.latency_s, detail)
+    if seen.state is ServiceState.DOWN:
+        return _with(base, ServiceState.DOWN, None, seen.result.error)
+    slow = None if seen.state is ServiceState.HEALTHY else "slow to answer"
+    return _with(base, seen.state, seen.result.latency_s, slow)
 
 
-def _with(s: ServiceStatus, state: str, latency_s: float | None, detail: str | None) -> ServiceStatus:
+def _with(s: ServiceStatus, state: ServiceState, latency_s: float | None,
+          detail: str | None) -> ServiceStatus:
     ms = round(latency_s * 1000, 1) if latency_s is not None else None
     return ServiceStatus(s.name, s.kind, state, s.port, s.pid, s.uptime_s, s.model, ms, detail)

@@ -18,7 +18,6 @@ Unchanged tiers are never signalled: they keep their pids and keep serving.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,9 +36,8 @@ from mlx_stack.services.service_control import (
     start_service,
     stop_service,
 )
-from mlx_stack.system import probes, secrets
-from mlx_stack.system.fs import file_lock
-from mlx_stack.system.gateway_routes import served_models
+from mlx_stack.system import secrets
+from mlx_stack.system.host import Host, real
 
 RELOAD_TIMEOUT_S = 20.0
 LOCK_TIMEOUT_S = 600.0
@@ -56,13 +54,14 @@ class ApplyResult:
 
 def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lambda _: None,
           health_timeout: float = HEALTH_TIMEOUT_S, replace_corrupt: bool = False,
-          force: bool = False) -> ApplyResult:
+          force: bool = False, host: Host | None = None) -> ApplyResult:
     """Write ``new`` as the stack; on a running stack (and ``start``), change only what differs.
 
     ``replace_corrupt``: an unreadable stack.yaml is overwritten (a whole new setup)
-    instead of raising StateError.
+    instead of raising StateError. ``host``: the machine (tests pass a fake).
     """
-    with file_lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="setup"):
+    h = real(host)
+    with h.lock(p.lock_file, timeout=LOCK_TIMEOUT_S, what="setup"):
         try:
             old = stack_store.load(p) if stack_store.exists(p) else None
         except StateError:
@@ -70,29 +69,29 @@ def apply(p: Paths, new: Stack, *, start: bool, say: Callable[[str], None] = lam
                 raise
             old = None
         d = diff(old, new)
-        running = {s for s in (old.services if old else []) if running_record(p, s) is not None}
+        running = {s for s in (old.services if old else []) if running_record(p, s, host=h) is not None}
         if not running or not start or old is None:
             stack_store.save(p, new)
             return ApplyResult(d)
         result = ApplyResult(d, live=True)
-        _start_tiers(p, old, new, d, running, result, say, health_timeout, force)
+        _start_tiers(p, old, new, d, running, result, say, health_timeout, h, force)
         stack_store.save(p, new)
         if GATEWAY in running:
-            _update_gateway(p, old, new, d, result, say, health_timeout)
+            _update_gateway(p, old, new, d, result, say, health_timeout, h)
         for name in d.removed:
             if name in running:
                 say(f"stopping tier {name}")
-                stop_service(p, name)
+                stop_service(p, name, host=h)
                 result.stopped.append(name)
         return result
 
 
 def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[str], result: ApplyResult,
-                 say: Callable[[str], None], health_timeout: float, force: bool = False) -> None:
+                 say: Callable[[str], None], health_timeout: float, h: Host, force: bool = False) -> None:
     changed_running = [n for n in d.changed if n in running]
     for name in changed_running:
         say(f"stopping tier {name} (its definition changed)")
-        stop_service(p, name)
+        stop_service(p, name, host=h)
     # On-demand tiers sleep until the front door needs them.
     todo = [n for n in (*d.added, *d.changed) if not new.tier(n).on_demand]
     if not todo:
@@ -104,18 +103,19 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
 
     def one(name: str) -> ServiceError | None:
         try:
-            start_service(p, name, stack=new, timeout=health_timeout, force=True)  # guarded once for all
+            start_service(p, name, stack=new, timeout=health_timeout, force=True,  # guarded once for all
+                          host=h)
         except ServiceError as exc:
             return exc
         finally:
-            if running_record(p, name) is not None:
+            if running_record(p, name, host=h) is not None:
                 launched.append(name)
         return None
 
     try:
         # The memory guard sees the changed tiers stopped (they come back if it refuses).
         serving_plan.check_start(p, new, todo, force=force)
-        errors = [e for e in probes.in_parallel([(lambda n=n: one(n)) for n in todo]) if e is not None]
+        errors = [e for e in h.in_parallel([(lambda n=n: one(n)) for n in todo]) if e is not None]
         if errors:
             raise errors[0] if len(errors) == 1 else ServiceError(
                 "; ".join(e.message for e in errors), hint=errors[0].hint)
@@ -125,9 +125,9 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
         from mlx_stack.system import interrupt
 
         interrupt.cancelled.set()
-        with interrupt.signals_ignored():
-            started = [n for n in todo if running_record(p, n) is not None]
-            probes.in_parallel([(lambda n=n: stop_service(p, n, grace=5.0)) for n in started])
+        with h.signals_ignored():
+            started = [n for n in todo if running_record(p, n, host=h) is not None]
+            h.in_parallel([(lambda n=n: stop_service(p, n, grace=5.0, host=h)) for n in started])
         gone = sorted(set(started) | set(changed_running))
         from mlx_stack.services.lifecycle import Interrupted
 
@@ -135,44 +135,44 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
                           hint="the other tiers keep running; run the same setup again to finish") from None
     except BaseException:
         for name in launched:
-            stop_service(p, name)
+            stop_service(p, name, host=h)
         for name in changed_running:  # put the old definition back
             with contextlib.suppress(ServiceError):
-                start_service(p, name, stack=old, timeout=health_timeout, force=True)
+                start_service(p, name, stack=old, timeout=health_timeout, force=True, host=h)
         raise
     result.started += todo
 
 
 def _update_gateway(p: Paths, old: Stack, new: Stack, d: StackDiff, result: ApplyResult,
-                    say: Callable[[str], None], health_timeout: float) -> None:
+                    say: Callable[[str], None], health_timeout: float, h: Host) -> None:
     if old.gateway == new.gateway and not d.routes_changed:
         return
     if old.gateway == new.gateway:
         write_gateway_config(p, new, cloud_port=litellm_port(p))
-        if _reloaded(p, new, d):
+        if _reloaded(p, new, d, h):
             say("gateway routes reloaded in place (no restart)")
             result.gateway = "reloaded"
             return
         say("the gateway did not take the new routes; restarting it")
     else:
         say(f"restarting the gateway on port {new.gateway.port}")
-    stop_service(p, GATEWAY)
-    start_service(p, GATEWAY, stack=new, timeout=health_timeout)
+    stop_service(p, GATEWAY, host=h)
+    start_service(p, GATEWAY, stack=new, timeout=health_timeout, host=h)
     result.gateway = "restarted"
 
 
-def _reloaded(p: Paths, new: Stack, d: StackDiff, timeout: float = RELOAD_TIMEOUT_S) -> bool:
+def _reloaded(p: Paths, new: Stack, d: StackDiff, h: Host, timeout: float = RELOAD_TIMEOUT_S) -> bool:
     """True once the gateway serves exactly the new tiers (a request triggers the reload)."""
     url = base_url(new, GATEWAY)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     awake = set(new.resident_tiers)  # a probe never wakes an on-demand tier
     target = next((n for n in (*d.added, *d.changed, *new.tier_names) if n in awake), new.tier_names[0])
     wanted, gone = set(new.tier_names), set(d.removed)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probes.completion(url, target, api_key=key, timeout=30.0, headers=PROBE_HEADERS)
-        listed = served_models(url, api_key=key)
+    deadline = h.monotonic() + timeout
+    while h.monotonic() < deadline:
+        h.completion(url, target, api_key=key, timeout=30.0, headers=PROBE_HEADERS)
+        listed = h.served_models(url, api_key=key)
         if listed is not None and wanted <= set(listed) and not gone & set(listed):
             return True
-        time.sleep(0.3)
+        h.sleep(0.3)
     return False

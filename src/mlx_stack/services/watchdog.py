@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.core.watchdog import (
@@ -48,10 +48,11 @@ from mlx_stack.services.watchdog_state import (
     state_path,
     write_state,
 )
+from mlx_stack.system.host import Host, real
 
 __all__ = [
-    "Options", "lock_held", "lock_path", "overlay", "read_state", "run_loop", "serve", "state_path",
-    "write_state",
+    "LoopState", "Options", "lock_held", "lock_path", "overlay", "read_state", "run_loop", "run_round",
+    "serve", "state_path", "write_state",
 ]
 
 LOGGED_ENV = "MLX_STACK_WATCHDOG_LOGGED"  # set once output goes through a log writer
@@ -76,96 +77,100 @@ def log(message: str) -> None:
 
 
 def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opts: Options,
-                 start_error: str | None) -> Observation:
+                 start_error: str | None, h: Host) -> Observation:
+    from mlx_stack.services import health
     from mlx_stack.services import service_control as sc
-    from mlx_stack.system import pidfile, probes, server_stats
 
-    pid_rec = pidfile.read(p.run_dir, name)
+    pid_rec = h.read_pid(p.run_dir, name)
     wanted = pid_rec is not None
-    alive = pid_rec is not None and pidfile.is_ours(pid_rec)
+    alive = pid_rec is not None and h.is_ours(pid_rec)
     if not alive or pid_rec is None or not probe_due(rec, now, opts.policy):
         return Observation(wanted, alive, None, start_error)
-    url = sc.base_url(stack, name, p)
     is_tier = name not in (GATEWAY, LITELLM)
+    # The health rule (services/health.py): a tier answers a real completion; the front
+    # door and LiteLLM are restarted only when dead, so their liveness route is enough.
+    target = sc.health_target(p, stack, name, completion=is_tier, host=h)
     counted = is_tier and rec.state is not State.STARTING
-    before = server_stats.vllm_counters(url, timeout=1.0) if counted else None
-    cpu0 = server_stats.cpu_seconds(pid_rec.pid)
-    t0 = time.monotonic()
-    if is_tier:
-        result = probes.completion(url, name, timeout=opts.probe_timeout_s)
-    else:
-        route = sc.LITELLM_LIVENESS if name == LITELLM else sc.GATEWAY_LIVENESS
-        result = probes.health(url, timeout=opts.probe_timeout_s, route=route)
-    probe_s = time.monotonic() - t0
+    before = h.vllm_counters(target.url, timeout=1.0) if counted else None
+    cpu0 = h.cpu_seconds(pid_rec.pid)
+    t0 = h.monotonic()
+    result = health.check(target, opts.probe_timeout_s, h).result
+    probe_s = h.monotonic() - t0
     if result.ok:
         return Observation(wanted, True, True, probe_s=probe_s)
-    cpu1 = server_stats.cpu_seconds(pid_rec.pid)
-    after = server_stats.vllm_counters(url, timeout=1.0) if before is not None else None
+    # Busy or wedged (core/watchdog.py): CPU used and tokens made while the probe waited.
+    cpu1 = h.cpu_seconds(pid_rec.pid)
+    after = h.vllm_counters(target.url, timeout=1.0) if before is not None else None
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     delta = after.work - before.work if before is not None and after is not None else None
-    return Observation(wanted, pidfile.is_ours(pid_rec), False, result.error, probe_s=probe_s,
+    return Observation(wanted, h.is_ours(pid_rec), False, result.error, probe_s=probe_s,
                        cpu_s=cpu, work_delta=delta, in_flight=after.in_flight if after else None)
 
 
 def observe(p: Paths, stack: Stack, records: dict[str, Record], now: float, opts: Options,
-            start_errors: dict[str, str]) -> dict[str, Observation]:
+            start_errors: dict[str, str], *, host: Host | None = None) -> dict[str, Observation]:
     """Look at every service of the stack, probing those that are due, in parallel."""
     from mlx_stack.services.service_control import services_of
-    from mlx_stack.system import probes
 
+    h = real(host)
     names = services_of(p, stack)
     calls = [(lambda n=n: _safe_observe(p, stack, n, records.get(n, Record(since=now)), now, opts,
-                                        start_errors.get(n))) for n in names]
-    return dict(zip(names, probes.in_parallel(calls), strict=True))
+                                        start_errors.get(n), h)) for n in names]
+    return dict(zip(names, h.in_parallel(calls), strict=True))
 
 
 def _safe_observe(p: Paths, stack: Stack, name: str, rec: Record, now: float, opts: Options,
-                  start_error: str | None) -> Observation:
+                  start_error: str | None, h: Host) -> Observation:
     try:
-        return _observe_one(p, stack, name, rec, now, opts, start_error)
+        return _observe_one(p, stack, name, rec, now, opts, start_error, h)
     except Exception as exc:  # a failed probe must not kill the watchdog: learn nothing this round
         log(f"{name}: could not observe ({type(exc).__name__}: {exc})")
-        from mlx_stack.system import pidfile
-
-        rec_ = pidfile.read(p.run_dir, name)
-        return Observation(rec_ is not None, rec_ is not None and pidfile.is_ours(rec_), None)
+        rec_ = h.read_pid(p.run_dir, name)
+        return Observation(rec_ is not None, rec_ is not None and h.is_ours(rec_), None)
 
 
 # --- apply ------------------------------------------------------------------------
 
 
-_waiting_for_lock: set[str] = set()
+@dataclass
+class LoopState:
+    """What the loop keeps between rounds."""
+
+    records: dict[str, Record] = field(default_factory=lambda: {})
+    start_errors: dict[str, str] = field(default_factory=lambda: {})  # service -> why its last start failed
+    waiting_for_lock: set[str] = field(default_factory=lambda: set())  # said "lock busy" for these
 
 
 class LockBusy(Exception):
     """The stack lock is held (an `up` or `down` runs): try again next round."""
 
 
-def _apply_one(p: Paths, stack: Stack, action: Action) -> None:
+def _apply_one(p: Paths, stack: Stack, action: Action, h: Host) -> None:
     from mlx_stack.services import service_control as sc
-    from mlx_stack.system import pidfile
-    from mlx_stack.system.fs import file_lock
 
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(file_lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"))
+            held.enter_context(h.lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"))
         except ConflictError:
             raise LockBusy() from None
-        record = pidfile.read(p.run_dir, action.service)
+        record = h.read_pid(p.run_dir, action.service)
         if record is None:
             return  # `down` ran meanwhile: not wanted any more
         if action.kind is ActionKind.START:
-            sc.start_service(p, action.service, stack=stack, wait=False)
-        elif action.kind is ActionKind.STOP and pidfile.is_ours(record):
-            sc.stop_service(p, action.service, grace=WEDGED_STOP_GRACE_S)
-            pidfile.write(p.run_dir, record)  # dead pid: "should run", restarted after the backoff
+            sc.start_service(p, action.service, stack=stack, wait=False, host=h)
+        elif action.kind is ActionKind.STOP and h.is_ours(record):
+            sc.stop_service(p, action.service, grace=WEDGED_STOP_GRACE_S, host=h)
+            h.write_pid(p.run_dir, record)  # dead pid: "should run", restarted after the backoff
 
 
-def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
-          start_errors: dict[str, str]) -> dict[str, Record]:
-    """Carry out the actions; returns the records to keep (a skipped start is retried)."""
+def apply(p: Paths, stack: Stack, decision: Decision, loop: LoopState, *,
+          host: Host | None = None) -> dict[str, Record]:
+    """Carry out the actions; ``loop.records`` becomes the records to keep (a start skipped
+    for a busy stack lock keeps its old record: it is retried), which are returned."""
+    h = real(host)
+    before = loop.records
     records = dict(decision.records)
-    _waiting_for_lock.intersection_update(
+    loop.waiting_for_lock.intersection_update(
         a.service for a in decision.actions if a.kind in (ActionKind.START, ActionKind.STOP))
     for action in decision.actions:
         name = action.service
@@ -174,47 +179,48 @@ def apply(p: Paths, stack: Stack, decision: Decision, before: dict[str, Record],
             log(f"{name}: {word}{action.reason}")
             continue
         try:
-            if name not in _waiting_for_lock:
+            if name not in loop.waiting_for_lock:
                 log(f"{name}: {action.kind.value} ({action.reason})")
-            _apply_one(p, stack, action)
-            start_errors.pop(name, None)
-            _waiting_for_lock.discard(name)
+            _apply_one(p, stack, action, h)
+            loop.start_errors.pop(name, None)
+            loop.waiting_for_lock.discard(name)
         except LockBusy:
-            if name not in _waiting_for_lock:  # say it once, not every round of a long `up`
+            if name not in loop.waiting_for_lock:  # say it once, not every round of a long `up`
                 log(f"{name}: stack lock busy (an up/down runs); will retry")
-                _waiting_for_lock.add(name)
+                loop.waiting_for_lock.add(name)
             if name in before:
                 records[name] = before[name]
         except MlxStackError as exc:
-            start_errors[name] = exc.message
+            loop.start_errors[name] = exc.message
             log(f"{name}: {action.kind.value} failed: {exc.message}")
         except Exception as exc:  # survive: the next round sees the result
-            start_errors[name] = f"{type(exc).__name__}: {exc}"
+            loop.start_errors[name] = f"{type(exc).__name__}: {exc}"
             log(f"{name}: {action.kind.value} failed: {type(exc).__name__}: {exc}")
+    loop.records = records
     return records
 
 
-def tend_log_writers(p: Paths, stack: Stack) -> None:
+def tend_log_writers(p: Paths, stack: Stack, *, host: Host | None = None) -> None:
     """A stopped log writer is resumed; a service whose writer is gone is restarted (the
     only way to give it a log again): stopped now, restarted by the next round."""
     from mlx_stack.services import service_control as sc
-    from mlx_stack.system import identity, pidfile
-    from mlx_stack.system.fs import file_lock
+    from mlx_stack.system import identity
 
+    h = real(host)
     for name in stack.services:
-        record = pidfile.read(p.run_dir, name)
-        if record is None or not pidfile.is_ours(record):
+        record = h.read_pid(p.run_dir, name)
+        if record is None or not h.is_ours(record):
             continue
-        state = identity.writer_state(p.home, name)
+        state = h.writer_state(p.home, name)
         if state == identity.WRITER_STOPPED:
-            resumed = identity.resume_writers(p.home, name)
+            resumed = h.resume_writers(p.home, name)
             log(f"{name}: its log writer was stopped (SIGSTOP); resumed {resumed}")
         elif state == identity.WRITER_GONE:
             log(f"{name}: its log writer is gone (the log has stopped): restarting {name}")
             try:
-                with file_lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"):
-                    sc.stop_service(p, name, grace=WEDGED_STOP_GRACE_S)
-                    pidfile.write(p.run_dir, record)  # dead pid: "should run", restarted next round
+                with h.lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"):
+                    sc.stop_service(p, name, grace=WEDGED_STOP_GRACE_S, host=h)
+                    h.write_pid(p.run_dir, record)  # dead pid: "should run", restarted next round
             except MlxStackError as exc:
                 log(f"{name}: could not restart it: {exc.message}")
 
@@ -222,47 +228,56 @@ def tend_log_writers(p: Paths, stack: Stack) -> None:
 # --- the loop -----------------------------------------------------------------------
 
 
-def run_loop(p: Paths, opts: Options, stop: threading.Event,
-             clock: Callable[[], float] = time.monotonic) -> None:
-    """Observe, decide, apply, sleep, until ``stop`` is set. Survives its own errors."""
+def run_round(p: Paths, opts: Options, loop: LoopState, *, host: Host | None = None,
+              clock: Callable[[], float] | None = None) -> float:
+    """One round: observe, decide, apply, write the state file; returns when to wake
+    (on ``clock``, the host's monotonic clock by default). Survives its own errors."""
     from mlx_stack.services import stack_store
-    from mlx_stack.system import server_stats
 
-    records: dict[str, Record] = {}
-    start_errors: dict[str, str] = {}
+    h = real(host)
+    now_of = clock or h.monotonic
+    now = now_of()
+    wake = now + opts.policy.interval_s
+    try:
+        h.reap_children()
+        if stack_store.exists(p):
+            stack = stack_store.load(p)
+            obs = observe(p, stack, loop.records, now, opts, loop.start_errors, host=h)
+            now = now_of()  # probes take time; decide with the time they ended
+            decision = decide(loop.records, obs, now, opts.policy)
+            apply(p, stack, decision, loop, host=h)
+            tend_log_writers(p, stack, host=h)
+            wake = decision.wake_at
+            write_state(p, loop.records, now, opts.policy, host=h)
+    except Exception as exc:  # a vanished or corrupt file, a bug: log it, keep watching
+        log(f"round failed: {type(exc).__name__}: {exc}")
+        wake = now_of() + min(opts.policy.interval_s, 5.0)
+    return wake
+
+
+def run_loop(p: Paths, opts: Options, stop: threading.Event,
+             clock: Callable[[], float] | None = None, *, host: Host | None = None,
+             loop: LoopState | None = None) -> None:
+    """Observe, decide, apply, sleep, until ``stop`` is set. Survives its own errors."""
+    h = real(host)
+    now_of = clock or h.monotonic
+    state = loop if loop is not None else LoopState()
     while not stop.is_set():
-        now = clock()
-        wake = now + opts.policy.interval_s
-        try:
-            server_stats.reap_children()
-            if stack_store.exists(p):
-                stack = stack_store.load(p)
-                obs = observe(p, stack, records, now, opts, start_errors)
-                now = clock()  # probes take time; decide with the time they ended
-                decision = decide(records, obs, now, opts.policy)
-                records = apply(p, stack, decision, records, start_errors)
-                tend_log_writers(p, stack)
-                wake = decision.wake_at
-                write_state(p, records, now, opts.policy)
-        except Exception as exc:  # a vanished or corrupt file, a bug: log it, keep watching
-            log(f"round failed: {type(exc).__name__}: {exc}")
-            wake = clock() + min(opts.policy.interval_s, 5.0)
-        stop.wait(max(0.0, wake - clock()))
+        wake = run_round(p, opts, state, host=h, clock=now_of)
+        h.wait(stop, max(0.0, wake - now_of()))
 
 
 def serve(p: Paths, opts: Options, *, standby: bool = False,
-          on_ready: Callable[[], None] | None = None) -> None:
+          on_ready: Callable[[], None] | None = None, host: Host | None = None) -> None:
     """Hold the watchdog lock and run the loop until SIGTERM/SIGINT."""
-    from mlx_stack.system.fs import file_lock
-
+    h = real(host)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log(f"got {signal.Signals(signum).name}, stopping (services keep running)")
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    h.on_signals(on_signal, (signal.SIGTERM, signal.SIGINT))
     from mlx_stack.system.dirs import make_private_dirs
 
     make_private_dirs(p.run_dir)
@@ -270,7 +285,7 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
         said = False
         while True:
             try:
-                held.enter_context(file_lock(lock_path(p), timeout=0, what="watchdog"))
+                held.enter_context(h.lock(lock_path(p), timeout=0, what="watchdog"))
                 break
             except ConflictError:
                 if not standby:
@@ -279,13 +294,13 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
                 if not said:
                     log("another watchdog runs; standing by until it exits")
                     said = True
-                if stop.wait(1.0):
+                if h.wait(stop, 1.0):
                     return
         log(f"watching {p.home} (pid {os.getpid()}, every {opts.policy.interval_s:g} s)")
         if on_ready is not None:
             on_ready()
         try:
-            run_loop(p, opts, stop)
+            run_loop(p, opts, stop, host=h)
         finally:
             with contextlib.suppress(OSError):
                 state_path(p).unlink()
@@ -306,15 +321,13 @@ def log_to_file(p: Paths) -> None:
     os.environ[LOGGED_ENV] = "1"
 
 
-def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0) -> int:
+def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0, *,
+                 host: Host | None = None) -> int:
     """Start ``mlx-stack <args>`` (a foreground watch) detached; return its pid once it holds the lock."""
-    import subprocess
-
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
+    h = real(host)
+    proc = h.spawn_detached([sys.executable, "-m", "mlx_stack", *args])
+    deadline = h.monotonic() + ready_timeout
+    while h.monotonic() < deadline:
         if proc.poll() is not None:
             from mlx_stack.errors import ServiceError
 
@@ -322,7 +335,7 @@ def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0) -> int:
                                hint=f"see {p.watchdog_log}")
         if lock_held(lock_path(p)):
             return proc.pid
-        time.sleep(0.1)
+        h.sleep(0.1)
     return proc.pid
 
 

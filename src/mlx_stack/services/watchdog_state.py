@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlx_stack.core.service_state import ServiceState, from_watchdog, parse
 from mlx_stack.core.watchdog import Policy, Record, State
 from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:  # the front door reads the state file: no process tools imported for it
+    from mlx_stack.system.host import Host
 
 LOG_LINES_IN_STATE = 10
 
@@ -39,15 +42,18 @@ def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
     return None if mono is None else round(now_wall - (now_mono - mono), 3)
 
 
-def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy) -> None:
+def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy, *,
+                host: Host | None = None) -> None:
     from mlx_stack.services import logs
     from mlx_stack.system.fs import atomic_write
+    from mlx_stack.system.host import real
 
-    wall = time.time()
+    wall = real(host).time()
     services: dict[str, Any] = {}
     for name, rec in records.items():
         entry: dict[str, Any] = {
-            "state": rec.state.value, "reason": rec.reason, "since": _wall(rec.since, now, wall),
+            "state": from_watchdog(rec.state).value, "reason": rec.reason,
+            "since": _wall(rec.since, now, wall),
             "failures": rec.failures,
             "restarts_in_window": sum(1 for t in rec.restarts if now - t < policy.flap_window_s),
             "next_start_at": _wall(rec.next_start, now, wall),
@@ -82,7 +88,7 @@ def read_state(p: Paths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
+def overlay(p: Paths, statuses: list[Any], *, host: Host | None = None) -> list[Any]:
     """`status` rows with the watchdog's view laid over them: a service the watchdog
     declared flapping shows ``flapping`` with the reason and its last log lines; one
     waiting to be restarted says when. Rows stay as probed when no watchdog runs or
@@ -94,17 +100,20 @@ def overlay(p: Paths, statuses: list[Any]) -> list[Any]:
         return statuses
     seen = state.get("services", {})
     out = []
-    now = time.time()
+    from mlx_stack.system.host import real
+
+    now = real(host).time()
     for s in statuses:
         entry = seen.get(s.name)
-        if not isinstance(entry, dict) or s.state in ("healthy", "degraded"):
+        if not isinstance(entry, dict) or s.state in (ServiceState.HEALTHY, ServiceState.DEGRADED):
             out.append(s)
             continue
         lines = [ln.strip() for ln in entry.get("last_log_lines") or [] if ln.strip()][-3:]
         tail = f"; last log: {' | '.join(lines)}" if lines else ""
-        if entry.get("state") == "flapping":
-            out.append(replace(s, state="flapping", detail=f"{entry.get('reason', '')}{tail}"))
-        elif entry.get("state") == "backoff" and entry.get("next_start_at"):
+        seen_state = parse(entry.get("state"))
+        if seen_state is ServiceState.FLAPPING:
+            out.append(replace(s, state=ServiceState.FLAPPING, detail=f"{entry.get('reason', '')}{tail}"))
+        elif seen_state is ServiceState.BACKOFF and entry.get("next_start_at"):
             wait = max(0.0, float(entry["next_start_at"]) - now)
             out.append(replace(s, detail=f"watchdog restarts it in {wait:.0f} s ({entry.get('reason', '')})"))
         else:

@@ -1,0 +1,66 @@
+"""Every state a service can show, in `status`, `status --watch` and the dashboard.
+
+One vocabulary: the probes of `status` (healthy / degraded / down / crashed / stopped),
+an on-demand tier put to sleep on purpose (sleeping), the watchdog's view laid over them
+(starting, busy, unhealthy, backoff, flapping: ``from_watchdog``), and the front door's
+own word for an upstream that answers again while it cools down (recovering).
+The values are the strings of the JSON output; a StrEnum member is such a string.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from mlx_stack.core.watchdog import State
+
+
+class ServiceState(StrEnum):
+    HEALTHY = "healthy"  # answered a real completion (or its liveness route) in time
+    DEGRADED = "degraded"  # answered, but slower than the health rule's limit
+    DOWN = "down"  # its process runs but it does not answer
+    CRASHED = "crashed"  # its pid file says it should run; its process is gone
+    STOPPED = "stopped"  # not running, not wanted
+    SLEEPING = "sleeping"  # an on-demand tier not running on purpose (started when needed)
+    STARTING = "starting"  # watchdog: started, no successful probe yet
+    BUSY = "busy"  # watchdog: probe failed but the server is visibly working
+    UNHEALTHY = "unhealthy"  # watchdog: probe failed with no sign of progress
+    BACKOFF = "backoff"  # watchdog: failed, waiting before the next start
+    FLAPPING = "flapping"  # watchdog: failed too often, left alone for a cool-down
+    RECOVERING = "recovering"  # front door: answers again, back in rotation in a moment
+    UNKNOWN = "unknown"  # nothing could be learnt (shown neutral)
+
+
+_FROM_WATCHDOG: dict[State, ServiceState] = {
+    State.STOPPED: ServiceState.STOPPED,
+    State.STARTING: ServiceState.STARTING,
+    State.HEALTHY: ServiceState.HEALTHY,
+    State.BUSY: ServiceState.BUSY,
+    State.UNHEALTHY: ServiceState.UNHEALTHY,
+    State.BACKOFF: ServiceState.BACKOFF,
+    State.FLAPPING: ServiceState.FLAPPING,
+}
+
+
+def from_watchdog(state: State) -> ServiceState:
+    """The service state a watchdog record's state shows as."""
+    return _FROM_WATCHDOG[state]
+
+
+def parse(text: object) -> ServiceState | None:
+    """A state string read back from a file (the watchdog's state file), or None."""
+    try:
+        return ServiceState(str(text))
+    except ValueError:
+        return None
+
+
+# How the status table and the dashboard colour each state: one of up / warn / down / other.
+UP: frozenset[ServiceState] = frozenset({ServiceState.HEALTHY})
+WARN: frozenset[ServiceState] = frozenset({
+    ServiceState.DEGRADED, ServiceState.STARTING, ServiceState.SLEEPING, ServiceState.RECOVERING,
+    ServiceState.BACKOFF, ServiceState.BUSY, ServiceState.UNKNOWN,
+})
+DOWN: frozenset[ServiceState] = frozenset({
+    ServiceState.DOWN, ServiceState.CRASHED, ServiceState.STOPPED, ServiceState.FLAPPING,
+    ServiceState.UNHEALTHY,
+})
