@@ -208,8 +208,6 @@ def test_services_leave_the_os_to_system() -> None:
     assert offenders("services", SERVICES_NEVER) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: services/hub_available.py and services/local_models.py "
-                   "still import huggingface_hub; remove this mark once they go through system/hub.py")
 def test_only_system_hub_imports_huggingface_hub() -> None:
     found = [str(i) for layer in ("core", "services", "gateway", "cli", "system") for i in imports(layer)
              if _is(i.module, ("huggingface_hub",)) and i.file != PACKAGE / "system" / "hub.py"]
