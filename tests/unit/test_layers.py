@@ -139,8 +139,6 @@ def _file_io_in_core() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="core/catalog.py reads the shipped catalog files (load_dir, "
-                   "load_catalog); remove this mark when that moves out of core")
 def test_core_reads_and_writes_no_files() -> None:
     assert _file_io_in_core() == []
 

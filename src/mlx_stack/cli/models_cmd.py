@@ -88,9 +88,9 @@ def _config_value(key: str) -> Any:
 def _saved(hw: Any) -> dict[str, Any]:
     """`bench --save` results for this hardware profile (they override estimates), by
     catalog id; a result saved under a repo id counts for the catalog model shipping it."""
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.paths import paths
     from mlx_stack.services.bench_store import load_saved
+    from mlx_stack.services.catalog_store import load_catalog
 
     catalog, out = load_catalog(), {}
     for key, m in load_saved(paths(), hw).items():
@@ -136,10 +136,10 @@ def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, q
              json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.estimator import SHORT_CONTEXT
     from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources
     from mlx_stack.core.units import gb
+    from mlx_stack.services.catalog_store import load_catalog
 
     full_catalog = load_catalog()
     entries = full_catalog.filter(family=family, tag=tag, tool_calling=tool_calling)
@@ -215,10 +215,10 @@ def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: 
                json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.scoring import INTENTS, recommend
     from mlx_stack.core.units import gb, parse_budget
     from mlx_stack.errors import UsageError
+    from mlx_stack.services.catalog_store import load_catalog
 
     if intent not in INTENTS:
         raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
@@ -295,7 +295,7 @@ def _candidate_dict(c: Any, budget: int) -> dict[str, Any]:
 
 def _available(family: str | None, tag: str | None, tool_calling: bool, json_: bool) -> None:
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.services.catalog_store import load_catalog
     from mlx_stack.services.hub_available import check_available
 
     entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)

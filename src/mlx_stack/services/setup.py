@@ -201,9 +201,9 @@ def _recommended(
     p: Paths, flags: SetupFlags, ui: SetupUI, quant: str, config_pct: int
 ) -> tuple[list[Wanted], str]:
     """The recommended tiers, and the intent they were chosen for (asked or from --intent)."""
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.scoring import recommend
     from mlx_stack.services import hardware
+    from mlx_stack.services.catalog_store import load_catalog
     from mlx_stack.system import hub
 
     profile = hardware.detect()
@@ -227,8 +227,8 @@ def _recommended(
 def _saved(p: Paths, profile: Any) -> dict[str, Any]:
     """`bench --save` results for this hardware, by catalog id (they override estimates)."""
     try:
-        from mlx_stack.core.catalog import load_catalog
         from mlx_stack.services.bench_store import load_saved
+        from mlx_stack.services.catalog_store import load_catalog
 
         catalog, out = load_catalog(), {}
         for key, m in load_saved(p, profile).items():
