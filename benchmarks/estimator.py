@@ -26,8 +26,9 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from mlx_stack.core.catalog import Capabilities, CatalogEntry, KvCache, RepoRef, load_catalog
+from mlx_stack.core.catalog import Capabilities, CatalogEntry, KvCache, RepoRef
 from mlx_stack.core.estimator import DECODE, DecodeModel, decode_tok_s, memory_bytes, prefill_tok_s
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hardware import Plan, plan_profile
 
 HERE = Path(__file__).parent

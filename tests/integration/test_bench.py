@@ -20,10 +20,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlx_stack.core import catalog, scoring
+from mlx_stack.core import scoring
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
-from mlx_stack.services import bench_store, hardware, service_control, stack_store
+from mlx_stack.services import bench_store, catalog_store, hardware, service_control, stack_store
 from mlx_stack.services.demo_models import build_random_model
 from mlx_stack.system import ports
 from tests.helpers import cli_command, cli_env, hub_env, processes_naming
@@ -212,8 +212,8 @@ def test_pull_bench_measures_saves_and_changes_the_recommendation(tmp_path: Path
     assert saved["qwen3-0.6b"].decode_tok_s == pytest.approx(data["gen_tok_s"])
     # A budget no catalog model fits by its estimate; the measured model fits it.
     budget = int((data["peak_memory_gb"] + 0.5) * 1e9)
-    before = scoring.recommend(profile, catalog.load_catalog(), budget_bytes=budget)
-    after = scoring.recommend(profile, catalog.load_catalog(), budget_bytes=budget, saved=saved)
+    before = scoring.recommend(profile, catalog_store.load_catalog(), budget_bytes=budget)
+    after = scoring.recommend(profile, catalog_store.load_catalog(), budget_bytes=budget, saved=saved)
     assert "qwen3-0.6b" not in [t.entry.id for t in before.tiers]
     standard = next(t for t in after.tiers if t.name == "standard")
     assert standard.entry.id == "qwen3-0.6b"

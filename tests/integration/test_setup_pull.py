@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.scoring import recommend
 from mlx_stack.paths import Paths
 from mlx_stack.services import hardware, stack_store
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.demo_models import build_random_model
 from tests.fakehub import FakeHub, FakeRepo
 from tests.helpers import cli_command, free_port, hub_env

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlx_stack.core.catalog import CatalogError, load_catalog, load_dir, parse_entry
+from mlx_stack.core.catalog import CatalogError, parse_catalog, parse_entry
+from mlx_stack.services.catalog_store import load_catalog, load_dir
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "catalog"
 
@@ -86,6 +87,15 @@ def test_bad_files_in_a_folder(tmp_path: Path):
         load_dir(tmp_path)
     with pytest.raises(CatalogError, match="expected a mapping"):
         parse_entry([1, 2], "list.yaml")
+
+
+def test_parse_catalog_checks_the_files_together_in_name_order():
+    good = yaml.safe_dump(_good())
+    copy = yaml.safe_dump({**_good(), "id": "copy"})
+    with pytest.raises(CatalogError, match=r"^qwen3-8b\.yaml: repos: .* is also listed in copy\.yaml"):
+        parse_catalog([("qwen3-8b.yaml", good), ("copy.yaml", copy)])
+    assert [e.id for e in parse_catalog([("qwen3-8b.yaml", good)])] == ["qwen3-8b"]
+    assert len(parse_catalog([])) == 0
 
 
 def test_filters_and_lookups():

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.estimator import DECODE, decode_tok_s, estimate, kv_bytes, memory_bytes, prefill_tok_s
 from mlx_stack.core.hardware import cpu_profile
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hardware import Plan, plan_profile
 
 

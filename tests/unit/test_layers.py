@@ -139,8 +139,6 @@ def _file_io_in_core() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="core/catalog.py reads the shipped catalog files (load_dir, "
-                   "load_catalog); remove this mark when that moves out of core")
 def test_core_reads_and_writes_no_files() -> None:
     assert _file_io_in_core() == []
 
@@ -201,15 +199,13 @@ def test_help_and_version_load_no_heavy_library() -> None:
 SERVICES_NEVER = ("subprocess", "fcntl", "socket", "signal", "httpx", "psutil", "huggingface_hub")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: OS access still in services/ (bench, hub_available, "
-                   "local_models, lifecycle, watchdog, watchdog_state) is being moved to system/; "
+@pytest.mark.xfail(strict=True, reason="issue 14: OS access still in services/ (lifecycle.py imports "
+                   "socket; watchdog.py imports signal and subprocess) is being moved to system/; "
                    "remove this mark once it holds")
 def test_services_leave_the_os_to_system() -> None:
     assert offenders("services", SERVICES_NEVER) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: services/hub_available.py and services/local_models.py "
-                   "still import huggingface_hub; remove this mark once they go through system/hub.py")
 def test_only_system_hub_imports_huggingface_hub() -> None:
     found = [str(i) for layer in ("core", "services", "gateway", "cli", "system") for i in imports(layer)
              if _is(i.module, ("huggingface_hub",)) and i.file != PACKAGE / "system" / "hub.py"]

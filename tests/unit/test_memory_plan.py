@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.memory_plan import (
     MB,
     METAL_TOTAL_MAX,
@@ -25,6 +24,7 @@ from mlx_stack.core.memory_plan import (
 from mlx_stack.core.scoring import recommend
 from mlx_stack.core.stack import Tier, dump_stack, parse_stack
 from mlx_stack.errors import ConflictError, ExitCode, StateError
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hardware import Plan, plan_profile
 
 GB = 1024**3

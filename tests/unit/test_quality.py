@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.quality import assess, effective_params, quant_loss, size_line
+from mlx_stack.services.catalog_store import load_catalog
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.scoring import recommend
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hardware import Plan, plan_profile
 
 MACS = [

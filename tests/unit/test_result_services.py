@@ -11,12 +11,12 @@ import pytest
 
 from mlx_stack.core import bench as core
 from mlx_stack.core import bench_result as results
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.errors import NotFoundError, StateError, UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.services import bench_store, doctor, logs, models, settings, stack_store
 from mlx_stack.services import status as status_service
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.system import ports
 
 PROFILE = "cpu-24gb"
@@ -56,7 +56,7 @@ def test_saved_results_are_optional_help(isolated_home: Paths, monkeypatch: pyte
     def broken() -> None:
         raise StateError("catalog/x.yaml: broken")
 
-    monkeypatch.setattr("mlx_stack.core.catalog.load_catalog", broken)
+    monkeypatch.setattr("mlx_stack.services.catalog_store.load_catalog", broken)
     assert models.saved_results(isolated_home, PROFILE) == {}
 
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.hardware import GIB, cpu_profile
 from mlx_stack.core.scoring import INTENTS, budget_for, recommend
 from mlx_stack.errors import UsageError
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hardware import Plan, plan_profile
 
 PLANS = [Plan("M1", 8, 16), Plan("M3", 10, 8), Plan("M4 Pro", 20, 48), Plan("M4 Max", 40, 128),

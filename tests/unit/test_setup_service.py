@@ -11,7 +11,7 @@ from mlx_stack.core import catalog as catalog_mod
 from mlx_stack.core.stack_change import SetupFlags
 from mlx_stack.errors import NotFoundError
 from mlx_stack.paths import Paths
-from mlx_stack.services import setup
+from mlx_stack.services import catalog_store, setup
 from mlx_stack.system import hub
 
 
@@ -88,10 +88,10 @@ def test_flags_and_accept_defaults_skip_the_questions(monkeypatch: pytest.Monkey
 
 def test_accept_defaults_never_picks_a_gated_model(monkeypatch: pytest.MonkeyPatch,
                                                    isolated_home: Paths) -> None:
-    shipped = catalog_mod.load_catalog()
+    shipped = catalog_store.load_catalog()
     keep = min(shipped, key=lambda e: e.params_b)  # the only model without a gate
     gated = catalog_mod.Catalog([e if e.id == keep.id else replace(e, gated=True) for e in shipped])
-    monkeypatch.setattr(catalog_mod, "load_catalog", lambda: gated)
+    monkeypatch.setattr(catalog_store, "load_catalog", lambda: gated)
     monkeypatch.setattr(hub, "token", lambda: "hf_a_token")
     for flags, ui in ((SetupFlags(accept_defaults=True, no_pull=True), RecordingUI()),
                       (SetupFlags(no_pull=True), RecordingUI(interactive=False))):

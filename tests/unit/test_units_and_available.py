@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_stack.core.catalog import load_catalog
 from mlx_stack.core.units import GIB, MIB, format_bytes, gb, parse_budget, parse_memory_gb
 from mlx_stack.errors import NetworkError, UsageError
+from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hub_available import check_available
 
 

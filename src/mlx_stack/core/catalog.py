@@ -1,10 +1,13 @@
-"""The model catalog: one YAML file per model, validated at load.
+"""The model catalog: one YAML file per model, validated at load (pure: reads no file).
 
 Public API (stable; other commands build on it):
-    load_catalog() -> Catalog                      the shipped catalog (mlx_stack.catalog)
     parse_entry(data, source) -> CatalogEntry      one file's mapping (raises CatalogError)
-    load_dir(path) -> Catalog                      every *.yaml in a folder (tests, overrides)
+    parse_file(text, source) -> CatalogEntry       one file's text, named ``<id>.yaml``
+    parse_catalog(files) -> Catalog                (name, text) of every file, checked together
     Catalog.get(id) / .filter(family=, tag=, tool_calling=) / .families() / .tags()
+
+The files are read by :mod:`mlx_stack.services.catalog_store`: ``load_catalog()`` (the
+shipped catalog, package ``mlx_stack.catalog``) and ``load_dir(path)`` (tests, overrides).
 
 Errors name the file and the field: ``qwen3-8b.yaml: repos.int4.repo: expected a
 Hugging Face repo id like org/name``. The schema is documented in DEVELOPING.md.
@@ -15,8 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any, cast
 
 from mlx_stack.core.validate import Fields, in_file
@@ -324,16 +326,19 @@ class Catalog:
         ]
 
 
-def _parse_text(text: str, source: str) -> CatalogEntry:
+def parse_file(text: str, source: str) -> CatalogEntry:
+    """Validate one catalog file's text; ``source`` is its name, which must be ``<id>.yaml``."""
     data = parse_yaml(text, source, hint="fix the file", error=CatalogError)
     entry = parse_entry(data, source)
-    if Path(source).stem != entry.id:
+    if PurePath(source).stem != entry.id:
         raise CatalogError(f"{source}: id: {entry.id!r} differs from the file name",
                            hint="name each file <id>.yaml")
     return entry
 
 
-def _check_unique(entries: list[CatalogEntry]) -> Catalog:
+def parse_catalog(files: Iterable[tuple[str, str]]) -> Catalog:
+    """Validate every ``(name, text)`` catalog file, in name order; no repo may be listed twice."""
+    entries = [parse_file(text, name) for name, text in sorted(files, key=lambda f: f[0])]
     seen: dict[str, str] = {}
     for e in entries:
         for r in e.repos.values():
@@ -341,19 +346,3 @@ def _check_unique(entries: list[CatalogEntry]) -> Catalog:
                 raise CatalogError(f"{e.source}: repos: {r.repo} is also listed in {seen[r.repo]}")
             seen[r.repo] = e.source
     return Catalog(entries)
-
-
-def load_dir(folder: Path) -> Catalog:
-    """Load and validate every ``*.yaml`` in ``folder``."""
-    files = sorted(folder.glob("*.yaml"))
-    return _check_unique([_parse_text(p.read_text(), p.name) for p in files])
-
-
-@lru_cache(maxsize=1)
-def load_catalog() -> Catalog:
-    """The catalog shipped in the wheel (package ``mlx_stack.catalog``), validated once."""
-    from importlib.resources import files
-
-    root = files("mlx_stack.catalog")
-    items = sorted((p for p in root.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
-    return _check_unique([_parse_text(p.read_text(), p.name) for p in items])

@@ -14,8 +14,9 @@ from __future__ import annotations
 from mlx_stack.core import bench as core
 from mlx_stack.core import bench_result as results
 from mlx_stack.core import estimator
-from mlx_stack.core.catalog import CatalogEntry, load_catalog
+from mlx_stack.core.catalog import CatalogEntry
 from mlx_stack.core.hardware import GIB, HardwareProfile
+from mlx_stack.services.catalog_store import load_catalog
 
 
 def catalog_entry(model_id: str) -> CatalogEntry | None:

@@ -1,7 +1,8 @@
 """`models --available`: which catalog repos the Hugging Face Hub serves right now.
 
-Asks the hub for each repo's metadata (a few requests in parallel). Offline mode or an
-unreachable hub is one NetworkError (exit 6), raised at the first failure.
+Asks the hub for each repo's metadata (:func:`mlx_stack.system.hub.repo_status`, a few
+requests in parallel). Offline mode or an unreachable hub is one NetworkError (exit 6),
+raised at the first failure.
 """
 
 from __future__ import annotations
@@ -27,27 +28,16 @@ class RepoStatus:
         return vars(self).copy()
 
 
-def _hub_info(repo: str) -> tuple[str, int | None]:
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    from mlx_stack.system import hub
-
-    try:
-        info = HfApi(token=hub.token() or None).model_info(repo, timeout=15)
-    except GatedRepoError:
-        return "gated", None
-    except RepositoryNotFoundError:
-        return "missing", None
-    except Exception as exc:
-        raise hub.translate(exc, repo) from None
-    return ("gated" if info.gated else "available"), info.downloads
-
-
 def _offline() -> bool:
     from mlx_stack.system import hub
 
     return hub.offline()
+
+
+def _hub_status(repo: str) -> tuple[str, int | None]:
+    from mlx_stack.system import hub
+
+    return hub.repo_status(repo, timeout=15)
 
 
 def check_available(entries: Iterable[CatalogEntry], *,
@@ -58,7 +48,7 @@ def check_available(entries: Iterable[CatalogEntry], *,
         raise NetworkError("cannot query the Hugging Face Hub: offline mode is on (HF_HUB_OFFLINE=1)",
                            hint="unset HF_HUB_OFFLINE, or use `mlx-stack models --catalog` (no network)")
     jobs = [(e.id, q, r.repo) for e in entries for q, r in e.repos.items()]
-    fetch = info or _hub_info
+    fetch = info or _hub_status
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda job: fetch(job[2]), jobs))
     return [RepoStatus(mid, q, repo, status, downloads)

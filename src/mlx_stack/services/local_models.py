@@ -6,8 +6,8 @@ Public API (other commands build on it; keep it stable):
         -> list[LocalModel]     (LocalModel: id, path, size_bytes, quantization, source)
 
 A model is a folder holding ``config.json`` and at least one ``*.safetensors`` file
-(what mlx-lm and vllm-mlx load). Nothing is downloaded and nothing is imported from
-the network stack except ``huggingface_hub``'s cache scanner.
+(what mlx-lm and vllm-mlx load). Nothing is downloaded: the Hugging Face cache is read
+by :func:`mlx_stack.system.hub.cached_models` (``huggingface_hub``'s cache scanner).
 """
 
 from __future__ import annotations
@@ -106,24 +106,13 @@ def _missing_shards(folder: Path) -> bool:
 
 
 def _scan_hf_cache(cache_dir: Path) -> list[LocalModel]:
-    if not cache_dir.is_dir():
-        return []
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
+    from mlx_stack.system import hub
 
-    try:
-        info = scan_cache_dir(cache_dir)
-    except (CacheNotFound, OSError):
-        return []
     found: list[LocalModel] = []
-    for repo in sorted(info.repos, key=lambda r: r.repo_id):
-        if repo.repo_type != "model" or not repo.revisions:
-            continue
-        latest = max(repo.revisions, key=lambda r: r.last_modified)
-        seen = read_model_folder(Path(latest.snapshot_path))
-        if seen is None:
-            continue
-        found.append(LocalModel(repo.repo_id, Path(latest.snapshot_path), seen[0], seen[1], "hf-cache"))
+    for cached in hub.cached_models(cache_dir):
+        seen = read_model_folder(cached.snapshot)
+        if seen is not None:
+            found.append(LocalModel(cached.repo_id, cached.snapshot, seen[0], seen[1], "hf-cache"))
     return found
 
 

@@ -30,8 +30,8 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
     Optional help: a catalog or results that cannot be read give none (the catalog's own
     error shows where it is needed)."""
     try:
-        from mlx_stack.core.catalog import load_catalog
         from mlx_stack.services.bench_store import load_saved
+        from mlx_stack.services.catalog_store import load_catalog
 
         catalog = catalog if catalog is not None else load_catalog()
         out: dict[str, dict[str, Any]] = {}
@@ -71,10 +71,10 @@ class CatalogReport:
 def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, tag: str | None = None,
                    tool_calling: bool = False, quant: str | None = None) -> CatalogReport:
     """The catalog (filtered) with speed, memory, quality and fit on ``hw``."""
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.estimator import SHORT_CONTEXT
     from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources
     from mlx_stack.services import config
+    from mlx_stack.services.catalog_store import load_catalog
 
     full_catalog = load_catalog()
     entries = full_catalog.filter(family=family, tag=tag, tool_calling=tool_calling)
@@ -147,12 +147,12 @@ def recommend_report(p: Paths, hw: HardwareProfile, *, budget: str | None = None
                      quant: str | None = None, show_all: bool = False) -> RecommendReport:
     """A model per tier on ``hw`` (within ``--budget``, else the configured share), with
     each tier's serving plan. UsageError for an unknown intent or a bad budget."""
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.memory_plan import for_recommendation
     from mlx_stack.core.scoring import INTENTS, recommend
     from mlx_stack.core.units import parse_budget
     from mlx_stack.errors import UsageError
     from mlx_stack.services import config
+    from mlx_stack.services.catalog_store import load_catalog
 
     if intent not in INTENTS:
         raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
@@ -179,7 +179,7 @@ class AvailableReport:
 def available_report(*, family: str | None = None, tag: str | None = None,
                      tool_calling: bool = False) -> AvailableReport:
     """Which of the (filtered) catalog's repos the Hugging Face Hub has."""
-    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.services.catalog_store import load_catalog
     from mlx_stack.services.hub_available import check_available
 
     entries = load_catalog().filter(family=family, tag=tag, tool_calling=tool_calling)

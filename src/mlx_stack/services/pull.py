@@ -73,7 +73,7 @@ def resolve(spec: str, quant: str | None = None, default_quant: str = "int4") ->
     An explicit ``quant`` the model does not ship is an error; when only the default is
     missing, the first quantization the catalog has (int4, int8, bf16 order) is used.
     """
-    from mlx_stack.core.catalog import load_catalog
+    from mlx_stack.services.catalog_store import load_catalog
 
     catalog = load_catalog()
     if "/" in spec:

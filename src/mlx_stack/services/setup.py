@@ -225,10 +225,10 @@ def _recommended(
     p: Paths, flags: SetupFlags, ui: SetupUI, quant: str, config_pct: int
 ) -> tuple[list[Wanted], str]:
     """The recommended tiers, and the intent they were chosen for (asked or from --intent)."""
-    from mlx_stack.core.catalog import load_catalog
     from mlx_stack.core.memory_plan import for_recommendation
     from mlx_stack.core.scoring import recommend
     from mlx_stack.services import hardware
+    from mlx_stack.services.catalog_store import load_catalog
     from mlx_stack.services.models import saved_results
     from mlx_stack.system import hub
 

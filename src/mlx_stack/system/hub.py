@@ -1,8 +1,8 @@
 """The Hugging Face Hub: repo metadata, downloads and the local cache.
 
-Repo metadata and downloads for ``pull`` and ``setup`` (the cache scan of
-``services.local_models`` and the availability check of ``services.hub_available``
-call ``huggingface_hub`` themselves), and the one place that reads the hub's settings
+Repo metadata and downloads for ``pull`` and ``setup``, the availability check of
+``models --available`` (:func:`repo_status`), the cache scan of ``services.local_models``
+(:func:`cached_models`), and the one place that reads the hub's settings
 from the environment (:func:`home_dir`, :func:`cache_dir`, :func:`offline`,
 :func:`service_env`) the way the library does. Downloads go through
 ``snapshot_download`` (the Hugging Face cache layout, or a plain folder for
@@ -173,6 +173,53 @@ def fetch_repo(
     if not info.sha:
         raise NetworkError(f"the hub at {endpoint()} gave no commit for {repo_id}")
     return RemoteRepo(repo_id, info.sha, bool(info.gated), tuple(files))
+
+
+def repo_status(repo_id: str, *, timeout: float = 15) -> tuple[str, int | None]:
+    """What the hub serves for ``repo_id`` now: ``("available" | "gated", downloads)``, or
+    ``("missing", None)`` for an unknown repo and ``("gated", None)`` when the token (if any)
+    may not read it. Any other failure is raised as one of our errors (:func:`translate`)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        info = HfApi(token=token() or None).model_info(repo_id, timeout=timeout)
+    except GatedRepoError:
+        return "gated", None
+    except RepositoryNotFoundError:
+        return "missing", None
+    except Exception as exc:
+        raise translate(exc, repo_id) from None
+    return ("gated" if info.gated else "available"), info.downloads
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """A model repo in the hub cache, with the snapshot folder of its newest revision."""
+
+    repo_id: str
+    snapshot: Path
+
+
+def cached_models(cache: Path) -> list[CachedModel]:
+    """The model repos of the hub cache folder ``cache`` that have a revision, by repo id;
+    none when there is no (readable) cache there. Nothing is checked inside the snapshots."""
+    if not cache.is_dir():
+        return []
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache)
+    except (CacheNotFound, OSError):
+        return []
+    found: list[CachedModel] = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        latest = max(repo.revisions, key=lambda r: r.last_modified)
+        found.append(CachedModel(repo.repo_id, Path(latest.snapshot_path)))
+    return found
 
 
 def present_bytes(repo: RemoteRepo, *, cache: Path | None, local_dir: Path | None) -> int:
