@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -307,7 +308,11 @@ class FakeHost(Host):
 
     # --- signals ------------------------------------------------------------------------
 
-    def on_signals(self, handler: SignalHandler, signums: Sequence[int] = ()) -> None:
+    def signal_name(self, signum: int) -> str:
+        return signal.Signals(signum).name
+
+    def on_signals(self, handler: SignalHandler,
+                   signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
         for signum in signums:
             self.signal_handlers[signum] = handler
 

@@ -13,8 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import mlx_stack
 
 PACKAGE = Path(mlx_stack.__file__).parent
@@ -199,9 +197,6 @@ def test_help_and_version_load_no_heavy_library() -> None:
 SERVICES_NEVER = ("subprocess", "fcntl", "socket", "signal", "httpx", "psutil", "huggingface_hub")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: OS access still in services/ (lifecycle.py imports "
-                   "socket; watchdog.py imports signal and subprocess) is being moved to system/; "
-                   "remove this mark once it holds")
 def test_services_leave_the_os_to_system() -> None:
     assert offenders("services", SERVICES_NEVER) == []
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import threading
 import time
@@ -274,10 +273,10 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log(f"got {signal.Signals(signum).name}, stopping (services keep running)")
+        log(f"got {h.signal_name(signum)}, stopping (services keep running)")
         stop.set()
 
-    h.on_signals(on_signal, (signal.SIGTERM, signal.SIGINT))
+    h.on_signals(on_signal)  # SIGTERM and SIGINT
     from mlx_stack.system.dirs import make_private_dirs
 
     make_private_dirs(p.run_dir)

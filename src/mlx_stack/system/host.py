@@ -183,6 +183,9 @@ class Host:
         for signum in signums:
             signal.signal(signum, handler)
 
+    def signal_name(self, signum: int) -> str:
+        return signal.Signals(signum).name
+
     def signals_ignored(self) -> AbstractContextManager[None]:
         """SIGINT and SIGTERM ignored meanwhile (clean-up that must finish)."""
         from mlx_stack.system import interrupt
