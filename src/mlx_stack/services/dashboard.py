@@ -98,7 +98,7 @@ def configured_stack(p: Paths) -> Stack:
 
 
 def page_url(stack: Stack) -> str:
-    from mlx_stack.services.service_control import base_url
+    from mlx_stack.services.running import base_url
 
     return base_url(stack, GATEWAY) + "/"
 
@@ -107,7 +107,7 @@ def fetch_view(p: Paths, stack: Stack, timeout: float = 5.0) -> dict[str, Any] |
     """The running front door's JSON view (with the stack key), or None if it does not answer.
     Any: the view's shape is the front door's (``core.dashboard.VIEW_SCHEMA``), which the
     views read key by key."""
-    from mlx_stack.services.service_control import base_url
+    from mlx_stack.services.running import base_url
     from mlx_stack.system import probes, secrets
 
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)

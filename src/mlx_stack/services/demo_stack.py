@@ -56,7 +56,7 @@ def _pick_ports(previous: Stack | None, gateway_port: int) -> dict[str, int]:
 def write_demo_stack(p: Paths) -> DemoResult:
     """Build the demo models (idempotent) and write stack.yaml for them, under the lock."""
     from mlx_stack.services import config, demo_models, stack_store
-    from mlx_stack.services.service_control import running_record
+    from mlx_stack.services.running import running_record
 
     gateway_port = int(config.load(p).get("litellm-port"))
     built = []

@@ -27,18 +27,17 @@ from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
+from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
     PROBE_TIMEOUT_S,
     ServiceStatus,
-    base_url,
     check_service,
     command_for,
     ensure_startable,
     forget_stale,
     launch,
     probe_service,
-    running_record,
     services_of,
     start_service,
     stop_service,
@@ -283,7 +282,7 @@ def _stack_if_readable(p: Paths) -> Stack | None:
 
 def _port_of(p: Paths, stack: Stack | None, service: str, h: Host) -> int:
     from mlx_stack.errors import NotFoundError
-    from mlx_stack.services.service_control import port_of
+    from mlx_stack.services.running import port_of
 
     if stack is not None:
         try:

@@ -56,7 +56,8 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
     """Launch ``tier`` (no wait for health) unless it runs, stopping tiers of ``evictable``
     (in that order, on-demand ones only) while the memory guard refuses it."""
     from mlx_stack.services import serving_plan, stack_store
-    from mlx_stack.services.service_control import running_record, start_service, stop_service
+    from mlx_stack.services.running import running_record
+    from mlx_stack.services.service_control import start_service, stop_service
     from mlx_stack.system.host import real
 
     h = real(host)
@@ -123,7 +124,7 @@ def process_alive(p: Paths, tier: str, pid: int, start_time: float, *, host: Hos
     """True while that exact process runs: the tier's record (pid file, else its marker)
     still names it, with the identity rule of `status` and `down` (start time and
     command line)."""
-    from mlx_stack.services.service_control import running_record
+    from mlx_stack.services.running import running_record
 
     record = running_record(p, tier, host=host)
     return record is not None and record.pid == pid and abs(record.start_time - start_time) < 1.0
@@ -131,7 +132,7 @@ def process_alive(p: Paths, tier: str, pid: int, start_time: float, *, host: Hos
 
 def is_running(p: Paths, tier: str, *, host: Host | None = None) -> bool:
     """The tier's pid file names a live process of ours."""
-    from mlx_stack.services.service_control import running_record
+    from mlx_stack.services.running import running_record
 
     return running_record(p, tier, host=host) is not None
 

@@ -8,7 +8,6 @@ file, so taking it twice in one process would deadlock).
 
 from __future__ import annotations
 
-import itertools
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from mlx_stack.services.health import LITELLM_LIVENESS as LITELLM_LIVENESS
 from mlx_stack.services.health import PROBE_HEADERS as PROBE_HEADERS
 from mlx_stack.services.health import READY_POLL_S as READY_POLL_S
 from mlx_stack.services.health import RETRY_COMPLETION_S as RETRY_COMPLETION_S
+from mlx_stack.services.running import base_url, port_of, running_record
 from mlx_stack.system import identity, interrupt, pidfile, processes, secrets
 from mlx_stack.system.host import Host, real
 
@@ -71,25 +71,6 @@ def services_of(p: Paths, stack: Stack) -> list[str]:
     return [*stack.tier_names, *([LITELLM] if cloud_key_stored(p) else []), GATEWAY]
 
 
-def port_of(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> int:
-    if service == GATEWAY:
-        return stack.gateway.port
-    if service == LITELLM:
-        record = real(host).read_pid(p.run_dir, LITELLM) if p is not None else None
-        return record.port if record is not None else 0
-    return stack.tier(service).port
-
-
-def _probe_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-def base_url(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> str:
-    if service == GATEWAY:
-        return f"http://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
-    return f"http://127.0.0.1:{port_of(stack, service, p, host=host)}"
-
-
 def check_service(stack: Stack, service: str) -> None:
     if service not in (GATEWAY, LITELLM):
         stack.tier(service)  # NotFoundError naming the known tiers
@@ -125,36 +106,6 @@ def litellm_port(p: Paths) -> int | None:
         return None
     record = running_record(p, LITELLM)
     return record.port if record is not None else None
-
-
-def running_record(p: Paths, service: str, *, adopt: bool = False,
-                   host: Host | None = None) -> pidfile.PidRecord | None:
-    """The pid record if that process is still the one we started.
-
-    Without a valid pid file (lost, corrupt, stale), a live process marked as this
-    service of this state folder is found by its marker; ``adopt`` rewrites the pid
-    file for it (callers that change state hold the stack lock).
-    """
-    h = real(host)
-    record = h.read_pid(p.run_dir, service)
-    if record is not None and h.is_ours(record):
-        return record
-    found = h.marked_leader(p.home, service)
-    if found is None:
-        return None
-    port = record.port if record is not None and record.port else _port_in(found.cmdline)
-    adopted = pidfile.PidRecord(service, found.pid, found.start_time, found.cmdline, port)
-    if adopt:
-        h.write_pid(p.run_dir, adopted)
-    return adopted
-
-
-def _port_in(cmdline: tuple[str, ...]) -> int:
-    """The ``--port N`` of a command line (LiteLLM's port is chosen at launch), else 0."""
-    for flag, value in itertools.pairwise(cmdline):
-        if flag == "--port" and value.isdigit():
-            return int(value)
-    return 0
 
 
 def ensure_startable(stack: Stack, service: str, *, host: Host | None = None) -> None:
