@@ -1,6 +1,6 @@
 """`up`, `down` and `status` of the whole stack.
 
-`up` and `down` serialize on ``file_lock(paths.lock_file)``: a second concurrent
+`up` and `down` serialize on the stack lock (``host.lock(paths.lock_file, ...)``): a second concurrent
 `up` waits for the first, then finds the stack running and changes nothing.
 
 Per-service primitives for the watchdog (re-exported from ``service_control``;

@@ -2,8 +2,9 @@
 
 `lifecycle` builds `up`/`down`/`status` from these, and the watchdog calls them
 one service at a time. None of them takes the stack lock: callers that change
-what runs hold ``file_lock(paths.lock_file)`` around them (flock is per open
-file, so taking it twice in one process would deadlock).
+what runs hold ``host.lock(paths.lock_file, ...)`` around them (flock is per open
+file, so taking it twice in one process would deadlock). Where a service runs
+(its pid record, port and URL) is asked of ``services.running``.
 """
 
 from __future__ import annotations
