@@ -41,7 +41,7 @@ import httpx
 import psutil
 
 from mlx_stack.paths import Paths
-from mlx_stack.services import demo_stack, lifecycle, running, stack_store
+from mlx_stack.services import demo_stack, lifecycle, running, service_control, stack_store
 from mlx_stack.system import ports, secrets
 
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
@@ -205,7 +205,7 @@ def _startup(p: Paths, rounds: int = 2) -> dict:
     for i in range(rounds):
         for tier in stack.tier_names:
             start = time.monotonic()
-            lifecycle.start_service(p, tier, stack=stack)
+            service_control.start_service(p, tier, stack=stack)
             alone[tier] = min(alone.get(tier, float("inf")), time.monotonic() - start)
             lifecycle.down(p)
         start = time.monotonic()

@@ -12,7 +12,7 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.errors import ConflictError
 from mlx_stack.paths import Paths
 from mlx_stack.system import ports
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system.locks import file_lock
 
 FIRST_TIER_PORT = 8100
 # name, seed, context window

@@ -18,7 +18,7 @@ from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.errors import UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.services import gateway_config
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system.locks import file_lock
 
 
 @dataclass

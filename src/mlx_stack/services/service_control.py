@@ -20,19 +20,13 @@ from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import gateway_config, health
-from mlx_stack.services.health import DEGRADED_AFTER_S as DEGRADED_AFTER_S
-from mlx_stack.services.health import GATEWAY_LIVENESS as GATEWAY_LIVENESS
-from mlx_stack.services.health import LITELLM_LIVENESS as LITELLM_LIVENESS
-from mlx_stack.services.health import PROBE_HEADERS as PROBE_HEADERS
-from mlx_stack.services.health import READY_POLL_S as READY_POLL_S
-from mlx_stack.services.health import RETRY_COMPLETION_S as RETRY_COMPLETION_S
 from mlx_stack.services.running import base_url, port_of, running_record
 from mlx_stack.system import identity, interrupt, pidfile, processes, secrets
 from mlx_stack.system.host import Host, real
 
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
-# The health rule and its constants live in services/health.py (re-exported above).
+# The health rule and its constants live in services/health.py.
 
 
 @dataclass(frozen=True)
@@ -213,7 +207,8 @@ def health_target(p: Paths, stack: Stack, service: str, *, record: pidfile.PidRe
         url = f"http://127.0.0.1:{record.port}"
     else:
         url = base_url(stack, service, p, host=host)
-    route = {GATEWAY: GATEWAY_LIVENESS, LITELLM: LITELLM_LIVENESS}.get(service, health.TIER_LIVENESS)
+    liveness = {GATEWAY: health.GATEWAY_LIVENESS, LITELLM: health.LITELLM_LIVENESS}
+    route = liveness.get(service, health.TIER_LIVENESS)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
     model = probe_model(p, stack, service, host=host) if completion else None
     return health.Target(service, url, route, model, key)

@@ -43,17 +43,12 @@ from mlx_stack.paths import Paths
 from mlx_stack.services.watchdog_state import (
     lock_held,
     lock_path,
-    overlay,
-    read_state,
     state_path,
     write_state,
 )
 from mlx_stack.system.host import Host, real
 
-__all__ = [
-    "LoopState", "Options", "lock_held", "lock_path", "overlay", "read_state", "run_loop", "run_round",
-    "serve", "state_path", "write_state",
-]
+__all__ = ["LoopState", "Options", "run_loop", "run_round", "serve"]
 
 LOGGED_ENV = "MLX_STACK_WATCHDOG_LOGGED"  # set once output goes through a log writer
 STACK_LOCK_TIMEOUT_S = 2.0  # `up` may hold the stack lock for minutes: retry next round
