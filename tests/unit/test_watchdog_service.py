@@ -36,7 +36,7 @@ def _flapping_state(p: Paths) -> None:
 def test_state_is_read_only_while_a_watchdog_holds_the_lock(isolated_home: Paths) -> None:
     _flapping_state(isolated_home)
     assert watchdog_state.read_state(isolated_home) is None  # written, but nobody holds the lock
-    with file_lock(watchdog_state.lock_path(isolated_home), timeout=0):
+    with file_lock(isolated_home.watchdog_lock_file, timeout=0):
         state = watchdog_state.read_state(isolated_home)
     assert state is not None
     fast = state["services"]["fast"]
@@ -50,7 +50,7 @@ def test_overlay_shows_flapping_with_reason_and_log(isolated_home: Paths) -> Non
     rows = [Row("fast", "crashed", "ValueError: bad model"), Row("standard", "crashed"),
             Row("gateway", "healthy")]
     assert watchdog_state.overlay(isolated_home, rows) == rows  # no watchdog running
-    with file_lock(watchdog_state.lock_path(isolated_home), timeout=0):
+    with file_lock(isolated_home.watchdog_lock_file, timeout=0):
         out = watchdog_state.overlay(isolated_home, rows)
     assert out[0].state == "flapping"
     assert out[0].detail.startswith("5 restarts in 600 s, last: exited; last log: ")

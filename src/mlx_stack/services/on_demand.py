@@ -22,7 +22,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlx_stack.core.service_state import ServiceState
@@ -179,21 +178,17 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
 
 
 
-def state_path(p: Paths) -> Path:
-    return p.on_demand_state_file
-
-
 def write_state(p: Paths, tiers: Mapping[str, Mapping[str, Any]]) -> None:
     from mlx_stack.system.fs import atomic_write
 
     doc = {"written_at": time.time(), "tiers": {n: dict(v) for n, v in tiers.items()}}
-    atomic_write(state_path(p), json.dumps(doc, indent=1) + "\n")
+    atomic_write(p.on_demand_state_file, json.dumps(doc, indent=1) + "\n")
 
 
 def read_state(p: Paths) -> dict[str, dict[str, Any]]:
     """Per tier: last_used (epoch s), cold_start_s, cold_starts, evictions, idle_unloads."""
     try:
-        doc = json.loads(state_path(p).read_text())
+        doc = json.loads(p.on_demand_state_file.read_text())
     except (OSError, ValueError):
         return {}
     tiers = doc.get("tiers") if isinstance(doc, dict) else None

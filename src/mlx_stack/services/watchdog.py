@@ -41,12 +41,10 @@ from mlx_stack.core.watchdog import (
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
 from mlx_stack.services.watchdog_state import (
-    lock_held,
-    lock_path,
-    state_path,
     write_state,
 )
 from mlx_stack.system.host import Host, real
+from mlx_stack.system.locks import is_held
 
 __all__ = ["LoopState", "Options", "run_loop", "run_round", "serve"]
 
@@ -280,7 +278,7 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
         said = False
         while True:
             try:
-                held.enter_context(h.lock(lock_path(p), timeout=0, what="watchdog"))
+                held.enter_context(h.lock(p.watchdog_lock_file, timeout=0, what="watchdog"))
                 break
             except ConflictError:
                 if not standby:
@@ -298,7 +296,7 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
             run_loop(p, opts, stop, host=h)
         finally:
             with contextlib.suppress(OSError):
-                state_path(p).unlink()
+                p.watchdog_state_file.unlink()
             log("stopped")
 
 
@@ -328,13 +326,13 @@ def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0, *,
 
             raise ServiceError(f"the watchdog exited at once (code {proc.returncode})",
                                hint=f"see {p.watchdog_log}")
-        if lock_held(lock_path(p)):
+        if is_held(p.watchdog_lock_file):
             return proc.pid
         h.sleep(0.1)
     return proc.pid
 
 
 def ensure_not_running(p: Paths) -> None:
-    if lock_held(lock_path(p)):
+    if is_held(p.watchdog_lock_file):
         raise ConflictError("a watchdog is already running",
                             hint="`mlx-stack install --status` shows the installed one; stop it first")
