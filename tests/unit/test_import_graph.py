@@ -165,6 +165,13 @@ def test_the_gateway_config_module_imports_no_process_code() -> None:
     assert not {m for m in named if m and ("service_control" in m or "services.routing" in m)}
 
 
+def _python(code: str, timeout: float) -> str:
+    """What ``code`` prints in a fresh interpreter (it must exit 0)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_every_module_imports_in_a_fresh_interpreter() -> None:
     """Each module on its own, in a new interpreter (an import circle or a missing name
     at import time shows here even when the test run's import order hides it)."""
@@ -181,9 +188,7 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
         "        bad.append(f'{name}: {type(exc).__name__}: {exc}')\n"
         "print('\\n'.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    assert _python(code, timeout=120) == ""
 
 
 def test_the_front_door_process_stays_light() -> None:
@@ -193,6 +198,4 @@ def test_the_front_door_process_stays_light() -> None:
         "heavy = ('typer', 'rich', 'httpx', 'yaml', 'litellm', 'mlx_stack.services', 'mlx_stack.cli')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _python(code, timeout=60) == "[]"
