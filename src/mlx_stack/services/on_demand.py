@@ -152,9 +152,6 @@ def clear_failed_start(p: Paths, tier: str, *, host: Host | None = None) -> None
 
 # --- the state `status` shows ---------------------------------------------------------
 
-SLEEPING = ServiceState.SLEEPING  # an on-demand tier stopped on purpose (never started, idle, evicted)
-
-
 def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
     """`status` rows of on-demand tiers: ``sleeping`` instead of ``stopped``, with the mode,
     the last use and the last cold-start time the front door recorded."""
@@ -170,12 +167,13 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
             continue
         seen = state.get(s.name, {})
         used, cold = seen.get("last_used"), seen.get("cold_start_s")
-        out.append(replace(s, state=SLEEPING if s.state == ServiceState.STOPPED else s.state, mode=tier.mode,
+        # stopped on purpose (never started, idle, evicted): sleeping
+        shown = ServiceState.SLEEPING if s.state == ServiceState.STOPPED else s.state
+        out.append(replace(s, state=shown, mode=tier.mode,
                            idle_unload_s=tier.idle_unload,
                            last_used=used if isinstance(used, (int, float)) else None,
                            cold_start_s=cold if isinstance(cold, (int, float)) else None))
     return out
-
 
 
 def write_state(p: Paths, tiers: Mapping[str, Mapping[str, Any]]) -> None:
