@@ -41,7 +41,7 @@ import httpx
 import psutil
 
 from mlx_stack.paths import Paths
-from mlx_stack.services import demo_stack, lifecycle, stack_store
+from mlx_stack.services import demo_stack, lifecycle, running, stack_store
 from mlx_stack.system import ports, secrets
 
 RESULTS = Path(__file__).parent / "results" / "dashboard.json"
@@ -115,7 +115,7 @@ def main() -> int:
         key = secrets.read_secret(p, secrets.GATEWAY_KEY) or ""
         auth = {"Authorization": f"Bearer {key}"}
         base = f"http://127.0.0.1:{stack.gateway.port}"
-        record = lifecycle.running_record(p, "gateway")
+        record = running.running_record(p, "gateway")
         assert record is not None
         proc = psutil.Process(record.pid)
         client = httpx.Client(base_url=base, headers=auth, timeout=30, trust_env=False)

@@ -41,7 +41,7 @@ import httpx
 import psutil
 
 from mlx_stack.paths import Paths
-from mlx_stack.services import demo_stack, lifecycle, stack_store
+from mlx_stack.services import demo_stack, lifecycle, running, service_control, stack_store
 from mlx_stack.system import ports, secrets
 
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
@@ -205,7 +205,7 @@ def _startup(p: Paths, rounds: int = 2) -> dict:
     for i in range(rounds):
         for tier in stack.tier_names:
             start = time.monotonic()
-            lifecycle.start_service(p, tier, stack=stack)
+            service_control.start_service(p, tier, stack=stack)
             alone[tier] = min(alone.get(tier, float("inf")), time.monotonic() - start)
             lifecycle.down(p)
         start = time.monotonic()
@@ -216,7 +216,7 @@ def _startup(p: Paths, rounds: int = 2) -> dict:
     slowest = max(alone.values())
     cpu = {}
     for service in stack.services:
-        record = lifecycle.running_record(p, service)
+        record = running.running_record(p, service)
         cpu[service] = round(_cpu_s(record.pid), 1) if record else 0.0
     # However well `up` overlaps the starts, the cores must burn every service's CPU seconds,
     # while a tier started alone runs on one core (its start is one busy thread): on C cores
@@ -307,7 +307,7 @@ def main() -> int:
         if args.litellm:
             litellm, targets["litellm"] = _litellm(p, key)
         one = _one_client(targets, args.requests)
-        record = lifecycle.running_record(p, "gateway")
+        record = running.running_record(p, "gateway")
         assert record is not None
         pids = {"front_door": record.pid, **({"litellm": litellm.pid} if litellm is not None else {})}
         sixteen = _sixteen(targets, max(4, args.requests // 8), pids)

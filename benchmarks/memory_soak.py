@@ -41,7 +41,8 @@ import httpx
 
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_stack, stack_store
-from mlx_stack.services.service_control import base_url, running_record, start_service, stop_service
+from mlx_stack.services.running import base_url, running_record
+from mlx_stack.services.service_control import start_service, stop_service
 from mlx_stack.system import server_stats
 
 MB = 1024 * 1024

@@ -1,7 +1,7 @@
 """One family of domain errors. Each carries an exit code and a hint.
 
 The root command group in ``cli.app`` turns any of them into one red line on stderr (plus the hint)
-and exits with the error's code. The codes are documented in DEVELOPING.md.
+and exits with the error's code. The codes are documented in README.md ("Exit codes").
 """
 
 from __future__ import annotations

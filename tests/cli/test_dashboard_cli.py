@@ -62,7 +62,7 @@ def test_the_context_file_is_written_with_the_routes(isolated_home: Paths) -> No
 
     stack = _stack(isolated_home)
     write_gateway_config(isolated_home, stack, cloud_port=None)
-    ctx = json.loads(dashboard.context_path(isolated_home).read_text())
+    ctx = json.loads(isolated_home.dashboard_context_file.read_text())
     assert ctx["home"] == str(isolated_home.home)
     assert ctx["hardware"]["label"]
     assert "key" not in json.dumps(ctx).lower()

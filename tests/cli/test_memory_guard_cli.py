@@ -84,9 +84,9 @@ def test_tiers_that_do_not_fit_the_memory_exit_5_naming_what_would_fit(
 def test_running_tiers_count_what_they_may_still_grow(
         isolated_home: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stack = _stack(isolated_home, tmp_path)
-    from mlx_stack.services import service_control
+    from mlx_stack.services import running
 
-    monkeypatch.setattr(service_control, "running_record",
+    monkeypatch.setattr(running, "running_record",
                         lambda p, name, **_: type("R", (), {"pid": 42})() if name == "fast" else None)
     # fast runs with 1 GB resident of its 2.3 GB plan: 1.3 GB more may come
     fake = serving_plan.MemoryReading(3000 * MB, "available memory", lambda pid: 1024 * MB)
@@ -101,9 +101,9 @@ def test_running_tiers_count_what_they_may_still_grow(
 def test_mac_sums_the_plans_against_the_working_set_limit(
         isolated_home: Paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stack = _stack(isolated_home, tmp_path)
-    from mlx_stack.services import service_control
+    from mlx_stack.services import running
 
-    monkeypatch.setattr(service_control, "running_record",
+    monkeypatch.setattr(running, "running_record",
                         lambda p, name, **_: type("R", (), {"pid": 42})() if name == "fast" else None)
     limit = serving_plan.MemoryReading(4000 * MB, "GPU working-set limit", lambda pid: 10 * MB)
     with pytest.raises(Exception) as err:  # 2.3 GB running (plan, not RSS) + 2.3 GB > 3.9 GB

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from mlx_stack.paths import Paths
-from mlx_stack.services import watchdog
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system.locks import file_lock
 
 
 def test_second_watchdog_exits_5(run, isolated_home: Paths) -> None:
-    with file_lock(watchdog.lock_path(isolated_home), timeout=0):
+    with file_lock(isolated_home.watchdog_lock_file, timeout=0):
         r = run("watch", "--interval", "1")
         assert r.exit_code == 5
         assert "a watchdog is already running" in r.stderr

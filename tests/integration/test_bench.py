@@ -23,7 +23,7 @@ import pytest
 from mlx_stack.core import scoring
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
-from mlx_stack.services import bench_store, catalog_store, hardware, service_control, stack_store
+from mlx_stack.services import bench_store, catalog_store, hardware, running, service_control, stack_store
 from mlx_stack.services.demo_models import build_random_model
 from mlx_stack.system import ports
 from tests.helpers import cli_command, cli_env, hub_env, processes_naming
@@ -83,7 +83,7 @@ def test_running_tier_is_measured_and_left_running(env, hf_home: Path, isolated_
         chart = [ln for ln in out.splitlines() if ln.startswith(("1 |", "2 |"))]
         assert len(chart) == 2 and "█" in chart[0]
         assert f"tier fast at http://127.0.0.1:{stack.tiers[0].port}/v1" in r.stderr
-        assert service_control.running_record(isolated_home, "fast") is not None  # not stopped
+        assert running.running_record(isolated_home, "fast") is not None  # not stopped
         assert psutil.pid_exists(record.pid)
     finally:
         service_control.stop_service(isolated_home, "fast", grace=5)

@@ -17,7 +17,8 @@ from mlx_stack.core.memory_plan import ServingProfile
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_stack, lifecycle, stack_store
-from mlx_stack.services.service_control import base_url, command_for, start_service, stop_service
+from mlx_stack.services.running import base_url
+from mlx_stack.services.service_control import command_for, start_service, stop_service
 from mlx_stack.system import ports
 
 pytestmark = pytest.mark.integration

@@ -12,6 +12,7 @@ import pytest
 
 from mlx_stack.paths import Paths
 from mlx_stack.services import watchdog
+from mlx_stack.system.locks import is_held
 from tests.helpers import cli_command, cli_env, poll_until, wait_for
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def test_daemon_detaches_and_stops_cleanly(tmp_path: Path) -> None:
     assert m, r.stderr
     pid = int(m.group(1))
     try:
-        assert watchdog.lock_held(watchdog.lock_path(p))
+        assert is_held(p.watchdog_lock_file)
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         assert again.returncode == 5 and "already running" in again.stderr
         log = p.logs_dir / "watchdog.log"
@@ -46,6 +47,6 @@ def test_daemon_detaches_and_stops_cleanly(tmp_path: Path) -> None:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
     assert not _alive(pid)
-    assert not watchdog.lock_held(watchdog.lock_path(p))
+    assert not is_held(p.watchdog_lock_file)
     wait_for(lambda: "stopped" in (p.logs_dir / "watchdog.log").read_text(), 10,
              "the last lines to reach the log")

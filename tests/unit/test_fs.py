@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mlx_stack.errors import ConflictError
-from mlx_stack.system.fs import atomic_write, file_lock
+from mlx_stack.system.fs import atomic_write
+from mlx_stack.system.locks import file_lock
 
 
 def test_atomic_write_sets_mode_and_leaves_no_temp(tmp_path: Path):

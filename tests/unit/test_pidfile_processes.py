@@ -147,7 +147,8 @@ def test_pid_file_with_another_command_line_is_not_ours() -> None:
 
 
 def test_lost_pid_file_service_is_found_by_its_marker(isolated_home) -> None:  # type: ignore[no-untyped-def]
-    from mlx_stack.services.service_control import running_record, stop_service
+    from mlx_stack.services.running import running_record
+    from mlx_stack.services.service_control import stop_service
     from mlx_stack.system import identity
 
     log = isolated_home.logs_dir / "tier.log"

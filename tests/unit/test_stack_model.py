@@ -34,10 +34,8 @@ def test_round_trip() -> None:
     assert dump_stack(stack) == _data()
 
 
-def test_fallbacks_follow_the_order_without_the_tier_itself() -> None:
+def test_services_are_the_tiers_then_the_gateway() -> None:
     stack = parse_stack(_data())
-    assert stack.fallbacks_for("standard") == ["fast", "longctx"]
-    assert stack.fallbacks_for("fast") == ["standard", "longctx"]
     assert stack.services == ["standard", "fast", "longctx", "gateway"]
 
 

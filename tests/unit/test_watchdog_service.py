@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from mlx_stack.core.watchdog import Action, ActionKind, Decision, Policy, Record, State
 from mlx_stack.paths import Paths
-from mlx_stack.services import watchdog
+from mlx_stack.services import watchdog, watchdog_state
 from mlx_stack.system import pidfile
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system.locks import file_lock
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,14 @@ def _flapping_state(p: Paths) -> None:
         "standard": Record(State.BACKOFF, since=100, reason="exited", failures=1, next_start=110),
         "gateway": Record(State.HEALTHY, since=50),
     }
-    watchdog.write_state(p, recs, now=100, policy=Policy())
+    watchdog_state.write_state(p, recs, now=100, policy=Policy())
 
 
 def test_state_is_read_only_while_a_watchdog_holds_the_lock(isolated_home: Paths) -> None:
     _flapping_state(isolated_home)
-    assert watchdog.read_state(isolated_home) is None  # written, but nobody holds the lock
-    with file_lock(watchdog.lock_path(isolated_home), timeout=0):
-        state = watchdog.read_state(isolated_home)
+    assert watchdog_state.read_state(isolated_home) is None  # written, but nobody holds the lock
+    with file_lock(isolated_home.watchdog_lock_file, timeout=0):
+        state = watchdog_state.read_state(isolated_home)
     assert state is not None
     fast = state["services"]["fast"]
     assert fast["state"] == "flapping" and fast["restarts_in_window"] == 2
@@ -49,9 +49,9 @@ def test_overlay_shows_flapping_with_reason_and_log(isolated_home: Paths) -> Non
     _flapping_state(isolated_home)
     rows = [Row("fast", "crashed", "ValueError: bad model"), Row("standard", "crashed"),
             Row("gateway", "healthy")]
-    assert watchdog.overlay(isolated_home, rows) == rows  # no watchdog running
-    with file_lock(watchdog.lock_path(isolated_home), timeout=0):
-        out = watchdog.overlay(isolated_home, rows)
+    assert watchdog_state.overlay(isolated_home, rows) == rows  # no watchdog running
+    with file_lock(isolated_home.watchdog_lock_file, timeout=0):
+        out = watchdog_state.overlay(isolated_home, rows)
     assert out[0].state == "flapping"
     assert out[0].detail.startswith("5 restarts in 600 s, last: exited; last log: ")
     assert out[0].detail.endswith("ValueError: bad model")

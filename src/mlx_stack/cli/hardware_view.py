@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlx_stack.core.units import gb
+
 if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
-
-
-def _gb(n: int | None) -> str:
-    from mlx_stack.core.units import gb
-
-    return gb(n)
 
 
 def hardware_rows(hw: HardwareProfile) -> list[tuple[str, str]]:
@@ -27,12 +23,12 @@ def hardware_rows(hw: HardwareProfile) -> list[tuple[str, str]]:
             rows.append(("cpu cores", " + ".join(f"{lvl.cores} {lvl.name}" for lvl in hw.cpu_levels)))
         elif hw.cpu_cores:
             rows.append(("cpu cores", str(hw.cpu_cores)))
-    rows.append(("memory", _gb(hw.memory_bytes)))
+    rows.append(("memory", gb(hw.memory_bytes)))
     bw = f"{hw.bandwidth_gbs:g} GB/s ({hw.bandwidth_source})" if hw.bandwidth_gbs else "unknown"
     rows.append(("bandwidth", bw))
     limit = hw.gpu_limit_source
     if hw.gpu_limit_bytes:
-        limit = f"{_gb(hw.gpu_limit_bytes)} ({hw.gpu_limit_source})"
+        limit = f"{gb(hw.gpu_limit_bytes)} ({hw.gpu_limit_source})"
     rows.append(("gpu memory limit", limit))
     if hw.rosetta:
         rows.append(("rosetta", "yes: this Python runs translated (x86_64)"))

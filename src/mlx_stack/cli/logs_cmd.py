@@ -17,6 +17,7 @@ def logs(
     import sys
 
     from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.units import format_bytes
     from mlx_stack.paths import paths
     from mlx_stack.services import logs as svc
 
@@ -47,8 +48,8 @@ def logs(
         for col in ("service", "size", "archives", "file"):
             table.add_column(col)
         for lg in found:
-            arch = f"{len(lg.archives)} ({_human(lg.archive_bytes)})" if lg.archives else "-"
-            table.add_row(lg.service, _human(lg.size), arch, str(lg.path))
+            arch = f"{len(lg.archives)} ({format_bytes(lg.archive_bytes)})" if lg.archives else "-"
+            table.add_row(lg.service, format_bytes(lg.size), arch, str(lg.path))
         terminal.print(table)
         return
     log = svc.find_log(p, service)
@@ -68,9 +69,3 @@ def logs(
                 out.flush()
         except KeyboardInterrupt:
             return
-
-
-def _human(n: int) -> str:
-    from mlx_stack.core.units import format_bytes
-
-    return format_bytes(n)

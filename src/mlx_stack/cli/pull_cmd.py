@@ -26,6 +26,7 @@ def pull(
     """
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.config_schema import QUANTS
+    from mlx_stack.core.units import format_bytes
     from mlx_stack.errors import ExitCode, UsageError
     from mlx_stack.paths import paths
     from mlx_stack.services import config
@@ -67,7 +68,7 @@ def pull(
         terminal.json(out)
         return
     terminal.success(
-        f"{result.model} ready: {pull_service.human(result.size_bytes)}"
+        f"{result.model} ready: {format_bytes(result.size_bytes)}"
         f"{', ' + result.quant if result.quant else ''} at {result.path}"
     )
     if bench:  # added by bench (issue 7)
@@ -87,17 +88,17 @@ class DownloadBar:
         self._start_bytes = 0
 
     def start(self, plan: Any) -> None:
-        from mlx_stack.services.pull import human
+        from mlx_stack.core.units import format_bytes
 
         self._start_bytes = plan.present
         self.fetched = plan.to_fetch
-        what = f"{plan.remote.repo_id} ({len(plan.remote.files)} files, {human(plan.size)})"
+        what = f"{plan.remote.repo_id} ({len(plan.remote.files)} files, {format_bytes(plan.size)})"
         if plan.to_fetch == 0:
             self.terminal.info(f"{what}: every file is already on disk")
             return
-        reused = f", {human(plan.present)} already on disk" if plan.present else ""
-        self.terminal.info(f"downloading {what}: {human(plan.to_fetch)} to fetch{reused}, "
-                           f"{human(plan.free)} free")
+        reused = f", {format_bytes(plan.present)} already on disk" if plan.present else ""
+        self.terminal.info(f"downloading {what}: {format_bytes(plan.to_fetch)} to fetch{reused}, "
+                           f"{format_bytes(plan.free)} free")
         if not self.terminal.err.is_terminal:
             return
         from rich.progress import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.service_state import ServiceState
 
@@ -17,17 +17,6 @@ STYLE: dict[ServiceState, str] = {
     ServiceState.BACKOFF: "yellow", ServiceState.FLAPPING: "bold red", ServiceState.RECOVERING: "yellow",
     ServiceState.UNKNOWN: "",
 }
-
-
-def services_report(show_key: bool = False) -> StatusReport:
-    from mlx_stack.paths import paths
-    from mlx_stack.services import lifecycle
-
-    return lifecycle.status(paths(), show_key=show_key)
-
-
-def services_json(report: StatusReport) -> dict[str, Any]:
-    return report.as_dict()
 
 
 def _uptime(seconds: float | None) -> str:

@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mlx_stack.core.units import format_mb
+
 if TYPE_CHECKING:
     from mlx_stack.core.memory_plan import ServingProfile
     from mlx_stack.core.stack import Stack
-
-
-def _gb(mb: float) -> str:
-    from mlx_stack.core.units import MIB, format_bytes
-
-    return format_bytes(mb * MIB, smallest="MB")
 
 
 def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Any:
@@ -23,10 +19,11 @@ def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None)
     for col in ("tier", "weights", "KV (ctx)", "need", "cache cap", "total", "Metal", "seqs", "KV cache"):
         table.add_column(col, no_wrap=True)
     for name, p in profiles.items():
-        cache = _gb(p.cache_memory_mb) if p.prefix_cache else "off"
+        cache = format_mb(p.cache_memory_mb) if p.prefix_cache else "off"
         bits = f"{p.kv_cache_bits}-bit" if p.kv_cache_bits else "fp16"
-        table.add_row(name, _gb(p.weights_mb), f"{_gb(p.kv_mb)} ({p.context // 1024}k)", _gb(p.need_mb),
-                      cache, _gb(p.planned_mb), f"{p.gpu_memory_utilization:.0%}", str(p.max_num_seqs), bits)
+        table.add_row(name, format_mb(p.weights_mb), f"{format_mb(p.kv_mb)} ({p.context // 1024}k)",
+                      format_mb(p.need_mb), cache, format_mb(p.planned_mb), f"{p.gpu_memory_utilization:.0%}",
+                      str(p.max_num_seqs), bits)
     return table
 
 
@@ -38,8 +35,8 @@ def render_plan(profiles: Mapping[str, ServingProfile], budget_mb: int | None) -
         return
     terminal.print(plan_table(profiles, title="serving plan (need = weights + KV + activations + server)"))
     total = sum(p.planned_mb for p in profiles.values())
-    of = f" of the {_gb(budget_mb)} budget" if budget_mb else ""
-    terminal.info(f"all tiers plan {_gb(total)}{of} (need + prefix cache cap; "
+    of = f" of the {format_mb(budget_mb)} budget" if budget_mb else ""
+    terminal.info(f"all tiers plan {format_mb(total)}{of} (need + prefix cache cap; "
                   "`up --dry-run` shows the flags)")
 
 

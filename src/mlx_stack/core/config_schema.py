@@ -16,7 +16,6 @@ _FALSE = {"false", "no", "off", "0"}
 _WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits only: not "٤٠", "４０", "5_000" or "+5"
 MAX_VALUE_CHARS = 4096  # no setting is longer; a bigger value is a mistake (or an attack)
 MAX_SECRET_CHARS = 512
-MAX_KEY_CHARS = 64
 
 
 def shown(text: object, limit: int = 40) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
+from mlx_stack.core.units import format_mb
 from mlx_stack.errors import ConflictError, StateError
 
 if TYPE_CHECKING:
@@ -235,22 +236,17 @@ def metal_shares(profiles: Mapping[str, ServingProfile], working_set_bytes: int,
 # --- checks -------------------------------------------------------------------------
 
 
-def _gb(mb: float) -> str:
-    from mlx_stack.core.units import MIB, format_bytes
-
-    return format_bytes(mb * MIB, smallest="MB")
-
-
 def check_budget(profiles: Mapping[str, ServingProfile], budget_mb: int) -> None:
     """ConflictError (exit 5) naming the numbers when the tiers' plans exceed the budget."""
     total = sum(p.planned_mb for p in profiles.values())
     if total <= budget_mb:
         return
-    parts = ", ".join(f"{n} {_gb(p.need_mb)} + cache {_gb(p.cache_memory_mb)}" for n, p in profiles.items())
+    parts = ", ".join(f"{n} {format_mb(p.need_mb)} + cache {format_mb(p.cache_memory_mb)}"
+                      for n, p in profiles.items())
     over = total - budget_mb
     raise ConflictError(
-        f"the serving profiles in stack.yaml plan {_gb(total)}, over the memory budget of "
-        f"{_gb(budget_mb)} by {_gb(over)} ({parts})",
+        f"the serving profiles in stack.yaml plan {format_mb(total)}, over the memory budget of "
+        f"{format_mb(budget_mb)} by {format_mb(over)} ({parts})",
         hint="lower cache_memory_mb (or remove a tier) in stack.yaml, re-plan with `mlx-stack setup`, "
         "or pass --force to start anyway",
     )
@@ -280,13 +276,14 @@ def guard(g: GuardInput) -> None:
         if acc + mb <= room:
             fits.append(name)
             acc += mb
-    starting = ", ".join(f"{n} {_gb(mb)}" for n, mb in g.starting.items())
-    running = (f" next to {_gb(used)} planned for the running tiers ({', '.join(g.running)})"
+    starting = ", ".join(f"{n} {format_mb(mb)}" for n, mb in g.starting.items())
+    running = (f" next to {format_mb(used)} planned for the running tiers ({', '.join(g.running)})"
                if g.running else "")
-    would = (f"only {', '.join(fits)} would fit" if fits else f"no tier fits in the {_gb(max(0, room))} left")
+    would = (f"only {', '.join(fits)} would fit" if fits
+             else f"no tier fits in the {format_mb(max(0, room))} left")
     raise ConflictError(
-        f"not enough memory: starting {starting} needs {_gb(need)}{running}; the {g.limit_label} is "
-        f"{_gb(g.limit_mb)}; {would}",
+        f"not enough memory: starting {starting} needs {format_mb(need)}{running}; the {g.limit_label} is "
+        f"{format_mb(g.limit_mb)}; {would}",
         hint="stop a tier (`mlx-stack down --tier NAME`), start fewer (`up --tier NAME`), pick smaller "
         "models with `mlx-stack setup`, or pass --force to start anyway",
     )

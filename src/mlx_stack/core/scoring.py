@@ -165,10 +165,6 @@ class Recommendation:
         }
 
 
-def _gb(n: float) -> str:
-    return gb(n)
-
-
 def budget_for(profile: HardwareProfile, memory_budget_pct: int = 40,
                explicit_bytes: int | None = None) -> tuple[int, str]:
     """The memory all tiers together may use, and why: ``--budget`` or the configured
@@ -176,20 +172,15 @@ def budget_for(profile: HardwareProfile, memory_budget_pct: int = 40,
     if explicit_bytes is not None and explicit_bytes <= 0:
         raise UsageError("the budget must be more than 0")
     if explicit_bytes is not None:
-        budget, why = explicit_bytes, f"{_gb(explicit_bytes)} (--budget)"
+        budget, why = explicit_bytes, f"{gb(explicit_bytes)} (--budget)"
     else:
         budget = int(profile.memory_bytes * memory_budget_pct / 100)
-        why = f"{_gb(budget)} (memory-budget-pct {memory_budget_pct}% of {_gb(profile.memory_bytes)})"
+        why = f"{gb(budget)} (memory-budget-pct {memory_budget_pct}% of {gb(profile.memory_bytes)})"
     cap = profile.gpu_limit_bytes or profile.memory_bytes
     if cap and budget > cap:
         label = "GPU working-set limit" if profile.gpu_limit_bytes else "memory"
-        budget, why = cap, f"{_gb(cap)} (capped at the {label}; asked for {why})"
+        budget, why = cap, f"{gb(cap)} (capped at the {label}; asked for {why})"
     return budget, why
-
-
-def quality_of(entry: CatalogEntry, quant: str, catalog: Catalog | list[CatalogEntry] | None = None) -> float:
-    """Quality in [0, 1] (see core.quality); ``catalog`` feeds estimates for unscored models."""
-    return assess(entry, quant, [entry] if catalog is None else catalog).value
 
 
 def _memory_score(memory: int, budget: int) -> float:
@@ -307,8 +298,8 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
         notes.append("bandwidth unknown: speeds are not estimated; 'fast' is ranked by model size")
     if not fits:
         smallest = min(std, key=lambda c: c.memory_bytes)
-        reason = (f"no catalog model fits {_gb(budget)}; the smallest ({smallest.entry.id} "
-                  f"{smallest.quant}) needs {_gb(smallest.memory_bytes)}")
+        reason = (f"no catalog model fits {gb(budget)}; the smallest ({smallest.entry.id} "
+                  f"{smallest.quant}) needs {gb(smallest.memory_bytes)}")
         return Recommendation(intent, INTENTS[intent], budget, budget_reason, [],
                               [Dropped(t, reason) for t in TIERS], std, notes)
 
@@ -375,7 +366,7 @@ def _why_no_fast(s: Candidate, std: list[Candidate], budget: int, agent: bool) -
     smallest = min(faster, key=lambda c: c.memory_bytes)
     return (f"the smallest model {need}{FAST_SPEEDUP:g}x faster than {s.entry.id} "
             f"({smallest.entry.id}) needs "
-            f"{_gb(smallest.memory_bytes)}; only {_gb(budget - s.memory_bytes)} of the budget remains")
+            f"{gb(smallest.memory_bytes)}; only {gb(budget - s.memory_bytes)} of the budget remains")
 
 
 def _why_no_long(s: Candidate, f: Candidate | None, longs: list[Candidate], budget: int) -> str:
@@ -385,5 +376,5 @@ def _why_no_long(s: Candidate, f: Candidate | None, longs: list[Candidate], budg
         return f"no other catalog model has a context window of {LONGCTX_MIN_CONTEXT // 1024}k or more"
     smallest = min(options, key=lambda c: c.memory_bytes)
     left = budget - s.memory_bytes - (f.memory_bytes if f else 0)
-    return (f"the smallest long-context model ({smallest.entry.id}) needs {_gb(smallest.memory_bytes)} "
-            f"with {TIER_CONTEXT['longctx'] // 1024}k tokens of KV cache; only {_gb(left)} remains")
+    return (f"the smallest long-context model ({smallest.entry.id}) needs {gb(smallest.memory_bytes)} "
+            f"with {TIER_CONTEXT['longctx'] // 1024}k tokens of KV cache; only {gb(left)} remains")

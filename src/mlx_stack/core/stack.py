@@ -126,10 +126,6 @@ class Stack:
             hint="tiers in this stack: " + ", ".join(self.tier_names),
         )
 
-    def fallbacks_for(self, name: str) -> list[str]:
-        """Where a request for tier ``name`` goes when that tier fails, in order."""
-        return [t for t in self.fallback_order if t != name]
-
     def with_tier(self, tier: Tier) -> Stack:
         """A copy with ``tier`` replaced (same name) or appended."""
         others = [t for t in self.tiers if t.name != tier.name]

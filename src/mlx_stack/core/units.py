@@ -83,6 +83,12 @@ def format_bytes(n: float, unit: str | None = None, *, digits: int = 1, show_uni
     return f"{text} {unit}" if show_unit else text
 
 
+def format_mb(mb: float) -> str:
+    """A figure counted in MB (memory plans) as ``format_bytes`` shows it: ``'512 MB'``,
+    ``'4.5 GB'``, never below MB."""
+    return format_bytes(mb * MIB, smallest="MB")
+
+
 def gb(n: float | None) -> str:
     """Bytes as macOS shows memory: ``'12.5 GB'``, ``'unknown'`` for None/0."""
     return format_bytes(n, "GB") if n else "unknown"

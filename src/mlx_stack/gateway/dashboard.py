@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlx_stack.front_door")
 
-CONTEXT_FILE = DASHBOARD_CONTEXT_FILE  # next to the routes file; written by services/dashboard.py
 VIEW_ROUTE = "/api/dashboard"
 PAGES = {"/": ("index.html", b"text/html; charset=utf-8"),
          "/dashboard.js": ("dashboard.js", b"text/javascript; charset=utf-8"),
@@ -127,7 +126,7 @@ class Dashboard:
     # --- the context file ---------------------------------------------------------------------
 
     def context(self) -> Context:
-        path = self.routes.path.parent / CONTEXT_FILE
+        path = self.routes.path.parent / DASHBOARD_CONTEXT_FILE  # next to the routes file
         try:
             st = path.stat()
         except OSError:

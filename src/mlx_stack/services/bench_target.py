@@ -163,13 +163,13 @@ def _served(model: str, path: Path, kind: str, text: str, quant: str | None) -> 
 
 def running_tier(p: Paths, target: Target) -> Server:
     """The server of a running tier; ServiceError when the tier is down."""
-    from mlx_stack.services import service_control
+    from mlx_stack.services import running
     from mlx_stack.system import ports, probes
 
     assert target.tier is not None and target.stack is not None
     name = target.tier.name
-    url = service_control.base_url(target.stack, name)
-    record = service_control.running_record(p, name)
+    url = running.base_url(target.stack, name)
+    record = running.running_record(p, name)
     answering = probes.health(url, timeout=3.0).ok
     if not answering:
         state = "not running" if record is None else "running but not answering"

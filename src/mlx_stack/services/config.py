@@ -10,7 +10,8 @@ from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths
 from mlx_stack.system import secrets
-from mlx_stack.system.fs import atomic_write, file_lock, read_state_text
+from mlx_stack.system.fs import atomic_write, read_state_text
+from mlx_stack.system.locks import file_lock
 
 
 @dataclass(frozen=True)

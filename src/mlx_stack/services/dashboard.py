@@ -38,17 +38,13 @@ class Context(TypedDict, total=False):
     planned_bytes: dict[str, int]
 
 
-def context_path(p: Paths) -> Path:
-    return p.dashboard_context_file
-
-
 def _hardware(p: Paths) -> tuple[dict[str, JSON] | None, HardwareProfile | None]:
     """The profile for the page; detected once (on a Mac detection takes a while), then
     taken from the context file already written."""
     from mlx_stack.services import hardware
 
     try:
-        known = json.loads(context_path(p).read_text()).get("hardware")
+        known = json.loads(p.dashboard_context_file.read_text()).get("hardware")
         if isinstance(known, dict):
             return cast("dict[str, JSON]", known), None
     except (OSError, ValueError, AttributeError):
@@ -81,7 +77,7 @@ def context(p: Paths, stack: Stack) -> Context:
 def write_context(p: Paths, stack: Stack) -> Path:
     from mlx_stack.system.fs import atomic_write
 
-    path = context_path(p)
+    path = p.dashboard_context_file
     atomic_write(path, json.dumps(context(p, stack), indent=1) + "\n")
     return path
 
@@ -98,7 +94,7 @@ def configured_stack(p: Paths) -> Stack:
 
 
 def page_url(stack: Stack) -> str:
-    from mlx_stack.services.service_control import base_url
+    from mlx_stack.services.running import base_url
 
     return base_url(stack, GATEWAY) + "/"
 
@@ -107,7 +103,7 @@ def fetch_view(p: Paths, stack: Stack, timeout: float = 5.0) -> dict[str, Any] |
     """The running front door's JSON view (with the stack key), or None if it does not answer.
     Any: the view's shape is the front door's (``core.dashboard.VIEW_SCHEMA``), which the
     views read key by key."""
-    from mlx_stack.services.service_control import base_url
+    from mlx_stack.services.running import base_url
     from mlx_stack.system import probes, secrets
 
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)

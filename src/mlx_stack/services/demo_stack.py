@@ -12,7 +12,7 @@ from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.errors import ConflictError
 from mlx_stack.paths import Paths
 from mlx_stack.system import ports
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system.locks import file_lock
 
 FIRST_TIER_PORT = 8100
 # name, seed, context window
@@ -56,7 +56,7 @@ def _pick_ports(previous: Stack | None, gateway_port: int) -> dict[str, int]:
 def write_demo_stack(p: Paths) -> DemoResult:
     """Build the demo models (idempotent) and write stack.yaml for them, under the lock."""
     from mlx_stack.services import config, demo_models, stack_store
-    from mlx_stack.services.service_control import running_record
+    from mlx_stack.services.running import running_record
 
     gateway_port = int(config.load(p).get("litellm-port"))
     built = []

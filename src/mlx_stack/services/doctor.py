@@ -178,7 +178,7 @@ def _state_files(p: Paths) -> tuple[list[FileFact], Any, Any]:
 
 def _ports(p: Paths, stack: Any, cfg: Any) -> list[PortFact]:
     from mlx_stack.core.stack import GATEWAY
-    from mlx_stack.services.service_control import port_of, running_record
+    from mlx_stack.services.running import port_of, running_record
     from mlx_stack.system import ports, processes
 
     if stack is not None:

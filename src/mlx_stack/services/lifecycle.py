@@ -1,19 +1,9 @@
 """`up`, `down` and `status` of the whole stack.
 
-`up` and `down` serialize on ``file_lock(paths.lock_file)``: a second concurrent
+`up` and `down` serialize on the stack lock (``host.lock(paths.lock_file, ...)``): a second concurrent
 `up` waits for the first, then finds the stack running and changes nothing.
-
-Per-service primitives for the watchdog (re-exported from ``service_control``;
-callers hold the lock around start/stop):
-
-- ``start_service(paths, name, stack=None, wait=True, timeout=...)`` -> PidRecord:
-  start one tier or the gateway unless it runs; with ``wait``, until it answered a
-  real completion. Raises NotFoundError / ConflictError (busy port) / ServiceError.
-- ``stop_service(paths, name, grace=10.0)`` -> bool: SIGTERM its process group,
-  SIGKILL after ``grace``; removes the pid file once the group is empty; a pid file
-  whose pid was recycled is removed without signalling anything.
-- ``probe_service(paths, name, stack=None, timeout=5.0)`` -> ServiceStatus with
-  state healthy / degraded / down / crashed / stopped.
+The per-service primitives they are built from (start, stop, probe one service) are
+``service_control``'s; the watchdog calls those directly.
 """
 
 from __future__ import annotations
@@ -27,20 +17,18 @@ from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
+from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
     PROBE_TIMEOUT_S,
     ServiceStatus,
-    base_url,
     check_service,
     command_for,
     ensure_startable,
     forget_stale,
     launch,
     probe_service,
-    running_record,
     services_of,
-    start_service,
     stop_service,
     wait_healthy,
 )
@@ -48,10 +36,7 @@ from mlx_stack.system import processes, secrets
 from mlx_stack.system.host import Host, real
 from mlx_stack.system.pidfile import PidRecord
 
-__all__ = [
-    "DownResult", "StatusReport", "UpResult", "down", "probe_service", "start_service",
-    "status", "stop_service", "up",
-]
+__all__ = ["DownResult", "StatusReport", "UpResult", "down", "status", "up"]
 
 LOCK_TIMEOUT_S = 600.0  # a concurrent `up` may be loading big models
 INTERRUPT_GRACE_S = 5.0  # after Ctrl-C, SIGKILL what ignores SIGTERM this much sooner
@@ -283,7 +268,7 @@ def _stack_if_readable(p: Paths) -> Stack | None:
 
 def _port_of(p: Paths, stack: Stack | None, service: str, h: Host) -> int:
     from mlx_stack.errors import NotFoundError
-    from mlx_stack.services.service_control import port_of
+    from mlx_stack.services.running import port_of
 
     if stack is not None:
         try:
@@ -322,9 +307,9 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     report = h.in_parallel(
         [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout, host=h)) for s in services]
     )
-    from mlx_stack.services import watchdog  # flapping / restart-pending, as the watchdog sees it
+    from mlx_stack.services import watchdog_state  # flapping / restart-pending, as the watchdog sees it
 
-    report = watchdog.overlay(p, report)
+    report = watchdog_state.overlay(p, report)
     from mlx_stack.services import serving_plan
 
     report = serving_plan.measure(p, stack, report)

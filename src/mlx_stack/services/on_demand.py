@@ -22,7 +22,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlx_stack.core.service_state import ServiceState
@@ -56,7 +55,8 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
     """Launch ``tier`` (no wait for health) unless it runs, stopping tiers of ``evictable``
     (in that order, on-demand ones only) while the memory guard refuses it."""
     from mlx_stack.services import serving_plan, stack_store
-    from mlx_stack.services.service_control import running_record, start_service, stop_service
+    from mlx_stack.services.running import running_record
+    from mlx_stack.services.service_control import start_service, stop_service
     from mlx_stack.system.host import real
 
     h = real(host)
@@ -123,7 +123,7 @@ def process_alive(p: Paths, tier: str, pid: int, start_time: float, *, host: Hos
     """True while that exact process runs: the tier's record (pid file, else its marker)
     still names it, with the identity rule of `status` and `down` (start time and
     command line)."""
-    from mlx_stack.services.service_control import running_record
+    from mlx_stack.services.running import running_record
 
     record = running_record(p, tier, host=host)
     return record is not None and record.pid == pid and abs(record.start_time - start_time) < 1.0
@@ -131,7 +131,7 @@ def process_alive(p: Paths, tier: str, pid: int, start_time: float, *, host: Hos
 
 def is_running(p: Paths, tier: str, *, host: Host | None = None) -> bool:
     """The tier's pid file names a live process of ours."""
-    from mlx_stack.services.service_control import running_record
+    from mlx_stack.services.running import running_record
 
     return running_record(p, tier, host=host) is not None
 
@@ -152,9 +152,6 @@ def clear_failed_start(p: Paths, tier: str, *, host: Host | None = None) -> None
 
 # --- the state `status` shows ---------------------------------------------------------
 
-SLEEPING = ServiceState.SLEEPING  # an on-demand tier stopped on purpose (never started, idle, evicted)
-
-
 def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
     """`status` rows of on-demand tiers: ``sleeping`` instead of ``stopped``, with the mode,
     the last use and the last cold-start time the front door recorded."""
@@ -170,29 +167,26 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
             continue
         seen = state.get(s.name, {})
         used, cold = seen.get("last_used"), seen.get("cold_start_s")
-        out.append(replace(s, state=SLEEPING if s.state == ServiceState.STOPPED else s.state, mode=tier.mode,
+        # stopped on purpose (never started, idle, evicted): sleeping
+        shown = ServiceState.SLEEPING if s.state == ServiceState.STOPPED else s.state
+        out.append(replace(s, state=shown, mode=tier.mode,
                            idle_unload_s=tier.idle_unload,
                            last_used=used if isinstance(used, (int, float)) else None,
                            cold_start_s=cold if isinstance(cold, (int, float)) else None))
     return out
 
 
-
-def state_path(p: Paths) -> Path:
-    return p.on_demand_state_file
-
-
 def write_state(p: Paths, tiers: Mapping[str, Mapping[str, Any]]) -> None:
     from mlx_stack.system.fs import atomic_write
 
     doc = {"written_at": time.time(), "tiers": {n: dict(v) for n, v in tiers.items()}}
-    atomic_write(state_path(p), json.dumps(doc, indent=1) + "\n")
+    atomic_write(p.on_demand_state_file, json.dumps(doc, indent=1) + "\n")
 
 
 def read_state(p: Paths) -> dict[str, dict[str, Any]]:
     """Per tier: last_used (epoch s), cold_start_s, cold_starts, evictions, idle_unloads."""
     try:
-        doc = json.loads(state_path(p).read_text())
+        doc = json.loads(p.on_demand_state_file.read_text())
     except (OSError, ValueError):
         return {}
     tiers = doc.get("tiers") if isinstance(doc, dict) else None

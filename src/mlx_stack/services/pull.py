@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlx_stack.core.catalog import CatalogEntry
+from mlx_stack.core.units import format_bytes
 from mlx_stack.errors import ConflictError, NetworkError, NotFoundError
 from mlx_stack.paths import Paths
 from mlx_stack.services.pulled_models import PulledModel
@@ -58,13 +59,6 @@ class Plan:
             return self.local_dir
         assert self.cache is not None
         return hub.storage_folder(self.remote.repo_id, self.cache)
-
-
-def human(n: int) -> str:
-    """1234567 -> '1 MB': ``core.units.format_bytes`` (binary units, as memory is counted)."""
-    from mlx_stack.core.units import format_bytes
-
-    return format_bytes(n)
 
 
 def resolve(spec: str, quant: str | None = None, default_quant: str = "int4") -> Target:
@@ -124,8 +118,8 @@ def plan(p: Paths, target: Target, *, force: bool = False,
     pl = Plan(target, remote, cache, local_dir, present, free)
     if pl.to_fetch and free < pl.to_fetch + HEADROOM:
         raise ConflictError(
-            f"not enough disk space for {target.repo}: it needs {human(pl.to_fetch)}"
-            f" (+{human(HEADROOM)} headroom), {human(free)} free at {pl.dest.parent}",
+            f"not enough disk space for {target.repo}: it needs {format_bytes(pl.to_fetch)}"
+            f" (+{format_bytes(HEADROOM)} headroom), {format_bytes(free)} free at {pl.dest.parent}",
             hint="free some space, or download elsewhere: "
             "`mlx-stack config set model-dir /path/on/a/bigger/disk`",
         )

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 from mlx_stack.errors import StateError
 from mlx_stack.paths import Paths
-from mlx_stack.system.fs import atomic_write, file_lock, read_state_text
+from mlx_stack.system.fs import atomic_write, read_state_text
+from mlx_stack.system.locks import file_lock
 
 _PULLED_HINT = "delete the file and pull your models again (downloaded files are reused)"
 

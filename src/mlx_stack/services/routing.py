@@ -18,7 +18,7 @@ from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.errors import UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.services import gateway_config
-from mlx_stack.system.fs import file_lock
+from mlx_stack.system.locks import file_lock
 
 
 @dataclass
@@ -45,7 +45,7 @@ def report(p: Paths, stack: Stack) -> RoutingReport:
 def gateway_counts(p: Paths, stack: Stack, timeout: float = 2.0) -> dict[str, Any] | None:
     """The running front door's counts (from its ``/metrics``), or None."""
     from mlx_stack.core.metrics_text import summary
-    from mlx_stack.services.service_control import base_url, running_record
+    from mlx_stack.services.running import base_url, running_record
     from mlx_stack.system import probes, secrets
 
     if running_record(p, GATEWAY) is None:

@@ -2,13 +2,13 @@
 
 `lifecycle` builds `up`/`down`/`status` from these, and the watchdog calls them
 one service at a time. None of them takes the stack lock: callers that change
-what runs hold ``file_lock(paths.lock_file)`` around them (flock is per open
-file, so taking it twice in one process would deadlock).
+what runs hold ``host.lock(paths.lock_file, ...)`` around them (flock is per open
+file, so taking it twice in one process would deadlock). Where a service runs
+(its pid record, port and URL) is asked of ``services.running``.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,18 +20,13 @@ from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.services import gateway_config, health
-from mlx_stack.services.health import DEGRADED_AFTER_S as DEGRADED_AFTER_S
-from mlx_stack.services.health import GATEWAY_LIVENESS as GATEWAY_LIVENESS
-from mlx_stack.services.health import LITELLM_LIVENESS as LITELLM_LIVENESS
-from mlx_stack.services.health import PROBE_HEADERS as PROBE_HEADERS
-from mlx_stack.services.health import READY_POLL_S as READY_POLL_S
-from mlx_stack.services.health import RETRY_COMPLETION_S as RETRY_COMPLETION_S
+from mlx_stack.services.running import base_url, port_of, running_record
 from mlx_stack.system import identity, interrupt, pidfile, processes, secrets
 from mlx_stack.system.host import Host, real
 
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
-# The health rule and its constants live in services/health.py (re-exported above).
+# The health rule and its constants live in services/health.py.
 
 
 @dataclass(frozen=True)
@@ -71,25 +66,6 @@ def services_of(p: Paths, stack: Stack) -> list[str]:
     return [*stack.tier_names, *([LITELLM] if cloud_key_stored(p) else []), GATEWAY]
 
 
-def port_of(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> int:
-    if service == GATEWAY:
-        return stack.gateway.port
-    if service == LITELLM:
-        record = real(host).read_pid(p.run_dir, LITELLM) if p is not None else None
-        return record.port if record is not None else 0
-    return stack.tier(service).port
-
-
-def _probe_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-def base_url(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> str:
-    if service == GATEWAY:
-        return f"http://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
-    return f"http://127.0.0.1:{port_of(stack, service, p, host=host)}"
-
-
 def check_service(stack: Stack, service: str) -> None:
     if service not in (GATEWAY, LITELLM):
         stack.tier(service)  # NotFoundError naming the known tiers
@@ -125,36 +101,6 @@ def litellm_port(p: Paths) -> int | None:
         return None
     record = running_record(p, LITELLM)
     return record.port if record is not None else None
-
-
-def running_record(p: Paths, service: str, *, adopt: bool = False,
-                   host: Host | None = None) -> pidfile.PidRecord | None:
-    """The pid record if that process is still the one we started.
-
-    Without a valid pid file (lost, corrupt, stale), a live process marked as this
-    service of this state folder is found by its marker; ``adopt`` rewrites the pid
-    file for it (callers that change state hold the stack lock).
-    """
-    h = real(host)
-    record = h.read_pid(p.run_dir, service)
-    if record is not None and h.is_ours(record):
-        return record
-    found = h.marked_leader(p.home, service)
-    if found is None:
-        return None
-    port = record.port if record is not None and record.port else _port_in(found.cmdline)
-    adopted = pidfile.PidRecord(service, found.pid, found.start_time, found.cmdline, port)
-    if adopt:
-        h.write_pid(p.run_dir, adopted)
-    return adopted
-
-
-def _port_in(cmdline: tuple[str, ...]) -> int:
-    """The ``--port N`` of a command line (LiteLLM's port is chosen at launch), else 0."""
-    for flag, value in itertools.pairwise(cmdline):
-        if flag == "--port" and value.isdigit():
-            return int(value)
-    return 0
 
 
 def ensure_startable(stack: Stack, service: str, *, host: Host | None = None) -> None:
@@ -261,7 +207,8 @@ def health_target(p: Paths, stack: Stack, service: str, *, record: pidfile.PidRe
         url = f"http://127.0.0.1:{record.port}"
     else:
         url = base_url(stack, service, p, host=host)
-    route = {GATEWAY: GATEWAY_LIVENESS, LITELLM: LITELLM_LIVENESS}.get(service, health.TIER_LIVENESS)
+    liveness = {GATEWAY: health.GATEWAY_LIVENESS, LITELLM: health.LITELLM_LIVENESS}
+    route = liveness.get(service, health.TIER_LIVENESS)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
     model = probe_model(p, stack, service, host=host) if completion else None
     return health.Target(service, url, route, model, key)

@@ -156,7 +156,7 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
     """Refuse (ConflictError, exit 5) to start ``starting`` when the plans exceed the
     recorded budget or the tiers would not fit next to what runs; ``force`` skips it.
     ``assume_stopped``: running tiers to leave out (would it fit once they are stopped?)."""
-    from mlx_stack.services.service_control import running_record as _running
+    from mlx_stack.services.running import running_record as _running
 
     gone = set(assume_stopped)
 
@@ -205,7 +205,7 @@ def measure(p: Paths, stack: Stack, statuses: list[ServiceStatus], *,
             metal_of: Callable[[str], int | None] | None = None) -> list[ServiceStatus]:
     """Each running tier's status with its measured memory beside its plan."""
     from mlx_stack.core.units import gb
-    from mlx_stack.services.service_control import base_url
+    from mlx_stack.services.running import base_url
     from mlx_stack.system import server_stats
 
     rss_of = rss_of or server_stats.tree_rss

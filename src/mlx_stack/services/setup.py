@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.core.stack_change import SetupFlags, assign_ports, check_flags, check_tier_name, tier_name_for
+from mlx_stack.core.units import format_bytes
 from mlx_stack.errors import ConflictError, MlxStackError, NotFoundError
 from mlx_stack.paths import Paths
 from mlx_stack.services import pull as pulling
@@ -281,14 +282,14 @@ def _fetch(p: Paths, wanted: list[Wanted], ui: SetupUI, *, no_pull: bool, defaul
     if plans:
         total = sum(pl.to_fetch for _, pl in plans)
         free = min(pl.free for _, pl in plans)
-        ui.say(f"to download: {len(plans)} model(s), {pulling.human(total)}; "
-               f"{pulling.human(free)} free on disk")
+        ui.say(f"to download: {len(plans)} model(s), {format_bytes(total)}; "
+               f"{format_bytes(free)} free on disk")
         if total and free < total + pulling.HEADROOM:
             raise ConflictError(
-                f"not enough disk space: the models need {pulling.human(total)}, {pulling.human(free)} free",
+                f"not enough disk space: the models need {format_bytes(total)}, {format_bytes(free)} free",
                 hint="free some space, or `mlx-stack config set model-dir /path/on/a/bigger/disk`",
             )
-        if confirm and not ui.confirm(f"Download {pulling.human(total)} and continue?"):
+        if confirm and not ui.confirm(f"Download {format_bytes(total)} and continue?"):
             raise SetupCancelled("setup cancelled; nothing was changed", exit_code=0)
         for w, pl in plans:
             ui.pull_started(pl)

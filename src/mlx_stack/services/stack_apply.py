@@ -27,12 +27,11 @@ from mlx_stack.errors import ServiceError, StateError
 from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.services.gateway_config import write_gateway_config
+from mlx_stack.services.health import PROBE_HEADERS
+from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
-    PROBE_HEADERS,
-    base_url,
     litellm_port,
-    running_record,
     start_service,
     stop_service,
 )

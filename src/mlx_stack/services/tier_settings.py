@@ -40,7 +40,7 @@ def set_tier(p: Paths, key: str, raw: str | None) -> TierSetting:
     """Change a tier's mode or idle timeout (``raw`` None: back to the default)."""
     from mlx_stack.errors import NotFoundError
     from mlx_stack.services import stack_store
-    from mlx_stack.system.fs import file_lock
+    from mlx_stack.system.locks import file_lock
 
     name, field = split_key(key)
     with file_lock(p.lock_file, what="mlx-stack"):

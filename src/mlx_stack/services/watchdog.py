@@ -40,19 +40,12 @@ from mlx_stack.core.watchdog import (
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
 from mlx_stack.services.watchdog_state import (
-    lock_held,
-    lock_path,
-    overlay,
-    read_state,
-    state_path,
     write_state,
 )
 from mlx_stack.system.host import Host, real
+from mlx_stack.system.locks import is_held
 
-__all__ = [
-    "LoopState", "Options", "lock_held", "lock_path", "overlay", "read_state", "run_loop", "run_round",
-    "serve", "state_path", "write_state",
-]
+__all__ = ["LoopState", "Options", "run_loop", "run_round", "serve"]
 
 LOGGED_ENV = "MLX_STACK_WATCHDOG_LOGGED"  # set once output goes through a log writer
 STACK_LOCK_TIMEOUT_S = 2.0  # `up` may hold the stack lock for minutes: retry next round
@@ -284,7 +277,7 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
         said = False
         while True:
             try:
-                held.enter_context(h.lock(lock_path(p), timeout=0, what="watchdog"))
+                held.enter_context(h.lock(p.watchdog_lock_file, timeout=0, what="watchdog"))
                 break
             except ConflictError:
                 if not standby:
@@ -302,7 +295,7 @@ def serve(p: Paths, opts: Options, *, standby: bool = False,
             run_loop(p, opts, stop, host=h)
         finally:
             with contextlib.suppress(OSError):
-                state_path(p).unlink()
+                p.watchdog_state_file.unlink()
             log("stopped")
 
 
@@ -332,13 +325,13 @@ def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0, *,
 
             raise ServiceError(f"the watchdog exited at once (code {proc.returncode})",
                                hint=f"see {p.watchdog_log}")
-        if lock_held(lock_path(p)):
+        if is_held(p.watchdog_lock_file):
             return proc.pid
         h.sleep(0.1)
     return proc.pid
 
 
 def ensure_not_running(p: Paths) -> None:
-    if lock_held(lock_path(p)):
+    if is_held(p.watchdog_lock_file):
         raise ConflictError("a watchdog is already running",
                             hint="`mlx-stack install --status` shows the installed one; stop it first")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlx_stack.core.service_state import ServiceState, from_watchdog, parse
@@ -28,14 +27,6 @@ if TYPE_CHECKING:  # the front door reads the state file: no process tools impor
     from mlx_stack.system.host import Host
 
 LOG_LINES_IN_STATE = 10
-
-
-def state_path(p: Paths) -> Path:
-    return p.watchdog_state_file
-
-
-def lock_path(p: Paths) -> Path:
-    return p.watchdog_lock_file
 
 
 def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
@@ -64,13 +55,13 @@ def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy
     global _last_written
     facts = sorted((n, r.state, r.reason, r.failures, r.restarts, r.since, r.next_start)
                    for n, r in records.items())
-    key = repr((str(state_path(p)), facts))
+    key = repr((str(p.watchdog_state_file), facts))
     if (_last_written is not None and _last_written[0] == key and wall - _last_written[1] < policy.interval_s
-            and state_path(p).exists()):
+            and p.watchdog_state_file.exists()):
         return  # unchanged: spare the disk a write (and an fsync) every liveness check
     data = {"pid": os.getpid(), "updated_at": round(wall, 3), "interval_s": policy.interval_s,
             "services": services}
-    atomic_write(state_path(p), json.dumps(data, indent=2) + "\n")
+    atomic_write(p.watchdog_state_file, json.dumps(data, indent=2) + "\n")
     _last_written = (key, wall)
 
 
@@ -79,10 +70,12 @@ _last_written: tuple[str, float] | None = None
 
 def read_state(p: Paths) -> dict[str, Any] | None:
     """The running watchdog's last written view, or None if no watchdog runs."""
-    if not lock_held(lock_path(p)):  # a held lock means a live watchdog
+    from mlx_stack.system.locks import is_held
+
+    if not is_held(p.watchdog_lock_file):  # a held lock means a live watchdog
         return None
     try:
-        data = json.loads(state_path(p).read_text())
+        data = json.loads(p.watchdog_state_file.read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -120,9 +113,3 @@ def overlay(p: Paths, statuses: list[Any], *, host: Host | None = None) -> list[
             out.append(s)
     return out
 
-
-def lock_held(path: Path) -> bool:
-    """True if a process holds the flock on ``path`` (a live watchdog)."""
-    from mlx_stack.system.locks import is_held
-
-    return is_held(path)

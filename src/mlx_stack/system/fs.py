@@ -1,7 +1,6 @@
 """Atomic writes and state-file reads (the only file-writing primitives).
 
-``file_lock`` lives in :mod:`mlx_stack.system.locks` (with every other flock) and is
-re-exported here for the writers that take it with their writes.
+Writers of shared state take ``system.locks.file_lock`` (with every other flock) around them.
 """
 
 from __future__ import annotations
@@ -13,9 +12,6 @@ from pathlib import Path
 
 from mlx_stack.errors import StateError
 from mlx_stack.system.dirs import make_private_dirs
-from mlx_stack.system.locks import file_lock
-
-__all__ = ["atomic_write", "ensure_private_dir", "file_lock", "read_state_text"]
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:

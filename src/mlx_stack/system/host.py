@@ -117,7 +117,7 @@ class Host:
 
     def lock(self, path: Path, timeout: float, what: str) -> AbstractContextManager[None]:
         """An exclusive flock on ``path``; ConflictError after ``timeout`` seconds."""
-        from mlx_stack.system.fs import file_lock
+        from mlx_stack.system.locks import file_lock
 
         return file_lock(path, timeout=timeout, what=what)
 

@@ -40,13 +40,6 @@ def pid_path(run_dir: Path, service: str) -> Path:
     return Paths.pid_file_in(run_dir, service)
 
 
-def start_time_of(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
-        return None
-
-
 def record_for(service: str, pid: int, cmdline: list[str] | tuple[str, ...], port: int = 0) -> PidRecord:
     """A record of a process just started by us (``cmdline``: what we asked to run;
     the record keeps what the kernel reports, e.g. with a script's interpreter)."""
