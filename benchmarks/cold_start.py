@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,14 +36,9 @@ from mlx_stack.core.stack import ON_DEMAND
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_stack, lifecycle, stack_store
 from mlx_stack.system import secrets
+from mlx_stack.system.ports import free_port
 
 TARGET_EXTRA_S = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cold_round(client: openai.OpenAI) -> tuple[float, str | None]:

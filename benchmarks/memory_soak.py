@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import string
 import sys
 import tempfile
@@ -44,15 +43,10 @@ from mlx_stack.services import demo_stack, stack_store
 from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import start_service, stop_service
 from mlx_stack.system import server_stats
+from mlx_stack.system.ports import free_port
 
 MB = 1024 * 1024
 PROMPT_CHARS = {"standard": 1500, "fast": 1500, "longctx": 6000}  # ~0.9 token/char: inside each window
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def distinct_prompt(rng: random.Random, chars: int) -> str:

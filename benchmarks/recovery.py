@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,12 +34,7 @@ from mlx_stack.core.watchdog import Policy
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_models, lifecycle, stack_store
 from mlx_stack.system import pidfile, secrets
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mlx_stack.system.ports import free_port
 
 
 def pid_of(p: Paths, name: str) -> int | None:
