@@ -100,7 +100,8 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
     if not (top is not None and top.get("schema") == ROUTES_SCHEMA and as_list(top.get("tiers"))):
         raise ValueError(f"{source}: not an mlx-stack routes document (schema {ROUTES_SCHEMA})")
     tiers = {u.name: u for u in (_upstream(t, source) for t in as_list(top.get("tiers")))}
-    order = [n for n in as_list(top.get("fallback_order")) if isinstance(n, str) and n in tiers] or list(tiers)
+    listed = as_list(top.get("fallback_order"))
+    order = [n for n in listed if isinstance(n, str) and n in tiers] or list(tiers)
     try:
         rules = parse_routing(top.get("rules"), list(tiers), source)
     except Exception as exc:  # StateError: say it as a ValueError, one family for the reader
