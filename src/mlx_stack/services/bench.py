@@ -18,12 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core import bench as core
 from mlx_stack.core import bench_result as results
 from mlx_stack.errors import ServiceError, UsageError
+from mlx_stack.json_types import JSONObject, as_list, as_object, to_int
 from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:
+    from mlx_stack.system.chat_stream import Transport
 
 Progress = Callable[[str], None]
 Clock = Callable[[], float]
@@ -96,7 +100,8 @@ class Client:
     server for tests); this class times the tokens and reads the usage."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 timeout_s: float = 300.0, clock: Clock = time.monotonic, transport: Any = None):
+                 timeout_s: float = 300.0, clock: Clock = time.monotonic,
+                 transport: Transport | None = None):
         from mlx_stack.system.chat_stream import ChatHttp
 
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -116,7 +121,7 @@ class Client:
 
     def stream(self, prompt: core.Prompt, tag: str, max_tokens: int) -> tuple[core.Sample, float, float]:
         """One streamed request: (sample, start, end) on this client's clock."""
-        body = {
+        body: JSONObject = {
             "model": self.model,
             "messages": [{"role": "user", "content": core.tagged(prompt, tag)}],
             "max_tokens": max_tokens,
@@ -127,19 +132,20 @@ class Client:
         start = self.clock()
         first: float | None = None
         chunks = 0
-        usage: dict[str, Any] | None = None
-        for chunk in self._http.stream("/chat/completions", body):
+        usage: dict[str, object] = {}
+        for data in self._http.stream("/chat/completions", body):
+            chunk = as_object(data) or {}
             if chunk.get("usage"):
-                usage = chunk["usage"]
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
+                usage = as_object(chunk["usage"]) or {}
+            for choice in as_list(chunk.get("choices")):
+                delta = as_object((as_object(choice) or {}).get("delta")) or {}
                 if any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")):
                     chunks += 1
                     if first is None:
                         first = self.clock()
         end = self.clock()
-        prompt_tokens = int((usage or {}).get("prompt_tokens") or 0)
-        completion_tokens = int((usage or {}).get("completion_tokens") or chunks)
+        prompt_tokens = to_int(usage.get("prompt_tokens"))
+        completion_tokens = to_int(usage.get("completion_tokens") or chunks)
         ttft = (first if first is not None else end) - start
         return core.Sample(prompt.name, prompt_tokens, completion_tokens, ttft, end - start), start, end
 

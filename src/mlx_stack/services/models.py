@@ -51,7 +51,7 @@ def pick_quant(p: Paths, quant: str | None) -> str:
 
     if quant is None:
         return config.load(p).get("default-quant")
-    return KEYS["default-quant"].parse(quant)
+    return str(KEYS["default-quant"].parse(quant))  # a choice key's parser gives text
 
 
 # --- `models --catalog` --------------------------------------------------------------------
