@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from mlx_stack.core.memory_plan import ServingProfile
     from mlx_stack.core.stack import Stack
 
@@ -16,7 +18,7 @@ def _gb(mb: float) -> str:
     return format_bytes(mb * MIB, smallest="MB")
 
 
-def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Any:
+def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, title=title, title_justify="left")
