@@ -134,7 +134,7 @@ def counts(live: TierSample) -> dict[str, int]:
 
 
 def tier_state(*, has_record: bool, process_alive: bool | None, answers: bool,
-               watchdog: Mapping[str, Any] | None = None) -> tuple[str, str]:
+               watchdog: Mapping[str, object] | None = None) -> tuple[str, str]:
     """(state, detail) as `status` words it: healthy, down (alive, not answering),
     crashed (gone while it should run), stopped; the watchdog's own state string
     (flapping, backoff, or any other, e.g. sleeping) wins over a failed check."""

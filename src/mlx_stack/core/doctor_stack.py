@@ -144,7 +144,7 @@ def login_service(f: LoginFact) -> Check:
 _LOG_MARKERS = ("process gone; last log line:", "; last log:")
 
 
-def _without_log_lines(detail: Any, name: str) -> Any:
+def _without_log_lines(detail: object, name: str) -> object:
     if not isinstance(detail, str):
         return detail
     for marker in _LOG_MARKERS:
@@ -154,7 +154,7 @@ def _without_log_lines(detail: Any, name: str) -> Any:
     return detail
 
 
-def service(status: Mapping[str, Any], rss_bytes: int | None) -> Check:
+def service(status: Mapping[str, object], rss_bytes: int | None) -> Check:
     """One service as `status` probed it (a real completion), plus its memory; log lines
     quoted by `status` are left out."""
     name, state = str(status.get("name")), str(status.get("state"))

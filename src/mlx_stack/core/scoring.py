@@ -216,14 +216,14 @@ def _measured_in_catalog(entry: CatalogEntry, quant: str, hw: HardwareProfile) -
     return None
 
 
-def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
+def _saved_value(saved: Mapping[str, object] | None, model_id: str, quant: str,
                  notes: list[str]) -> tuple[float, int] | None:
     """A saved benchmark (decode tok/s, memory bytes) for ``model_id``; rejects entries
     without a positive memory or decode figure (noted)."""
     if not saved or model_id not in saved:
         return None
     raw = saved[model_id]
-    get: Callable[[str], Any] = (cast(Mapping[str, Any], raw).get if isinstance(raw, Mapping)
+    get: Callable[[str], object] = (cast(Mapping[str, object], raw).get if isinstance(raw, Mapping)
                                  else lambda k, d=None: getattr(raw, k, d))
     if get("quant") not in (None, quant):
         return None
@@ -239,7 +239,7 @@ def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
 
 def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
                quant: str = "int4", budget_bytes: int, context: int = TIER_CONTEXT["standard"],
-               saved: Mapping[str, Any] | None = None, notes: list[str] | None = None,
+               saved: Mapping[str, object] | None = None, notes: list[str] | None = None,
                reference: Catalog | list[CatalogEntry] | None = None) -> list[Candidate]:
     """Every catalog model priced and scored for one context (not filtered by fit).
     ``reference`` is the catalog that unscored models' quality estimates are drawn from
@@ -287,7 +287,7 @@ def _longctx_bonus(c: Candidate, standard: Candidate) -> float:
 
 
 def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
-              budget_bytes: int | None = None, saved: Mapping[str, Any] | None = None,
+              budget_bytes: int | None = None, saved: Mapping[str, object] | None = None,
               quant: str = "int4", memory_budget_pct: int = 40) -> Recommendation:
     """Assign the tiers so their summed memory fits the budget; explain every choice
     and every dropped tier. ``saved`` maps model id -> {decode_tok_s, memory_bytes[, quant]}

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def saved_results(p: Paths, profile: HardwareProfile | str,
-                  catalog: Catalog | None = None) -> dict[str, dict[str, Any]]:
+                  catalog: Catalog | None = None) -> dict[str, dict[str, object]]:
     """`bench --save` results for this hardware profile (they override estimates), by
     catalog id; a result saved under a repo id counts for the catalog model shipping it.
     Optional help: a catalog or results that cannot be read give none (the catalog's own
@@ -34,7 +34,7 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
         from mlx_stack.services.bench_store import load_saved
 
         catalog = catalog if catalog is not None else load_catalog()
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, dict[str, object]] = {}
         for key, m in load_saved(p, profile).items():
             hit = catalog.find_repo(key)
             model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
