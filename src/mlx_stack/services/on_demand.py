@@ -79,12 +79,12 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
             victims = [n for n in evictable if n != tier and n in on_demand]
             evicted: list[str] = []
             try:  # would it fit once every idle on-demand tier is stopped? If not, stop none
-                serving_plan.check_start(p, stack, [tier], hw=hw, assume_stopped=victims)
+                serving_plan.check_start(p, stack, [tier], hw=hw, assume_stopped=victims, host=h)
             except ConflictError as exc:
                 raise NoRoom(exc.message) from None
             while True:
                 try:
-                    serving_plan.check_start(p, stack, [tier], hw=hw)
+                    serving_plan.check_start(p, stack, [tier], hw=hw, host=h)
                     break
                 except ConflictError as exc:
                     victim = next((v for v in victims if running_record(p, v, host=h) is not None), None)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # the front door reads the state file: no process tools impor
     from mlx_stack.system.host import Host
 
 LOG_LINES_IN_STATE = 10
+# (what was written, when on the wall clock): the loop keeps the last one, to skip
+# rewriting an unchanged state within an interval
+Written = tuple[str, float]
 
 
 def state_path(p: Paths) -> Path:
@@ -45,7 +48,9 @@ def _wall(mono: float | None, now_mono: float, now_wall: float) -> float | None:
 
 
 def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy, *,
-                host: Host | None = None) -> None:
+                host: Host | None = None, last: Written | None = None) -> Written:
+    """Write the loop's view (unless it is ``last``, the write before, less than an
+    interval ago); returns what the file now holds, the ``last`` of the next call."""
     from mlx_stack.services import logs
     from mlx_stack.system.fs import atomic_write
     from mlx_stack.system.host import real
@@ -64,25 +69,20 @@ def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy
             lines: list[JSON] = [*logs.tail_lines(p.log_file(name), LOG_LINES_IN_STATE)]
             entry["last_log_lines"] = lines
         services[name] = entry
-    global _last_written
     facts = sorted((n, r.state, r.reason, r.failures, r.restarts, r.since, r.next_start)
                    for n, r in records.items())
     key = repr((str(state_path(p)), facts))
-    if (_last_written is not None and _last_written[0] == key and wall - _last_written[1] < policy.interval_s
-            and state_path(p).exists()):
-        return  # unchanged: spare the disk a write (and an fsync) every liveness check
+    if last is not None and last[0] == key and wall - last[1] < policy.interval_s and state_path(p).exists():
+        return last  # unchanged: spare the disk a write (and an fsync) every liveness check
     data = {"pid": os.getpid(), "updated_at": round(wall, 3), "interval_s": policy.interval_s,
             "services": services}
     atomic_write(state_path(p), json.dumps(data, indent=2) + "\n")
-    _last_written = (key, wall)
+    return key, wall
 
 
-_last_written: tuple[str, float] | None = None
-
-
-def read_state(p: Paths) -> dict[str, object] | None:
+def read_state(p: Paths, *, host: Host | None = None) -> dict[str, object] | None:
     """The running watchdog's last written view, or None if no watchdog runs."""
-    if not lock_held(lock_path(p)):  # a held lock means a live watchdog
+    if not lock_held(lock_path(p), host=host):  # a held lock means a live watchdog
         return None
     try:
         data = json.loads(state_path(p).read_text())
@@ -98,7 +98,7 @@ def overlay(p: Paths, statuses: list[ServiceStatus], *, host: Host | None = None
     the probe found the service healthy."""
     from dataclasses import replace
 
-    state = read_state(p)
+    state = read_state(p, host=host)
     if not state:
         return statuses
     seen = as_object(state.get("services")) or {}
@@ -125,8 +125,11 @@ def overlay(p: Paths, statuses: list[ServiceStatus], *, host: Host | None = None
     return out
 
 
-def lock_held(path: Path) -> bool:
+def lock_held(path: Path, *, host: Host | None = None) -> bool:
     """True if a process holds the flock on ``path`` (a live watchdog)."""
+    if host is not None:
+        return host.lock_held(path)
+    # not through the real Host: the front door reads the state too, without process tools
     from mlx_stack.system.locks import is_held
 
     return is_held(path)
