@@ -329,6 +329,10 @@ class FakeHost(Host):
         for signum in signums:
             self.signal_handlers[signum] = handler
 
+    def sigterm_raises(self, error: Callable[[], BaseException]) -> AbstractContextManager[None]:
+        self.events.append("sigterm raises")
+        return contextlib.nullcontext()
+
     def signals_ignored(self) -> AbstractContextManager[None]:
         self.events.append("signals ignored")
         return contextlib.nullcontext()

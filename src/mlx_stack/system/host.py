@@ -205,6 +205,13 @@ class Host:
         for signum in signums:
             signal.signal(signum, handler)
 
+    def sigterm_raises(self, error: Callable[[], BaseException]) -> AbstractContextManager[None]:
+        """SIGTERM raises ``error()`` meanwhile (main thread only), so what started
+        something unwinds and stops it."""
+        from mlx_stack.system import interrupt
+
+        return interrupt.sigterm_raises(error)
+
     def signals_ignored(self) -> AbstractContextManager[None]:
         """SIGINT and SIGTERM ignored meanwhile (clean-up that must finish)."""
         from mlx_stack.system import interrupt
