@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.service_state import ServiceState
 
@@ -26,7 +26,7 @@ def services_report(show_key: bool = False) -> StatusReport:
     return lifecycle.status(paths(), show_key=show_key)
 
 
-def services_json(report: StatusReport) -> dict[str, Any]:
+def services_json(report: StatusReport) -> dict[str, object]:
     return report.as_dict()
 
 

@@ -7,7 +7,6 @@ import plistlib
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mlx_stack.core.doctor import FAIL, PASS, SKIP, WARN, Check
 from mlx_stack.core.units import format_bytes
@@ -22,7 +21,7 @@ class PortFact:
     ours: bool = False  # held by that service's own running process group
     holder: str | None = None  # "nginx (pid 12)" when held by something else
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"service": self.service, "port": self.port, "free": self.free, "ours": self.ours,
                 "holder": self.holder}
 
@@ -48,7 +47,7 @@ class FileFact:
     error: str | None = None  # why it is unreadable or invalid
     hint: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "path": self.path, "present": self.present, "error": self.error}
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import cast
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
 from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, memory_bytes, prefill_tok_s
@@ -97,7 +97,7 @@ class Tier:
         """Where each number of this tier comes from."""
         return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "tier": self.name, "model": self.entry.id, "name": self.entry.name, "quant": self.quant,
             "repo": self.repo,
@@ -154,7 +154,7 @@ class Recommendation:
     def total_memory_bytes(self) -> int:
         return sum(t.memory_bytes for t in self.tiers)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "intent": self.intent, "weights": vars(self.weights).copy(),
             "budget_bytes": self.budget_bytes, "budget": self.budget_reason,
