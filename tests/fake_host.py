@@ -9,7 +9,10 @@ real clock. Pass it as ``host=`` to `up`, `down`, `status`, the watchdog and sta
   a list of results used in turn, the last one repeating);
 - the clock is manual: ``sleep`` and ``wait`` advance it; ``wait`` sets the loop's stop
   event after ``stop_after_waits`` waits (a watchdog run of a few rounds);
-- ``busy_locks`` holds the names of lock files another process holds (ConflictError).
+- ``busy_locks`` holds the names of lock files another process holds (ConflictError);
+  ``held_locks`` the names ``lock_held`` reports held (a live watchdog's lock);
+- memory: ``free_memory`` is what the OS can hand out, ``rss`` the resident bytes by pid,
+  ``metal`` the Metal bytes a server reports (by port).
 """
 
 from __future__ import annotations
@@ -77,6 +80,10 @@ class FakeHost(Host):
         self.die_on_start: set[str] = set()  # spawned, then exits at once
         self.on_spawn: Callable[[FakeProc], None] | None = None
         self.busy_locks: set[str] = set()
+        self.held_locks: set[str] = set()
+        self.free_memory = 64 * 1024**3
+        self.rss: dict[int, int] = {}
+        self.metal: dict[int, int] = {}
         self.busy_ports: set[int] = set()
         self.lingering_ports: set[int] = set()  # still answer after their process stopped
         self.cpu: dict[int, float] = {}
@@ -229,6 +236,9 @@ class FakeHost(Host):
         self.events.append(f"lock {path.name}")
         yield
 
+    def lock_held(self, path: Path) -> bool:
+        return path.name in self.held_locks
+
     # --- probes -----------------------------------------------------------------------
 
     def health(self, url: str, *, timeout: float, route: str) -> ProbeResult:
@@ -283,7 +293,15 @@ class FakeHost(Host):
         return self.counters.get(proc.pid) if proc is not None else None
 
     def available_memory(self) -> int:
-        return 64 * 1024**3
+        return self.free_memory
+
+    def tree_rss(self, pid: int) -> int | None:
+        proc = self.procs.get(pid)
+        return self.rss.get(pid, 0) if proc is not None and proc.alive else None
+
+    def metal_active_bytes(self, url: str) -> int | None:
+        proc = self._listening(url)
+        return self.metal.get(proc.port) if proc is not None else None
 
     def reap_children(self) -> None:
         pass
@@ -315,6 +333,10 @@ class FakeHost(Host):
                    signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
         for signum in signums:
             self.signal_handlers[signum] = handler
+
+    def sigterm_raises(self, error: Callable[[], BaseException]) -> AbstractContextManager[None]:
+        self.events.append("sigterm raises")
+        return contextlib.nullcontext()
 
     def signals_ignored(self) -> AbstractContextManager[None]:
         self.events.append("signals ignored")

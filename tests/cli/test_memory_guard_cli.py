@@ -47,7 +47,7 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def _memory(monkeypatch: pytest.MonkeyPatch, available_mb: int) -> None:
     fake = serving_plan.MemoryReading(available_mb * MB, "available memory", lambda pid: None)
-    monkeypatch.setattr(serving_plan, "reading", lambda hw: fake)
+    monkeypatch.setattr(serving_plan, "reading", lambda hw, host=None: fake)
 
 
 def test_hand_edited_caps_over_the_budget_exit_5_with_the_numbers(

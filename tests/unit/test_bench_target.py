@@ -85,3 +85,39 @@ def test_a_tier_name_comes_first(isolated_home: Paths, tmp_path: Path, monkeypat
     assert (target.kind, target.model, target.quant) == ("tier", "qwen3-0.6b", "int4")
     with pytest.raises(NotFoundError, match="unknown bench target 'slow'"):
         bench_target.resolve(isolated_home, "slow")
+
+
+# --- the server it talks to, on the fake host (tests/fake_host.py) ---------------------------
+
+
+def test_a_temporary_server_starts_and_stops_through_the_host(isolated_home: Paths, tmp_path: Path) -> None:
+    from tests.fake_host import FakeHost
+
+    host = FakeHost()
+    host.on_spawn = lambda proc: setattr(proc, "service", bench_target.TEMP_SERVICE)  # no owner mark
+    target = bench_target.Target("mine", "path", "local:mine", path=_model(tmp_path / "mine"))
+    with bench_target.temporary_server(isolated_home, target, host=host) as server:
+        proc = host.proc_of(bench_target.TEMP_SERVICE)
+        assert server.temporary and server.pid == proc.pid
+        assert server.base_url == f"http://127.0.0.1:{proc.port}/v1" and proc.port == host.next_port
+    assert host.running(bench_target.TEMP_SERVICE) is None
+    assert host.events[0] == "sigterm raises" and host.events[-2:] == ["signals ignored", "stop bench-server"]
+
+
+def test_a_temporary_server_refuses_a_held_port_and_a_down_tier_is_said(
+        isolated_home: Paths, tmp_path: Path) -> None:
+    from mlx_stack.errors import ConflictError, ServiceError
+    from tests.fake_host import FakeHost
+
+    host = FakeHost()
+    host.busy_ports.add(9123)
+    target = bench_target.Target("mine", "path", "local:mine", path=_model(tmp_path / "mine"))
+    with pytest.raises(ConflictError, match="port 9123 is held by squatter"), \
+            bench_target.temporary_server(isolated_home, target, port=9123, host=host):
+        pass
+    assert host.spawned() == []
+    tier = Tier("fast", "qwen3-0.6b", str(tmp_path / "mine"), 8100)
+    down = bench_target.Target("fast", "tier", "qwen3-0.6b", tier=tier,
+                               stack=Stack((tier,), ("fast",), Gateway("127.0.0.1", 4000)))
+    with pytest.raises(ServiceError, match="tier 'fast' is not running"):
+        bench_target.running_tier(isolated_home, down, host=host)

@@ -45,6 +45,16 @@ def host() -> FakeHost:
     return FakeHost()
 
 
+@pytest.fixture(autouse=True)
+def linux_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without a GPU working-set limit: the memory guard of `up` weighs the plans
+    against what the fake host says is available (``free_memory``), on any test machine."""
+    from mlx_stack.core.hardware import cpu_profile
+    from mlx_stack.services import hardware
+
+    monkeypatch.setattr(hardware, "detect", lambda plan=None: cpu_profile("test cpu", 64 * 1024**3, 8))
+
+
 @pytest.fixture
 def two_tiers(isolated_home: Paths, tmp_path: Path) -> Stack:
     return _stack(isolated_home, tmp_path, "fast", "standard")
@@ -128,6 +138,29 @@ def test_up_waits_for_the_stack_lock_and_says_so(isolated_home: Paths, two_tiers
     with pytest.raises(ConflictError):
         lifecycle.up(isolated_home, host=host, progress=said.append)
     assert said == ["another up/down is running: waiting for it to finish"]
+
+
+def test_up_runs_the_memory_guard_on_the_hosts_memory_before_starting_anything(
+        isolated_home: Paths, two_tiers: Stack, host: FakeHost) -> None:
+    host.free_memory = 1500 * 1024**2  # each tier plans 1000 MB
+    with pytest.raises(ConflictError) as err:
+        lifecycle.up(isolated_home, host=host)
+    assert err.value.exit_code == 5 and "fast" in err.value.message
+    assert host.spawned() == []
+    lifecycle.up(isolated_home, tiers=["fast"], host=host)  # one fits
+    assert host.spawned() == ["fast", "gateway"]
+
+
+def test_the_memory_guard_counts_what_a_running_tier_may_still_grow(
+        isolated_home: Paths, two_tiers: Stack, host: FakeHost) -> None:
+    lifecycle.up(isolated_home, tiers=["fast"], host=host)
+    host.free_memory = 1500 * 1024**2
+    host.rss[host.proc_of("fast").pid] = 200 * 1024**2  # 800 MB of its plan still to come
+    with pytest.raises(ConflictError) as err:
+        lifecycle.up(isolated_home, host=host)
+    assert "running tiers (fast)" in err.value.message and host.running("standard") is None
+    host.rss[host.proc_of("fast").pid] = 900 * 1024**2  # 100 MB more at most: standard fits
+    assert lifecycle.up(isolated_home, host=host).started == ["standard"]
 
 
 # --- down and status ----------------------------------------------------------------------
@@ -244,6 +277,36 @@ def test_a_tier_that_keeps_crashing_is_declared_flapping(isolated_home: Paths, t
     assert "fast: FLAPPING: 3 restarts in 600 s" in capsys.readouterr().err
     written = json.loads((isolated_home.run_dir / "watchdog.json").read_text())
     assert written["services"]["fast"]["state"] == ServiceState.FLAPPING == "flapping"
+
+
+def test_an_unchanged_state_is_written_once_per_interval(isolated_home: Paths, two_tiers: Stack,
+                                                         host: FakeHost) -> None:
+    lifecycle.up(isolated_home, host=host)
+    opts = watchdog.Options(Policy(interval_s=10.0))
+    loop = watchdog.LoopState()
+    watchdog.run_round(isolated_home, opts, loop, host=host)
+    first = loop.last_written
+    assert first is not None and isolated_home.watchdog_state_file.exists()
+    host.clock += 5.0
+    watchdog.run_round(isolated_home, opts, loop, host=host)
+    assert loop.last_written == first  # nothing changed within the interval: not rewritten
+    host.clock += 6.0
+    watchdog.run_round(isolated_home, opts, loop, host=host)
+    assert loop.last_written is not None and loop.last_written[1] > first[1]
+    # another loop (another watchdog) keeps its own memory of what it wrote
+    assert watchdog.LoopState().last_written is None
+
+
+def test_spawn_daemon_waits_for_the_watchdog_lock_on_the_host(isolated_home: Paths, host: FakeHost) -> None:
+    host.held_locks.add(isolated_home.watchdog_lock_file.name)
+    assert watchdog.spawn_daemon(isolated_home, ["watch"], host=host) == 4242
+    assert host.events == ["detach watch"]
+    with pytest.raises(ConflictError):
+        watchdog.ensure_not_running(isolated_home, host=host)
+    host.held_locks.clear()
+    watchdog.ensure_not_running(isolated_home, host=host)
+    assert watchdog.spawn_daemon(isolated_home, ["watch"], ready_timeout=1.0, host=host) == 4242
+    assert host.monotonic() >= 1000.0 + 1.0  # polled on the fake clock until the timeout
 
 
 def test_serve_installs_signal_handlers_that_stop_the_loop(isolated_home: Paths, two_tiers: Stack,

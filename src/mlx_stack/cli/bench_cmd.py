@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from mlx_stack.json_types import JSONObject
+    from mlx_stack.services.bench import Options, Outcome
 
 
 def bench(
@@ -48,7 +52,7 @@ def bench(
     show(outcome)
 
 
-def measure(target: str, *, save: bool, options: Any = None, port: int | None = None) -> Any:
+def measure(target: str, *, save: bool, options: Options | None = None, port: int | None = None) -> Outcome:
     """Run the benchmark with progress on stderr; also used by `pull --bench`.
 
     Ctrl-C and SIGTERM end it with exit code 130, the temporary server stopped."""
@@ -67,13 +71,13 @@ def measure(target: str, *, save: bool, options: Any = None, port: int | None = 
                             exit_code=ExitCode.INTERRUPTED) from None
 
 
-def as_json(outcome: Any) -> dict[str, Any]:
-    data: dict[str, Any] = outcome.result.to_dict()
+def as_json(outcome: Outcome) -> JSONObject:
+    data = outcome.result.to_dict()
     data["saved_to"] = outcome.saved_to
     return data
 
 
-def show(outcome: Any) -> None:
+def show(outcome: Outcome) -> None:
     """The result as tables and a bar chart on stdout; where it was saved on stderr."""
     from mlx_stack.cli import bench_view
     from mlx_stack.cli.terminal import terminal

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core import bench as core
 from mlx_stack.core import bench_result as results
+
+if TYPE_CHECKING:
+    from mlx_stack.cli.terminal import Terminal
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def render(terminal: Any, result: results.BenchResult) -> None:
+def render(terminal: Terminal, result: results.BenchResult) -> None:
     from rich.table import Table
 
     def line(text: str) -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlx_stack.core.dashboard import state_class
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from mlx_stack.core.stack import Stack
+    from mlx_stack.paths import Paths
 
 _STYLE = {"up": "green", "warn": "yellow", "down": "bold red", "other": "cyan"}
 _SPARK = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 24  # the last 2 minutes of tok/s at 5 s per sample
 
 
-def _stack() -> tuple[Any, Any]:
+def _stack() -> tuple[Paths, Stack]:
     from mlx_stack.paths import paths
     from mlx_stack.services.dashboard import configured_stack
 
@@ -54,7 +60,7 @@ def spark(values: list[float | None]) -> str:
     return "".join(" " if v is None else _SPARK[min(7, int(v / top * 7.999))] for v in pts)
 
 
-def render_view(view: dict[str, Any] | None, url: str) -> Any:
+def render_view(view: dict[str, Any] | None, url: str) -> RenderableType:
     """The Rich renderable of one JSON view (or of a front door that does not answer)."""
     from rich.console import Group
     from rich.table import Table
@@ -83,7 +89,7 @@ def render_view(view: dict[str, Any] | None, url: str) -> Any:
         texts = [Text(str(c)) for c in cells]  # never parse model names or reasons as markup
         texts[1].stylize(_STYLE[state_class(state)])
         table.add_row(*texts)
-    parts: list[Any] = [table]
+    parts: list[RenderableType] = [table]
     hw = view.get("hardware") or {}
     budget = view.get("budget") or {}
     line = f"machine: {hw.get('label') or hw.get('chip') or '-'}"

@@ -53,6 +53,7 @@ def _render(result: DoctorResult) -> None:
     from rich.text import Text
 
     from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.doctor import summary
 
     doc = result.report
     terminal.print(Text(f"mlx-stack {doc['mlx_stack_version']} doctor: {doc['os']} {doc['arch']}, "
@@ -66,7 +67,7 @@ def _render(result: DoctorResult) -> None:
         if c.fix and c.status in ("WARN", "FAIL"):
             table.add_row(Text(""), Text(""), Text(f"fix: {c.fix}", style="dim"))
     terminal.print(table)
-    counts = doc["summary"]
+    counts = summary(result.checks)  # the report's summary, counted again
     line = ", ".join(f"{counts[s]} {s}" for s in ("PASS", "WARN", "FAIL", "SKIP") if counts.get(s))
     verdict = "some checks FAILED" if counts.get("FAIL") else "nothing failed"
     terminal.print(Text(f"{line}: {verdict}"))

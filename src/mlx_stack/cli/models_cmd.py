@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import typer
 
 from mlx_stack.cli.plan_options import BandwidthOption, ChipOption, GpuCoresOption, MemoryOption
+
+if TYPE_CHECKING:
+    from mlx_stack.core.hardware import HardwareProfile
 
 _FILTERS = "Catalog filters"
 _REC = "Recommendation"
@@ -59,7 +63,7 @@ def models(
             _recommend(hw, budget, intent, show_all, quant, json_)
 
 
-def _check_flag_modes(mode: str | None, **given: Any) -> None:
+def _check_flag_modes(mode: str | None, **given: object) -> None:
     from mlx_stack.errors import UsageError
 
     allowed = {
@@ -102,7 +106,7 @@ def _local(json_: bool) -> None:
     terminal.print(table)
 
 
-def _catalog(hw: Any, family: str | None, tag: str | None, tool_calling: bool, quant: str | None,
+def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_calling: bool, quant: str | None,
              json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
@@ -148,7 +152,7 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:g}"
 
 
-def _quality(q: dict[str, Any] | None) -> str:
+def _quality(q: Mapping[str, object] | None) -> str:
     if q is None:
         return "-"
     return f"{q['quantized_score']:g} {'pub' if q['basis'] == 'published' else 'est'}"
@@ -158,7 +162,7 @@ def _source(source: str) -> str:
     return "estimated" if source == "estimated" else "measured"
 
 
-def _recommend(hw: Any, budget: str | None, intent: str, show_all: bool, quant: str | None,
+def _recommend(hw: HardwareProfile, budget: str | None, intent: str, show_all: bool, quant: str | None,
                json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal

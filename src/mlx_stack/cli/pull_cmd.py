@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from mlx_stack.cli.terminal import Terminal
+    from mlx_stack.services.pull import Plan
 
 
 def pull(
@@ -59,7 +65,7 @@ def pull(
     finally:
         bar.stop()
     if json_:
-        out: dict[str, Any] = result.as_dict()
+        out: dict[str, object] = {**result.as_dict()}
         out["downloaded_bytes"] = bar.fetched
         if bench:  # added by bench (issue 7): the measurement goes into the same JSON
             from mlx_stack.cli import bench_cmd
@@ -80,14 +86,14 @@ def pull(
 class DownloadBar:
     """A Rich progress bar on a terminal; two plain lines otherwise."""
 
-    def __init__(self, terminal: Any) -> None:
+    def __init__(self, terminal: Terminal) -> None:
         self.terminal = terminal
-        self.progress: Any = None
-        self.task: Any = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.fetched = 0
         self._start_bytes = 0
 
-    def start(self, plan: Any) -> None:
+    def start(self, plan: Plan) -> None:
         from mlx_stack.core.units import format_bytes
 
         self._start_bytes = plan.present
@@ -118,7 +124,7 @@ class DownloadBar:
         self.progress.start()
 
     def update(self, done: int, total: int) -> None:
-        if self.progress is not None:
+        if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=done, total=total)
 
     def stop(self) -> None:

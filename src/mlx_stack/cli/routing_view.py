@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlx_stack.services.routing import RoutingReport
+    from mlx_stack.services.routing import RoutingReport, TierLimit
 
 
 def render_routing(report: RoutingReport | None) -> None:
@@ -29,20 +29,20 @@ def render_routing(report: RoutingReport | None) -> None:
     ]
     for line in lines:
         terminal.print(Text(line))
-    counts = report.counts or {}
-    tier_counts = counts.get("tiers") or {}
-    auto = counts.get("auto") or {}
+    counts = report.counts
+    tier_counts = counts["tiers"] if counts is not None else {}
+    auto = counts["auto"] if counts is not None else {}
     table = Table(box=None, pad_edge=False)
     for col in ("tier", "context", "prompt limit", "requests", "auto", "fallbacks out", "fallbacks in",
                 "client errors", "server errors", "tokens"):
         table.add_column(col)
     known = {t["name"] for t in report.tiers}
-    extra = [{"name": name, "context_window": None, "prompt_limit": None}  # e.g. the cloud group
-             for name in tier_counts if name not in known]
+    extra: list[TierLimit] = [{"name": name, "context_window": None, "prompt_limit": None}
+                              for name in tier_counts if name not in known]  # e.g. the cloud group
     for t in [*report.tiers, *extra]:
         c = tier_counts.get(t["name"], {})
 
-        def n(kind: str, c: dict[str, Any] = c) -> str:
+        def n(kind: str, c: dict[str, int] = c) -> str:
             return str(c.get(kind, 0)) if report.counts is not None else "-"
 
         table.add_row(*(Text(x) for x in (

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.units import format_mb
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from mlx_stack.core.memory_plan import ServingProfile
     from mlx_stack.core.stack import Stack
 
 
-def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Any:
+def plan_table(profiles: Mapping[str, ServingProfile], title: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, title=title, title_justify="left")

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlx_stack.cli.pull_cmd import DownloadBar
+    from mlx_stack.cli.terminal import Terminal
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.core.memory_plan import ServingProfile
+    from mlx_stack.core.scoring import Recommendation
+    from mlx_stack.core.stack_change import SetupFlags
+    from mlx_stack.paths import Paths
+    from mlx_stack.services.pull import Plan
+    from mlx_stack.services.setup import SetupResult
 
 
 class TerminalSetupUI:
     """Rich prompts on stderr when ``interactive``; otherwise the defaults, silently."""
 
-    def __init__(self, terminal: Any, *, interactive: bool) -> None:
+    def __init__(self, terminal: Terminal, *, interactive: bool) -> None:
         self.terminal = terminal
         self.interactive = interactive
-        self._bar: Any = None
+        self._bar: DownloadBar | None = None
 
     def say(self, message: str) -> None:
         self.terminal.info(message)
 
-    def hardware(self, profile: Any) -> None:
+    def hardware(self, profile: HardwareProfile) -> None:
         from mlx_stack.cli.hardware_view import hardware_rows
 
         self.terminal.info("This machine:")
         for key, value in hardware_rows(profile):
             self.terminal.info(f"  {key:<17} {value}")
 
-    def recommendation(self, rec: Any, profiles: Any) -> None:
+    def recommendation(self, rec: Recommendation, profiles: Mapping[str, ServingProfile]) -> None:
         from mlx_stack.core.units import gb
 
         self.terminal.info(f"Recommended ({rec.intent}; budget {rec.budget_reason}; "
@@ -65,11 +77,11 @@ class TerminalSetupUI:
 
         return Confirm.ask(question, default=True, console=self.terminal.err)
 
-    def pull_started(self, plan: Any) -> None:
+    def pull_started(self, plan: Plan) -> None:
         from mlx_stack.cli.pull_cmd import DownloadBar
 
-        self._bar = DownloadBar(self.terminal)
-        self._bar.start(plan)
+        self._bar = bar = DownloadBar(self.terminal)
+        bar.start(plan)
 
     def pull_progress(self, done: int, total: int) -> None:
         if self._bar is not None:
@@ -81,7 +93,7 @@ class TerminalSetupUI:
             self._bar = None
 
 
-def run_setup(flags: Any) -> None:
+def run_setup(flags: SetupFlags) -> None:
     """The non-demo `setup`: run the service, explain the outcome, keep Ctrl-C tidy."""
     import sys
 
@@ -117,7 +129,7 @@ def run_setup(flags: Any) -> None:
     _report(terminal, p, result, started=not flags.no_start)
 
 
-def _report(terminal: Any, p: Any, result: Any, *, started: bool) -> None:
+def _report(terminal: Terminal, p: Paths, result: SetupResult, *, started: bool) -> None:
     d = result.applied.diff
     for t in result.stack.tiers:
         mark = " (new)" if t.name in d.added else " (changed)" if t.name in d.changed else ""

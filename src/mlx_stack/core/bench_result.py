@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from mlx_stack.core.bench import ConcurrencyLevel, Reference, SingleStream, Verdict
 from mlx_stack.core.validate import Fields
+from mlx_stack.json_types import JSON, JSONObject, as_object
 
 RESULT_SCHEMA = 1
 GB = 1_000_000_000  # memory figures are decimal GB, like the estimator's
@@ -38,8 +38,8 @@ class BenchResult:
     peak_rss_gb: float | None = None  # resident memory of the server's process tree, peak
     mlx_peak_gb: float | None = None  # MLX's own peak as the server reports it (Metal; None on CPU)
 
-    def to_dict(self) -> dict[str, Any]:
-        def _lv(lv: ConcurrencyLevel) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
+        def _lv(lv: ConcurrencyLevel) -> JSON:
             return {k: _round(v) for k, v in lv.__dict__.items()}
 
         return {
@@ -70,7 +70,7 @@ class BenchResult:
         }
 
 
-def _round(value: Any) -> Any:
+def _round(value: JSON) -> JSON:
     return round(value, 4) if isinstance(value, float) else value
 
 
@@ -95,11 +95,12 @@ class SavedMeasurement:
         return int(self.memory_gb * GB)
 
 
-def parse_saved(data: Any, profile: str) -> SavedMeasurement:
+def parse_saved(data: object, profile: str) -> SavedMeasurement:
     """Validate a saved result for ``profile``; ValueError (with the reason) if not usable."""
-    if not isinstance(data, dict):
+    obj = as_object(data)
+    if obj is None:
         raise ValueError("not a JSON object")
-    f = Fields(cast("dict[str, object]", data), error=lambda _where, problem: ValueError(problem))
+    f = Fields(obj, error=lambda _where, problem: ValueError(problem))
     if f.data.get("schema") != RESULT_SCHEMA:
         f.fail("schema", f"unknown schema {f.data.get('schema')!r}")
     if f.data.get("profile") != profile:

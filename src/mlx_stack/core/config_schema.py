@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 from mlx_stack.errors import NotFoundError, UsageError
 
@@ -25,12 +25,15 @@ def shown(text: object, limit: int = 40) -> str:
     return repr(safe) + (f"… ({len(raw)} characters)" if len(raw) > limit else "")
 
 
+SettingValue: TypeAlias = str | int | bool | None  # a setting's value, parsed
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
-    default: Any
+    default: SettingValue
     allowed: str  # said in errors and in `config list`
-    parse: Callable[[str], Any]
+    parse: Callable[[object], SettingValue]  # typed text, or a value read from config.yaml
     help: str
     secret: bool = False
 
@@ -57,8 +60,8 @@ def _int_range(key: str, lo: int, hi: int) -> Callable[[object], int]:
     return parse
 
 
-def _choice(key: str, choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+def _choice(key: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
         value = str(raw).strip().lower()
         if value not in choices:
             raise _bad(key, raw, "one of " + ", ".join(choices))
@@ -81,11 +84,11 @@ def _bool(key: str) -> Callable[[object], bool]:
     return parse
 
 
-def _path(key: str) -> Callable[[str], str]:
+def _path(key: str) -> Callable[[object], str]:
     """An absolute folder path (``~`` expanded), printable, of sane length. That it
     exists is checked where the value is set (this module does no I/O)."""
 
-    def parse(raw: str) -> str:
+    def parse(raw: object) -> str:
         value = str(raw).strip()
         if not value:
             raise _bad(key, raw, "an absolute folder path")
@@ -102,8 +105,8 @@ def _path(key: str) -> Callable[[str], str]:
     return parse
 
 
-def _secret(key: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
+def _secret(key: str) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
         value = str(raw).strip()
         printable_ascii = all(" " < c < "\x7f" for c in value)
         if not value or not printable_ascii or len(value) > MAX_SECRET_CHARS:
@@ -153,9 +156,9 @@ def get_key(name: str) -> Key:
         ) from None
 
 
-def validate_file_values(raw: dict[str, Any], source: str) -> dict[str, Any]:
+def validate_file_values(raw: dict[str, object], source: str) -> dict[str, SettingValue]:
     """Validate values read from config.yaml; errors name the file."""
-    out: dict[str, Any] = {}
+    out: dict[str, SettingValue] = {}
     for name, value in raw.items():
         key = KEYS.get(name)
         if key is None or key.secret:

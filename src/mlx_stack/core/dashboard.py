@@ -12,7 +12,6 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mlx_stack.core.metrics_text import BUCKETS
 from mlx_stack.core.service_state import DOWN, UP, WARN, ServiceState
@@ -91,10 +90,10 @@ def _back(history: Sequence[Sample], now: float, seconds: float) -> Sample | Non
 
 
 def rates(live: TierSample, history: Sequence[Sample], tier: str, now: float,
-          started_at: float) -> dict[str, Any]:
+          started_at: float) -> dict[str, object]:
     """requests/s, tok/s (over ~RATE_WINDOW_S) and TTFT p50 (over ~TTFT_WINDOW_S) now."""
     zero = ZERO
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     base = _back(history, now, RATE_WINDOW_S)
     then, at = (base.tiers.get(tier, zero), base.at) if base else (zero, started_at)
     span = max(now - at, 1e-3)
@@ -108,7 +107,7 @@ def rates(live: TierSample, history: Sequence[Sample], tier: str, now: float,
     return out
 
 
-def series(history: Sequence[Sample], tiers: Sequence[str]) -> dict[str, Any]:
+def series(history: Sequence[Sample], tiers: Sequence[str]) -> dict[str, object]:
     """The plots: per interval between samples, tok/s and TTFT p50 (None: no request)."""
     zero = ZERO
     times = [round(s.at, 3) for s in list(history)[1:]]
@@ -134,7 +133,7 @@ def counts(live: TierSample) -> dict[str, int]:
 
 
 def tier_state(*, has_record: bool, process_alive: bool | None, answers: bool,
-               watchdog: Mapping[str, Any] | None = None) -> tuple[str, str]:
+               watchdog: Mapping[str, object] | None = None) -> tuple[str, str]:
     """(state, detail) as `status` words it: healthy, down (alive, not answering),
     crashed (gone while it should run), stopped; the watchdog's own state string
     (flapping, backoff, or any other, e.g. sleeping) wins over a failed check."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from mlx_stack.core.hardware import HardwareProfile
 from mlx_stack.core.units import GIB, MIB, format_bytes
+from mlx_stack.json_types import as_object
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATES = (PASS, WARN, FAIL, SKIP)
@@ -40,11 +40,19 @@ class Check:
     status: str
     detail: str
     fix: str | None = None
-    data: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    data: Mapping[str, object] = field(default_factory=dict[str, object])
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "title": self.title, "status": self.status, "detail": self.detail,
                 "fix": self.fix, "data": dict(self.data)}
+
+    @staticmethod
+    def from_dict(data: object) -> Check:
+        """The inverse of :meth:`as_dict` (for a check of a redacted report)."""
+        d = as_object(data) or {}
+        fix = d.get("fix")
+        return Check(str(d["id"]), str(d["title"]), str(d["status"]), str(d["detail"]),
+                     fix if isinstance(fix, str) else None, as_object(d.get("data")) or {})
 
 
 def exit_code(checks: Iterable[Check]) -> int:
@@ -205,7 +213,7 @@ def packages(versions: Mapping[str, str | None], required: Mapping[str, str], pl
     return Check("packages", "packages", PASS, shown, None, data)
 
 
-def mlx_backend(platform: str, info: Mapping[str, Any]) -> Check:
+def mlx_backend(platform: str, info: Mapping[str, object]) -> Check:
     """Can MLX run here: Metal on macOS, the CPU backend elsewhere."""
     data = dict(info)
     if not info.get("imported"):
@@ -219,7 +227,7 @@ def mlx_backend(platform: str, info: Mapping[str, Any]) -> Check:
         if not info.get("metal"):
             return Check("mlx", "MLX", FAIL, "MLX loads, but Metal is not available to it",
                          "MLX needs macOS 14+ on Apple Silicon and a native arm64 Python", data)
-        device_info: Mapping[str, Any] = info.get("device_info") or {}
+        device_info = as_object(info.get("device_info")) or {}
         name = device_info.get("device_name") or "Apple GPU"
         device = info.get("default_device")
         return Check("mlx", "MLX", PASS, f"Metal available ({name}), default device {device}", None, data)

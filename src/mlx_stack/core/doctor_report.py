@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import cast
 
 from mlx_stack.core.doctor import Check, exit_code, summary
-from mlx_stack.json_types import as_object
+from mlx_stack.json_types import JSONObject, as_list, as_object
 
 FORMAT = "mlx-stack-doctor-report"
 SCHEMA = 1
@@ -62,9 +62,9 @@ def redact_text(text: str, secrets: Iterable[str], home: str) -> str:
     return text
 
 
-def redact(node: object, secrets: Iterable[str], home: str) -> Any:
+def redact(node: object, secrets: Iterable[str], home: str) -> object:
     """``node`` (JSON-like) with every string redacted (a mapping or sequence comes back as
-    a new dict or list; Any, so callers index the document they know the shape of)."""
+    a new dict or list)."""
     values = list(secrets)
     if isinstance(node, str):
         return redact_text(node, values, home)
@@ -76,26 +76,27 @@ def redact(node: object, secrets: Iterable[str], home: str) -> Any:
     return node
 
 
-def build(checks: Sequence[Check], *, meta: Mapping[str, Any], raw: Mapping[str, Any],
-          secrets: Iterable[str], home: str) -> dict[str, Any]:
+def build(checks: Sequence[Check], *, meta: Mapping[str, object], raw: Mapping[str, object],
+          secrets: Iterable[str], home: str) -> JSONObject:
     """The whole report, redacted."""
-    doc: dict[str, Any] = {
+    raw_copy = dict(raw)
+    doc: dict[str, object] = {
         "format": FORMAT,
         "schema": SCHEMA,
         **meta,
         "exit_code": exit_code(checks),
         "summary": summary(checks),
         "checks": [c.as_dict() for c in checks],
-        "raw": dict(raw),
+        "raw": raw_copy,
     }
-    mac = doc["raw"].get("mac")
+    mac = raw_copy.get("mac")
     if isinstance(mac, Mapping):
-        mac = doc["raw"]["mac"] = dict(cast(Mapping[str, object], mac))
+        mac = raw_copy["mac"] = dict(cast(Mapping[str, object], mac))
         for key in ("sp_hardware", "sp_displays"):
             text = mac.get(key)
             if isinstance(text, str) and text:
                 mac[key] = scrub_sp_json(text)
-    return redact(doc, secrets, home)
+    return cast(JSONObject, redact(doc, secrets, home))  # a mapping comes back as a dict
 
 
 def is_report(data: object) -> bool:
@@ -103,15 +104,16 @@ def is_report(data: object) -> bool:
     return doc is not None and doc.get("format") == FORMAT
 
 
-def hardware_sample(data: Mapping[str, Any]) -> dict[str, Any]:
+def hardware_sample(data: object) -> dict[str, object]:
     """From a report: the inputs of ``profile_from_mac`` (``mac``, None for a non-Mac
     report) and the profile the reporting machine built (``profile``)."""
     if not is_report(data):
         raise ValueError("not an mlx-stack doctor report")
-    raw: Mapping[str, Any] = data.get("raw") or {}
-    checks: list[Mapping[str, Any]] = data.get("checks", [])
+    doc = as_object(data) or {}
+    raw = as_object(doc.get("raw")) or {}
+    checks = [c for c in map(as_object, as_list(doc.get("checks"))) if c is not None]
     hw = next((c for c in checks if c.get("id") == "hardware"), None)
-    mac: Mapping[str, Any] | None = raw.get("mac")
+    mac = as_object(raw.get("mac"))
     return {
         "mac": None if not mac else {
             "sysctl_text": mac.get("sysctl", ""),

@@ -7,7 +7,6 @@ import plistlib
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mlx_stack.core.doctor import FAIL, PASS, SKIP, WARN, Check
 from mlx_stack.core.units import format_bytes
@@ -22,7 +21,7 @@ class PortFact:
     ours: bool = False  # held by that service's own running process group
     holder: str | None = None  # "nginx (pid 12)" when held by something else
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"service": self.service, "port": self.port, "free": self.free, "ours": self.ours,
                 "holder": self.holder}
 
@@ -48,7 +47,7 @@ class FileFact:
     error: str | None = None  # why it is unreadable or invalid
     hint: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "path": self.path, "present": self.present, "error": self.error}
 
 
@@ -144,7 +143,7 @@ def login_service(f: LoginFact) -> Check:
 _LOG_MARKERS = ("process gone; last log line:", "; last log:")
 
 
-def _without_log_lines(detail: Any, name: str) -> Any:
+def _without_log_lines(detail: object, name: str) -> object:
     if not isinstance(detail, str):
         return detail
     for marker in _LOG_MARKERS:
@@ -154,7 +153,7 @@ def _without_log_lines(detail: Any, name: str) -> Any:
     return detail
 
 
-def service(status: Mapping[str, Any], rss_bytes: int | None) -> Check:
+def service(status: Mapping[str, object], rss_bytes: int | None) -> Check:
     """One service as `status` probed it (a real completion), plus its memory; log lines
     quoted by `status` are left out."""
     name, state = str(status.get("name")), str(status.get("state"))

@@ -37,7 +37,6 @@ on the MLX peak memory) + one vllm-mlx server process (about 1 GB, measured).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from mlx_stack.core.catalog import QUANT_BITS, CatalogEntry
 from mlx_stack.core.chips import chip_generation, chip_tier
@@ -93,7 +92,7 @@ class Estimate:
     decode_full_tok_s: float | None = None
     short_context: int = SHORT_CONTEXT
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "quant": self.quant, "context": self.context,
             "decode_tok_s": _round(self.decode_tok_s), "decode_context": self.short_context,

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
 
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
+from mlx_stack.json_types import as_list, as_object
 from mlx_stack.paths import ROUTES_FILE
 
 ROUTES_SCHEMA = 1
@@ -77,38 +77,36 @@ class UnknownModel(Exception):
     """The request names a model this stack does not serve (a client error: 404)."""
 
 
-def _upstream(raw: Any, source: str) -> Upstream:
-    if not (isinstance(raw, dict)
-            and isinstance(raw.get("name"), str) and isinstance(raw.get("url"), str)):  # pyright: ignore[reportUnknownMemberType]
+def _upstream(raw: object, source: str) -> Upstream:
+    entry = as_object(raw)
+    name, url = (entry.get("name"), entry.get("url")) if entry is not None else (None, None)
+    if entry is None or not isinstance(name, str) or not isinstance(url, str):
         raise ValueError(f"{source}: malformed upstream entry {raw!r}")
-    raw = cast(dict[str, Any], raw)
-    window = raw.get("context_window")
-    tok = raw.get("tokenizer")
-    od_raw = raw.get("on_demand")
-    od = cast(dict[str, Any], od_raw) if isinstance(od_raw, dict) else {}
+    window = entry.get("context_window")
+    tok = entry.get("tokenizer")
+    od = as_object(entry.get("on_demand")) or {}
     idle, planned = od.get("idle_unload_s"), od.get("planned_mb")
-    return Upstream(raw["name"], str(raw.get("model") or raw["name"]), raw["url"].rstrip("/"),
+    return Upstream(name, str(entry.get("model") or name), url.rstrip("/"),
                     window if isinstance(window, int) and window > 0 else None,
                     tok if isinstance(tok, str) else None,
                     idle if isinstance(idle, int) and idle > 0 else None,
                     planned if isinstance(planned, int) and planned > 0 else None)
 
 
-def parse_routes(doc: Any, source: str = ROUTES_FILE) -> Routes:
+def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
     """The inverse of :func:`mlx_stack.core.gateway_config.render_routes`; ValueError naming
     ``source`` when malformed."""
-    if not (isinstance(doc, dict) and doc.get("schema") == ROUTES_SCHEMA  # pyright: ignore[reportUnknownMemberType]
-            and isinstance(doc.get("tiers"), list) and doc["tiers"]):  # pyright: ignore[reportUnknownMemberType]
+    top = as_object(doc)
+    if not (top is not None and top.get("schema") == ROUTES_SCHEMA and as_list(top.get("tiers"))):
         raise ValueError(f"{source}: not an mlx-stack routes document (schema {ROUTES_SCHEMA})")
-    doc = cast(dict[str, Any], doc)
-    tiers = {u.name: u for u in (_upstream(t, source) for t in doc["tiers"])}
-    listed: list[str] = doc.get("fallback_order") or []
-    order = [n for n in listed if n in tiers] or list(tiers)
+    tiers = {u.name: u for u in (_upstream(t, source) for t in as_list(top.get("tiers")))}
+    listed = as_list(top.get("fallback_order"))
+    order = [n for n in listed if isinstance(n, str) and n in tiers] or list(tiers)
     try:
-        rules = parse_routing(doc.get("rules"), list(tiers), source)
+        rules = parse_routing(top.get("rules"), list(tiers), source)
     except Exception as exc:  # StateError: say it as a ValueError, one family for the reader
         raise ValueError(str(exc)) from None
-    cloud = _upstream(doc["cloud"], source) if doc.get("cloud") else None
+    cloud = _upstream(top["cloud"], source) if top.get("cloud") else None
     return Routes(tiers, tuple(order), rules, cloud)
 
 
@@ -121,7 +119,7 @@ def is_near_a_limit(tokens: int, routes: Routes) -> bool:
     return False
 
 
-def plan(body: Mapping[str, Any], routes: Routes, *, tokens: int | None = None) -> Plan:
+def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = None) -> Plan:
     """The upstreams to try for one parsed request body, in order.
 
     ``tokens`` is a real count of the prompt when the caller has one (near a limit);
@@ -191,7 +189,7 @@ _REQUIRED = {
 }
 
 
-def shape_problem(path: str, body: Mapping[str, Any]) -> str | None:
+def shape_problem(path: str, body: Mapping[str, object]) -> str | None:
     """Why this request can never succeed (answered 400 by the front door), or None."""
     key = _REQUIRED.get(path)
     if key is None:

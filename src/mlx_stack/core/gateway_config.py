@@ -22,7 +22,6 @@ says) and supplies what needs I/O: each tier's context window, LiteLLM's port.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from mlx_stack.core.front_door import ROUTES_SCHEMA, Upstream
 from mlx_stack.core.routing import RoutingRules, default_rules
@@ -52,11 +51,11 @@ def upstreams(stack: Stack, windows: Mapping[str, int | None]) -> list[Upstream]
 
 
 def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: RoutingRules,
-                  cloud: Upstream | None) -> dict[str, Any]:
+                  cloud: Upstream | None) -> dict[str, object]:
     """The routes document (JSON-ready, no secrets)."""
-    def entry(u: Upstream) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": u.name, "model": u.model, "url": u.url,
-                               "context_window": u.context_window, "tokenizer": u.tokenizer}
+    def entry(u: Upstream) -> dict[str, object]:
+        out: dict[str, object] = {"name": u.name, "model": u.model, "url": u.url,
+                                  "context_window": u.context_window, "tokenizer": u.tokenizer}
         if u.on_demand:
             out["on_demand"] = {"idle_unload_s": u.idle_unload_s, "planned_mb": u.planned_mb}
         return out
@@ -66,7 +65,7 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
             "cloud": entry(cloud) if cloud else None}
 
 
-def routes_for(stack: Stack, windows: Mapping[str, int | None], cloud_port: int | None) -> dict[str, Any]:
+def routes_for(stack: Stack, windows: Mapping[str, int | None], cloud_port: int | None) -> dict[str, object]:
     """The routes document of a stack; ``cloud_port``: LiteLLM's internal port, None without it."""
     cloud = Upstream(CLOUD, stack.cloud.model, f"http://127.0.0.1:{cloud_port}") if cloud_port else None
     return render_routes(upstreams(stack, windows), list(stack.fallback_order), rules_for(stack), cloud)
@@ -75,7 +74,7 @@ def routes_for(stack: Stack, windows: Mapping[str, int | None], cloud_port: int 
 # --- LiteLLM (the cloud) ------------------------------------------------------------------
 
 
-def render_litellm(stack: Stack) -> dict[str, Any]:
+def render_litellm(stack: Stack) -> dict[str, object]:
     """LiteLLM's proxy config as a mapping (:func:`litellm_text` dumps it as YAML)."""
     return {
         "model_list": [{

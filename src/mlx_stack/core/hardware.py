@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TypedDict, cast
 
 from mlx_stack.core import chips
 from mlx_stack.core.units import GIB, MIB, TIB, format_bytes
+from mlx_stack.json_types import JSONObject
 
 GB = 1_000_000_000
 
@@ -68,7 +69,7 @@ class HardwareProfile:
         cores = f"-{self.gpu_cores}c" if self.gpu_cores else ""
         return f"{self.chip.lower().replace(' ', '-')}{cores}-{mem}"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {
             "kind": self.kind,
             "os": self.os_name,
@@ -102,7 +103,7 @@ def parse_sysctl(text: str) -> dict[str, str]:
     return out
 
 
-def _int(value: str | None) -> int | None:
+def _int(value: object) -> int | None:
     try:
         return int(str(value).strip().strip('"'))
     except (TypeError, ValueError):
@@ -135,13 +136,13 @@ def parse_ioreg_gpu_cores(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _sp_items(text: str, key: str) -> list[dict[str, Any]]:
+def _sp_items(text: str, key: str) -> list[dict[str, object]]:
     try:
         data = json.loads(text)
     except ValueError:
         return []
     items = cast(dict[str, object], data).get(key) if isinstance(data, dict) else None
-    return [cast(dict[str, Any], i) for i in cast(list[object], items)
+    return [cast(dict[str, object], i) for i in cast(list[object], items)
             if isinstance(i, dict)] if isinstance(items, list) else []
 
 
@@ -166,16 +167,29 @@ def parse_memory_text(text: str) -> int | None:
     return int(float(m.group(1)) * scale)
 
 
-def parse_sp_hardware(text: str) -> dict[str, Any]:
+class SpHardware(TypedDict, total=False):
+    """What :func:`parse_sp_hardware` reads (empty when the output has no hardware item)."""
+
+    chip: str | None
+    machine_model: str | None
+    memory_bytes: int | None
+    cpu_cores: int | None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_sp_hardware(text: str) -> SpHardware:
     """chip, model, memory_bytes and CPU cores from ``SPHardwareDataType -json``.
 
     ``number_processors`` reads ``proc 18:6:0:12`` (total, then per level, fastest
     first as far as published samples go)."""
     for item in _sp_items(text, "SPHardwareDataType"):
-        out: dict[str, Any] = {
-            "chip": item.get("chip_type"),
-            "machine_model": item.get("machine_model"),
-            "memory_bytes": parse_memory_text(item.get("physical_memory", "")),
+        out: SpHardware = {
+            "chip": _text(item.get("chip_type")),
+            "machine_model": _text(item.get("machine_model")),
+            "memory_bytes": parse_memory_text(str(item.get("physical_memory", ""))),
             "cpu_cores": None,
         }
         m = re.match(r"^proc\s+(\d+)", str(item.get("number_processors", "")))
@@ -232,7 +246,7 @@ def profile_from_mac(
     ``working_set_bytes`` is Metal's recommended maximum working set when known.
     """
     sc = parse_sysctl(sysctl_text)
-    hw = parse_sp_hardware(sp_hardware_json) if sp_hardware_json else {}
+    hw: SpHardware = parse_sp_hardware(sp_hardware_json) if sp_hardware_json else {}
     sp_cores, sp_model = parse_sp_displays(sp_displays_json) if sp_displays_json else (None, None)
     notes: list[str] = []
 

@@ -26,12 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from mlx_stack.core.units import format_mb
 from mlx_stack.errors import ConflictError, StateError
+from mlx_stack.json_types import JSONObject, as_object, to_int
 
 if TYPE_CHECKING:
+    from mlx_stack.core.catalog import CatalogEntry
     from mlx_stack.core.scoring import Recommendation
 
 MB = 1024 * 1024
@@ -111,16 +113,15 @@ class ServingProfile:
         return int(self.cache_memory_mb * MB / (self.kv_bytes_per_token * bits / 16))
 
 
-def kv_shape(config: Mapping[str, Any]) -> tuple[int, int | None]:
+def kv_shape(config: Mapping[str, object]) -> tuple[int, int | None]:
     """fp16 KV bytes per token and head size from a model's config.json (0, None if unknown)."""
-    text = config.get("text_config")
-    cfg = cast(Mapping[str, Any], text) if isinstance(text, dict) else config
-    try:
-        layers = int(cfg["num_hidden_layers"])
-        heads = int(cfg["num_attention_heads"])
-        kv_heads = int(cfg.get("num_key_value_heads") or heads)
-        head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+    cfg = as_object(config.get("text_config")) or config
+    try:  # a missing field reads as 0, which the check below turns into "unknown"
+        layers = to_int(cfg.get("num_hidden_layers"))
+        heads = to_int(cfg.get("num_attention_heads"))
+        kv_heads = to_int(cfg.get("num_key_value_heads") or heads)
+        head_dim = to_int(cfg.get("head_dim") or to_int(cfg.get("hidden_size")) // heads)
+    except (TypeError, ValueError, ZeroDivisionError):
         return 0, None
     if min(layers, kv_heads, head_dim) <= 0:
         return 0, None
@@ -137,7 +138,7 @@ def need_from_shape(name: str, weights_bytes: int, kv_bytes_per_token: int, cont
     return TierNeed(name, need, context, weights_bytes, kv, kv_bytes_per_token, head_dim)
 
 
-def need_from_catalog(name: str, entry: Any, quant: str, context: int) -> TierNeed:
+def need_from_catalog(name: str, entry: CatalogEntry, quant: str, context: int) -> TierNeed:
     """A catalog tier's need: exactly the recommender's figure (``estimator.memory_bytes``)."""
     from mlx_stack.core.estimator import kv_bytes, memory_bytes, weights_bytes
 
@@ -299,21 +300,21 @@ _FIELDS = {
 _REQUIRED = ("context", "need_mb", "cache_memory_mb", "gpu_memory_utilization", "max_num_seqs")
 
 
-def parse_profile(raw: Any, where: str, source: str) -> ServingProfile:
+def parse_profile(raw: object, where: str, source: str) -> ServingProfile:
     """Validate a tier's ``serving:`` mapping; StateError names the field."""
     def err(field: str, problem: str) -> StateError:
         return StateError(f"{source}: {where}{field}: {problem}",
                           hint="fix the file by hand, or write a new plan with `mlx-stack setup`")
 
-    if not isinstance(raw, dict):
+    given = as_object(raw)
+    if given is None:
         raise err("", "expected a mapping")
-    raw = cast(dict[str, Any], raw)
-    unknown = sorted(set(raw) - set(_FIELDS))
+    unknown = sorted(set(given) - set(_FIELDS), key=str)
     if unknown:
         raise err(unknown[0], "unknown field")
-    values: dict[str, Any] = {}
+    values: dict[str, int | float] = {}  # a bool is an int
     for key, kind in _FIELDS.items():
-        value = raw.get(key)
+        value = given.get(key)
         if value is None:
             if key in _REQUIRED:
                 raise err(key, "missing")
@@ -321,7 +322,7 @@ def parse_profile(raw: Any, where: str, source: str) -> ServingProfile:
         if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise err(key, f"expected {'a number' if kind == (int, float) else kind.__name__}, "  # type: ignore[union-attr]
                       f"found {type(value).__name__}")
-        values[key] = value
+        values[key] = cast("int | float", value)
     for key in ("context", "need_mb", "max_num_seqs"):
         if values[key] <= 0:
             raise err(key, "must be positive")
@@ -333,11 +334,12 @@ def parse_profile(raw: Any, where: str, source: str) -> ServingProfile:
     if values.get("kv_cache_bits") not in (None, 4, 8):
         raise err("kv_cache_bits", "must be 4, 8 or absent (fp16)")
     values["gpu_memory_utilization"] = float(values["gpu_memory_utilization"])
-    return ServingProfile(**values)
+    # each value has its field's type, checked against _FIELDS above (per key, beyond pyright)
+    return ServingProfile(**values)  # pyright: ignore[reportArgumentType]
 
 
-def dump_profile(p: ServingProfile) -> dict[str, Any]:
-    data: dict[str, Any] = {
+def dump_profile(p: ServingProfile) -> JSONObject:
+    data: JSONObject = {
         "context": p.context, "weights_mb": p.weights_mb, "kv_mb": p.kv_mb, "need_mb": p.need_mb,
         "cache_memory_mb": p.cache_memory_mb, "gpu_memory_utilization": p.gpu_memory_utilization,
         "max_num_seqs": p.max_num_seqs, "kv_bytes_per_token": p.kv_bytes_per_token,

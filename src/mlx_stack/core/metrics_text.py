@@ -7,8 +7,8 @@ stack key); `status` fetches that page and reads it with :func:`summary`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypedDict
 
 PREFIX = "mlx_stack_gateway_"
 # Per-tier counters: (metric name, help).
@@ -41,7 +41,14 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(tiers: Mapping[str, Mapping[str, Any]], auto: Mapping[tuple[str, str], int],
+class TierSeries(TypedDict):
+    """One tier's numbers for :func:`render`."""
+
+    counters: Mapping[str, int]
+    hist: Mapping[str, tuple[Sequence[int], float, int]]  # bucket counts, sum, count
+
+
+def render(tiers: Mapping[str, TierSeries], auto: Mapping[tuple[str, str], int],
            started_at: float) -> str:
     """Prometheus text for per-tier ``counters`` (name -> int), ``hist`` (name -> (bucket counts,
     sum, count)) and ``auto`` decisions (tier, reason) -> count."""
@@ -91,9 +98,18 @@ def _split_labels(text: str) -> Iterable[str]:
     return [p for p in text.split('",') if p] if text else []
 
 
-def summary(text: str) -> dict[str, Any]:
+class Counts(TypedDict):
+    """A front door's counts as `status` shows them (:func:`summary`)."""
+
+    started_at: float | None
+    tiers: dict[str, dict[str, int]]  # tier -> counter (requests, fallbacks_out, ...) -> count
+    auto: dict[str, int]  # `auto` requests by chosen tier
+    auto_reasons: dict[str, int]  # ... and by reason
+
+
+def summary(text: str) -> Counts:
     """What `status` shows: per-tier counters and TTFT p50 estimates, `auto` decisions."""
-    tiers: dict[str, dict[str, Any]] = {}
+    tiers: dict[str, dict[str, int]] = {}
     auto: dict[str, int] = {}
     reasons: dict[str, int] = {}
     started = None

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TypeAlias
 
 from mlx_stack.core.validate import Fields, in_file, is_int, is_number
 from mlx_stack.errors import StateError
+from mlx_stack.json_types import JSONObject
 
 AUTO = "auto"
 DEFAULT_TIER = "standard"
@@ -39,6 +40,9 @@ _PER_MESSAGE_TOKENS = 4
 _MEDIA_KEYS = frozenset({"image_url", "input_audio", "source", "file", "image"})
 
 
+RuleValue: TypeAlias = str | int | float | None  # a value of RoutingRules (its as_dict())
+
+
 @dataclass(frozen=True)
 class RoutingRules:
     """How ``auto`` picks a tier. Tier fields name tiers of the stack (or None)."""
@@ -50,7 +54,7 @@ class RoutingRules:
     chars_per_token: float = DEFAULT_CHARS_PER_TOKEN  # ASCII characters per estimated token
     long_prompt_tokens: int | None = None  # optional: longer prompts always go to long_tier
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, RuleValue]:
         return asdict(self)
 
 
@@ -85,7 +89,7 @@ _LOWEST = {"output_reserve_tokens": 0, "long_prompt_tokens": 1}  # whole-number 
 _HINT = "fix the routing: section by hand, or remove it to use the defaults"
 
 
-def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml") -> RoutingRules:
+def parse_routing(raw: object, tier_names: Iterable[str], source: str = "stack.yaml") -> RoutingRules:
     """Validate the optional ``routing:`` mapping; missing keys take the defaults."""
     names = list(tier_names)
     rules = default_rules(names)
@@ -93,17 +97,17 @@ def parse_routing(raw: Any, tier_names: Iterable[str], source: str = "stack.yaml
         return rules
     f = Fields(raw, "routing.", error=in_file(source, StateError, _HINT))
     f.unknown((fl.name for fl in fields(RoutingRules)), list_known=True)
-    values: dict[str, Any] = {}
+    values: dict[str, RuleValue] = {}
     for key in _TIER_RULES:
         if key not in f.data:
             continue
         value = f.data[key]
         if value is None and key in NULLABLE:
             values[key] = None
-        elif f.peek(key, str) not in names:
+        elif (tier := f.peek(key, str)) not in names:
             f.fail(key, f"{value!r} is not a tier of this stack ({', '.join(names)})")
         else:
-            values[key] = value
+            values[key] = tier
     for key, lo in _LOWEST.items():
         if key not in f.data or (f.data[key] is None and key in NULLABLE):
             continue
@@ -124,7 +128,7 @@ def fit_to_tiers(rules: RoutingRules, tier_names: Iterable[str]) -> RoutingRules
     (a tier removed by `setup --remove` never leaves a stack.yaml that cannot be read)."""
     names = list(tier_names)
     defaults = default_rules(names)
-    changes: dict[str, Any] = {}
+    changes: dict[str, RuleValue] = {}
     for key in ("default_tier", "tool_tier", "long_tier"):
         value = getattr(rules, key)
         if value is not None and value not in names:
@@ -132,7 +136,7 @@ def fit_to_tiers(rules: RoutingRules, tier_names: Iterable[str]) -> RoutingRules
     return replace(rules, **changes) if changes else rules
 
 
-def dump_routing(rules: RoutingRules, tier_names: Iterable[str]) -> dict[str, Any]:
+def dump_routing(rules: RoutingRules, tier_names: Iterable[str]) -> JSONObject:
     """The ``routing:`` section for stack.yaml: only the rules that differ from the
     defaults, so a default (say, the long tier) follows the tiers when they change."""
     defaults = default_rules(tier_names).as_dict()
@@ -146,7 +150,7 @@ def prompt_limit(context_window: int | None, rules: RoutingRules) -> int | None:
     return max(1, context_window - rules.output_reserve_tokens)
 
 
-def _text_chars(value: Any) -> tuple[int, int]:
+def _text_chars(value: object) -> tuple[int, int]:
     """(characters, non-ASCII characters) of every string inside ``value``."""
     if isinstance(value, str):
         if value.isascii():
@@ -162,18 +166,18 @@ def _text_chars(value: Any) -> tuple[int, int]:
             if key in _MEDIA_KEYS:
                 continue
             total += len(key) if isinstance(key, str) else 0  # tool schemas: property names
-            n, w = _text_chars(item)
+            n, w = _text_chars(item)  # pyright: ignore[reportUnknownArgumentType]
             total += n
             wide += w
     elif isinstance(value, list | tuple):
         for item in value:  # pyright: ignore[reportUnknownVariableType]
-            n, w = _text_chars(item)
+            n, w = _text_chars(item)  # pyright: ignore[reportUnknownArgumentType]
             total += n
             wide += w
     return total, wide
 
 
-def estimate_tokens(request: Mapping[str, Any], chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> int:
+def estimate_tokens(request: Mapping[str, object], chars_per_token: float = DEFAULT_CHARS_PER_TOKEN) -> int:
     """A fast upper-leaning estimate of a request's prompt tokens.
 
     Reads OpenAI chat requests (``messages``, ``tools``), Anthropic Messages requests
@@ -191,7 +195,7 @@ def estimate_tokens(request: Mapping[str, Any], chars_per_token: float = DEFAULT
     return int((total - wide) / chars_per_token + wide) + _PER_MESSAGE_TOKENS * (count + 1)
 
 
-def has_tools(request: Mapping[str, Any]) -> bool:
+def has_tools(request: Mapping[str, object]) -> bool:
     """True when the request offers tools the model may call."""
     tools = request.get("tools") or request.get("functions")
     if not tools:
@@ -201,7 +205,7 @@ def has_tools(request: Mapping[str, Any]) -> bool:
                                      and choice.get("type") == "none"))  # pyright: ignore[reportUnknownMemberType]
 
 
-def _candidate(request: Mapping[str, Any], rules: RoutingRules) -> tuple[str, str]:
+def _candidate(request: Mapping[str, object], rules: RoutingRules) -> tuple[str, str]:
     return (rules.tool_tier, "tools") if has_tools(request) else (rules.default_tier, "default")
 
 
@@ -213,7 +217,7 @@ def _limits(tier: str, rules: RoutingRules, context_windows: Mapping[str, int | 
     return [*limits, window_limit] if window_limit is not None else limits
 
 
-def decide(request: Mapping[str, Any], rules: RoutingRules, context_windows: Mapping[str, int | None],
+def decide(request: Mapping[str, object], rules: RoutingRules, context_windows: Mapping[str, int | None],
            *, tokens: int | None = None) -> Decision:
     """The tier an ``auto`` request goes to, and why.
 
@@ -227,7 +231,7 @@ def decide(request: Mapping[str, Any], rules: RoutingRules, context_windows: Map
     return Decision(tier, reason, counted)
 
 
-def is_borderline(request: Mapping[str, Any], rules: RoutingRules,
+def is_borderline(request: Mapping[str, object], rules: RoutingRules,
                   context_windows: Mapping[str, int | None], *, estimated: int | None = None) -> bool:
     """True when the estimate is too close to a limit to trust: count the tokens for real."""
     if estimated is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import cast
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
 from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, memory_bytes, prefill_tok_s
@@ -97,7 +97,7 @@ class Tier:
         """Where each number of this tier comes from."""
         return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "tier": self.name, "model": self.entry.id, "name": self.entry.name, "quant": self.quant,
             "repo": self.repo,
@@ -154,7 +154,7 @@ class Recommendation:
     def total_memory_bytes(self) -> int:
         return sum(t.memory_bytes for t in self.tiers)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "intent": self.intent, "weights": vars(self.weights).copy(),
             "budget_bytes": self.budget_bytes, "budget": self.budget_reason,
@@ -207,14 +207,14 @@ def _measured_in_catalog(entry: CatalogEntry, quant: str, hw: HardwareProfile) -
     return None
 
 
-def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
+def _saved_value(saved: Mapping[str, object] | None, model_id: str, quant: str,
                  notes: list[str]) -> tuple[float, int] | None:
     """A saved benchmark (decode tok/s, memory bytes) for ``model_id``; rejects entries
     without a positive memory or decode figure (noted)."""
     if not saved or model_id not in saved:
         return None
     raw = saved[model_id]
-    get: Callable[[str], Any] = (cast(Mapping[str, Any], raw).get if isinstance(raw, Mapping)
+    get: Callable[[str], object] = (cast(Mapping[str, object], raw).get if isinstance(raw, Mapping)
                                  else lambda k, d=None: getattr(raw, k, d))
     if get("quant") not in (None, quant):
         return None
@@ -230,7 +230,7 @@ def _saved_value(saved: Mapping[str, Any] | None, model_id: str, quant: str,
 
 def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
                quant: str = "int4", budget_bytes: int, context: int = TIER_CONTEXT["standard"],
-               saved: Mapping[str, Any] | None = None, notes: list[str] | None = None,
+               saved: Mapping[str, object] | None = None, notes: list[str] | None = None,
                reference: Catalog | list[CatalogEntry] | None = None) -> list[Candidate]:
     """Every catalog model priced and scored for one context (not filtered by fit).
     ``reference`` is the catalog that unscored models' quality estimates are drawn from
@@ -278,7 +278,7 @@ def _longctx_bonus(c: Candidate, standard: Candidate) -> float:
 
 
 def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
-              budget_bytes: int | None = None, saved: Mapping[str, Any] | None = None,
+              budget_bytes: int | None = None, saved: Mapping[str, object] | None = None,
               quant: str = "int4", memory_budget_pct: int = 40) -> Recommendation:
     """Assign the tiers so their summed memory fits the budget; explain every choice
     and every dropped tier. ``saved`` maps model id -> {decode_tok_s, memory_bytes[, quant]}

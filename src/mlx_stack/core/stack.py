@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import cast
 
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.core.validate import Fields, in_file
 from mlx_stack.errors import NotFoundError, StateError
+from mlx_stack.json_types import JSON, JSONObject
 
 SCHEMA = 1
 GATEWAY = "gateway"  # the service name of the front door on the gateway port
@@ -150,7 +151,7 @@ _TIER_FIELDS = ("name", "model", "path", "port", "tool_call_parser", "reasoning_
                 "context_window", "extra_args", "serving", "mode", "idle-unload")
 
 
-def _parse_tier(top: Fields, raw: Any, index: int, source: str) -> Tier:
+def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
     if not isinstance(raw, dict):
         top.fail(f"tiers[{index}]", "expected a mapping")
     f = top.nested(f"tiers[{index}]", cast("dict[str, object]", raw))
@@ -162,8 +163,9 @@ def _parse_tier(top: Fields, raw: Any, index: int, source: str) -> Tier:
     ctx = f.optional("context_window", int)
     if ctx is not None and ctx <= 0:
         f.fail("context_window", "must be positive")
-    extra: list[Any] = f.optional("extra_args", list, [])
-    if not all(isinstance(a, str) for a in extra):
+    given = cast("list[object]", f.optional("extra_args", list, []))
+    extra = [a for a in given if isinstance(a, str)]
+    if len(extra) != len(given):
         f.fail("extra_args", "expected a list of strings")
     mode = f.optional("mode", str, RESIDENT)
     if mode not in MODES:
@@ -185,13 +187,13 @@ def _parse_tier(top: Fields, raw: Any, index: int, source: str) -> Tier:
         reasoning_parser=f.optional("reasoning_parser", str),
         context_window=ctx,
         extra_args=tuple(extra),
-        serving=parse_profile(raw["serving"], f.where("serving."), source) if f.has("serving") else None,
+        serving=parse_profile(f.data["serving"], f.where("serving."), source) if f.has("serving") else None,
         mode=mode,
         idle_unload_s=idle_s,
     )
 
 
-def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
+def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
     """Validate a mapping loaded from stack.yaml; errors name ``source`` and the field."""
     f = Fields(data, error=in_file(source, StateError, _HINT), top="top level")
     schema = f.data.get("schema")
@@ -221,10 +223,12 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
             f.fail(f"tiers[{i}].port", f"port {t.port} is also used by {ports[t.port]}")
         ports[t.port] = f"tiers[{i}].port"
 
-    order: list[Any] = f.optional("fallback_order", list, names)
-    for i, name in enumerate(order):
-        if name not in names:
+    listed = cast("list[object]", f.optional("fallback_order", list, names))
+    order: list[str] = []
+    for i, name in enumerate(listed):
+        if not isinstance(name, str) or name not in names:
             f.fail(f"fallback_order[{i}]", f"{name!r} is not a tier of this stack")
+        order.append(name)
     if len(set(order)) != len(order):
         f.fail("fallback_order", "a tier is listed twice")
 
@@ -241,11 +245,11 @@ def parse_stack(data: Any, source: str = "stack.yaml") -> Stack:
                  memory_budget_mb=budget)
 
 
-def dump_stack(stack: Stack) -> dict[str, Any]:
+def dump_stack(stack: Stack) -> JSONObject:
     """The mapping written to stack.yaml (no secrets ever live here)."""
-    tiers: list[dict[str, Any]] = []
+    tiers: list[JSON] = []
     for t in stack.tiers:
-        entry: dict[str, Any] = {"name": t.name, "model": t.model, "path": t.path, "port": t.port}
+        entry: JSONObject = {"name": t.name, "model": t.model, "path": t.path, "port": t.port}
         for key in ("tool_call_parser", "reasoning_parser", "context_window"):
             if getattr(t, key) is not None:
                 entry[key] = getattr(t, key)
@@ -258,7 +262,7 @@ def dump_stack(stack: Stack) -> dict[str, Any]:
         if t.serving is not None:
             entry["serving"] = dump_profile(t.serving)
         tiers.append(entry)
-    data: dict[str, Any] = {
+    data: JSONObject = {
         "schema": SCHEMA,
         "gateway": {"host": stack.gateway.host, "port": stack.gateway.port},
         "fallback_order": list(stack.fallback_order),

@@ -13,7 +13,7 @@ Used by ``core.catalog``, ``core.stack``, ``core.routing`` and ``core.bench_resu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, TypeVar, cast, overload
+from typing import NoReturn, TypeGuard, TypeVar, cast, overload
 
 T = TypeVar("T")
 # (where, problem) -> the exception to raise; ``where`` is the field's path, e.g. ``tiers[0].port``.
@@ -26,12 +26,12 @@ def in_file(source: str, error: Callable[..., Exception], hint: str) -> ErrorFac
     return lambda where, problem: error(f"{source}: {where}: {problem}", hint=hint)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """A whole number (not a boolean)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """An int or a float (not a boolean)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -66,7 +66,9 @@ class Fields:
         self.prefix, self.error, self.top, self.bool_as = prefix, error, top, bool_as
         if not isinstance(data, dict):
             self.fail("", f"expected a mapping, found {type(data).__name__}")
-        self.data: dict[Any, Any] = data
+        # string keys, as json_types.as_object assumes (a YAML key may be a number: the
+        # fields are looked up by name, and unknown() names any other key with str())
+        self.data: dict[str, object] = cast("dict[str, object]", data)
 
     def where(self, name: str) -> str:
         return f"{self.prefix}{name}" or self.top
@@ -82,7 +84,7 @@ class Fields:
         """The field's value when it has type ``kind``, else None (no error)."""
         value = self.data.get(name)
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        return value if _matches(value, kinds) else None
+        return cast(T, value) if _matches(value, kinds) else None
 
     def _typed(self, name: str, kind: Kind[T], what: str | None) -> T:
         value = self.data[name]
@@ -90,7 +92,7 @@ class Fields:
         if not _matches(value, kinds):
             found = self.bool_as if isinstance(value, bool) else type(value).__name__
             self.fail(name, f"expected {what or ' or '.join(k.__name__ for k in kinds)}, found {found}")
-        return value
+        return cast(T, value)
 
     def get(self, name: str, kind: Kind[T], *, what: str | None = None) -> T:
         """A required field of type ``kind`` (``what`` names the type in the error)."""

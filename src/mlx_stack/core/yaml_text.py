@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mlx_stack.errors import MlxStackError, StateError
 
 
-def parse_yaml(text: str, source: str, hint: str, error: type[MlxStackError] = StateError) -> Any:
+def parse_yaml(text: str, source: str, hint: str, error: type[MlxStackError] = StateError) -> object:
     """``yaml.safe_load(text)``; a syntax error becomes ``error`` naming ``source`` and line."""
     import yaml
 

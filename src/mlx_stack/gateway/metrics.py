@@ -11,7 +11,7 @@ import time
 from collections import Counter, deque
 from typing import Any, TypedDict
 
-from mlx_stack.core.metrics_text import BUCKETS, HISTOGRAMS, render
+from mlx_stack.core.metrics_text import BUCKETS, HISTOGRAMS, TierSeries, render
 
 EVENTS_KEPT = 50
 COALESCE_S = 60.0  # the same fallback within this long adds to the last event's count
@@ -80,6 +80,7 @@ class Metrics:
         self.auto[(tier, reason)] += 1
 
     def text(self) -> str:
-        tiers = {name: {"counters": t.counters, "hist": {k: (v[0], v[1], v[2]) for k, v in t.hist.items()}}
-                 for name, t in sorted(self.tiers.items())}
+        tiers: dict[str, TierSeries] = {
+            name: {"counters": t.counters, "hist": {k: (v[0], v[1], v[2]) for k, v in t.hist.items()}}
+            for name, t in sorted(self.tiers.items())}
         return render(tiers, self.auto, self.started_at)

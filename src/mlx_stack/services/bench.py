@@ -18,12 +18,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core import bench as core
 from mlx_stack.core import bench_result as results
 from mlx_stack.errors import ServiceError, UsageError
+from mlx_stack.json_types import JSONObject, as_list, as_object, to_int
 from mlx_stack.paths import Paths
+
+if TYPE_CHECKING:
+    from mlx_stack.system.chat_stream import Transport
+    from mlx_stack.system.host import Host
 
 Progress = Callable[[str], None]
 Clock = Callable[[], float]
@@ -55,7 +60,10 @@ class Measurement:
 class MemorySampler:
     """Peak resident memory (bytes) of a process and its descendants, sampled in a thread."""
 
-    def __init__(self, pid: int | None, interval_s: float = 0.1):
+    def __init__(self, pid: int | None, interval_s: float = 0.1, *, host: Host | None = None):
+        from mlx_stack.system.host import real
+
+        self.host = real(host)
         self.pid = pid
         self.interval_s = interval_s
         self.peak = 0
@@ -65,9 +73,7 @@ class MemorySampler:
     def sample(self) -> int:
         if self.pid is None:
             return 0
-        from mlx_stack.system.server_stats import tree_rss
-
-        total = tree_rss(self.pid) or 0
+        total = self.host.tree_rss(self.pid) or 0
         self.peak = max(self.peak, total)
         return total
 
@@ -96,7 +102,8 @@ class Client:
     server for tests); this class times the tokens and reads the usage."""
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 timeout_s: float = 300.0, clock: Clock = time.monotonic, transport: Any = None):
+                 timeout_s: float = 300.0, clock: Clock = time.monotonic,
+                 transport: Transport | None = None):
         from mlx_stack.system.chat_stream import ChatHttp
 
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -116,7 +123,7 @@ class Client:
 
     def stream(self, prompt: core.Prompt, tag: str, max_tokens: int) -> tuple[core.Sample, float, float]:
         """One streamed request: (sample, start, end) on this client's clock."""
-        body = {
+        body: JSONObject = {
             "model": self.model,
             "messages": [{"role": "user", "content": core.tagged(prompt, tag)}],
             "max_tokens": max_tokens,
@@ -127,19 +134,20 @@ class Client:
         start = self.clock()
         first: float | None = None
         chunks = 0
-        usage: dict[str, Any] | None = None
-        for chunk in self._http.stream("/chat/completions", body):
+        usage: dict[str, object] = {}
+        for data in self._http.stream("/chat/completions", body):
+            chunk = as_object(data) or {}
             if chunk.get("usage"):
-                usage = chunk["usage"]
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
+                usage = as_object(chunk["usage"]) or {}
+            for choice in as_list(chunk.get("choices")):
+                delta = as_object((as_object(choice) or {}).get("delta")) or {}
                 if any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")):
                     chunks += 1
                     if first is None:
                         first = self.clock()
         end = self.clock()
-        prompt_tokens = int((usage or {}).get("prompt_tokens") or 0)
-        completion_tokens = int((usage or {}).get("completion_tokens") or chunks)
+        prompt_tokens = to_int(usage.get("prompt_tokens"))
+        completion_tokens = to_int(usage.get("completion_tokens") or chunks)
         ttft = (first if first is not None else end) - start
         return core.Sample(prompt.name, prompt_tokens, completion_tokens, ttft, end - start), start, end
 
@@ -164,12 +172,12 @@ def run_concurrent(client: Client, streams: int, max_tokens: int, run_id: str) -
 
 
 def measure(client: Client, *, options: Options, server_pid: int | None,
-            on_progress: Progress | None = None) -> Measurement:
+            on_progress: Progress | None = None, host: Host | None = None) -> Measurement:
     """Warm-up, sequential passes, then the concurrency levels, with peak memory."""
     say = on_progress or (lambda _msg: None)
     prompts = core.prompt_set(options.prompts)
     run_id = uuid.uuid4().hex[:8]  # unique prompts: no request is served from the prefix cache
-    with MemorySampler(server_pid) as memory:
+    with MemorySampler(server_pid, host=host) as memory:
         say("warm-up request on the longest prompt (not counted)")
         client.stream(prompts[-1], f"{run_id}-warmup", min(options.max_tokens, 16))
         samples: list[core.Sample] = []
@@ -200,7 +208,7 @@ class Outcome:
 
 
 def run(p: Paths, text: str, *, options: Options, port: int | None = None, save: bool = False,
-        on_progress: Progress | None = None) -> Outcome:
+        on_progress: Progress | None = None, host: Host | None = None) -> Outcome:
     """Resolve TARGET, measure it (a temporary server if needed), compare, optionally save."""
     from mlx_stack.services import bench_reference, bench_store, bench_target, hardware
 
@@ -212,16 +220,16 @@ def run(p: Paths, text: str, *, options: Options, port: int | None = None, save:
     profile = hardware.detect()
     with contextlib.ExitStack() as stack:
         if target.kind == "tier":
-            server = bench_target.running_tier(p, target)
+            server = bench_target.running_tier(p, target, host=host)
             where = f"tier {text} at {server.base_url}"
         else:
             say(f"starting a temporary vllm-mlx for {target.path} ...")
-            server = stack.enter_context(bench_target.temporary_server(p, target, port=port))
+            server = stack.enter_context(bench_target.temporary_server(p, target, port=port, host=host))
             where = f"temporary server at {server.base_url} (stopped afterwards)"
         say(f"measuring {target.model} on {where}")
         client = Client(server.base_url, server.model_name, timeout_s=options.timeout_s)
         stack.callback(client.close)
-        measured = measure(client, options=options, server_pid=server.pid, on_progress=say)
+        measured = measure(client, options=options, server_pid=server.pid, on_progress=say, host=host)
     reference = bench_reference.reference(target.model, target.quant, profile)
     result = results.BenchResult(
         model=target.model,

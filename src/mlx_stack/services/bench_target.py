@@ -10,7 +10,6 @@ afterwards whatever happens (error, Ctrl-C, SIGTERM).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ from typing import TYPE_CHECKING
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.system.interrupt import signals_ignored, sigterm_raises
 
 if TYPE_CHECKING:
     from mlx_stack.core.catalog import CatalogEntry
+    from mlx_stack.system.host import Host
 
 TEMP_SERVICE = "bench-server"  # its log: logs/bench-server.log
 START_TIMEOUT_S = 300.0
@@ -161,16 +160,17 @@ def _served(model: str, path: Path, kind: str, text: str, quant: str | None) -> 
                   reasoning_parser=caps.reasoning_parser if caps else None)
 
 
-def running_tier(p: Paths, target: Target) -> Server:
+def running_tier(p: Paths, target: Target, *, host: Host | None = None) -> Server:
     """The server of a running tier; ServiceError when the tier is down."""
     from mlx_stack.services import running
-    from mlx_stack.system import ports, probes
+    from mlx_stack.system.host import real
 
+    h = real(host)
     assert target.tier is not None and target.stack is not None
     name = target.tier.name
-    url = running.base_url(target.stack, name)
-    record = running.running_record(p, name)
-    answering = probes.health(url, timeout=3.0).ok
+    url = running.base_url(target.stack, name, host=h)
+    record = running.running_record(p, name, host=h)
+    answering = h.health(url, timeout=3.0, route="/health").ok
     if not answering:
         state = "not running" if record is None else "running but not answering"
         raise ServiceError(
@@ -178,7 +178,7 @@ def running_tier(p: Paths, target: Target) -> Server:
             hint=f"start it with `mlx-stack up --tier {name}`, or bench the model itself: "
                  f"`mlx-stack bench {target.tier.model}`",
         )
-    pid = record.pid if record is not None else ports.holder(target.tier.port).pid
+    pid = record.pid if record is not None else h.port_holder(target.tier.port).pid
     return Server(url + "/v1", name, pid, temporary=False)
 
 
@@ -188,17 +188,18 @@ class Interrupted(BaseException):
 
 @contextlib.contextmanager
 def temporary_server(p: Paths, target: Target, *, port: int | None = None,
-                     timeout_s: float = START_TIMEOUT_S) -> Iterator[Server]:
+                     timeout_s: float = START_TIMEOUT_S, host: Host | None = None) -> Iterator[Server]:
     """A vllm-mlx serving ``target.path`` on ``port`` (a free one by default), stopped on exit."""
     from mlx_stack.services import service_control
-    from mlx_stack.system import pidfile, ports, processes
+    from mlx_stack.system.host import real
 
+    h = real(host)
     assert target.path is not None
     if port is None:
-        port = ports.free_port()
-    elif not ports.is_free(port):
+        port = h.free_port()
+    elif not h.port_is_free(port):
         raise ConflictError(
-            f"port {port} is held by {ports.holder(port).describe()}",
+            f"port {port} is held by {h.port_holder(port).describe()}",
             hint="pick another --port, or leave it out to use a free one",
         )
     tier = Tier(TEMP_SERVICE, target.model, str(target.path), port,
@@ -206,20 +207,20 @@ def temporary_server(p: Paths, target: Target, *, port: int | None = None,
     stack = Stack(tiers=(tier,), fallback_order=(TEMP_SERVICE,))
     cmd = service_control.command_for(p, stack, TEMP_SERVICE)
     log = p.log_file(TEMP_SERVICE)
-    with sigterm_raises(Interrupted):
-        pid = processes.spawn(cmd.argv, log_file=log, env=cmd.env)
+    with h.sigterm_raises(Interrupted):
+        pid = h.spawn(cmd.argv, log_file=log, env=cmd.env)
         try:
-            record = pidfile.record_for(TEMP_SERVICE, pid, cmd.argv, port)
+            record = h.record_for(TEMP_SERVICE, pid, cmd.argv, port)
             try:
                 service_control.wait_healthy(p, stack, TEMP_SERVICE, record,
-                                             time.monotonic() + timeout_s)
+                                             h.monotonic() + timeout_s, host=h)
             except ServiceError as exc:
                 raise ServiceError(f"the temporary server for {target.text}: {exc.message}",
                                    hint=f"see {log}") from None
             yield Server(f"http://127.0.0.1:{port}/v1", TEMP_SERVICE, pid, temporary=True)
         finally:
-            with signals_ignored():  # a second Ctrl-C must not cut the clean-up short
-                gone = processes.stop_group(pid, grace=10.0)
+            with h.signals_ignored():  # a second Ctrl-C must not cut the clean-up short
+                gone = h.stop_group(pid, grace=10.0)
             if not gone:
                 raise ServiceError(f"the temporary server (pid {pid}) did not stop",
                                    hint="stop it by hand: kill -9 -" + str(pid))

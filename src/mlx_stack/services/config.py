@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal, overload
 
-from mlx_stack.core.config_schema import KEYS, get_key, validate_file_values
+from mlx_stack.core.config_schema import KEYS, SettingValue, get_key, validate_file_values
 from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import StateError
+from mlx_stack.json_types import as_object
 from mlx_stack.paths import Paths
 from mlx_stack.system import secrets
 from mlx_stack.system.fs import atomic_write, read_state_text
@@ -17,18 +18,18 @@ from mlx_stack.system.locks import file_lock
 @dataclass(frozen=True)
 class Setting:
     key: str
-    value: Any
-    default: Any
+    value: SettingValue
+    default: SettingValue
     source: str  # "default" | "config.yaml" | "secrets"
     secret: bool
 
-    def shown(self) -> Any:
+    def shown(self) -> SettingValue:
         """The value as it may be displayed (secrets masked)."""
         if self.secret:
-            return secrets.mask(self.value) if self.value else None
+            return secrets.mask(str(self.value)) if self.value else None  # a secret is text
         return self.value
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, SettingValue]:
         return {
             "key": self.key,
             "value": self.shown(),
@@ -40,7 +41,7 @@ class Setting:
 _RESET_HINT = "fix the file by hand, or move it away and run `mlx-stack config reset --yes`"
 
 
-def _read_file(p: Paths) -> dict[str, Any]:
+def _read_file(p: Paths) -> dict[str, SettingValue]:
     path = p.config_file
     text = read_state_text(path, _RESET_HINT)
     if text is None:
@@ -48,12 +49,13 @@ def _read_file(p: Paths) -> dict[str, Any]:
     data = parse_yaml(text, str(path), hint=_RESET_HINT)
     if data is None:
         return {}
-    if not isinstance(data, dict):
+    values = as_object(data)
+    if values is None:
         raise StateError(
             f"{path}: expected a mapping of key: value, found {type(data).__name__}",
             hint=_RESET_HINT,
         )
-    return validate_file_values(data, str(path))
+    return validate_file_values(values, str(path))
 
 
 class Config:
@@ -63,7 +65,20 @@ class Config:
         self.paths = p
         self._file = _read_file(p)
 
-    def get(self, name: str) -> Any:
+    # The type of each key's value (what its parser returns), for the callers that name it.
+    @overload
+    def get(self, name: Literal["memory-budget-pct", "litellm-port", "log-max-size-mb",
+                                "log-max-files"]) -> int: ...
+    @overload
+    def get(self, name: Literal["auto-health-check", "log-prompts"]) -> bool: ...
+    @overload
+    def get(self, name: Literal["default-quant"]) -> str: ...
+    @overload
+    def get(self, name: Literal["model-dir", "openrouter-key"]) -> str | None: ...
+    @overload
+    def get(self, name: str) -> SettingValue: ...
+
+    def get(self, name: str) -> SettingValue:
         return self.setting(name).value
 
     def setting(self, name: str) -> Setting:
@@ -88,10 +103,10 @@ def set_value(p: Paths, name: str, raw: str) -> Setting:
     key = get_key(name)
     value = key.parse(raw)
     if name == "model-dir":
-        _check_folder(name, value)
+        _check_folder(name, str(value))  # a path key's parser gives text
     with file_lock(p.config_lock_file, what="config"):
         if key.secret:
-            secrets.write_secret(p, name, value)
+            secrets.write_secret(p, name, str(value))  # a secret key's parser gives text
         else:
             current = _read_file(p)  # refuses to overwrite a corrupt file
             current[name] = value
@@ -139,7 +154,7 @@ def reset(p: Paths) -> None:
                 secrets.delete_secret(p, name)
 
 
-def _write_file(p: Paths, values: dict[str, Any]) -> None:
+def _write_file(p: Paths, values: dict[str, SettingValue]) -> None:
     import yaml
 
     ordered = {k: values[k] for k in KEYS if k in values}

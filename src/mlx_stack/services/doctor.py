@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlx_stack import __version__
 from mlx_stack.core import doctor as judge
@@ -31,8 +31,12 @@ from mlx_stack.core.doctor_stack import FileFact, LoginFact, PortFact
 from mlx_stack.core.hardware import HardwareProfile, cpu_profile, parse_sysctl, profile_from_mac
 from mlx_stack.core.stack import Stack
 from mlx_stack.errors import MlxStackError, UnsupportedError, UsageError
+from mlx_stack.json_types import JSONObject, as_list
 from mlx_stack.paths import Paths
 from mlx_stack.system import sysinfo
+
+if TYPE_CHECKING:
+    from mlx_stack.services.config import Config
 
 # Environment variables whose values must never reach a report.
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY",
@@ -90,14 +94,14 @@ machine = Machine()
 @dataclass
 class DoctorResult:
     checks: list[Check]
-    report: dict[str, Any]  # redacted
+    report: JSONObject  # redacted
 
     @property
     def exit_code(self) -> int:
         return judge.exit_code(self.checks)
 
 
-def _hardware(m: Machine, raw: dict[str, Any]) -> tuple[HardwareProfile, dict[str, str]]:
+def _hardware(m: Machine, raw: dict[str, object]) -> tuple[HardwareProfile, dict[str, str]]:
     if m.is_apple_silicon():
         mac = m.read_mac()
         raw["mac"] = asdict(mac)
@@ -109,7 +113,7 @@ def _hardware(m: Machine, raw: dict[str, Any]) -> tuple[HardwareProfile, dict[st
     return cpu_profile(cpu.cpu_name, cpu.memory_bytes, cpu.cpu_cores, os_name=cpu.os_name), {}
 
 
-def _environment(m: Machine, raw: dict[str, Any]) -> list[Check]:
+def _environment(m: Machine, raw: dict[str, object]) -> list[Check]:
     required = judge.requirements(m.requires(), m.platform)
     versions = {name: m.version(name) for name in judge.PACKAGES}
     bin_dir = m.bin_dir()
@@ -124,7 +128,7 @@ def _environment(m: Machine, raw: dict[str, Any]) -> list[Check]:
     ]
 
 
-def _file(name: str, path: Path, read: Any, hint: str | None = None) -> FileFact:
+def _file(name: str, path: Path, read: Callable[[], object], hint: str | None = None) -> FileFact:
     """Load one state file with its own loader; any error is the fact."""
     if not path.exists():
         return FileFact(name, str(path), False)
@@ -139,19 +143,20 @@ def _file(name: str, path: Path, read: Any, hint: str | None = None) -> FileFact
     return FileFact(name, str(path), True)
 
 
-def _state_files(p: Paths) -> tuple[list[FileFact], Any, Any]:
+def _state_files(p: Paths) -> tuple[list[FileFact], Stack | None, Config | None]:
     from mlx_stack.core.yaml_text import parse_yaml
     from mlx_stack.services import config, pulled_models, stack_store
     from mlx_stack.system import pidfile
 
-    loaded: dict[str, Any] = {}
+    loaded_config: list[Config] = []
+    loaded_stack: list[Stack] = []
     facts = [
-        _file("config.yaml", p.config_file, lambda: loaded.setdefault("config", config.load(p))),
-        _file("stack.yaml", p.stack_file, lambda: loaded.setdefault("stack", stack_store.load(p))),
+        _file("config.yaml", p.config_file, lambda: loaded_config.append(config.load(p))),
+        _file("stack.yaml", p.stack_file, lambda: loaded_stack.append(stack_store.load(p))),
         _file("pulled.yaml", p.pulled_file, lambda: pulled_models.load(p)),
     ]
     if not p.config_file.exists():
-        loaded["config"] = config.load(p)  # the defaults
+        loaded_config.append(config.load(p))  # the defaults
     run_dir = p.run_dir
     for pid_file in p.pid_files():
         def read_pid(f: Path = pid_file) -> None:
@@ -173,10 +178,10 @@ def _state_files(p: Paths) -> tuple[list[FileFact], Any, Any]:
                 parse_yaml(text, str(f), hint="")
         facts.append(_file(f"generated/{f.name}", f, read_generated,
                            hint="rendered from stack.yaml: `mlx-stack up` writes it again"))
-    return facts, loaded.get("stack"), loaded.get("config")
+    return facts, next(iter(loaded_stack), None), next(iter(loaded_config), None)
 
 
-def _ports(p: Paths, stack: Any, cfg: Any) -> list[PortFact]:
+def _ports(p: Paths, stack: Stack | None, cfg: Config | None) -> list[PortFact]:
     from mlx_stack.core.stack import GATEWAY
     from mlx_stack.services.running import port_of, running_record
     from mlx_stack.system import ports, processes
@@ -200,7 +205,7 @@ def _ports(p: Paths, stack: Any, cfg: Any) -> list[PortFact]:
     return facts
 
 
-def _login(p: Paths, raw: dict[str, Any]) -> LoginFact:
+def _login(p: Paths, raw: dict[str, object]) -> LoginFact:
     from mlx_stack.services import install
 
     this_program = install.program()[0]
@@ -223,7 +228,7 @@ def _login(p: Paths, raw: dict[str, Any]) -> LoginFact:
                      program, this_program, program is None or Path(program).exists())
 
 
-def _services(p: Paths, stack: Stack, timeout: float, raw: dict[str, Any]) -> list[Check]:
+def _services(p: Paths, stack: Stack, timeout: float, raw: dict[str, object]) -> list[Check]:
     from mlx_stack.services import lifecycle
     from mlx_stack.system.server_stats import tree_rss
 
@@ -262,7 +267,7 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
 
     m = machine
     started = time.monotonic()
-    raw: dict[str, Any] = {}
+    raw: dict[str, object] = {}
     checks: list[Check] = []
 
     def hardware() -> list[Check]:
@@ -312,7 +317,7 @@ def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
         "seconds": round(time.monotonic() - started, 2),
     }
     doc = doctor_report.build(checks, meta=meta, raw=raw, secrets=_secret_values(p), home=str(Path.home()))
-    return DoctorResult([Check(**c) for c in doc["checks"]], doc)
+    return DoctorResult([Check.from_dict(c) for c in as_list(doc["checks"])], doc)
 
 
 def report_target(report: Path) -> Path:
@@ -325,7 +330,7 @@ def report_target(report: Path) -> Path:
     return target
 
 
-def write_report(target: Path, data: dict[str, Any]) -> None:
+def write_report(target: Path, data: JSONObject) -> None:
     """The redacted report as JSON, mode 0600; UsageError naming the file when it cannot be written."""
     from mlx_stack.system.fs import atomic_write
 

@@ -140,7 +140,7 @@ def up(
             ensure_startable(stack, s, host=h)  # all checked before anything starts
         from mlx_stack.services import serving_plan
 
-        serving_plan.check_start(p, stack, todo, force=force)
+        serving_plan.check_start(p, stack, todo, force=force, host=h)
         records: dict[str, PidRecord] = {}
         try:
             _launch_and_wait(p, stack, todo, records, health_timeout, real_completion, start, say, h)
@@ -309,10 +309,10 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     )
     from mlx_stack.services import watchdog_state  # flapping / restart-pending, as the watchdog sees it
 
-    report = watchdog_state.overlay(p, report)
+    report = watchdog_state.overlay(p, report, host=h)
     from mlx_stack.services import serving_plan
 
-    report = serving_plan.measure(p, stack, report)
+    report = serving_plan.measure(p, stack, report, host=h)
     from mlx_stack.services import on_demand
 
     report = on_demand.overlay(p, stack, report)

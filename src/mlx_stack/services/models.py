@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def saved_results(p: Paths, profile: HardwareProfile | str,
-                  catalog: Catalog | None = None) -> dict[str, dict[str, Any]]:
+                  catalog: Catalog | None = None) -> dict[str, dict[str, object]]:
     """`bench --save` results for this hardware profile (they override estimates), by
     catalog id; a result saved under a repo id counts for the catalog model shipping it.
     Optional help: a catalog or results that cannot be read give none (the catalog's own
@@ -34,7 +34,7 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
         from mlx_stack.services.catalog_store import load_catalog
 
         catalog = catalog if catalog is not None else load_catalog()
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, dict[str, object]] = {}
         for key, m in load_saved(p, profile).items():
             hit = catalog.find_repo(key)
             model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
@@ -51,7 +51,7 @@ def pick_quant(p: Paths, quant: str | None) -> str:
 
     if quant is None:
         return config.load(p).get("default-quant")
-    return KEYS["default-quant"].parse(quant)
+    return str(KEYS["default-quant"].parse(quant))  # a choice key's parser gives text
 
 
 # --- `models --catalog` --------------------------------------------------------------------
@@ -62,9 +62,11 @@ class CatalogReport:
     hardware: HardwareProfile
     budget_bytes: int
     budget_reason: str
-    models: list[dict[str, Any]]  # one row per catalog model, estimates for this machine
+    # one row per catalog model, estimates for this machine; Any: the CLI table reads its
+    # two dozen fields by key (a TypedDict per row would be the typed form)
+    models: list[dict[str, Any]]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"hardware": self.hardware.as_dict(), "budget_bytes": self.budget_bytes, "models": self.models}
 
 
@@ -116,7 +118,7 @@ class RecommendReport:
     profiles: Mapping[str, ServingProfile]  # each tier's serving plan
     show_all: bool = False  # as_dict lists every scored candidate
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         rec = self.recommendation
         data = {"hardware": self.hardware.as_dict(), **rec.as_dict()}
         for t in data["tiers"]:
@@ -126,7 +128,7 @@ class RecommendReport:
         return data
 
 
-def profile_dict(p: ServingProfile) -> dict[str, Any]:
+def profile_dict(p: ServingProfile) -> dict[str, object]:
     """A serving profile for --json output (MB figures, the rendered caps)."""
     from mlx_stack.core.memory_plan import dump_profile
 
@@ -134,7 +136,7 @@ def profile_dict(p: ServingProfile) -> dict[str, Any]:
             "cache_tokens": p.cache_tokens}
 
 
-def candidate_dict(c: Candidate, budget: int) -> dict[str, Any]:
+def candidate_dict(c: Candidate, budget: int) -> dict[str, object]:
     return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score,
             "quality": round(c.quality, 3),
             "quality_source": None if c.quality_info is None else c.quality_info.as_dict(),
@@ -172,7 +174,7 @@ def recommend_report(p: Paths, hw: HardwareProfile, *, budget: str | None = None
 class AvailableReport:
     repos: list[RepoStatus] = field(default_factory=list)
 
-    def as_dict(self) -> list[dict[str, Any]]:
+    def as_dict(self) -> list[dict[str, object]]:
         return [s.as_dict() for s in self.repos]
 
 

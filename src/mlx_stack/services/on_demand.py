@@ -22,13 +22,17 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.service_state import ServiceState
 from mlx_stack.errors import ConflictError, MlxStackError
+from mlx_stack.json_types import JSON, as_object
 from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.core.stack import Stack
+    from mlx_stack.services.service_control import ServiceStatus
     from mlx_stack.system.host import Host
 
 LOCK_TIMEOUT_S = 20.0  # an `up`/`down`/setup holding the stack lock longer: the request falls back
@@ -51,7 +55,7 @@ class Woken:
 
 
 def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float = LOCK_TIMEOUT_S,
-         hw: Any = None, host: Host | None = None) -> Woken:
+         hw: HardwareProfile | None = None, host: Host | None = None) -> Woken:
     """Launch ``tier`` (no wait for health) unless it runs, stopping tiers of ``evictable``
     (in that order, on-demand ones only) while the memory guard refuses it."""
     from mlx_stack.services import serving_plan, stack_store
@@ -75,12 +79,12 @@ def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float =
             victims = [n for n in evictable if n != tier and n in on_demand]
             evicted: list[str] = []
             try:  # would it fit once every idle on-demand tier is stopped? If not, stop none
-                serving_plan.check_start(p, stack, [tier], hw=hw, assume_stopped=victims)
+                serving_plan.check_start(p, stack, [tier], hw=hw, assume_stopped=victims, host=h)
             except ConflictError as exc:
                 raise NoRoom(exc.message) from None
             while True:
                 try:
-                    serving_plan.check_start(p, stack, [tier], hw=hw)
+                    serving_plan.check_start(p, stack, [tier], hw=hw, host=h)
                     break
                 except ConflictError as exc:
                     victim = next((v for v in victims if running_record(p, v, host=h) is not None), None)
@@ -152,14 +156,14 @@ def clear_failed_start(p: Paths, tier: str, *, host: Host | None = None) -> None
 
 # --- the state `status` shows ---------------------------------------------------------
 
-def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
+def overlay(p: Paths, stack: Stack, statuses: list[ServiceStatus]) -> list[ServiceStatus]:
     """`status` rows of on-demand tiers: ``sleeping`` instead of ``stopped``, with the mode,
     the last use and the last cold-start time the front door recorded."""
     from dataclasses import replace
 
     state = read_state(p)
     by_name = {t.name: t for t in stack.tiers}
-    out = []
+    out: list[ServiceStatus] = []
     for s in statuses:
         tier = by_name.get(s.name)
         if s.kind != "tier" or tier is None or not tier.on_demand:
@@ -176,18 +180,18 @@ def overlay(p: Paths, stack: Any, statuses: list[Any]) -> list[Any]:
     return out
 
 
-def write_state(p: Paths, tiers: Mapping[str, Mapping[str, Any]]) -> None:
+def write_state(p: Paths, tiers: Mapping[str, Mapping[str, JSON]]) -> None:
     from mlx_stack.system.fs import atomic_write
 
     doc = {"written_at": time.time(), "tiers": {n: dict(v) for n, v in tiers.items()}}
     atomic_write(p.on_demand_state_file, json.dumps(doc, indent=1) + "\n")
 
 
-def read_state(p: Paths) -> dict[str, dict[str, Any]]:
+def read_state(p: Paths) -> dict[str, dict[str, object]]:
     """Per tier: last_used (epoch s), cold_start_s, cold_starts, evictions, idle_unloads."""
     try:
         doc = json.loads(p.on_demand_state_file.read_text())
     except (OSError, ValueError):
         return {}
-    tiers = doc.get("tiers") if isinstance(doc, dict) else None
-    return {n: v for n, v in tiers.items() if isinstance(v, dict)} if isinstance(tiers, dict) else {}
+    tiers = as_object((as_object(doc) or {}).get("tiers")) or {}
+    return {n: v for n, v in ((n, as_object(v)) for n, v in tiers.items()) if v is not None}

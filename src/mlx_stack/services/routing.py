@@ -9,7 +9,7 @@ restart). Its counts live in its memory; :func:`report` reads them from its ``/m
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from mlx_stack.core.front_door import check_rules
 from mlx_stack.core.gateway_config import rules_for, upstreams
@@ -20,15 +20,27 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import gateway_config
 from mlx_stack.system.locks import file_lock
 
+if TYPE_CHECKING:
+    from mlx_stack.core.metrics_text import Counts
+
+
+class TierLimit(TypedDict):
+    """A tier's row of the routing report."""
+
+    name: str
+    model: NotRequired[str]
+    context_window: int | None
+    prompt_limit: int | None  # the longest prompt (estimated tokens) `auto` sends it
+
 
 @dataclass
 class RoutingReport:
     rules: RoutingRules
     custom: bool  # stack.yaml has a routing: section
-    tiers: list[dict[str, Any]]  # name, model, context_window, prompt_limit
-    counts: dict[str, Any] | None  # the running front door's counts, None when it is not running
+    tiers: list[TierLimit]
+    counts: Counts | None  # the running front door's counts, None when it is not running
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"rules": self.rules.as_dict(), "custom": self.custom, "tiers": self.tiers,
                 "counts": self.counts}
 
@@ -36,13 +48,13 @@ class RoutingReport:
 def report(p: Paths, stack: Stack) -> RoutingReport:
     """The rules, each tier's window, and the counts of the front door running now."""
     rules = rules_for(stack)
-    tiers = [{"name": u.name, "model": u.model, "context_window": u.context_window,
+    tiers: list[TierLimit] = [{"name": u.name, "model": u.model, "context_window": u.context_window,
               "prompt_limit": prompt_limit(u.context_window, rules)}
              for u in upstreams(stack, gateway_config.windows(stack))]
     return RoutingReport(rules, stack.routing is not None, tiers, gateway_counts(p, stack))
 
 
-def gateway_counts(p: Paths, stack: Stack, timeout: float = 2.0) -> dict[str, Any] | None:
+def gateway_counts(p: Paths, stack: Stack, timeout: float = 2.0) -> Counts | None:
     """The running front door's counts (from its ``/metrics``), or None."""
     from mlx_stack.core.metrics_text import summary
     from mlx_stack.services.running import base_url, running_record
@@ -66,7 +78,7 @@ SETTABLE = {
 }
 
 
-def _parse_value(field: str, raw: str) -> Any:
+def _parse_value(field: str, raw: str) -> object:
     from mlx_stack.core.routing import NULLABLE, RULE_KINDS
     from mlx_stack.core.validate import from_text
 
@@ -91,7 +103,7 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
         raise NotFoundError(f"unknown config key {shown(key)}", hint="routing keys: " + ", ".join(SETTABLE))
     with file_lock(p.lock_file, what="mlx-stack"):
         stack = stack_store.load(p)
-        current = {k: v for k, v in rules_for(stack).as_dict().items()}
+        current: dict[str, object] = {k: v for k, v in rules_for(stack).as_dict().items()}
         if raw is None:
             current[field] = getattr(default_rules(stack.tier_names), field)
         else:

@@ -257,7 +257,7 @@ def start_service(
     if service != GATEWAY:
         from mlx_stack.services import serving_plan
 
-        serving_plan.check_start(p, stack, [service], force=force)
+        serving_plan.check_start(p, stack, [service], force=force, host=h)
     record = launch(p, stack, service, host=h)
     if wait:
         wait_healthy(p, stack, service, record, h.monotonic() + timeout, host=h)

@@ -33,6 +33,7 @@ from mlx_stack.paths import Paths
 if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
     from mlx_stack.services.service_control import ServiceStatus
+    from mlx_stack.system.host import Host
     from mlx_stack.system.pidfile import PidRecord
 
 DEFAULT_TIER_CONTEXT = 8192
@@ -139,29 +140,32 @@ class MemoryReading:
     rss_of: Callable[[int], int | None]
 
 
-def reading(hw: HardwareProfile) -> MemoryReading:
+def reading(hw: HardwareProfile, host: Host | None = None) -> MemoryReading:
     """macOS: the GPU working-set limit (the processes' plans are summed against it);
     elsewhere: the memory available now (it already excludes what runs)."""
-    from mlx_stack.system import server_stats
+    from mlx_stack.system.host import real
 
+    h = real(host)
     if hw.kind == "apple-silicon" and hw.gpu_limit_bytes:
-        return MemoryReading(int(hw.gpu_limit_bytes), "GPU working-set limit", server_stats.tree_rss)
-    return MemoryReading(server_stats.available_memory(), "available memory", server_stats.tree_rss)
+        return MemoryReading(int(hw.gpu_limit_bytes), "GPU working-set limit", h.tree_rss)
+    return MemoryReading(h.available_memory(), "available memory", h.tree_rss)
 
 
 def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool = False,
                 read: Callable[[HardwareProfile], MemoryReading] | None = None,
                 hw: HardwareProfile | None = None,
-                assume_stopped: Iterable[str] = ()) -> None:
+                assume_stopped: Iterable[str] = (), host: Host | None = None) -> None:
     """Refuse (ConflictError, exit 5) to start ``starting`` when the plans exceed the
     recorded budget or the tiers would not fit next to what runs; ``force`` skips it.
     ``assume_stopped``: running tiers to leave out (would it fit once they are stopped?)."""
     from mlx_stack.services.running import running_record as _running
+    from mlx_stack.system.host import real
 
+    h = real(host)
     gone = set(assume_stopped)
 
     def running_record(p: Paths, name: str) -> PidRecord | None:
-        return None if name in gone else _running(p, name)
+        return None if name in gone else _running(p, name, host=h)
 
     names = [s for s in starting if s in stack.tier_names]
     if force or not names:
@@ -177,7 +181,7 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
         counted = {n: pr for n, pr in profs.items()
                    if n in names or not stack.tier(n).on_demand or running_record(p, n) is not None}
         check_budget(counted, stack.memory_budget_mb)
-    r = (read or reading)(hw)
+    r = read(hw) if read is not None else reading(hw, h)
     mac = r.limit_label.startswith("GPU")
     running: dict[str, int] = {}
     for t in stack.tiers:
@@ -202,17 +206,16 @@ OVER_PLAN_MARGIN = 1.10  # RSS above plan x this is flagged (allocator slack, pa
 
 def measure(p: Paths, stack: Stack, statuses: list[ServiceStatus], *,
             rss_of: Callable[[int], int | None] | None = None,
-            metal_of: Callable[[str], int | None] | None = None) -> list[ServiceStatus]:
+            metal_of: Callable[[str], int | None] | None = None,
+            host: Host | None = None) -> list[ServiceStatus]:
     """Each running tier's status with its measured memory beside its plan."""
     from mlx_stack.core.units import gb
     from mlx_stack.services.running import base_url
-    from mlx_stack.system import server_stats
+    from mlx_stack.system.host import real
 
-    rss_of = rss_of or server_stats.tree_rss
-    if metal_of is None:  # Metal exists only on macOS; elsewhere the server reports none
-        import sys
-
-        metal_of = server_stats.metal_active_bytes if sys.platform == "darwin" else (lambda url: None)
+    h = real(host)
+    rss_of = rss_of or h.tree_rss
+    metal_of = metal_of or h.metal_active_bytes
     try:
         profs = profiles(p, stack)
     except Exception:  # a plan that cannot be made must not hide the services' state
@@ -226,7 +229,7 @@ def measure(p: Paths, stack: Stack, statuses: list[ServiceStatus], *,
         planned = prof.planned_mb * MB
         rss = rss_of(s.pid) if s.pid else None
         answering = s.pid and s.state in ("healthy", "degraded")  # a wedged one would only time out
-        metal = metal_of(base_url(stack, s.name)) if answering else None
+        metal = metal_of(base_url(stack, s.name, host=h)) if answering else None
         used = max(rss or 0, metal or 0)
         over = used > planned * OVER_PLAN_MARGIN
         detail = s.detail

@@ -10,8 +10,8 @@ stack's modules.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from mlx_stack.json_types import JSON, JSONObject
 from mlx_stack.paths import Paths
 from mlx_stack.services import config
 
@@ -21,10 +21,10 @@ class Change:
     """What `config set` / `config unset` changed: the key and its value now (as shown)."""
 
     key: str
-    value: Any  # secrets masked
+    value: JSON  # secrets masked
     note: str = ""  # e.g. when a tier's new mode takes effect
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {"key": self.key, "value": self.value, "note": self.note}
 
 

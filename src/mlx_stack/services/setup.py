@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.core.stack_change import SetupFlags, assign_ports, check_flags, check_tier_name, tier_name_for
@@ -29,8 +29,11 @@ from mlx_stack.services import pull as pulling
 from mlx_stack.services.stack_apply import ApplyResult
 
 if TYPE_CHECKING:
-    from mlx_stack.core.memory_plan import ServingProfile
+    from mlx_stack.core.catalog import CatalogEntry
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.core.memory_plan import ServingProfile, TierNeed
     from mlx_stack.core.scoring import Recommendation
+    from mlx_stack.services.serving_plan import Planned
 
 
 class SetupUI(Protocol):
@@ -39,7 +42,7 @@ class SetupUI(Protocol):
     interactive: bool
 
     def say(self, message: str) -> None: ...
-    def hardware(self, profile: Any) -> None: ...
+    def hardware(self, profile: HardwareProfile) -> None: ...
     def recommendation(self, rec: Recommendation, profiles: Mapping[str, ServingProfile]) -> None: ...
     def ask_intent(self, default: str) -> str: ...
     def ask_budget_pct(self, default: int) -> int: ...
@@ -122,7 +125,7 @@ def run(p: Paths, flags: SetupFlags, ui: SetupUI) -> SetupResult:
     return result
 
 
-def _plan(p: Paths, stack: Stack, needs: dict[str, Any], intent: str | None, flags: SetupFlags,
+def _plan(p: Paths, stack: Stack, needs: dict[str, TierNeed], intent: str | None, flags: SetupFlags,
           ui: SetupUI) -> Stack:
     """Every new or changed tier gets its serving profile (kept tiers keep theirs)."""
     from mlx_stack.core.units import gb
@@ -145,7 +148,7 @@ def _plan(p: Paths, stack: Stack, needs: dict[str, Any], intent: str | None, fla
     return planned.stack
 
 
-def _propose_on_demand(planned: Any, ui: SetupUI, *, ask: bool) -> Stack | None:
+def _propose_on_demand(planned: Planned, ui: SetupUI, *, ask: bool) -> Stack | None:
     """Tiers that do not fit together in the budget: propose on-demand for those past the
     budget (in fallback order); asked on a terminal, taken with --accept-defaults."""
     from mlx_stack.core.memory_plan import MB
@@ -257,12 +260,12 @@ class _Local:
     wanted: Wanted
     model: str
     path: str
-    entry: Any = None
+    entry: CatalogEntry | None = None
     quant: str | None = None
 
 
 def _fetch(p: Paths, wanted: list[Wanted], ui: SetupUI, *, no_pull: bool, default_quant: str,
-           confirm: bool) -> tuple[list[Tier], list[str], dict[str, Any]]:
+           confirm: bool) -> tuple[list[Tier], list[str], dict[str, TierNeed]]:
     """Every wanted model as a local folder: found on disk, or planned, confirmed, downloaded."""
     local: list[_Local] = []
     plans: list[tuple[Wanted, pulling.Plan]] = []
@@ -304,7 +307,7 @@ def _fetch(p: Paths, wanted: list[Wanted], ui: SetupUI, *, no_pull: bool, defaul
     return tiers, downloaded, {t.name: n for t in tiers if (n := _catalog_need(by_tier[t.name], t))}
 
 
-def _catalog_need(item: _Local, tier: Tier) -> Any:
+def _catalog_need(item: _Local, tier: Tier) -> TierNeed | None:
     """A catalog model's need: the recommender's own figure for the tier's context."""
     from mlx_stack.core.memory_plan import need_from_catalog
     from mlx_stack.services.serving_plan import planned_context

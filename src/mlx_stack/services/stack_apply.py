@@ -113,7 +113,7 @@ def _start_tiers(p: Paths, old: Stack, new: Stack, d: StackDiff, running: set[st
 
     try:
         # The memory guard sees the changed tiers stopped (they come back if it refuses).
-        serving_plan.check_start(p, new, todo, force=force)
+        serving_plan.check_start(p, new, todo, force=force, host=h)
         errors = [e for e in h.in_parallel([(lambda n=n: one(n)) for n in todo]) if e is not None]
         if errors:
             raise errors[0] if len(errors) == 1 else ServiceError(

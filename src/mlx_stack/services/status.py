@@ -4,7 +4,7 @@ rules with the front door's counts, from one read of stack.yaml."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlx_stack.paths import Paths
 
@@ -20,7 +20,7 @@ class StackStatus:
     services: StatusReport
     routing: RoutingReport | None  # None when no stack is configured yet
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"hardware": self.hardware.as_dict(), **self.services.as_dict(),
                 "routing": self.routing.as_dict() if self.routing is not None else None}
 

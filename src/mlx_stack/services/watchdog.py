@@ -40,10 +40,11 @@ from mlx_stack.core.watchdog import (
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.paths import Paths
 from mlx_stack.services.watchdog_state import (
+    Written,
+    lock_held,
     write_state,
 )
 from mlx_stack.system.host import Host, real
-from mlx_stack.system.locks import is_held
 
 __all__ = ["LoopState", "Options", "run_loop", "run_round", "serve"]
 
@@ -131,6 +132,7 @@ class LoopState:
     records: dict[str, Record] = field(default_factory=lambda: {})
     start_errors: dict[str, str] = field(default_factory=lambda: {})  # service -> why its last start failed
     waiting_for_lock: set[str] = field(default_factory=lambda: set())  # said "lock busy" for these
+    last_written: Written | None = None  # the state file as the last round wrote it
 
 
 class LockBusy(Exception):
@@ -240,7 +242,7 @@ def run_round(p: Paths, opts: Options, loop: LoopState, *, host: Host | None = N
             apply(p, stack, decision, loop, host=h)
             tend_log_writers(p, stack, host=h)
             wake = decision.wake_at
-            write_state(p, loop.records, now, opts.policy, host=h)
+            loop.last_written = write_state(p, loop.records, now, opts.policy, host=h, last=loop.last_written)
     except Exception as exc:  # a vanished or corrupt file, a bug: log it, keep watching
         log(f"round failed: {type(exc).__name__}: {exc}")
         wake = now_of() + min(opts.policy.interval_s, 5.0)
@@ -325,13 +327,13 @@ def spawn_daemon(p: Paths, args: list[str], ready_timeout: float = 10.0, *,
 
             raise ServiceError(f"the watchdog exited at once (code {proc.returncode})",
                                hint=f"see {p.watchdog_log}")
-        if is_held(p.watchdog_lock_file):
+        if lock_held(p.watchdog_lock_file, host=h):
             return proc.pid
         h.sleep(0.1)
     return proc.pid
 
 
-def ensure_not_running(p: Paths) -> None:
-    if is_held(p.watchdog_lock_file):
+def ensure_not_running(p: Paths, *, host: Host | None = None) -> None:
+    if lock_held(p.watchdog_lock_file, host=host):
         raise ConflictError("a watchdog is already running",
                             hint="`mlx-stack install --status` shows the installed one; stop it first")

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import TypeAlias
 
 import httpx
 
 from mlx_stack.errors import ServiceError
+from mlx_stack.json_types import JSON, JSONObject, as_object
+
+# what stands in for the server in tests (the callers in services/ need not import httpx)
+Transport: TypeAlias = httpx.BaseTransport
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -27,7 +31,7 @@ class ChatHttp:
     """A client for ``base_url`` (ending in /v1); ``transport`` lets tests stand in for the server."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 300.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: Transport | None = None):
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
@@ -40,16 +44,16 @@ class ChatHttp:
     def close(self) -> None:
         self._http.close()
 
-    def get_json(self, route: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    def get_json(self, route: str, timeout: float = 5.0) -> dict[str, object] | None:
         """``GET {base_url}{route}`` as a JSON object; None on any failure or another answer."""
         try:
             resp = self._http.get(self.base_url + route, timeout=timeout)
             data = resp.json() if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
-        return cast("dict[str, Any]", data) if isinstance(data, dict) else None
+        return as_object(data)
 
-    def stream(self, route: str, body: dict[str, Any]) -> Iterator[Any]:
+    def stream(self, route: str, body: JSONObject) -> Iterator[JSON]:
         """POST ``body`` to ``{base_url}{route}`` and yield each decoded ``data:`` chunk."""
         url = self.base_url + route
         try:

@@ -121,6 +121,12 @@ class Host:
 
         return file_lock(path, timeout=timeout, what=what)
 
+    def lock_held(self, path: Path) -> bool:
+        """True if some process holds the flock on ``path`` (a live watchdog holds its own)."""
+        from mlx_stack.system.locks import is_held
+
+        return is_held(path)
+
     # --- probes -------------------------------------------------------------------------
 
     def health(self, url: str, *, timeout: float, route: str) -> probes.ProbeResult:
@@ -155,6 +161,22 @@ class Host:
 
         return server_stats.available_memory()
 
+    def tree_rss(self, pid: int) -> int | None:
+        """Resident bytes of ``pid`` and its live descendants (None if it is gone)."""
+        from mlx_stack.system import server_stats
+
+        return server_stats.tree_rss(pid)
+
+    def metal_active_bytes(self, url: str) -> int | None:
+        """The Metal memory the server at ``url`` reports in use; None off macOS (no Metal)."""
+        import sys
+
+        if sys.platform != "darwin":
+            return None
+        from mlx_stack.system import server_stats
+
+        return server_stats.metal_active_bytes(url)
+
     def reap_children(self) -> None:
         from mlx_stack.system import server_stats
 
@@ -185,6 +207,13 @@ class Host:
 
     def signal_name(self, signum: int) -> str:
         return signal.Signals(signum).name
+
+    def sigterm_raises(self, error: Callable[[], BaseException]) -> AbstractContextManager[None]:
+        """SIGTERM raises ``error()`` meanwhile (main thread only), so what started
+        something unwinds and stops it."""
+        from mlx_stack.system import interrupt
+
+        return interrupt.sigterm_raises(error)
 
     def signals_ignored(self) -> AbstractContextManager[None]:
         """SIGINT and SIGTERM ignored meanwhile (clean-up that must finish)."""

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mlx_stack.errors import MlxStackError, NetworkError, NotFoundError, UsageError
 
@@ -257,11 +256,12 @@ def download(
 
     _quiet()
     _sweep_stale_partials(repo, cache=cache, local_dir=local_dir)
-    result: dict[str, Any] = {}
+    done: list[str] = []  # the snapshot's folder, once downloaded
+    failed: list[BaseException] = []
 
     def work() -> None:
         try:
-            result["path"] = snapshot_download(
+            folder: str = snapshot_download(
                 repo.repo_id,
                 revision=repo.revision,
                 cache_dir=str(cache) if cache is not None else None,
@@ -271,8 +271,9 @@ def download(
                 force_download=force,
                 max_workers=4,
             )
+            done.append(folder)
         except BaseException as exc:
-            result["error"] = exc
+            failed.append(exc)
 
     worker = threading.Thread(target=work, name=f"pull {repo.repo_id}", daemon=True)
     worker.start()
@@ -280,15 +281,15 @@ def download(
         worker.join(poll_s)
         if on_progress is not None:
             on_progress(_bytes_on_disk(repo, cache=cache, local_dir=local_dir))
-    if "error" in result:
-        raise translate(result["error"], repo.repo_id)
+    if failed:
+        raise translate(failed[0], repo.repo_id)
     if cache is not None:
         # Pinned to the commit, the library records no branch ref; record it like a plain
         # download would, so offline look-ups by branch (and other tools) find this snapshot.
         from mlx_stack.system.fs import atomic_write
 
         atomic_write(storage_folder(repo.repo_id, cache) / "refs" / "main", repo.revision, mode=0o644)
-    return Path(result["path"])
+    return Path(done[0])
 
 
 def cached_snapshot(repo_id: str, *, revision: str | None, cache: Path | None,
