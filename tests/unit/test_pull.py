@@ -114,7 +114,7 @@ def test_offline_falls_back_to_a_complete_copy_only(monkeypatch: pytest.MonkeyPa
     (folder / "model.safetensors").write_bytes(b"x" * 10)
     monkeypatch.setattr(hub, "cached_snapshot", lambda *a, **k: folder)
     seen: list[str] = []
-    model = pull.pull(isolated_home, "org/m", on_offline=seen.append)
+    model = pull.pull(isolated_home, "org/m", on_offline=seen.append).model
     assert model.quant == "int8" and model.revision == "d" * 40 and seen
     assert pulled_models.find(isolated_home, "org/m") == model
 
