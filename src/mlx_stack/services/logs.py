@@ -145,10 +145,7 @@ def show(p: Paths, service: str, *, tail: int | None = None, all_files: bool = F
     """The last ``tail`` lines of a service's log (default 50); with ``all_files`` the
     rotated archives too, oldest first, every line unless ``tail`` is given."""
     log = find_log(p, service)
-    if all_files:
-        lines = read_all(log, tail)
-    else:
-        lines = tail_lines(log.path, DEFAULT_TAIL if tail is None else tail)
+    lines = read_all(log, tail) if all_files else tail_lines(log.path, DEFAULT_TAIL if tail is None else tail)
     return LogLines(log.service, log.path, lines)
 
 
