@@ -89,6 +89,16 @@ class StatusReport:
             "services": [s.as_dict() for s in self.services],
         }
 
+    @property
+    def exit_code(self) -> int:
+        """LSB-style: 0 every configured service healthy (or only slow) or sleeping on
+        purpose, 3 something is stopped, down, crashed or flapping, 4 nothing configured."""
+        if not self.configured:
+            return ExitCode.NOT_FOUND
+        if any(s.state not in ("healthy", "degraded", "sleeping") for s in self.services):
+            return ExitCode.STATE
+        return ExitCode.OK
+
 
 def endpoint(stack: Stack) -> str:
     return base_url(stack, GATEWAY) + "/v1"
