@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from mlx_stack.cli.status_cmd import exit_code
 from mlx_stack.services.lifecycle import StatusReport
 from mlx_stack.services.service_control import ServiceStatus
 
@@ -26,8 +25,8 @@ def _report(*states: str, configured: bool = True) -> StatusReport:
     ],
 )
 def test_status_exit_code_follows_the_states(states: tuple[str, ...], code: int) -> None:
-    assert exit_code(_report(*states)) == code
+    assert _report(*states).exit_code == code
 
 
 def test_status_exit_code_without_a_stack_is_4() -> None:
-    assert exit_code(_report(configured=False)) == 4
+    assert _report(configured=False).exit_code == 4

@@ -35,6 +35,8 @@ def test_quantization_from_config():
     assert quantization_of({"torch_dtype": "bfloat16"}) == "bf16"
     assert quantization_of({"text_config": {"dtype": "float16"}}) == "fp16"
     assert quantization_of({}) is None
+    assert quantization_of(["not", "a", "mapping"]) is None
+    assert quantization_of({"quantization": {"bits": "4"}, "torch_dtype": "bfloat16"}) == "bf16"
 
 
 def test_finds_hf_cache_model_dir_and_demo(tmp_path: Path, isolated_home: Paths, monkeypatch):

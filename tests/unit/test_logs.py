@@ -56,12 +56,17 @@ def test_list_and_all_in_order(isolated_home: Paths) -> None:
     assert logs.read_all(fast, None) == ["a1", "a2", "b1", "c1", "c2"]
     assert logs.read_all(fast, 4) == ["a2", "b1", "c1", "c2"]
     assert logs.read_all(fast, 1) == ["c2"]
+    assert logs.show(isolated_home, "fast").lines == ["c1", "c2"]  # the current file only
+    assert logs.show(isolated_home, "fast", tail=1).lines == ["c2"]
+    shown = logs.show(isolated_home, "fast", all_files=True, tail=3)
+    assert shown.as_dict() == {"service": "fast", "path": str(fast.path), "lines": ["b1", "c1", "c2"]}
 
 
 def test_rotate_idle_logs(isolated_home: Paths) -> None:
     _write_log(isolated_home, "fast", [["x"]])
     assert logs.rotate(isolated_home, None, keep=3) == [("fast", "rotated")]
-    assert logs.rotate(isolated_home, "fast", keep=3) == [("fast", "empty")]
+    done = logs.rotate(isolated_home, "fast", keep=3)
+    assert done == [("fast", "empty")] and done[0].as_dict() == {"service": "fast", "result": "empty"}
     assert logs.read_all(logs.find_log(isolated_home, "fast"), None) == ["x"]
 
 

@@ -114,7 +114,9 @@ def test_offline_falls_back_to_a_complete_copy_only(monkeypatch: pytest.MonkeyPa
     (folder / "model.safetensors").write_bytes(b"x" * 10)
     monkeypatch.setattr(hub, "cached_snapshot", lambda *a, **k: folder)
     seen: list[str] = []
-    model = pull.pull(isolated_home, "org/m", on_offline=seen.append)
+    pulled = pull.pull(isolated_home, "org/m", on_offline=seen.append)
+    model = pulled.model
+    assert pulled.downloaded_bytes == 0 and pulled.as_dict() == {**model.as_dict(), "downloaded_bytes": 0}
     assert model.quant == "int8" and model.revision == "d" * 40 and seen
     assert pulled_models.find(isolated_home, "org/m") == model
 

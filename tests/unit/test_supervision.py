@@ -181,6 +181,9 @@ def test_down_reports_a_port_that_still_answers(isolated_home: Paths, two_tiers:
     host.lingering_ports.add(8100)
     result = lifecycle.down(isolated_home, host=host)
     assert result.still_serving == {"fast": 8100} and "fast" not in result.stopped
+    assert result.held_by == {"fast": "squatter (pid 4321)"}
+    assert result.as_dict()["still_serving"] == [
+        {"service": "fast", "port": 8100, "held_by": "squatter (pid 4321)"}]
 
 
 def test_down_clears_a_crashed_service_without_signalling(isolated_home: Paths, two_tiers: Stack,

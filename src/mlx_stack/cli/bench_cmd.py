@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from mlx_stack.json_types import JSONObject
     from mlx_stack.services.bench import Options, Outcome
 
 
@@ -47,7 +46,7 @@ def bench(
     if json_:
         from mlx_stack.cli.terminal import terminal
 
-        terminal.json(as_json(outcome))
+        terminal.json(outcome.as_dict())
         return
     show(outcome)
 
@@ -69,12 +68,6 @@ def measure(target: str, *, save: bool, options: Options | None = None, port: in
     except (KeyboardInterrupt, Interrupted):
         raise MlxStackError("bench interrupted; no server of the benchmark is left running",
                             exit_code=ExitCode.INTERRUPTED) from None
-
-
-def as_json(outcome: Outcome) -> JSONObject:
-    data = outcome.result.to_dict()
-    data["saved_to"] = outcome.saved_to
-    return data
 
 
 def show(outcome: Outcome) -> None:

@@ -10,20 +10,9 @@ from mlx_stack.core.dashboard import state_class
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from mlx_stack.core.stack import Stack
-    from mlx_stack.paths import Paths
-
 _STYLE = {"up": "green", "warn": "yellow", "down": "bold red", "other": "cyan"}
 _SPARK = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 24  # the last 2 minutes of tok/s at 5 s per sample
-
-
-def _stack() -> tuple[Paths, Stack]:
-    from mlx_stack.paths import paths
-    from mlx_stack.services.dashboard import configured_stack
-
-    p = paths()
-    return p, configured_stack(p)
 
 
 def _gb(v: float | None) -> str:
@@ -118,16 +107,16 @@ def watch(interval: float) -> None:
     from rich.live import Live
 
     from mlx_stack.cli.terminal import terminal
+    from mlx_stack.paths import paths
     from mlx_stack.services import dashboard
 
-    p, stack = _stack()
-    url = dashboard.page_url(stack)
+    board = dashboard.board(paths())
     try:
-        with Live(render_view(dashboard.fetch_view(p, stack), url), console=terminal.out,
+        with Live(render_view(board.view(), board.url), console=terminal.out,
                   auto_refresh=False, transient=False) as live:
             while True:
                 time.sleep(interval)
-                live.update(render_view(dashboard.fetch_view(p, stack), url), refresh=True)
+                live.update(render_view(board.view(), board.url), refresh=True)
     except KeyboardInterrupt:
         return
 
@@ -136,12 +125,12 @@ def open_page(launch: bool) -> None:
     import webbrowser
 
     from mlx_stack.cli.terminal import terminal
+    from mlx_stack.paths import paths
     from mlx_stack.services import dashboard
 
-    p, stack = _stack()
-    url = dashboard.page_url(stack)
-    view = dashboard.fetch_view(p, stack, timeout=3.0)
-    if view is None:
+    board = dashboard.board(paths())
+    url = board.url
+    if board.view(timeout=3.0) is None:
         terminal.warn("the front door does not answer (or refused the key): the page will not load "
                       "until `mlx-stack up`")
     terminal.print(url)  # the URL alone on stdout; the key is never part of it

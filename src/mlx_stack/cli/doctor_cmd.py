@@ -33,16 +33,13 @@ def doctor(
     from mlx_stack.paths import paths
     from mlx_stack.services import doctor as svc
 
-    target = svc.report_target(report) if report is not None else None
-    result = svc.run(paths())
-    if target is not None:
-        svc.write_report(target, result.report)
+    result = svc.run(paths(), report_file=report)
     if json_:
-        terminal.json(result.report)
+        terminal.json(result.as_dict())
     else:
         _render(result)
-    if target is not None:
-        terminal.info(f"report written to {target} (keys redacted, home folder shown as ~); "
+    if result.written_to is not None:
+        terminal.info(f"report written to {result.written_to} (keys redacted, home folder shown as ~); "
                       "attach it to your bug report")
     if result.exit_code:
         raise typer.Exit(result.exit_code)

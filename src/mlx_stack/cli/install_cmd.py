@@ -18,10 +18,11 @@ def install(
 
     p = paths()
     if status:
-        kind, unit_file, st = svc.status(p)
+        found = svc.status(p)
         if json_:
-            terminal.json({"kind": kind, "unit_file": str(unit_file), **st.as_dict()})
+            terminal.json(found.as_dict())
             return
+        kind, unit_file, st = found
         lines = [
             f"{'installed' if st.installed else 'not installed'}: {unit_file}",
             f"{kind}: {'loaded' if st.loaded else 'not loaded'}"
@@ -56,12 +57,12 @@ def uninstall(json_: bool = typer.Option(False, "--json", help="Print JSON.")) -
     from mlx_stack.paths import paths
     from mlx_stack.services import install as svc
 
-    unit_file, existed = svc.uninstall(paths())
+    result = svc.uninstall(paths())
     if json_:
-        terminal.json({"unit_file": str(unit_file), "removed": existed})
+        terminal.json(result.as_dict())
         return
-    if existed:
-        terminal.success(f"watchdog uninstalled; removed {unit_file}")
+    if result.removed:
+        terminal.success(f"watchdog uninstalled; removed {result.unit_file}")
         terminal.info("services still running were left alone; `mlx-stack down` stops them")
     else:
         terminal.info("the watchdog was not installed; nothing to do")

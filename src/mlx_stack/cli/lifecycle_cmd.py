@@ -73,9 +73,8 @@ def down(
         terminal.info("was not running: " + ", ".join(result.not_running))
     if result.still_serving:
         from mlx_stack.errors import ServiceError
-        from mlx_stack.system import ports
 
-        held = ", ".join(f"{s} (port {port}: {ports.holder(port).describe()})"
+        held = ", ".join(f"{s} (port {port}: {result.held_by[s]})"
                          for s, port in result.still_serving.items())
         raise ServiceError(f"still answering after down: {held}",
                            hint="that program is not one this stack started; stop it yourself")

@@ -25,7 +25,7 @@ def logs(
     if rotate:
         results = svc.rotate(p, service)
         if json_:
-            terminal.json([{"service": s, "result": r} for s, r in results])
+            terminal.json([r.as_dict() for r in results])
             return
         if not results:
             terminal.info("no logs yet")
@@ -52,14 +52,12 @@ def logs(
             table.add_row(lg.service, format_bytes(lg.size), arch, str(lg.path))
         terminal.print(table)
         return
-    log = svc.find_log(p, service)
-    n = tail if tail is not None else (None if all_ else 50)
-    lines = svc.read_all(log, n) if all_ else svc.tail_lines(log.path, 50 if n is None else n)
+    log = svc.show(p, service, tail=tail, all_files=all_)
     if json_ and not follow:
-        terminal.json({"service": log.service, "path": str(log.path), "lines": lines})
+        terminal.json(log.as_dict())
         return
     out = sys.stdout
-    for line in lines:
+    for line in log.lines:
         out.write(line + "\n")
     out.flush()
     if follow:

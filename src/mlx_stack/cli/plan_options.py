@@ -35,11 +35,9 @@ BandwidthOption = Annotated[float | None, typer.Option(
 def resolve_hardware(chip: str | None, gpu_cores: int | None, memory: str | None,
                      bandwidth: float | None) -> HardwareProfile:
     """The planned profile when ``--chip`` is given, else this machine's."""
-    from dataclasses import replace
-
     from mlx_stack.core.units import parse_memory_gb
     from mlx_stack.errors import UsageError
-    from mlx_stack.services.hardware import Plan, detect
+    from mlx_stack.services.hardware import Plan, detect, with_bandwidth
 
     if bandwidth is not None and not 1 <= bandwidth <= 10000:
         raise UsageError(f"invalid --bandwidth {bandwidth:g}: expected 1-10000 (GB/s)")
@@ -48,10 +46,6 @@ def resolve_hardware(chip: str | None, gpu_cores: int | None, memory: str | None
         if given:
             raise UsageError(f"{' and '.join(given)} {'need' if len(given) > 1 else 'needs'} --chip",
                              hint='plan for a Mac with e.g. --chip "M4 Max" --gpu-cores 40 --memory 128')
-        hw = detect()
-        if bandwidth is not None:
-            notes = (*hw.notes, "bandwidth given with --bandwidth")
-            hw = replace(hw, bandwidth_gbs=bandwidth, bandwidth_source="given", notes=notes)
-        return hw
+        return with_bandwidth(bandwidth)
     memory_gb = parse_memory_gb(memory) if memory is not None else None
     return detect(Plan(chip, gpu_cores, memory_gb, bandwidth))

@@ -35,7 +35,6 @@ def pull(
     from mlx_stack.core.units import format_bytes
     from mlx_stack.errors import ExitCode, UsageError
     from mlx_stack.paths import paths
-    from mlx_stack.services import config
     from mlx_stack.services import pull as pull_service
     from mlx_stack.system import hub
 
@@ -50,7 +49,7 @@ def pull(
     try:
         with interrupt.signals_raise():  # SIGTERM unwinds like Ctrl-C
             result = pull_service.pull(
-                p, model, quant=quant, default_quant=config.load(p).get("default-quant"), force=force,
+                p, model, quant=quant, force=force,
                 on_plan=bar.start, on_progress=bar.update,
                 on_offline=lambda why: terminal.warn(f"{why}; using the complete copy already on disk"),
             )
@@ -64,23 +63,22 @@ def pull(
         raise  # not reached
     finally:
         bar.stop()
+    pulled = result.model
     if json_:
-        out: dict[str, object] = {**result.as_dict()}
-        out["downloaded_bytes"] = bar.fetched
         if bench:  # added by bench (issue 7): the measurement goes into the same JSON
             from mlx_stack.cli import bench_cmd
 
-            out["bench"] = bench_cmd.as_json(bench_cmd.measure(result.path, save=True))
-        terminal.json(out)
+            result = result.with_bench(bench_cmd.measure(pulled.path, save=True))
+        terminal.json(result.as_dict())
         return
     terminal.success(
-        f"{result.model} ready: {format_bytes(result.size_bytes)}"
-        f"{', ' + result.quant if result.quant else ''} at {result.path}"
+        f"{pulled.model} ready: {format_bytes(pulled.size_bytes)}"
+        f"{', ' + pulled.quant if pulled.quant else ''} at {pulled.path}"
     )
     if bench:  # added by bench (issue 7)
         from mlx_stack.cli import bench_cmd
 
-        bench_cmd.show(bench_cmd.measure(result.path, save=True))
+        bench_cmd.show(bench_cmd.measure(pulled.path, save=True))
 
 
 class DownloadBar:
@@ -90,14 +88,12 @@ class DownloadBar:
         self.terminal = terminal
         self.progress: Progress | None = None
         self.task: TaskID | None = None
-        self.fetched = 0
         self._start_bytes = 0
 
     def start(self, plan: Plan) -> None:
         from mlx_stack.core.units import format_bytes
 
         self._start_bytes = plan.present
-        self.fetched = plan.to_fetch
         what = f"{plan.remote.repo_id} ({len(plan.remote.files)} files, {format_bytes(plan.size)})"
         if plan.to_fetch == 0:
             self.terminal.info(f"{what}: every file is already on disk")

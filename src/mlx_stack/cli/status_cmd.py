@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
-
-if TYPE_CHECKING:
-    from mlx_stack.services.lifecycle import StatusReport
 
 
 def status(
@@ -57,18 +52,6 @@ def status(
         render_hardware(result.hardware)
         render_services(result.services, show_key)
         render_routing(result.routing)
-    code = exit_code(result.services)
+    code = result.exit_code
     if code:
         raise typer.Exit(code)
-
-
-def exit_code(report: StatusReport) -> int:
-    """LSB-style: 0 every configured service healthy (or only slow) or sleeping on
-    purpose, 3 something is stopped, down, crashed or flapping, 4 nothing configured."""
-    from mlx_stack.errors import ExitCode
-
-    if not report.configured:
-        return ExitCode.NOT_FOUND
-    if any(s.state not in ("healthy", "degraded", "sleeping") for s in report.services):
-        return ExitCode.STATE
-    return ExitCode.OK

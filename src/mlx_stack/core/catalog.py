@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, cast
+from typing import cast
 
 from mlx_stack.core.validate import Fields, in_file
 from mlx_stack.core.yaml_text import parse_yaml
@@ -130,7 +130,7 @@ class CatalogEntry:
     def repo(self, quant: str) -> RepoRef | None:
         return self.repos.get(quant)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "name": self.name, "family": self.family, "publisher": self.publisher,
             "architecture": self.architecture, "attention": self.attention,
@@ -149,7 +149,7 @@ class CatalogEntry:
 _HINT = "see the catalog schema in DEVELOPING.md"
 
 
-def _fields(data: Any, source: str) -> Fields:
+def _fields(data: object, source: str) -> Fields:
     """Typed access to one catalog mapping, with errors that name file and field."""
     return Fields(data, error=in_file(source, CatalogError, _HINT), bool_as="a boolean")
 
@@ -161,7 +161,7 @@ _RELEASED = re.compile(r"^20\d\d-(0[1-9]|1[0-2])$")
 _URL = re.compile(r"^https://\S+$")
 
 
-def parse_entry(data: Any, source: str) -> CatalogEntry:
+def parse_entry(data: object, source: str) -> CatalogEntry:
     """Validate one catalog mapping; ``source`` (the file name) prefixes every error."""
     f = _fields(data, source)
     f.unknown(_TOP)

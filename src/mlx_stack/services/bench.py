@@ -206,6 +206,12 @@ class Outcome:
     saved_to: str | None  # the file written by --save
     server: str  # where it was measured, in words
 
+    def as_dict(self) -> JSONObject:
+        """What `bench --json` prints: the result, and the file --save wrote (or null)."""
+        data = self.result.to_dict()
+        data["saved_to"] = self.saved_to
+        return data
+
 
 def run(p: Paths, text: str, *, options: Options, port: int | None = None, save: bool = False,
         on_progress: Progress | None = None, host: Host | None = None) -> Outcome:

@@ -10,6 +10,7 @@ file; the front door re-reads it when it changes.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
@@ -115,3 +116,24 @@ def fetch_view(p: Paths, stack: Stack, timeout: float = 5.0) -> dict[str, Any] |
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class Board:
+    """The configured stack's dashboard, for `status --watch` and `open`: the page's URL
+    and the front door's live view."""
+
+    paths: Paths
+    stack: Stack
+
+    @property
+    def url(self) -> str:
+        return page_url(self.stack)
+
+    def view(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        return fetch_view(self.paths, self.stack, timeout=timeout)
+
+
+def board(p: Paths) -> Board:
+    """The dashboard of the configured stack; NotFoundError when none is configured yet."""
+    return Board(p, configured_stack(p))

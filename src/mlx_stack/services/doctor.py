@@ -95,10 +95,15 @@ machine = Machine()
 class DoctorResult:
     checks: list[Check]
     report: JSONObject  # redacted
+    written_to: Path | None = None  # the --report file, once written
 
     @property
     def exit_code(self) -> int:
         return judge.exit_code(self.checks)
+
+    def as_dict(self) -> JSONObject:
+        """What `doctor --json` prints: the redacted report."""
+        return self.report
 
 
 def _hardware(m: Machine, raw: dict[str, object]) -> tuple[HardwareProfile, dict[str, str]]:
@@ -260,8 +265,18 @@ def _guarded(check_id: str, title: str, step: Callable[[], list[Check]]) -> list
                       "attach `mlx-stack doctor --report FILE` to a bug report")]
 
 
-def run(p: Paths, *, probe_timeout: float = 5.0) -> DoctorResult:
-    """Every check, in a fixed order, and the redacted report."""
+def run(p: Paths, *, probe_timeout: float = 5.0, report_file: Path | None = None) -> DoctorResult:
+    """Every check, in a fixed order, and the redacted report; with ``report_file`` the
+    report is written there too (the path is checked before any check runs)."""
+    target = report_target(report_file) if report_file is not None else None
+    result = _run(p, probe_timeout)
+    if target is not None:
+        write_report(target, result.report)
+        result.written_to = target
+    return result
+
+
+def _run(p: Paths, probe_timeout: float) -> DoctorResult:
     from mlx_stack.services.local_models import hf_cache_dir
     from mlx_stack.system import secrets
 

@@ -3,6 +3,7 @@
 Public API:
     Plan(chip, gpu_cores=None, memory_gb=None, bandwidth_gbs=None)
     detect(plan: Plan | None = None) -> HardwareProfile
+    with_bandwidth(bandwidth_gbs) -> HardwareProfile   (this machine, bandwidth overridden)
     plan_profile(plan) -> HardwareProfile   (pure; raises UsageError/NotFoundError)
 """
 
@@ -99,4 +100,16 @@ def detect(plan: Plan | None = None) -> HardwareProfile:
     return cpu_profile(cpu.cpu_name, cpu.memory_bytes, cpu.cpu_cores, os_name=cpu.os_name)
 
 
-__all__ = ["GB", "HardwareProfile", "Plan", "detect", "plan_profile"]
+def with_bandwidth(bandwidth_gbs: float | None) -> HardwareProfile:
+    """This machine's profile, its bandwidth replaced when one is given (``--bandwidth``
+    without ``--chip``: how a Linux CPU profile gets one)."""
+    from dataclasses import replace
+
+    hw = detect()
+    if bandwidth_gbs is None:
+        return hw
+    notes = (*hw.notes, "bandwidth given with --bandwidth")
+    return replace(hw, bandwidth_gbs=bandwidth_gbs, bandwidth_source="given", notes=notes)
+
+
+__all__ = ["GB", "HardwareProfile", "Plan", "detect", "plan_profile", "with_bandwidth"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from mlx_stack.core.catalog import CatalogEntry
 from mlx_stack.errors import NetworkError
@@ -24,8 +23,9 @@ class RepoStatus:
     status: str  # "available" | "gated" | "missing"
     downloads: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return vars(self).copy()
+    def as_dict(self) -> dict[str, object]:
+        return {"model_id": self.model_id, "quant": self.quant, "repo": self.repo, "status": self.status,
+                "downloads": self.downloads}
 
 
 def _offline() -> bool:

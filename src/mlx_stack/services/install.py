@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from mlx_stack.core import service_units
 from mlx_stack.core.service_units import UnitSpec
@@ -67,6 +68,27 @@ class InstallPlan:
     def as_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "unit_file": str(self.unit_file), "unit": self.unit_text,
                 "commands": [" ".join(c) for c in self.commands]}
+
+
+class InstallStatus(NamedTuple):
+    """`install --status`: which manager, its unit file, and what it says of the agent."""
+
+    kind: str  # "launchd" | "systemd"
+    unit_file: Path
+    agent: AgentStatus
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "unit_file": str(self.unit_file), **self.agent.as_dict()}
+
+
+class Uninstalled(NamedTuple):
+    """`uninstall`: the unit file, and whether anything was there (loaded or on disk)."""
+
+    unit_file: Path
+    removed: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"unit_file": str(self.unit_file), "removed": self.removed}
 
 
 def unit_file(kind: str) -> Path:
@@ -134,17 +156,17 @@ def install(p: Paths, host: LoginHost | None = None) -> InstallPlan:
     return pl
 
 
-def status(p: Paths, host: LoginHost | None = None) -> tuple[str, Path, AgentStatus]:
+def status(p: Paths, host: LoginHost | None = None) -> InstallStatus:
     host = host or default_host()
     kind = host.kind
     manager = host.manager(kind)
     path = unit_file(kind)
     name = service_units.LABEL if kind == "launchd" else service_units.SYSTEMD_UNIT
-    return kind, path, manager.status(name, path)
+    return InstallStatus(kind, path, manager.status(name, path))
 
 
-def uninstall(p: Paths, host: LoginHost | None = None) -> tuple[Path, bool]:
-    """Stop the watchdog and remove its unit; return (unit file, whether anything was there)."""
+def uninstall(p: Paths, host: LoginHost | None = None) -> Uninstalled:
+    """Stop the watchdog and remove its unit; return the unit file and whether anything was there."""
     host = host or default_host()
     kind = host.kind
     manager = host.manager(kind)
@@ -155,4 +177,4 @@ def uninstall(p: Paths, host: LoginHost | None = None) -> tuple[Path, bool]:
     path.unlink(missing_ok=True)
     if isinstance(manager, Systemd) and existed:
         manager.run(["systemctl", "--user", "daemon-reload"])
-    return path, was_loaded or existed
+    return Uninstalled(path, was_loaded or existed)

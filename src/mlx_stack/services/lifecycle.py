@@ -62,6 +62,15 @@ class DownResult:
     stopped: list[str] = field(default_factory=list)
     not_running: list[str] = field(default_factory=list)
     still_serving: dict[str, int] = field(default_factory=dict)  # service -> port that answers
+    held_by: dict[str, str] = field(default_factory=dict)  # service -> who holds that port, in words
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "stopped": list(self.stopped),
+            "not_running": list(self.not_running),
+            "still_serving": [{"service": s, "port": port, "held_by": self.held_by.get(s, "")}
+                              for s, port in self.still_serving.items()],
+        }
 
 
 @dataclass
@@ -79,6 +88,16 @@ class StatusReport:
             "gateway_key": self.gateway_key,
             "services": [s.as_dict() for s in self.services],
         }
+
+    @property
+    def exit_code(self) -> int:
+        """LSB-style: 0 every configured service healthy (or only slow) or sleeping on
+        purpose, 3 something is stopped, down, crashed or flapping, 4 nothing configured."""
+        if not self.configured:
+            return ExitCode.NOT_FOUND
+        if any(s.state not in ("healthy", "degraded", "sleeping") for s in self.services):
+            return ExitCode.STATE
+        return ExitCode.OK
 
 
 def endpoint(stack: Stack) -> str:
@@ -250,6 +269,7 @@ def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRAC
         port = ports_before[service]
         if port and _answers(port, h):
             result.still_serving[service] = port
+            result.held_by[service] = h.port_holder(port).describe()
             for group in (result.stopped, result.not_running):
                 if service in group:
                     group.remove(service)

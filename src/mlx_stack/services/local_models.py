@@ -16,8 +16,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from mlx_stack.json_types import as_object
 from mlx_stack.paths import Paths
 
 SOURCES = ("hf-cache", "model-dir", "demo")
@@ -39,7 +39,7 @@ class LocalModel:
     quantization: str | None
     source: str  # one of SOURCES
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "path": str(self.path),
@@ -57,14 +57,19 @@ def hf_cache_dir() -> Path:
     return hub.cache_dir()
 
 
-def quantization_of(config: dict[str, Any]) -> str | None:
-    """``int4``/``int8``/... from an MLX ``config.json``; the dtype when unquantized."""
-    quant = config.get("quantization") or config.get("quantization_config")
-    if isinstance(quant, dict) and isinstance(quant.get("bits"), int):
-        return f"int{quant['bits']}"
-    text_config = config.get("text_config")
-    dtype = config.get("torch_dtype") or config.get("dtype")
-    if dtype is None and isinstance(text_config, dict):
+def quantization_of(config: object) -> str | None:
+    """``int4``/``int8``/... from an MLX ``config.json`` (as parsed); the dtype when
+    unquantized; None when it says neither (or is not a mapping)."""
+    data = as_object(config)
+    if data is None:
+        return None
+    quant = as_object(data.get("quantization") or data.get("quantization_config"))
+    bits = None if quant is None else quant.get("bits")
+    if isinstance(bits, int):
+        return f"int{bits}"
+    text_config = as_object(data.get("text_config"))
+    dtype = data.get("torch_dtype") or data.get("dtype")
+    if dtype is None and text_config is not None:
         dtype = text_config.get("torch_dtype") or text_config.get("dtype")
     return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(str(dtype))
 
@@ -75,10 +80,10 @@ def read_model_folder(folder: Path) -> tuple[int, str | None] | None:
     try:
         if not config_file.is_file() or not any(folder.glob("*.safetensors")):
             return None
-        config = json.loads(config_file.read_text())
+        config: object = json.loads(config_file.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(config, dict):
+    if as_object(config) is None:
         return None
     if _missing_shards(folder):
         return None  # half a download (an interrupted pull): not loadable yet
@@ -99,10 +104,12 @@ def _missing_shards(folder: Path) -> bool:
     """True when the safetensors index names a shard that is not on disk."""
     index = folder / "model.safetensors.index.json"
     try:
-        weight_map = json.loads(index.read_text()).get("weight_map") or {}
-    except (OSError, ValueError, AttributeError):
+        data = as_object(json.loads(index.read_text()))
+    except (OSError, ValueError):
         return False
-    return any(not (folder / shard).is_file() for shard in set(weight_map.values()))
+    weight_map = as_object(data.get("weight_map")) if data is not None else None
+    shards = {v for v in (weight_map or {}).values() if isinstance(v, str)}
+    return any(not (folder / shard).is_file() for shard in shards)
 
 
 def _scan_hf_cache(cache_dir: Path) -> list[LocalModel]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from mlx_stack.errors import NotFoundError, UsageError
 from mlx_stack.paths import Paths
@@ -33,6 +34,31 @@ class LogFile:
     def as_dict(self) -> dict[str, object]:
         return {"service": self.service, "path": str(self.path), "size": self.size,
                 "archives": [str(a) for a in self.archives], "archive_bytes": self.archive_bytes}
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """The end of one service's log (`logs SERVICE`), what ``--json`` prints."""
+
+    service: str
+    path: Path
+    lines: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"service": self.service, "path": str(self.path), "lines": self.lines}
+
+
+class Rotated(NamedTuple):
+    """One log after `logs --rotate`: "signalled" (a live writer was asked), "rotated" or "empty"."""
+
+    service: str
+    result: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"service": self.service, "result": self.result}
+
+
+DEFAULT_TAIL = 50
 
 
 def archives(path: Path) -> list[Path]:
@@ -115,6 +141,14 @@ def _read_lines(path: Path) -> list[str]:
         return []  # vanished or half-written archive: skip it
 
 
+def show(p: Paths, service: str, *, tail: int | None = None, all_files: bool = False) -> LogLines:
+    """The last ``tail`` lines of a service's log (default 50); with ``all_files`` the
+    rotated archives too, oldest first, every line unless ``tail`` is given."""
+    log = find_log(p, service)
+    lines = read_all(log, tail) if all_files else tail_lines(log.path, DEFAULT_TAIL if tail is None else tail)
+    return LogLines(log.service, log.path, lines)
+
+
 def read_all(log: LogFile, tail: int | None) -> list[str]:
     """Archives then the current file, oldest line first; only the last ``tail`` if given.
 
@@ -183,7 +217,7 @@ def _replaced(path: Path, fh: object) -> bool:
     return st.st_size < fh.tell()  # type: ignore[attr-defined]  # truncated in place
 
 
-def rotate(p: Paths, service: str | None, keep: int | None = None) -> list[tuple[str, str]]:
+def rotate(p: Paths, service: str | None, keep: int | None = None) -> list[Rotated]:
     """Rotate one log or all: signal live writers, rotate idle files here. ``keep``: the
     archives kept, by default the setting log-max-files.
 
@@ -196,4 +230,4 @@ def rotate(p: Paths, service: str | None, keep: int | None = None) -> list[tuple
     if keep < 1:
         raise UsageError("log-max-files must be at least 1")
     logs = [find_log(p, service)] if service else list_logs(p)
-    return [(lg.service, logrotate.request_rotation(lg.path, keep)) for lg in logs]
+    return [Rotated(lg.service, logrotate.request_rotation(lg.path, keep)) for lg in logs]

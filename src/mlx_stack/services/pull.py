@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.catalog import CatalogEntry
 from mlx_stack.core.units import format_bytes
@@ -19,6 +20,9 @@ from mlx_stack.errors import ConflictError, NetworkError, NotFoundError
 from mlx_stack.paths import Paths
 from mlx_stack.services.pulled_models import PulledModel
 from mlx_stack.system import hub
+
+if TYPE_CHECKING:
+    from mlx_stack.services.bench import Outcome
 
 # What mlx-lm and vllm-mlx load; leaves out duplicate weights in other formats.
 ALLOW = ["*.json", "*.safetensors", "*.py", "*.txt", "*.jinja", "*.jsonl", "*.tiktoken", "tokenizer.model"]
@@ -59,6 +63,25 @@ class Plan:
             return self.local_dir
         assert self.cache is not None
         return hub.storage_folder(self.remote.repo_id, self.cache)
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What `pull` did: the recorded model, the bytes it fetched (0 when every file was on
+    disk or it was recorded offline) and, with `pull --bench`, the benchmark of it."""
+
+    model: PulledModel
+    downloaded_bytes: int = 0
+    bench: Outcome | None = None
+
+    def with_bench(self, outcome: Outcome) -> Pulled:
+        return replace(self, bench=outcome)
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {**self.model.as_dict(), "downloaded_bytes": self.downloaded_bytes}
+        if self.bench is not None:
+            out["bench"] = self.bench.as_dict()
+        return out
 
 
 def resolve(spec: str, quant: str | None = None, default_quant: str = "int4") -> Target:
@@ -152,11 +175,18 @@ def from_cache(p: Paths, target: Target) -> PulledModel | None:
     return _register(p, target, revision, path, size)
 
 
-def pull(p: Paths, spec: str, *, quant: str | None = None, default_quant: str = "int4", force: bool = False,
-         on_plan: Callable[[Plan], None] | None = None, on_progress: Progress | None = None,
-         on_offline: Callable[[str], None] | None = None,
-         disk_free: Callable[[Path], int] = hub.disk_free) -> PulledModel:
-    """The whole pull. Offline, a model already complete on disk is recorded from there."""
+def pull(p: Paths, spec: str, *, quant: str | None = None, default_quant: str | None = None,
+         force: bool = False, on_plan: Callable[[Plan], None] | None = None,
+         on_progress: Progress | None = None, on_offline: Callable[[str], None] | None = None,
+         disk_free: Callable[[Path], int] = hub.disk_free) -> Pulled:
+    """The whole pull. Offline, a model already complete on disk is recorded from there.
+
+    Without ``quant``, a catalog id is pulled at ``default_quant`` (None: the
+    ``default-quant`` setting)."""
+    if default_quant is None:
+        from mlx_stack.services import config
+
+        default_quant = config.load(p).get("default-quant")
     target = resolve(spec, quant, default_quant)
     try:
         pl = plan(p, target, force=force, disk_free=disk_free)
@@ -168,10 +198,10 @@ def pull(p: Paths, spec: str, *, quant: str | None = None, default_quant: str = 
             raise
         if on_offline is not None:
             on_offline(exc.message)
-        return cached
+        return Pulled(cached)
     if on_plan is not None:
         on_plan(pl)
-    return execute(p, pl, force=force, on_progress=on_progress)
+    return Pulled(execute(p, pl, force=force, on_progress=on_progress), pl.to_fetch)
 
 
 def _register(p: Paths, target: Target, revision: str, path: Path, size: int) -> PulledModel:

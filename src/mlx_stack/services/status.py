@@ -24,6 +24,11 @@ class StackStatus:
         return {"hardware": self.hardware.as_dict(), **self.services.as_dict(),
                 "routing": self.routing.as_dict() if self.routing is not None else None}
 
+    @property
+    def exit_code(self) -> int:
+        """The services' exit code (see :attr:`StatusReport.exit_code`)."""
+        return self.services.exit_code
+
 
 def status(p: Paths, *, show_key: bool = False) -> StackStatus:
     """The hardware profile, the services (probed in parallel) and the routing report."""
