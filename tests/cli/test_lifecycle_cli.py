@@ -164,3 +164,11 @@ def test_down_with_nothing_running(run, isolated_home: Paths) -> None:
     assert r.exit_code == 0
     assert "nothing was running" in r.stderr
 
+
+
+def test_down_names_another_program_on_a_stack_port(run, isolated_home: Paths, busy_port: int) -> None:
+    _write_stack(isolated_home, tier_port=busy_port)  # nothing of ours ran; something listens there
+    r = run("down")
+    assert r.exit_code == 7
+    assert f"still answering after down: standard (port {busy_port}" in r.stderr
+    assert "nothing was running" not in r.stderr

@@ -344,3 +344,13 @@ def test_an_idle_tier_is_put_to_sleep_only_when_the_stack_lock_is_free(
     assert host.running("fast") is None and "fast" not in host.pid_files
     woken = on_demand.wake(isolated_home, "standard", [], host=host, hw=object())
     assert woken.already_running and woken.pid == host.proc_of("standard").pid
+
+
+def test_down_names_a_foreign_program_on_a_stack_port_though_nothing_of_ours_ran(
+        isolated_home: Paths, two_tiers: Stack, host: FakeHost) -> None:
+    host.lingering_ports.add(8100)  # something else listens on fast's port; no pid file, no marker
+    result = lifecycle.down(isolated_home, host=host)
+    assert result.still_serving == {"fast": 8100} and result.stopped == [] and result.not_running == []
+    assert result.held_by == {"fast": "squatter (pid 4321)"}
+    host.lingering_ports.clear()
+    assert lifecycle.down(isolated_home, host=host).still_serving == {}

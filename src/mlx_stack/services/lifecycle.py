@@ -265,8 +265,11 @@ def down(p: Paths, tiers: list[str] | None = None, grace: float = processes.GRAC
     result = DownResult()
     for service, stopped in zip(services, results, strict=True):
         (result.stopped if stopped else result.not_running).append(service)
-    for service in services:
-        port = ports_before[service]
+    if not tiers and stack is not None:  # the stack's own ports, though nothing of ours ran there
+        for service in stack.services:
+            if service not in ports_before:
+                ports_before[service] = _port_of(p, stack, service, h)
+    for service, port in ports_before.items():
         if port and _answers(port, h):
             result.still_serving[service] = port
             result.held_by[service] = h.port_holder(port).describe()
