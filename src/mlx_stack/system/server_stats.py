@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 import psutil
 
 from mlx_stack.json_types import as_list, as_object, to_int
+from mlx_stack.system import probes
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
@@ -49,14 +50,21 @@ class ServerCounters:
     in_flight: int  # requests running or waiting
 
 
+def _status(base_url: str, timeout: float) -> object:
+    """vllm-mlx's ``/v1/status`` document, or None (plain http.client: no httpx import
+    on the `status` path)."""
+    text = probes.fetch_text(base_url.rstrip("/"), "/v1/status", timeout=timeout)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def vllm_counters(base_url: str, timeout: float = 2.0) -> ServerCounters | None:
     """vllm-mlx's ``/v1/status`` counters, or None if it does not answer in time."""
-    try:
-        resp = httpx.get(f"{base_url.rstrip('/')}/v1/status", timeout=timeout, trust_env=False)
-        data = resp.json() if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-    data = as_object(data)
+    data = as_object(_status(base_url, timeout))
     if data is None:
         return None
     try:
@@ -92,12 +100,7 @@ def available_memory() -> int:
 def metal_active_bytes(base_url: str, timeout: float = 2.0) -> int | None:
     """The Metal active memory a vllm-mlx server reports in ``/v1/status`` (macOS only;
     None where there is no Metal or the server does not answer)."""
-    try:
-        resp = httpx.get(f"{base_url.rstrip('/')}/v1/status", timeout=timeout, trust_env=False)
-        data = resp.json() if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-    body = as_object(data)
+    body = as_object(_status(base_url, timeout))
     metal = as_object(body.get("metal")) if body is not None else None
     value = metal.get("active_memory_gb") if metal is not None else None
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
