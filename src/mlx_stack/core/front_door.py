@@ -189,11 +189,28 @@ _REQUIRED = {
 }
 
 
+# Output limits: a positive integer when given (0 or -1 made every tier answer 500, which
+# looked like a server failure). null is allowed where the dialect allows it.
+_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+MAX_OUTPUT_TOKENS = 10_000_000
+
+
 def shape_problem(path: str, body: Mapping[str, object]) -> str | None:
     """Why this request can never succeed (answered 400 by the front door), or None."""
     key = _REQUIRED.get(path)
     if key is None:
         return None
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        return "the request names no model" if model in (None, "") else "`model` must be a non-empty string"
+    for name in _LIMITS:
+        limit = body.get(name)
+        if limit is None:
+            if name == "max_tokens" and path == "/v1/messages" and name in body:
+                return "`max_tokens` must be a positive integer"
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_OUTPUT_TOKENS:
+            return f"`{name}` must be a positive integer (at most {MAX_OUTPUT_TOKENS:,})"
     value = body.get(key)
     if value is None or value == "" or value == []:
         return f"`{key}` is missing or empty"
