@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from mlx_stack.core.front_door import Plan, UnknownModel, is_near_a_limit, plan, shape_problem
+from mlx_stack.core.metrics_text import tier_gauges
 from mlx_stack.core.routing import has_tools
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.core.text import printable
@@ -137,7 +138,7 @@ class FrontDoor:
             await replies.send_json(send, 200, {"object": "list", "data": [
                 {"id": i, "object": "model", "created": 0, "owned_by": "mlx-stack"} for i in ids]})
         elif path == "/metrics" and method == "GET":
-            await replies.send_bytes(send, 200, self.metrics.text().encode(),
+            await replies.send_bytes(send, 200, self.metrics_text().encode(),
                                      b"text/plain; version=0.0.4; charset=utf-8")
         elif path == VIEW_ROUTE and method == "GET":
             await replies.send_bytes(send, 200, await self.dashboard.view(), extra=VIEW_HEADERS)
@@ -145,6 +146,24 @@ class FrontDoor:
             await self._page(path, send)
         else:
             await replies.error(send, 404, f"no route {method} {path}", anthropic=anthropic)
+
+    def metrics_text(self) -> str:
+        routes = self.routes.current
+        pools = self.routes.pools
+        names = [*routes.tiers, *([CLOUD] if routes.cloud is not None else [])]
+        od = self.on_demand
+        states: dict[str, str] = {}
+        for n in names:
+            pool = pools.get(n)
+            lazy = od is not None and n in routes.tiers and routes.tiers[n].on_demand
+            if lazy and od is not None and n not in od.awake:
+                states[n] = "asleep"
+            else:
+                states[n] = "cooling" if pool is not None and pool.cooling else "up"
+        gauges = tier_gauges(states, {n: g.inflight for n, g in self.gates.items()},
+                             {n: len(g.waiting) for n, g in self.gates.items()},
+                             len(self.connections.open), self.connections.busy)
+        return self.metrics.text(names, gauges)
 
     async def _page(self, path: str, send: Send) -> None:
         body, headers = self.dashboard.page(path)

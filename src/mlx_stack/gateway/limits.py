@@ -16,8 +16,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -31,7 +30,7 @@ TIER_QUEUE = 256  # requests waiting per tier beyond that
 class _Conn:
     __slots__ = ("busy", "since", "transport")
 
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.since = time.monotonic()  # connected, or its last answer ended
         self.busy = 0  # requests under way on it
@@ -50,7 +49,7 @@ class Connections:
 
     # --- the protocol side --------------------------------------------------------------
 
-    def protocol(self, inner: type[asyncio.Protocol]) -> Callable[..., asyncio.Protocol]:
+    def protocol(self, inner: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
         """A protocol class for the ASGI server: ``inner``'s behaviour, with this guard."""
         guard = self
 
@@ -62,7 +61,7 @@ class Connections:
                 self._peer: object = None
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self._peer = guard.opened(transport)
+                self._peer = guard.opened(cast("asyncio.Transport", transport))
                 self._inner.connection_made(transport)
 
             def data_received(self, data: bytes) -> None:
@@ -83,7 +82,7 @@ class Connections:
 
         return Guarded
 
-    def opened(self, transport: asyncio.BaseTransport) -> object:
+    def opened(self, transport: asyncio.Transport) -> object:
         peer = transport.get_extra_info("peername")
         key: object = tuple(peer) if isinstance(peer, (list, tuple)) else (id(transport),)
         if len(self.open) >= self.max_open and not self._evict():
