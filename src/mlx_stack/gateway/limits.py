@@ -15,16 +15,29 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
 from typing import Any, cast
 
 log = logging.getLogger("mlx_stack.front_door")
 
-IDLE_S = 10.0  # a connection with no request under way is closed after this long
-MAX_OPEN = 4096  # client connections open at once
+
+
+def _env(name: str, default: float) -> float:
+    """A bound from the environment (MLX_STACK_GATEWAY_*), else ``default``; nonsense ignored."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if 0 < value < 1e9 else default
+
+
+# Defaults, each overridable by the environment of the front door process (README).
+IDLE_S = _env("MLX_STACK_GATEWAY_IDLE_S", 10.0)  # no request under way this long: closed
+MAX_OPEN = int(_env("MLX_STACK_GATEWAY_MAX_CONNECTIONS", 4096))  # client connections open at once
+TIER_LIMIT = int(_env("MLX_STACK_GATEWAY_TIER_LIMIT", 64))  # requests in flight per tier
+TIER_QUEUE = int(_env("MLX_STACK_GATEWAY_TIER_QUEUE", 256))  # requests waiting per tier beyond that
 SWEEP_S = 1.0
-TIER_LIMIT = 64  # requests in flight per tier
-TIER_QUEUE = 256  # requests waiting per tier beyond that
 
 
 class _Conn:
