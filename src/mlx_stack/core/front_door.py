@@ -71,6 +71,7 @@ class Plan:
     reason: str  # direct | auto-default | auto-tools | auto-long-prompt
     chain: tuple[str, ...]  # upstream names to try, in order ("cloud" last if present)
     tokens: int  # the prompt size used to decide
+    alias: str | None = None  # the alias pattern the requested name matched, if any
 
 
 class UnknownModel(Exception):
@@ -155,6 +156,18 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
 def _fits(tokens: int, window: int | None, rules: RoutingRules) -> bool:
     limit = prompt_limit(window, rules)
     return limit is None or tokens <= limit
+
+
+def too_long_message(tokens: int, routes: Routes, *, anthropic: bool) -> str:
+    """The error for a prompt no tier can take, worded as each client family recognises it
+    (Claude Code compacts on Anthropic's "prompt is too long"; OpenAI clients act on
+    ``context_length_exceeded`` and its "maximum context length" message)."""
+    windows = [w for w in routes.windows.values() if w is not None]
+    limit = max((prompt_limit(w, routes.rules) or w for w in windows), default=0)
+    if anthropic:
+        return f"prompt is too long: {tokens} tokens > {limit} maximum"
+    return (f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
+            f"{tokens} tokens. Please reduce the length of the messages.")
 
 
 def check_rules(rules: RoutingRules, windows: Mapping[str, int | None]) -> str | None:

@@ -20,7 +20,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from mlx_stack.core.front_door import Plan, UnknownModel, is_near_a_limit, plan, shape_problem
+from mlx_stack.core.agent_requests import normalize_volatile, session_key
+from mlx_stack.core.front_door import (
+    Plan,
+    Routes,
+    UnknownModel,
+    is_near_a_limit,
+    plan,
+    shape_problem,
+    too_long_message,
+)
 from mlx_stack.core.metrics_text import tier_gauges
 from mlx_stack.core.routing import has_tools
 from mlx_stack.core.stack import CLOUD
@@ -33,6 +42,7 @@ from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.on_demand import OnDemand
 from mlx_stack.gateway.relay import Answer, Failure, attempt, error_event, relay_stream
 from mlx_stack.gateway.routes_file import RoutesFile
+from mlx_stack.gateway.sessions import Request, Sessions
 from mlx_stack.gateway.upstream import Pool
 
 if TYPE_CHECKING:
@@ -49,6 +59,9 @@ LIVENESS = "/health"
 PROBE_HEADER = b"x-mlx-stack-probe"  # status/up/watchdog probes: not counted as traffic
 MAX_BODY = 64 * 1024 * 1024
 BODY_STALL_S = 30.0  # a request body that sends nothing for this long is answered 408
+# Claude Code's volatile billing line is replaced by a constant (see core.agent_requests);
+# MLX_STACK_GATEWAY_NORMALIZE=0 sends every body as the client wrote it.
+NORMALIZE = os.environ.get("MLX_STACK_GATEWAY_NORMALIZE", "1") != "0"
 RETRY_AFTER = b"1"  # seconds, on 429 (a tier's queue is full) and 503 (no upstream answered)
 # Until the first byte: a tier that has not answered after this long (plus a share per
 # prompt byte) must still answer its health check, or the next tier gets the request.
@@ -70,6 +83,7 @@ class FrontDoor:
         self._refused_logged = 0.0
         self.connections = Connections()
         self.gates: dict[str, Gate] = {}
+        self.sessions = Sessions()
 
     # --- ASGI entry -------------------------------------------------------------------
 
@@ -134,9 +148,7 @@ class FrontDoor:
                 return
             await self._proxy(path, headers, receive, send, anthropic)
         elif path == "/v1/models" and method == "GET":
-            ids = self.routes.current.model_ids
-            await replies.send_json(send, 200, {"object": "list", "data": [
-                {"id": i, "object": "model", "created": 0, "owned_by": "mlx-stack"} for i in ids]})
+            await replies.send_json(send, 200, {"object": "list", "data": models_list(self.routes.current)})
         elif path == "/metrics" and method == "GET":
             await replies.send_bytes(send, 200, self.metrics_text().encode(),
                                      b"text/plain; version=0.0.4; charset=utf-8")
@@ -209,11 +221,16 @@ class FrontDoor:
                                 anthropic=anthropic)
             return
         data, problem = parse_body(body)
+        rewrite = False  # the body must be encoded again (not only for another model name)
         if problem is None and data is not None:
             problem = shape_problem(path, data)
         if problem is not None or data is None:
             await replies.error(send, 400, problem or "bad request", anthropic=anthropic)
             return
+        if NORMALIZE:
+            fixed = normalize_volatile(data)
+            if fixed is not None:
+                data, rewrite = fixed, True
         routes = self.routes.current
         try:
             p = plan(data, routes)
@@ -229,12 +246,15 @@ class FrontDoor:
         if metrics is not None and p.reason.startswith("auto-"):
             metrics.routed_auto(p.routed, p.reason.removeprefix("auto-"))
         if not p.chain:
-            await replies.error(send, 400, "the prompt is longer than every tier's context window",
+            await replies.error(send, 400, too_long_message(p.tokens, routes, anthropic=anthropic),
                                 anthropic=anthropic, code="context_length_exceeded")
             return
+        session = session_key(headers, data)
+        p = self.sessions.keep(session, p)
+        req = Request(path, body, data, anthropic, rewrite, session)
         # The client may leave at any point from here: the work is cancelled (and every
         # upstream connection it holds closed, so the tier stops) as soon as it does.
-        work = asyncio.ensure_future(self._try_chain(path, body, data, p, send, anthropic, metrics))
+        work = asyncio.ensure_future(self._try_chain(req, p, send, metrics))
         watcher = asyncio.ensure_future(_until_disconnected(receive))
         watcher.add_done_callback(lambda _: work.cancel())
         try:
@@ -247,8 +267,7 @@ class FrontDoor:
         finally:
             watcher.cancel()
 
-    async def _try_chain(self, path: str, body: bytes, data: JSONObject, p: Plan, send: Send,
-                         anthropic: bool, metrics: Metrics | None) -> None:
+    async def _try_chain(self, req: Request, p: Plan, send: Send, metrics: Metrics | None) -> None:
         pools = self.routes.pools
         od = self.on_demand
         tiers = self.routes.current.tiers
@@ -268,11 +287,11 @@ class FrontDoor:
                 if metrics is not None:
                     metrics.bump(usable[0], "rejected")
                 await replies.error(send, 429, f"tier {usable[0]} has {gate.limit} requests under way and "
-                                    f"{gate.queue} waiting: retry shortly", anthropic=anthropic,
+                                    f"{gate.queue} waiting: retry shortly", anthropic=req.anthropic,
                                     code="rate_limit_exceeded", extra=[(b"retry-after", RETRY_AFTER)])
                 return
         try:
-            await self._attempts(path, body, data, p, send, anthropic, metrics, usable, lazy, held)
+            await self._attempts(req, p, send, metrics, usable, lazy, held)
         finally:
             if gate is not None:
                 gate.leave()
@@ -286,10 +305,10 @@ class FrontDoor:
             gate = self.gates[name] = Gate()
         return gate
 
-    async def _attempts(self, path: str, body: bytes, data: JSONObject, p: Plan, send: Send,
-                        anthropic: bool, metrics: Metrics | None, usable: list[str],
-                        lazy: set[str], held: list[str]) -> None:
+    async def _attempts(self, req: Request, p: Plan, send: Send, metrics: Metrics | None,
+                        usable: list[str], lazy: set[str], held: list[str]) -> None:
         pools = self.routes.pools
+        path, body, data, anthropic = req.path, req.body, req.data, req.anthropic
         deadline = FIRST_BYTE_S + len(body) * PER_BODY_BYTE_S
         failures: list[str] = []
         refused: Failure | None = None  # a 5xx answer: this request's, not the tier's, fault
@@ -313,7 +332,8 @@ class FrontDoor:
                     cold = time.monotonic() - began
                 pool = pools.get(name, pool)
             sent_model = CLOUD if name == CLOUD else name
-            out = body if data.get("model") == sent_model else _with_model(data, sent_model)
+            same = data.get("model") == sent_model and not req.rewrite
+            out = body if same else _with_model(data, sent_model)
             result = await attempt(pool, path, out, deadline)
             if isinstance(result, Failure):
                 failures.append(f"{name}: {result.why}")
@@ -343,8 +363,12 @@ class FrontDoor:
                      (b"x-mlx-stack-model", _header_text(pool.upstream.model)),
                      (b"x-mlx-stack-requested", _header_text(p.requested)),
                      (b"x-mlx-stack-route", route.encode())]
+            if p.alias is not None:
+                extra.append((b"x-mlx-stack-alias", _header_text(p.alias)))
             if failures:
                 extra.append((b"x-mlx-stack-fallback-reason", _header_text("; ".join(failures))))
+            if 200 <= result.status < 300:
+                self.sessions.remember(req.session, name)
             if cold is not None:
                 extra.append((b"x-mlx-stack-cold-start", f"{cold:.2f}".encode()))
             awake = self.on_demand.awake if self.on_demand is not None else set()
@@ -490,6 +514,19 @@ def _upstream_message(raw: bytes, limit: int = 300) -> str:
             text = doc["detail"]
     text = printable(text)
     return text[: limit - 3] + "..." if len(text) > limit else text
+
+
+def models_list(routes: Routes) -> list[JSONObject]:
+    """What ``/v1/models`` lists: each name served, with the context window a tier serves
+    (``context_length``) and, for an alias, the tier it stands for (``alias_of``)."""
+    out: list[JSONObject] = []
+    for name in routes.model_ids:
+        entry: JSONObject = {"id": name, "object": "model", "created": 0, "owned_by": "mlx-stack"}
+        tier = routes.tiers.get(name)
+        if tier is not None and tier.context_window is not None:
+            entry["context_length"] = tier.context_window
+        out.append(entry)
+    return out
 
 
 def _header_text(text: str, limit: int = 300) -> bytes:
