@@ -80,7 +80,11 @@ def session_key(headers: Sequence[tuple[bytes, bytes]], body: Mapping[str, objec
     messages = body.get("messages") if body.get("messages") is not None else body.get("input")
     if isinstance(messages, str):
         opening.append(messages[:2000])
-    else:  # the system message and the first user turn (OpenAI), or the first turn
-        opening.extend(as_list(messages)[:2])
+    else:  # up to the first turn that is not a system message (stable for the whole conversation)
+        for message in as_list(messages):
+            opening.append(message)
+            entry = as_object(message)
+            if entry is None or entry.get("role") not in ("system", "developer"):
+                break
     raw = json.dumps(opening, sort_keys=True, default=str, ensure_ascii=True)[:20000]
     return "o:" + hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
