@@ -81,6 +81,31 @@ def tier_gauges(states: Mapping[str, str], inflight: Mapping[str, int], queued: 
     ]
 
 
+def cache_stats(page: bytes) -> tuple[float, float] | None:
+    """(hits, misses) of a vllm-mlx tier's prefix cache from its own /metrics page."""
+    found: dict[str, float] = {}
+    for line in page.decode("utf-8", "replace").splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("vllm_mlx_cache_hits", "vllm_mlx_cache_misses"):
+            try:
+                found[name] = float(value)
+            except ValueError:
+                continue
+    if len(found) < 2:
+        return None
+    return found["vllm_mlx_cache_hits"], found["vllm_mlx_cache_misses"]
+
+
+def cache_gauges(stats: Mapping[str, tuple[float, float]]) -> list[Gauge]:
+    """The tiers' own prefix-cache counts (as each tier reports them since its start)."""
+    return [
+        {"name": "tier_prefix_cache_hits", "help": "prefix-cache hits the tier reports (since start)",
+         "samples": [({"tier": t}, hits) for t, (hits, _) in sorted(stats.items())]},
+        {"name": "tier_prefix_cache_misses", "help": "prefix-cache misses the tier reports (since start)",
+         "samples": [({"tier": t}, misses) for t, (_, misses) in sorted(stats.items())]},
+    ]
+
+
 def _labels(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items()) + "}" if labels else ""
 

@@ -30,7 +30,7 @@ from mlx_stack.core.front_door import (
     shape_problem,
     too_long_message,
 )
-from mlx_stack.core.metrics_text import tier_gauges
+from mlx_stack.core.metrics_text import cache_gauges, cache_stats, tier_gauges
 from mlx_stack.core.routing import has_tools
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.core.text import printable
@@ -62,6 +62,7 @@ BODY_STALL_S = 30.0  # a request body that sends nothing for this long is answer
 # Claude Code's volatile billing line is replaced by a constant (see core.agent_requests);
 # MLX_STACK_GATEWAY_NORMALIZE=0 sends every body as the client wrote it.
 NORMALIZE = os.environ.get("MLX_STACK_GATEWAY_NORMALIZE", "1") != "0"
+CACHE_STATS_S = 0.5  # /metrics waits this long at most for a tier's own cache counts
 RETRY_AFTER = b"1"  # seconds, on 429 (a tier's queue is full) and 503 (no upstream answered)
 # Until the first byte: a tier that has not answered after this long (plus a share per
 # prompt byte) must still answer its health check, or the next tier gets the request.
@@ -150,7 +151,8 @@ class FrontDoor:
         elif path == "/v1/models" and method == "GET":
             await replies.send_json(send, 200, {"object": "list", "data": models_list(self.routes.current)})
         elif path == "/metrics" and method == "GET":
-            await replies.send_bytes(send, 200, self.metrics_text().encode(),
+            caches = await self._tier_caches()
+            await replies.send_bytes(send, 200, self.metrics_text(caches).encode(),
                                      b"text/plain; version=0.0.4; charset=utf-8")
         elif path == VIEW_ROUTE and method == "GET":
             await replies.send_bytes(send, 200, await self.dashboard.view(), extra=VIEW_HEADERS)
@@ -159,7 +161,18 @@ class FrontDoor:
         else:
             await replies.error(send, 404, f"no route {method} {path}", anthropic=anthropic)
 
-    def metrics_text(self) -> str:
+    async def _tier_caches(self) -> dict[str, tuple[float, float]]:
+        """Each answering tier's prefix-cache (hits, misses), from its own /metrics."""
+        pools = [pool for name, pool in self.routes.pools.items() if name != CLOUD and not pool.cooling]
+        pages = await asyncio.gather(*(pool.fetch("/metrics", CACHE_STATS_S) for pool in pools))
+        out: dict[str, tuple[float, float]] = {}
+        for pool, page in zip(pools, pages, strict=True):
+            stats = cache_stats(page) if page else None
+            if stats is not None:
+                out[pool.name] = stats
+        return out
+
+    def metrics_text(self, caches: dict[str, tuple[float, float]] | None = None) -> str:
         routes = self.routes.current
         pools = self.routes.pools
         names = [*routes.tiers, *([CLOUD] if routes.cloud is not None else [])]
@@ -175,6 +188,8 @@ class FrontDoor:
         gauges = tier_gauges(states, {n: g.inflight for n, g in self.gates.items()},
                              {n: len(g.waiting) for n, g in self.gates.items()},
                              len(self.connections.open), self.connections.busy)
+        if caches:
+            gauges += cache_gauges(caches)
         return self.metrics.text(names, gauges)
 
     async def _page(self, path: str, send: Send) -> None:

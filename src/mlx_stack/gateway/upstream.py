@@ -66,6 +66,22 @@ class Pool:
         except (TimeoutError, OSError):
             return False
 
+    async def fetch(self, route: str, timeout: float = 1.0) -> bytes | None:
+        """GET ``route`` on its own short-lived connection: the body of a 200, else None."""
+        async def get() -> bytes | None:
+            conn = await self.http.send(b"GET", route, fresh=True)
+            try:
+                await conn.head
+                body = await conn.read_all()
+            finally:
+                conn.abort()
+            return body if conn.status == 200 else None
+
+        try:
+            return await asyncio.wait_for(get(), timeout)
+        except (TimeoutError, OSError):
+            return None
+
     async def _health(self) -> bool:
         conn = await self.http.send(b"GET", self.health_route, fresh=True)
         try:
