@@ -455,7 +455,7 @@ def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault
     _wait_served_directly(live, "standard")
     continued_before = _metric_totals(live, "continuations").get("fast", 0)
     pgid = live.pid("standard")
-    raw = _long_chat(live, "standard")
+    raw = _long_chat(live, "standard", max_tokens=1500)  # still generating when stopped
     assert raw.headers["x-mlx-stack-tier"] == "standard"
     got: list[str] = []
     finish = []
