@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -56,6 +57,7 @@ PROXIED = frozenset({
     "/v1/messages", "/v1/messages/count_tokens",
 })
 LIVENESS = "/health"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 PROBE_HEADER = b"x-mlx-stack-probe"  # status/up/watchdog probes: not counted as traffic
 MAX_BODY = 64 * 1024 * 1024
 BODY_STALL_S = 30.0  # a request body that sends nothing for this long is answered 408
@@ -260,6 +262,8 @@ class FrontDoor:
         metrics = None if probe else self.metrics
         if metrics is not None and p.reason.startswith("auto-"):
             metrics.routed_auto(p.routed, p.reason.removeprefix("auto-"))
+        if not p.chain and path == COUNT_TOKENS and p.routed in routes.tiers:
+            p = replace(p, chain=(p.routed,))  # counting a prompt too long to answer is fine
         if not p.chain:
             await replies.error(send, 400, too_long_message(p.tokens, routes, anthropic=anthropic),
                                 anthropic=anthropic, code="context_length_exceeded")
