@@ -97,7 +97,8 @@ class Connections:
 
     def opened(self, transport: asyncio.Transport) -> object:
         peer = transport.get_extra_info("peername")
-        key: object = tuple(peer) if isinstance(peer, (list, tuple)) else (id(transport),)
+        # (host, port), as the ASGI scope names the client (IPv6 peernames have 4 parts)
+        key: object = tuple(peer[:2]) if isinstance(peer, (list, tuple)) else (id(transport),)
         if len(self.open) >= self.max_open and not self._evict():
             self.refused += 1
             transport.abort()
@@ -138,7 +139,7 @@ class Connections:
 
     def begin(self, client: object) -> _Conn | None:
         """A request started on ``client``'s connection (the scope's ``client``)."""
-        c = self.open.get(tuple(client) if isinstance(client, (list, tuple)) else client)
+        c = self.open.get(tuple(client[:2]) if isinstance(client, (list, tuple)) else client)
         if c is not None:
             c.busy += 1
         return c
