@@ -335,14 +335,14 @@ def test_a_folder_or_unreadable_file_in_place_of_a_state_file(isolated_home: Pat
     assert r.exit_code == 3 and "stack.yaml: is a folder" in r.stderr, r.stderr
     isolated_home.stack_file.rmdir()
     # As a non-root user would see a file of mode 000 (root reads it anyway).
-    real = Path.read_bytes
+    real = os.open
 
-    def denied(self: Path) -> bytes:
-        if self.name == "config.yaml":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def denied(path: str | Path, flags: int, *args: int, **kw: int) -> int:
+        if Path(path).name == "config.yaml":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args, **kw)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     r = runner.invoke(app, ["config", "list"])
     assert r.exit_code == 3 and "config.yaml: cannot read it (permission denied)" in r.stderr, r.stderr
     assert "chmod u+rw" in r.stderr

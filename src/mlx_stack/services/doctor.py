@@ -34,6 +34,7 @@ from mlx_stack.errors import MlxStackError, UnsupportedError, UsageError
 from mlx_stack.json_types import JSONObject, as_list
 from mlx_stack.paths import Paths
 from mlx_stack.system import sysinfo
+from mlx_stack.system.fs import is_present
 
 if TYPE_CHECKING:
     from mlx_stack.services.config import Config
@@ -135,7 +136,7 @@ def _environment(m: Machine, raw: dict[str, object]) -> list[Check]:
 
 def _file(name: str, path: Path, read: Callable[[], object], hint: str | None = None) -> FileFact:
     """Load one state file with its own loader; any error is the fact."""
-    if not path.exists():
+    if not is_present(path):
         return FileFact(name, str(path), False)
     try:
         read()
