@@ -346,3 +346,63 @@ def test_a_folder_or_unreadable_file_in_place_of_a_state_file(isolated_home: Pat
     r = runner.invoke(app, ["config", "list"])
     assert r.exit_code == 3 and "config.yaml: cannot read it (permission denied)" in r.stderr, r.stderr
     assert "chmod u+rw" in r.stderr
+
+
+# What every command that reads stack.yaml says when it cannot use it (issue 22, item 10).
+_STACK_READERS = [["status"], ["status", "--json"], ["up", "--dry-run"], ["bench", "fast"],
+                  ["setup", "--no-start", "--remove", "fast"], ["setup", "--no-start", "--add", "org/x"],
+                  ["config", "set", "routing.long-tier", "fast"], ["down", "--tier", "fast"]]
+
+
+def _every_reader_refuses(home: Path, words: str) -> None:
+    runner = CliRunner()
+    for args in _STACK_READERS:
+        r = runner.invoke(app, args)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+        assert r.exit_code == 3, (args, r.exit_code, r.output)
+        assert f"{home / 'stack.yaml'}: {words}" in r.stderr and "hint: " in r.stderr, (args, r.stderr)
+        assert "internal error" not in r.stderr and "Traceback" not in r.output, (args, r.output)
+
+
+def test_a_non_utf8_stack_is_a_state_error_for_every_command(isolated_home: Paths, tmp_path: Path) -> None:
+    _baseline(isolated_home, tmp_path)
+    isolated_home.stack_file.write_bytes(b"schema: 1\ntiers:\n- name: \xff\xfe\n")
+    _every_reader_refuses(isolated_home.home, "not UTF-8 text (byte 25)")
+    assert isolated_home.stack_file.read_bytes().endswith(b"\xff\xfe\n")  # kept as it was
+
+
+def test_a_symlink_loop_stack_reads_as_cannot_read_everywhere(isolated_home: Paths, tmp_path: Path) -> None:
+    _baseline(isolated_home, tmp_path)
+    isolated_home.stack_file.unlink()
+    isolated_home.stack_file.symlink_to(isolated_home.stack_file)  # ELOOP on every access
+    _every_reader_refuses(isolated_home.home, "cannot read it (a symbolic link loop)")
+    r = CliRunner().invoke(app, ["doctor"])
+    assert "stack.yaml: cannot read it (a symbolic link loop)" in r.stdout, r.stdout
+    assert "no stack configured yet" not in r.stdout
+
+
+def test_a_fifo_in_place_of_the_stack_never_hangs(isolated_home: Paths, tmp_path: Path) -> None:
+    _baseline(isolated_home, tmp_path)
+    isolated_home.stack_file.unlink()
+    os.mkfifo(isolated_home.stack_file)  # opening it for reading would block without O_NONBLOCK
+    _every_reader_refuses(isolated_home.home, "cannot read it (not a regular file)")
+
+
+def test_a_huge_stack_is_refused_at_once(isolated_home: Paths, tmp_path: Path) -> None:
+    """A 10 MB stack.yaml took `status` 9 s (PyYAML's pure-Python scanner); state files are
+    read up to 1 MB now and refused past it, before any parsing."""
+    import time
+
+    from mlx_stack.system.fs import MAX_STATE_BYTES
+
+    _baseline(isolated_home, tmp_path)
+    good = isolated_home.stack_file.read_text()
+    isolated_home.stack_file.write_text(good + "#" + "x" * 10_000_000 + "\n")
+    began = time.monotonic()
+    _every_reader_refuses(isolated_home.home, "too large for a state file (9.5 MB; at most 1.0 MB)")
+    assert time.monotonic() - began < 10  # 8 commands; each took 6-99 s before
+    # Just under the cap it is read and parsed (libyaml): fast, and a valid stack.
+    isolated_home.stack_file.write_text(good + "#" + "x" * (MAX_STATE_BYTES - len(good) - 10) + "\n")
+    began = time.monotonic()
+    assert stack_store.load(isolated_home).tier_names == list(TIERS)
+    assert time.monotonic() - began < 0.5
