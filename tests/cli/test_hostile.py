@@ -390,7 +390,7 @@ def test_a_fifo_in_place_of_the_stack_never_hangs(isolated_home: Paths, tmp_path
 
 def test_a_huge_stack_is_refused_at_once(isolated_home: Paths, tmp_path: Path) -> None:
     """A 10 MB stack.yaml took `status` 9 s (PyYAML's pure-Python scanner); state files are
-    read up to 1 MB now and refused past it, before any parsing."""
+    read up to 256 KB now and refused past it, before any parsing."""
     import time
 
     from mlx_stack.system.fs import MAX_STATE_BYTES
@@ -399,10 +399,18 @@ def test_a_huge_stack_is_refused_at_once(isolated_home: Paths, tmp_path: Path) -
     good = isolated_home.stack_file.read_text()
     isolated_home.stack_file.write_text(good + "#" + "x" * 10_000_000 + "\n")
     began = time.monotonic()
-    _every_reader_refuses(isolated_home.home, "too large for a state file (9.5 MB; at most 1.0 MB)")
+    _every_reader_refuses(isolated_home.home, "too large for a state file (9.5 MB; at most 256 KB)")
     assert time.monotonic() - began < 10  # 8 commands; each took 6-99 s before
     # Just under the cap it is read and parsed (libyaml): fast, and a valid stack.
     isolated_home.stack_file.write_text(good + "#" + "x" * (MAX_STATE_BYTES - len(good) - 10) + "\n")
     began = time.monotonic()
     assert stack_store.load(isolated_home).tier_names == list(TIERS)
     assert time.monotonic() - began < 0.5
+    # The costliest YAML under the cap (the most nodes per byte): about a second, then refused.
+    items = (MAX_STATE_BYTES - len(good)) // 2 - 8
+    isolated_home.stack_file.write_text(good + "extra: [" + "1," * items + "1]\n")
+    assert isolated_home.stack_file.stat().st_size <= MAX_STATE_BYTES
+    began = time.monotonic()
+    r = CliRunner().invoke(app, ["status"])
+    assert r.exit_code == 3 and "extra" in r.stderr, r.stderr
+    assert time.monotonic() - began < 5

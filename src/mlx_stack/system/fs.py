@@ -58,8 +58,9 @@ def is_present(path: Path) -> bool:
     return True
 
 
-# A state file (stack.yaml, config.yaml, pulled.yaml, a key) is a few KB; past this it is not ours.
-MAX_STATE_BYTES = 1 << 20
+# A state file (stack.yaml, config.yaml, pulled.yaml, a key) is a few KB. The cap also bounds
+# parsing: even libyaml builds ~250k tiny nodes (the worst case of 256 KB) in about a second.
+MAX_STATE_BYTES = 256 << 10
 
 
 def read_state_text(path: Path, hint: str, max_bytes: int = MAX_STATE_BYTES) -> str | None:
