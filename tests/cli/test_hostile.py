@@ -414,3 +414,19 @@ def test_a_huge_stack_is_refused_at_once(isolated_home: Paths, tmp_path: Path) -
     r = CliRunner().invoke(app, ["status"])
     assert r.exit_code == 3 and "extra" in r.stderr, r.stderr
     assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "pulled.yaml"])
+def test_a_symlink_loop_in_place_of_other_state_files(isolated_home: Paths, tmp_path: Path,
+                                                      name: str) -> None:
+    _baseline(isolated_home, tmp_path)
+    path = isolated_home.home / name
+    path.unlink()
+    path.symlink_to(path)
+    runner = CliRunner()
+    for args in [["config", "list"], ["models"]] if name == "config.yaml" else [["bench", "org/x"]]:
+        r = runner.invoke(app, args)
+        said = f"{path}: cannot read it (a symbolic link loop)"
+        assert r.exit_code == 3 and said in r.stderr, (args, r.stderr)
+    r = runner.invoke(app, ["doctor"])
+    assert r.exit_code == 1 and f"FAIL  state files          {path}: cannot read it" in r.stdout, r.stdout

@@ -161,7 +161,7 @@ def _state_files(p: Paths) -> tuple[list[FileFact], Stack | None, Config | None]
         _file("stack.yaml", p.stack_file, lambda: loaded_stack.append(stack_store.load(p))),
         _file("pulled.yaml", p.pulled_file, lambda: pulled_models.load(p)),
     ]
-    if not p.config_file.exists():
+    if not is_present(p.config_file):
         loaded_config.append(config.load(p))  # the defaults
     run_dir = p.run_dir
     for pid_file in p.pid_files():
