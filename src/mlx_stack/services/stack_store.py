@@ -16,7 +16,7 @@ _HEADER = (
 
 def exists(p: Paths) -> bool:
     """False only when there is no stack.yaml: one that cannot be read (a symlink loop,
-    permissions, MLX_STACK_HOME a file) counts as there, so load() says what is wrong."""
+    no permission) counts as there, so load() says what is wrong."""
     return is_present(p.stack_file)
 
 
