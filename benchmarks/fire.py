@@ -37,7 +37,7 @@ import psutil
 from mlx_stack.paths import Paths
 from mlx_stack.services import demo_stack, lifecycle, running, stack_store
 from mlx_stack.system import ports, secrets
-from mlx_stack.system.open_files import raise_open_files
+from mlx_stack.system.limits import raise_open_files
 
 RESULTS = Path(__file__).parent / "results" / "fire.json"
 

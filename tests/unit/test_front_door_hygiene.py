@@ -5,13 +5,12 @@ internals, and what it refuses before any tier sees it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import types
 
 import pytest
 
+from mlx_stack.core.controls import escape_controls
 from mlx_stack.core.front_door import shape_problem
-from mlx_stack.core.text import printable
 from mlx_stack.gateway import h1, relay
 from mlx_stack.gateway.app import parse_body
 from mlx_stack.gateway.limits import Connections, Full, Gate
@@ -247,8 +246,7 @@ def test_anthropic_max_tokens_null_is_refused_but_openai_null_is_fine() -> None:
     assert shape_problem("/v1/chat/completions", body) is None
 
 
-def test_printable_escapes_every_control_character() -> None:
-    assert printable("a\nb\rc\x00d\x1b[31me\x85f\tg") == "a\\x0ab\\x0dc\\x00d\\x1b[31me\\x85f\tg"
-    assert printable("line\nnext", keep_newlines=True) == "line\nnext"
-    assert printable("\ud800") == "\\ud800"
-    assert json.loads(json.dumps(printable("ok"))) == "ok"
+def test_log_text_escapes_every_control_character_and_lone_surrogates() -> None:
+    text = escape_controls("a\nb\rc\x00d\x1b[31me\x85f\ud800g", one_line=True)
+    assert text == "a\\nb\\rc\\x00d\\x1b[31me\\x85f\\ud800g"
+    assert text.encode("utf-8")  # a UTF-8 log can take it

@@ -3,7 +3,8 @@
 A log line may carry what a client sent: ESC sequences (colours, cursor moves, a
 terminal's title or clipboard), a carriage return that hides the start of a line, NUL.
 :func:`escape_controls` shows every C0 and C1 control, DEL included, as a visible
-escape (``\\x1b``, ``\\r``, ``\\x85``) and keeps newline and tab.
+escape (``\\x1b``, ``\\r``, ``\\x85``; a lone surrogate as ``\\ud800``) and keeps
+newline and tab.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ _NAMED = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t"}
 
 def _table(keep: str) -> dict[int, str]:
     codes = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
-    return {c: _NAMED.get(c, f"\\x{c:02x}") for c in codes if chr(c) not in keep}
+    table = {c: _NAMED.get(c, f"\\x{c:02x}") for c in codes if chr(c) not in keep}
+    # lone UTF-16 surrogates (a client's "\ud800"): a UTF-8 log or terminal cannot encode them
+    table.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000)})
+    return table
 
 
 _ESCAPES = _table(keep="\n\t")

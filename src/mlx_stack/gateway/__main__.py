@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s front-door: %(message)s")
     from mlx_stack.gateway.app import FrontDoor
     from mlx_stack.gateway.routes_file import RoutesFile
-    from mlx_stack.system.open_files import raise_open_files
+    from mlx_stack.system.limits import raise_open_files
 
     try:
         routes = RoutesFile(args.routes, key)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     door = FrontDoor(routes, key, home=args.home or args.routes.resolve().parent.parent)
     before, after = raise_open_files(OPEN_FILES)
-    if after < door.connections.max_open * 2:  # each client connection may hold an upstream one
+    if 0 <= after < door.connections.max_open * 2:  # each client connection may hold an upstream one
         door.connections.max_open = max(64, after // 2 - 64)
         logging.getLogger("mlx_stack.front_door").warning(
             "open-file limit %d (was %d): at most %d client connections", after, before,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from mlx_stack.core.agent_requests import normalize_volatile, session_key
+from mlx_stack.core.controls import escape_controls
 from mlx_stack.core.front_door import (
     Plan,
     Routes,
@@ -34,7 +35,6 @@ from mlx_stack.core.front_door import (
 from mlx_stack.core.metrics_text import cache_gauges, cache_stats, tier_gauges
 from mlx_stack.core.routing import has_tools
 from mlx_stack.core.stack import CLOUD
-from mlx_stack.core.text import printable
 from mlx_stack.gateway import replies
 from mlx_stack.gateway.continuation import ChatStream, continue_on
 from mlx_stack.gateway.dashboard import PAGES, VIEW_HEADERS, VIEW_ROUTE, Dashboard
@@ -120,7 +120,8 @@ class FrontDoor:
             await self._route(scope, receive, send)
         except Exception as exc:  # a bug of ours: one escaped line in the log, a 500 if we can
             log.error("internal error on %s %s: %s: %s", scope.get("method"),
-                      printable(scope.get("path", "")), type(exc).__name__, printable(str(exc)))
+                      escape_controls(scope.get("path", ""), one_line=True), type(exc).__name__,
+                      escape_controls(str(exc), one_line=True))
             if os.environ.get("MLX_STACK_DEBUG"):
                 log.exception("traceback")
             with contextlib.suppress(Exception):  # refused by the server if the answer began
@@ -218,7 +219,7 @@ class FrontDoor:
         if now - self._refused_logged >= AUTH_LOG_EVERY_S:
             who = client[0] if client else "?"
             log.warning("refused %d request(s) without a valid key (last: %s from %s)",
-                        self._refused, printable(path[:64]), who)
+                        self._refused, escape_controls(path[:64], one_line=True), who)
             self._refused = 0
             self._refused_logged = now
 
@@ -316,7 +317,7 @@ class FrontDoor:
                 gate.leave()
             for name in held:
                 if od is not None:
-                    od.release(name)
+                    od.release(name, probe=metrics is None)  # a probe is not use: no wake-up
 
     def gate(self, name: str) -> Gate:
         gate = self.gates.get(name)
@@ -531,7 +532,7 @@ def _upstream_message(raw: bytes, limit: int = 300) -> str:
             text = err
         elif isinstance(doc, dict) and isinstance(doc.get("detail"), str):
             text = doc["detail"]
-    text = printable(text)
+    text = escape_controls(text, one_line=True)
     return text[: limit - 3] + "..." if len(text) > limit else text
 
 
