@@ -29,13 +29,15 @@ reports the error leave-one-chip-out: every chip predicted by constants fitted w
 
 Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 
-    t = quant x class x 2 x active_params / F_mm            (the weight matmuls)
-        + hybrid x 2 x active_params / F_alu                (linear-attention / Mamba scans)
+    t = quant x class x 2 x matmul_params / F_mm            (the weight matmuls)
+        + hybrid x 2 x matmul_params / F_alu                (linear-attention / Mamba scans)
         + attn x attention_flops(P) / F_alu                 (QK^T and AV, growing with P)
         + fixed_us
     F_mm  = gpu_cores x clock(gen) x mm_per_clock[gen] (x ultra_share on Ultra chips)
     F_alu = gpu_cores x clock(gen) x alu_per_clock     (x ultra_share)
 
+- matmul_params: the active parameters less the embedding (a lookup; the output head runs
+  for the last prompt token only), about VOCAB x width;
 - attention_flops(P) = 4 x d_q x (P / 2) per full-attention layer (the average token sees
   half the prompt), min(P / 2, window) per sliding-window layer; linear-attention layers
   add none (their cost is the hybrid term); d_q is estimated from the parameters;
@@ -105,9 +107,13 @@ class PrefillModel:
 # llamacpp-apple-silicon-decode.csv), the prior for a generation no MLX run was fitted on.
 GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
 LLAMACPP_PP512_PER_CORE_CLOCK = {1: 14.6, 2: 14.2, 3: 14.1, 4: 14.6}
-PREFILL = PrefillModel(mm_per_clock=(200.0, 200.0, 200.0, 200.0, 600.0), alu_per_clock=200.0,
-                       ultra_share=0.9, moe_factor=1.5, hybrid=0.2, quant_factor=1.1, attn=1.5,
-                       fixed_us=20.0)
+# Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 141 runs on 9 chips, 2026-12-07);
+# its leave-one-chip-out error is what benchmarks/estimator.py reports.
+PREFILL = PrefillModel(mm_per_clock=(132.5, 166.9, 242.4, 251.4, 723.7), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.64, hybrid=0.169, quant_factor=0.994, attn=0.869,
+                       fixed_us=37.9)
+VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
 DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
 CACHED_NEW_TOKENS = 2048  # prefix-cache hit: the last turn (a tool result or a message) is new
@@ -122,7 +128,8 @@ class MemoryModel:
     per_token: float  # bytes per hidden unit per token of the prefill chunk
 
 
-MEMORY = MemoryModel(fixed=0.9e9, share=0.16, per_token=12.0)
+# Fitted on the published peak memory (benchmarks/estimator.py --fit: 111 runs, 2026-12-07).
+MEMORY = MemoryModel(fixed=1.318e9, share=0.194, per_token=0.0)
 SERVER_PROCESS = 1.0e9  # RSS of one vllm-mlx server (shared/design/verified-facts.md)
 KV_BYTES = 2  # fp16 K and V
 DEFAULT_CONTEXT = 8192
@@ -230,6 +237,14 @@ def _attention_layers(entry: CatalogEntry) -> tuple[int, int, int | None]:
     return layers, 0, None
 
 
+def matmul_params(entry: CatalogEntry) -> float:
+    """Active parameters that a prompt token multiplies: the input embedding is a lookup and
+    the output head runs for the last token only (mlx-lm), so neither counts; estimated as
+    VOCAB x width, at most half of the active parameters."""
+    active = entry.active_params_b * 1e9
+    return max(active / 2, active - VOCAB * hidden_size(entry))
+
+
 def attention_flops(entry: CatalogEntry, seen: float) -> float:
     """QK^T and AV FLOPs of one prompt token that attends to ``seen`` earlier tokens."""
     full, local, window = _attention_layers(entry)
@@ -248,7 +263,8 @@ def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float]
         mm = model.mm_per_clock[gen - 1]
     else:  # the nearest fitted generation, scaled by llama.cpp's per core and clock
         near = min(fitted, key=lambda g: (abs(g - gen), -g))
-        ratio = LLAMACPP_PP512_PER_CORE_CLOCK.get(gen, 1.0) / LLAMACPP_PP512_PER_CORE_CLOCK.get(near, 1.0)
+        table = LLAMACPP_PP512_PER_CORE_CLOCK
+        ratio = table[gen] / table[near] if gen in table and near in table else 1.0
         mm = model.mm_per_clock[near - 1] * ratio
     cores = hw.gpu_cores * GPU_CLOCK_GHZ[gen] * 1e9 * (model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0)
     return cores * mm, cores * model.alu_per_clock
@@ -257,7 +273,7 @@ def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float]
 def _token_seconds(entry: CatalogEntry, quant: str, flops: tuple[float, float], seen: float,
                    model: PrefillModel) -> float:
     mm, alu = flops
-    dense = 2 * entry.active_params_b * 1e9
+    dense = 2 * matmul_params(entry)
     weight = dense * (model.moe_factor if entry.is_moe else 1.0) * (1.0 if quant == "bf16" else model.quant_factor)
     scans = dense * model.hybrid if entry.attention.startswith("hybrid") else 0.0
     return weight / mm + (scans + model.attn * attention_flops(entry, seen)) / alu + model.fixed_us / 1e6
