@@ -402,7 +402,7 @@ def _prefill_loss(model: PrefillModel, levels: dict[str, float], runs: list[Pref
     total = 0.0
     for r, w in zip(runs, weights):
         assert r.measured is not None
-        total += w * math.log(predict_prefill(r, model, hws, levels) / r.measured) ** 2
+        total += w * abs(math.log(predict_prefill(r, model, hws, levels) / r.measured))
     return total / sum(weights)
 
 
@@ -488,26 +488,30 @@ def predict_memory(r: PrefillRun, model: MemoryModel) -> float:
 
 
 def fit_memory(runs: list[PrefillRun]) -> MemoryModel:
+    """Coordinate descent in log space from round numbers (deterministic), on the median
+    absolute error (the figure the target is for): a few runs far off (another harness,
+    memory pressure) do not pull every model's figure."""
     runs = [r for r in runs if r.peak_gb]
-    best = MemoryModel(fixed=0.5e9, share=0.1, per_token=10.0)
 
     def loss(m: MemoryModel) -> float:
-        return sum(math.log(predict_memory(r, m) / r.peak_gb) ** 2 for r in runs if r.peak_gb) / len(runs)
+        return statistics.median(abs(math.log(predict_memory(r, m) / r.peak_gb)) for r in runs if r.peak_gb)
+    best = MemoryModel(fixed=1e9, share=0.15, per_token=1.0)
     best_loss = loss(best)
-    step = {k: (hi - lo) / 4 for k, (lo, hi) in _MEMORY_BOUNDS.items()}
-    for _ in range(6):
-        for _ in range(8):
+    step = 0.5
+    for _ in range(8):
+        for _ in range(10):
             improved = False
             for name in MEMORY_FIELDS:
                 lo, hi = _MEMORY_BOUNDS[name]
                 for direction in (1, -1):
-                    trial = replace(best, **{name: min(hi, max(lo, getattr(best, name) + direction * step[name]))})
+                    value = min(hi, max(lo, max(getattr(best, name), 1e-3) * math.exp(direction * step)))
+                    trial = replace(best, **{name: value})
                     tl = loss(trial)
                     if tl < best_loss - 1e-12:
                         best, best_loss, improved = trial, tl, True
             if not improved:
                 break
-        step = {k: v / 3 for k, v in step.items()}
+        step /= 2
     return best
 
 

@@ -110,7 +110,7 @@ def test_budget_above_the_gpu_limit_is_capped(run):
     (("--catalog", "--family", "gpt"), 4, "unknown family"),
     (("--catalog", "--tag", "poetry"), 4, "unknown tag"),
     (("--recommend", "--intent", "speedy"), 2, "unknown intent"),
-    (("--catalog", "--quant", "int3"), 2, "invalid value"),
+    (("--catalog", "--quant", "int3"), 2, "invalid --quant 'int3': expected one of int4, int6, int8, bf16"),
     (("--catalog", "--chip", "M7 Pro"), 4, "unknown chip"),
     (("--catalog", "--chip", "M4 Max", "--gpu-cores", "36"), 2, "no 36-core GPU"),
     (("--catalog", "--memory", "64"), 2, "needs --chip"),

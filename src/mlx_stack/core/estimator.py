@@ -110,9 +110,9 @@ LLAMACPP_PP512_PER_CORE_CLOCK = {1: 14.6, 2: 14.2, 3: 14.1, 4: 14.6}
 # Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
 # mlx-measured-decode.csv (benchmarks/estimator.py --fit: 141 runs on 9 chips, 2026-12-07);
 # its leave-one-chip-out error is what benchmarks/estimator.py reports.
-PREFILL = PrefillModel(mm_per_clock=(132.5, 166.9, 242.4, 251.4, 723.7), alu_per_clock=256.0,
-                       ultra_share=0.965, moe_factor=1.64, hybrid=0.169, quant_factor=0.994, attn=0.869,
-                       fixed_us=37.9)
+PREFILL = PrefillModel(mm_per_clock=(116.2, 150.6, 277.5, 241.0, 721.6), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.478, hybrid=0.134, quant_factor=0.961, attn=0.802,
+                       fixed_us=39.3)
 VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
 DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
@@ -129,7 +129,11 @@ class MemoryModel:
 
 
 # Fitted on the published peak memory (benchmarks/estimator.py --fit: 111 runs, 2026-12-07).
-MEMORY = MemoryModel(fixed=1.318e9, share=0.194, per_token=0.0)
+MEMORY = MemoryModel(fixed=0.882e9, share=0.080, per_token=7.39)
+# The names core.memory_plan reads for a model known by its files only (no width: the
+# prefill activations of a 4,096-wide model are folded into the fixed part).
+ACTIVATION_FIXED = MEMORY.fixed + MEMORY.per_token * 4096 * PREFILL_CHUNK
+ACTIVATION_SHARE = MEMORY.share
 SERVER_PROCESS = 1.0e9  # RSS of one vllm-mlx server (shared/design/verified-facts.md)
 KV_BYTES = 2  # fp16 K and V
 DEFAULT_CONTEXT = 8192
