@@ -29,7 +29,15 @@ from pathlib import Path
 from mlx_stack.core.catalog import Capabilities, CatalogEntry, KvCache, RepoRef
 from mlx_stack.core.chips import chip_generation
 from mlx_stack.core.estimator import (
-    DECODE, MEMORY, PREFILL, DecodeModel, MemoryModel, PrefillModel, decode_tok_s, memory_bytes, prefill_tok_s,
+    DECODE,
+    MEMORY,
+    PREFILL,
+    DecodeModel,
+    MemoryModel,
+    PrefillModel,
+    decode_tok_s,
+    memory_bytes,
+    prefill_tok_s,
 )
 from mlx_stack.services.catalog_store import load_catalog
 from mlx_stack.services.hardware import Plan, plan_profile
@@ -220,7 +228,8 @@ def loco(runs: list[Run], hws: dict) -> tuple[list[dict], dict[str, DecodeModel]
 
 def in_sample(runs: list[Run], hws: dict) -> list[dict]:
     return [{"chip": r.label, "model": r.model_id,
-             "error": _pct(predict(r, DECODE, hws[(r.chip, r.gpu_cores, r.memory_gb)]), r.measured)} for r in runs]
+             "error": _pct(predict(r, DECODE, hws[(r.chip, r.gpu_cores, r.memory_gb)]), r.measured)}
+            for r in runs]
 
 
 def llama2_entry() -> CatalogEntry:
@@ -270,6 +279,7 @@ PREFILL_CLASSES = ("sub-4B", "dense >= 7B", "MoE", "hybrid")
 # mlx_transformers_benchmark does not state its prompt length: 512 tokens assumed (the
 # attention term is small there; the length fall is fitted on the runs that state it).
 MEASURED_PROMPT = 512
+MEASURED_SOURCE = "mlx_transformers_benchmark (2026-04-02), shared/data/mlx-measured-decode.csv"
 GB = 1e9
 
 
@@ -322,14 +332,14 @@ def load_prefill_runs() -> tuple[list[PrefillRun], list[dict]]:
                                    int(row["gpu_cores"]) if row["gpu_cores"] else None,
                                    float(row["memory_gb"]), MEASURED_PROMPT, float(row["prompt_tok_s"]),
                                    float(row["peak_memory_gib"]) * 1024**3 / GB, "unstated",
-                                   "mlx_transformers_benchmark (2026-04-02), shared/data/mlx-measured-decode.csv"))
+                                   MEASURED_SOURCE))
     return runs, left_out
 
 
 # Published runs left out of every prefill figure, with the reason (model, chip, prompt).
 PREFILL_OUTLIERS: dict[tuple[str, str, int], str] = {
     ("qwen3.5-35b-a3b", "M2 Pro", 8112): "22 GB peak on a 32 GB Mac, above its default GPU limit (2/3 of "
-                                          "memory): memory pressure (its 8k decode is left out for the same reason)",
+                                          "memory): memory pressure (its 8k decode is left out too)",
     ("qwen3.6-27b", "M2 Pro", 8112): "21 GB peak on a 32 GB Mac, at its default GPU limit (2/3 of memory): "
                                       "memory pressure",
 }
@@ -363,7 +373,8 @@ def _entry(model_id: str) -> CatalogEntry:
     return _ENTRIES[model_id]
 
 
-def predict_prefill(r: PrefillRun, model: PrefillModel, hws: dict, levels: dict[str, float] | None = None) -> float:
+def predict_prefill(r: PrefillRun, model: PrefillModel, hws: dict,
+                    levels: dict[str, float] | None = None) -> float:
     """The estimate for a run. The model estimates the engine (kernel level); a run measured
     another way reaches ``levels[its level]`` x that, fitted with the rest: ``server``
     (through an HTTP server: tokenizing, the chat template, scheduling) and ``unstated``
@@ -381,7 +392,8 @@ _PREFILL_BOUNDS = {"mm": (20.0, 2000.0), "alu_per_clock": (20.0, 512.0), "ultra_
                    "moe_factor": (0.5, 6.0), "hybrid": (0.0, 3.0), "quant_factor": (0.7, 1.6),
                    "attn": (0.1, 10.0), "fixed_us": (0.0, 200.0)}
 # Where every fit starts: matmuls at about 80% of the ALU peak, no class penalty.
-PREFILL_NEUTRAL = PrefillModel(mm_per_clock=(200.0,) * 5, alu_per_clock=256.0, ultra_share=0.9, moe_factor=1.0,
+PREFILL_NEUTRAL = PrefillModel(mm_per_clock=(200.0,) * 5, alu_per_clock=256.0, ultra_share=0.9,
+                               moe_factor=1.0,
                                hybrid=0.2, quant_factor=1.0, attn=1.0, fixed_us=10.0)
 
 
@@ -400,7 +412,7 @@ def _set(model: PrefillModel, name: str, value: float) -> PrefillModel:
 def _prefill_loss(model: PrefillModel, levels: dict[str, float], runs: list[PrefillRun], hws: dict,
                   weights: list[float]) -> float:
     total = 0.0
-    for r, w in zip(runs, weights):
+    for r, w in zip(runs, weights, strict=True):
         assert r.measured is not None
         total += w * abs(math.log(predict_prefill(r, model, hws, levels) / r.measured))
     return total / sum(weights)
@@ -452,7 +464,10 @@ def fit_prefill(runs: list[PrefillRun], hws: dict, rounds: int = 5) -> tuple[Pre
                     value = cur + direction * step[name] * (hi - lo) / 4 if name == "hybrid" \
                         else cur * math.exp(direction * step[name])
                     value = min(hi, max(lo, value))
-                    trial, trial_levels = (best, {**levels, level: value}) if level else (_set(best, name, value), levels)
+                    if level:
+                        trial, trial_levels = best, {**levels, level: value}
+                    else:
+                        trial, trial_levels = _set(best, name, value), levels
                     loss = _prefill_loss(trial, trial_levels, runs, hws, weights)
                     if loss < best_loss - 1e-12:
                         best, levels, best_loss, improved = trial, trial_levels, loss, True
@@ -462,7 +477,8 @@ def fit_prefill(runs: list[PrefillRun], hws: dict, rounds: int = 5) -> tuple[Pre
     return best, levels
 
 
-def loco_prefill(runs: list[PrefillRun], hws: dict) -> tuple[list[dict], dict[str, tuple[PrefillModel, dict]]]:
+def loco_prefill(runs: list[PrefillRun],
+                 hws: dict) -> tuple[list[dict], dict[str, tuple[PrefillModel, dict]]]:
     rows, models = [], {}
     speed = [r for r in runs if r.measured]
     for chip in sorted({r.chip for r in speed}):
@@ -586,16 +602,18 @@ def main(argv: list[str]) -> int:
     _table(f"Prefill speed, leave-one-chip-out ({len(prows)} runs, {len(p_chip)} chips, prompts "
            f"{min(r['prompt'] for r in prows)}-{max(r['prompt'] for r in prows)} tokens)", p_chip, p_class,
            PREFILL_CLASSES)
-    print(f"  by level: " + ", ".join(f"{k} {v['runs']} runs {_fmt(v['median_error']).strip()}"
+    print("  by level: " + ", ".join(f"{k} {v['runs']} runs {_fmt(v['median_error']).strip()}"
                                      for k, v in p_level.items()))
     print(f"  prompts >= {LONG_PROMPT}: {len(p_long)} runs {_fmt(_median(p_long)).strip()}")
     lone = _lone_generation([r for r in pre_runs if r.measured])
     if lone:
-        print(f"  alone in their generation (left out, the nearest generation's factor is used): {', '.join(lone)}")
+        print("  alone in their generation (left out, the nearest generation's factor is used): "
+              + ", ".join(lone))
     print("  worst predictions (chip left out):")
     for r in sorted(prows, key=lambda r: -r["error"])[:5]:
         print(f"    {r['chip']:<10}{r['model']:<30}{r['quant']:<5} prompt {r['prompt']:>6}  "
-              f"measured {r['measured']:>7.1f}  predicted {r['predicted']:>7.1f}  ({_fmt(r['error']).strip()})")
+              f"measured {r['measured']:>7.1f}  predicted {r['predicted']:>7.1f}  "
+              f"({_fmt(r['error']).strip()})")
     shipped_levels = fit_prefill(pre_runs, phws)[1]
     ins_pre = _median([_pct(predict_prefill(r, PREFILL, phws, shipped_levels), r.measured)
                        for r in pre_runs if r.measured])
@@ -647,7 +665,8 @@ def main(argv: list[str]) -> int:
                     "long": {"runs": len(p_long), "median_error": _median(p_long)}, "by_chip": p_chip,
                     "by_class": p_class, "by_level": p_level, "alone_in_generation": lone,
                     "constants": asdict(PREFILL), "level_shares": shipped_levels, "in_sample": ins_pre,
-                    "loco_constants": {k: {"constants": asdict(m), "levels": lv} for k, (m, lv) in pmodels.items()},
+                    "loco_constants": {k: {"constants": asdict(m), "levels": lv}
+                                       for k, (m, lv) in pmodels.items()},
                     "left_out": pre_left_out, "runs": prows},
         "memory": {"target": MEMORY_TARGET, "overall": m_overall, "by_chip": m_chip, "by_class": m_class,
                    "constants": asdict(MEMORY), "in_sample": ins_mem, "runs": mrows}}, indent=2))

@@ -167,3 +167,35 @@ def test_saved_benchmarks_override_estimates(run, isolated_home):
     assert rows["qwen3-14b"]["decode_tok_s"] == 33.0
     assert rows["qwen3-8b"]["source"] == "measured (saved benchmark)"
     assert rows["qwen3-32b"]["source"] == "estimated"
+
+
+def test_time_to_first_token_beside_decode(run):
+    rows = {m["id"]: m for m in _json(run("models", "--catalog", "--json", *PLAN))["models"]}
+    q = rows["qwen3-8b"]
+    assert q["prompt_tokens"] == 16384 and q["cached_new_tokens"] == 2048
+    assert q["ttft_s"] > q["ttft_cached_s"] > 0 and q["prefill_tok_s"] > 0
+    longer = {m["id"]: m for m in _json(run("models", "--catalog", "--json", "--prompt-tokens", "65536",
+                                            *PLAN))["models"]}["qwen3-8b"]
+    assert longer["prompt_tokens"] == 65536 and longer["ttft_s"] > 4 * q["ttft_s"]
+    tiers = _json(run("models", "--recommend", "--json", "--prompt-tokens", "32768", *PLAN))["tiers"]
+    assert all(t["prompt_tokens"] == 32768 and t["ttft_s"] > t["ttft_cached_s"] for t in tiers)
+    r = run("models", "--recommend", *PLAN)
+    assert "TTFT@16k" in r.stdout and "prefix-cache hit" in r.stdout + r.stderr
+    assert "TTFT@16k" in run("models", "--catalog", *PLAN).stdout
+
+
+def test_every_catalog_quant_is_accepted(run):
+    rows = {m["id"]: m for m in _json(run("models", "--catalog", "--json", "--quant", "int6", *PLAN))["models"]}
+    assert rows["nemotron-nano-9b-v2"]["quant"] == "int6"  # a model with an int6 repo gets it
+    assert rows["qwen3-8b"]["quant"] == "int4"  # the others their preferred quant
+    assert _json(run("models", "--recommend", "--json", "--quant", "INT6", *PLAN))["tiers"]
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (("--catalog", "--prompt-tokens", "0", *PLAN), "invalid --prompt-tokens 0"),
+    (("--recommend", "--prompt-tokens", "-5", *PLAN), "invalid --prompt-tokens -5"),
+    (("--prompt-tokens", "100"), "--prompt-tokens works only with"),
+])
+def test_bad_prompt_tokens(run, args, text):
+    r = run("models", *args)
+    assert r.exit_code == 2 and text in r.stderr and "Traceback" not in r.stderr

@@ -31,7 +31,8 @@ def models(
     intent: str = typer.Option("balanced", "--intent", help="balanced or agent-fleet.", rich_help_panel=_REC),
     show_all: bool = typer.Option(False, "--show-all", help="Also list every scored candidate.",
                                   rich_help_panel=_REC),
-    quant: str | None = typer.Option(None, "--quant", help="int4, int6, int8 or bf16 (default: default-quant)."),
+    quant: str | None = typer.Option(None, "--quant",
+                                     help="int4, int6, int8 or bf16 (default: default-quant)."),
     prompt_tokens: int | None = typer.Option(None, "--prompt-tokens", metavar="N",
                                              help="Prompt length for prefill and time to first token "
                                                   "(default 16384, a typical agent turn)."),
@@ -135,17 +136,17 @@ def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_call
     full_k = TIER_CONTEXT["standard"] // 1024
     decode_cols = (f"decode@{SHORT_CONTEXT}", f"decode@{full_k}k")
     prompt = rows[0]["prompt_tokens"] if rows else 0
-    ttft_cols = (f"TTFT@{_k(prompt)}", "cached")
-    for col in ("model", "params", "ctx", "quant", *decode_cols, "prefill tok/s", *ttft_cols, "memory", "fits",
-                "quality", "tools", "source"):
-        table.add_column(col, no_wrap=col in ("model", "memory", "source", "quality", *ttft_cols))
+    ttft_col = f"TTFT@{_k(prompt)} (hit)"
+    for col in ("model", "params", "ctx", "quant", *decode_cols, "prefill tok/s", ttft_col, "memory",
+                "fits", "quality", "tools", "source"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "source", "quality", ttft_col))
     for r in rows:
         params = f"{r['params_b']:g}B" + (f" ({r['active_params_b']:g}B active)"
                                          if r["active_params_b"] != r["params_b"] else "")
         table.add_row(
             r["id"], params, f"{r['context_length'] // 1024}k", r["quant"], _num(r["decode_tok_s"]),
-            _num(r["decode_full_tok_s"]), _num(r["prefill_tok_s"]), _secs(r["ttft_s"]),
-            _secs(r["ttft_cached_s"]), gb(r["memory_bytes"]),
+            _num(r["decode_full_tok_s"]), _num(r["prefill_tok_s"]), _ttft(r["ttft_s"], r["ttft_cached_s"]),
+            gb(r["memory_bytes"]),
             "yes" if r["fits"] else "no", _quality(r["quality"]),
             r["capabilities"]["tool_call_parser"] or "-", _source(r["source"]),
         )
@@ -167,16 +168,18 @@ def _k(tokens: int) -> str:
     return f"{tokens // 1024}k" if tokens >= 1024 and tokens % 1024 == 0 else str(tokens)
 
 
-def _secs(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:.2f}s" if v < 10 else f"{v:.0f}s"
+def _secs(v: float) -> str:
+    return f"{v:.2g}s" if v < 10 else f"{v:.0f}s"
+
+
+def _ttft(full: float | None, hit: float | None) -> str:
+    return "n/a" if full is None or hit is None else f"{_secs(full)} ({_secs(hit)})"
 
 
 def _ttft_note(prompt: int, new: int) -> str:
-    return (f"prefill tok/s and TTFT (time to first token: prefill, estimated) for a {prompt}-token prompt "
-            f"(--prompt-tokens); `cached`: a prefix-cache hit where only the last {new} tokens (the "
-            "new turn) are computed")
+    return (f"prefill tok/s and TTFT (time to first token: the prefill, estimated) for a {prompt}-token "
+            f"prompt (--prompt-tokens); (hit): a prefix-cache hit, only the last {new} tokens (the new "
+            "turn) computed")
 
 
 def _quality(q: Mapping[str, object] | None) -> str:
@@ -216,15 +219,15 @@ def _recommend(hw: HardwareProfile, budget: str | None, intent: str, show_all: b
 
     table = Table(box=None, pad_edge=False)
     prompt = rec.tiers[0].prompt_tokens if rec.tiers else 0
-    ttft_cols = (f"TTFT@{_k(prompt)}", "cached")
-    for col in ("tier", "model", "quant", f"decode@{SHORT_CONTEXT}", "decode@full", *ttft_cols, "memory",
+    ttft_col = f"TTFT@{_k(prompt)} (hit)"
+    for col in ("tier", "model", "quant", f"decode@{SHORT_CONTEXT}", "decode@full", ttft_col, "memory",
                 "quality", "source", "repo"):
-        table.add_column(col, no_wrap=col in ("model", "memory", "repo", "quality", *ttft_cols))
+        table.add_column(col, no_wrap=col in ("model", "memory", "repo", "quality", ttft_col))
     for t in rec.tiers:
         full = None if t.decode_full_tok_s is None else round(t.decode_full_tok_s, 1)
         table.add_row(t.name, t.entry.id, t.quant, _num(None if t.decode_tok_s is None
                                                         else round(t.decode_tok_s, 1)),
-                      f"{_num(full)} @{t.context // 1024}k", _secs(t.ttft_s), _secs(t.ttft_cached_s),
+                      f"{_num(full)} @{t.context // 1024}k", _ttft(t.ttft_s, t.ttft_cached_s),
                       gb(t.memory_bytes),
                       _quality(None if t.quality is None else t.quality.as_dict()), _source(t.source), t.repo)
     if rec.tiers:

@@ -270,7 +270,8 @@ def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float]
         table = LLAMACPP_PP512_PER_CORE_CLOCK
         ratio = table[gen] / table[near] if gen in table and near in table else 1.0
         mm = model.mm_per_clock[near - 1] * ratio
-    cores = hw.gpu_cores * GPU_CLOCK_GHZ[gen] * 1e9 * (model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0)
+    share = model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0
+    cores = hw.gpu_cores * GPU_CLOCK_GHZ[gen] * 1e9 * share
     return cores * mm, cores * model.alu_per_clock
 
 
@@ -278,7 +279,9 @@ def _token_seconds(entry: CatalogEntry, quant: str, flops: tuple[float, float], 
                    model: PrefillModel) -> float:
     mm, alu = flops
     dense = 2 * matmul_params(entry)
-    weight = dense * (model.moe_factor if entry.is_moe else 1.0) * (1.0 if quant == "bf16" else model.quant_factor)
+    weight = dense * (model.moe_factor if entry.is_moe else 1.0)
+    if quant != "bf16":
+        weight *= model.quant_factor
     scans = dense * model.hybrid if entry.attention.startswith("hybrid") else 0.0
     return weight / mm + (scans + model.attn * attention_flops(entry, seen)) / alu + model.fixed_us / 1e6
 
@@ -306,7 +309,8 @@ def ttft_s(entry: CatalogEntry, quant: str, hw: HardwareProfile, prompt_tokens: 
 
 
 def memory_bytes(entry: CatalogEntry, quant: str, context: int = DEFAULT_CONTEXT,
-                 *, server: bool = True, prompt_tokens: int | None = None, model: MemoryModel = MEMORY) -> int:
+                 *, server: bool = True, prompt_tokens: int | None = None,
+                 model: MemoryModel = MEMORY) -> int:
     """Unified memory one tier needs at its peak: weights + KV cache at ``context`` +
     activations of one prefill chunk (+ its server process). ``prompt_tokens`` (the
     prefill that sets the peak) defaults to a full chunk."""

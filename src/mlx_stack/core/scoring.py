@@ -27,7 +27,13 @@ from typing import cast
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
 from mlx_stack.core.estimator import (
-    CACHED_NEW_TOKENS, DEFAULT_PROMPT_TOKENS, SHORT_CONTEXT, decode_tok_s, memory_bytes, prefill_tok_s, ttft_s,
+    CACHED_NEW_TOKENS,
+    DEFAULT_PROMPT_TOKENS,
+    SHORT_CONTEXT,
+    decode_tok_s,
+    memory_bytes,
+    prefill_tok_s,
+    ttft_s,
 )
 from mlx_stack.core.hardware import HardwareProfile
 from mlx_stack.core.quality import Quality, assess
@@ -377,7 +383,8 @@ def _quality_label(c: Candidate) -> str:
 
 def _tier(name: str, c: Candidate, reason: str) -> Tier:
     return Tier(name, c.entry, c.quant, c.repo, c.decode_tok_s, c.memory_bytes, c.context, reason, c.source,
-                c.decode_full_tok_s, c.quality_info, c.prefill_tok_s, c.prompt_tokens, c.ttft_s, c.ttft_cached_s)
+                c.decode_full_tok_s, c.quality_info, c.prefill_tok_s, c.prompt_tokens, c.ttft_s,
+                c.ttft_cached_s)
 
 
 def _why_no_fast(s: Candidate, std: list[Candidate], budget: int, agent: bool) -> str:
