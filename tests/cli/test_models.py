@@ -185,7 +185,8 @@ def test_time_to_first_token_beside_decode(run):
 
 
 def test_every_catalog_quant_is_accepted(run):
-    rows = {m["id"]: m for m in _json(run("models", "--catalog", "--json", "--quant", "int6", *PLAN))["models"]}
+    data = _json(run("models", "--catalog", "--json", "--quant", "int6", *PLAN))
+    rows = {m["id"]: m for m in data["models"]}
     assert rows["nemotron-nano-9b-v2"]["quant"] == "int6"  # a model with an int6 repo gets it
     assert rows["qwen3-8b"]["quant"] == "int4"  # the others their preferred quant
     assert _json(run("models", "--recommend", "--json", "--quant", "INT6", *PLAN))["tiers"]
