@@ -1,18 +1,20 @@
-"""Estimator accuracy: predicted vs published MLX decode speed, leave one chip out.
+"""Estimator accuracy: predicted vs published MLX decode, prefill and peak memory, leave one chip out.
 
 Data (every row names its source): benchmarks/data/mlx-measured-decode.csv (M4 Pro,
-M5 Max; mlx_transformers_benchmark) and benchmarks/data/mlx-published-decode.csv (M1 Max,
-M2 Pro, M2 Max, M3 Pro, M3 Ultra, M4 Max, M4 Pro; Rapid-MLX community submissions,
-mlx-lm's BENCHMARKS.md, vllm-mlx issues), each run at a stated context.
+M5 Max; mlx_transformers_benchmark), benchmarks/data/mlx-published-decode.csv (decode at
+a stated context on 8 chips) and benchmarks/data/mlx-published-prefill.csv (prompt
+tokens/s at a stated prompt length, and peak memory, on 8 chips).
 
-Leave-one-chip-out: for every chip, the decode constants (core.estimator.DecodeModel)
-are fitted on the runs of the *other* chips and that chip's runs are predicted, so every
-error below is on a chip the constants never saw. Targets: median absolute error <= 12%
-over all runs, and <= 20% within every class (sub-1B, 1-4B, dense >= 7B, MoE, hybrid).
-The in-sample error of the shipped constants, the prefill and memory errors and the
-llama.cpp LLaMA-2-7B table (another runtime, no target) are printed for reference.
+Leave-one-chip-out: for every chip, the constants (core.estimator.DecodeModel,
+PrefillModel, MemoryModel) are fitted on the runs of the *other* chips and that chip's
+runs are predicted, so every error below is on a chip the constants never saw. Targets
+(median absolute error): decode <= 12% over all runs and <= 20% within every class
+(sub-1B, 1-4B, dense >= 7B, MoE, hybrid); prefill <= 15% overall, <= 25% per class
+(sub-4B, dense >= 7B, MoE, hybrid), per chip with >= 5 runs and at prompts >= 16k;
+peak memory <= 15%. The in-sample error of the shipped constants and the llama.cpp
+LLaMA-2-7B table (another runtime, no target) are printed for reference.
 
-    python benchmarks/estimator.py           # table, PASS/FAIL, benchmarks/results/estimator.json
+    python benchmarks/estimator.py           # tables, PASS/FAIL, benchmarks/results/estimator.json
     python benchmarks/estimator.py --fit     # also print the constants fitted on every run
 """
 
