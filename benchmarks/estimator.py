@@ -563,8 +563,8 @@ def _table(title: str, by_chip: dict, by_class: dict, classes: tuple[str, ...]) 
 
 
 def _lone_generation(runs: list[PrefillRun]) -> list[str]:
-    """Chips whose generation no other chip in the data shares: left out, their factor
-    comes from the nearest generation (scaled by llama.cpp's per core and clock)."""
+    """Chips whose generation no other chip in the data shares: left out, their factor is
+    their generation's peak x the other generations' fitted efficiency."""
     gens: dict[int | None, set[str]] = {}
     for r in runs:
         gens.setdefault(chip_generation(r.chip), set()).add(r.chip)
@@ -609,7 +609,7 @@ def main(argv: list[str]) -> int:
     print(f"  prompts >= {LONG_PROMPT}: {len(p_long)} runs {_fmt(_median(p_long)).strip()}")
     lone = _lone_generation([r for r in pre_runs if r.measured])
     if lone:
-        print("  alone in their generation (left out, the nearest generation's factor is used): "
+        print("  alone in their generation (left out: peak x the other generations' efficiency): "
               + ", ".join(lone))
     print("  worst predictions (chip left out):")
     for r in sorted(prows, key=lambda r: -r["error"])[:5]:

@@ -44,10 +44,10 @@ Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 - mixture of experts: the *active* parameters, at class = moe_factor (expert gathers
   reach less of the matmul peak); quantized weights cost quant_factor (dequantization);
 - mm_per_clock is fitted per chip generation (the M5's GPU neural accelerators raise it;
-  the attention and scan kernels run on the ALUs, so their F_alu does not);
+  the attention and scan kernels run on the ALUs, so their F_alu does not); a generation
+  with no fitted value gets its peak (PEAK_PER_CLOCK) x the fitted generations' efficiency;
 - ``PREFILL`` holds the fitted values (benchmarks/estimator.py --fit: published MLX
-  prefill runs in benchmarks/data/, each with its source); a generation with no fitted
-  value takes the nearest fitted one scaled by llama.cpp's pp512 per core and clock.
+  prefill runs in benchmarks/data/, each with its source).
 
 Time to first token = P x t(P) (``ttft_s``); with a prefix-cache hit only the new tokens
 are computed, each attending to the whole prompt (``ttft_cached_s``).
@@ -104,14 +104,18 @@ class PrefillModel:
 
 # GPU clock (GHz) per chip generation, approximate public figures: with them llama.cpp's
 # F16 pp512 per core per clock is flat from M1 to M4 (14.1-14.6, benchmarks/data/
-# llamacpp-apple-silicon-decode.csv), the prior for a generation no MLX run was fitted on.
+# llamacpp-apple-silicon-decode.csv), as the ALUs' peak is.
 GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
-LLAMACPP_PP512_PER_CORE_CLOCK = {1: 14.6, 2: 14.2, 3: 14.1, 4: 14.6}
+# Peak matmul FLOPs per core per clock: 128 FP32 lanes x 2 (FP16 at the same rate) to M4;
+# the M5's per-core neural accelerators give "over 4x the peak GPU compute for AI" of the
+# M4 (Apple, M5 announcement, 2025-10). A generation with no fitted factor gets its peak
+# x the mean efficiency (fitted / peak, geometric) of the fitted generations.
+PEAK_PER_CLOCK = {1: 256.0, 2: 256.0, 3: 256.0, 4: 256.0, 5: 1024.0}
 # Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
-# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 141 runs on 9 chips, 2026-12-07);
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 145 runs on 10 chips, 2026-12-07);
 # its leave-one-chip-out error is what benchmarks/estimator.py reports.
-PREFILL = PrefillModel(mm_per_clock=(116.2, 150.6, 277.5, 241.0, 721.6), alu_per_clock=256.0,
-                       ultra_share=0.965, moe_factor=1.478, hybrid=0.134, quant_factor=0.961, attn=0.802,
+PREFILL = PrefillModel(mm_per_clock=(116.2, 149.7, 228.7, 240.6, 707.9), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.488, hybrid=0.134, quant_factor=0.961, attn=0.798,
                        fixed_us=39.3)
 VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
@@ -265,11 +269,9 @@ def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float]
     gen = min(gen, max(GPU_CLOCK_GHZ))
     if model.mm_per_clock[gen - 1] > 0:
         mm = model.mm_per_clock[gen - 1]
-    else:  # the nearest fitted generation, scaled by llama.cpp's per core and clock
-        near = min(fitted, key=lambda g: (abs(g - gen), -g))
-        table = LLAMACPP_PP512_PER_CORE_CLOCK
-        ratio = table[gen] / table[near] if gen in table and near in table else 1.0
-        mm = model.mm_per_clock[near - 1] * ratio
+    else:
+        logs = [math.log(model.mm_per_clock[g - 1] / PEAK_PER_CLOCK[g]) for g in fitted]
+        mm = PEAK_PER_CLOCK[gen] * math.exp(sum(logs) / len(logs))
     share = model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0
     cores = hw.gpu_cores * GPU_CLOCK_GHZ[gen] * 1e9 * share
     return cores * mm, cores * model.alu_per_clock
