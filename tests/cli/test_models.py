@@ -41,7 +41,7 @@ def test_catalog_json_entries(run):
     assert entry["decode_context"] < entry["decode_full_context"] == entry["context"] == 8192
     assert 0 < entry["decode_full_tok_s"] < entry["decode_tok_s"]
     assert entry["quality"]["basis"] == "published" and "https://" in entry["quality"]["source"]
-    assert set(entry["sources"]) == {"decode", "memory", "quality"}
+    assert set(entry["sources"]) == {"decode", "prefill", "memory", "quality"}
     big = next(m for m in data["models"] if m["id"] == "llama-3.3-70b-instruct")
     small = _json(run("models", "--catalog", "--json", "--chip", "M1", "--memory", "8"))
     assert big["fits"] and not next(m for m in small["models"] if m["id"] == big["id"])["fits"]

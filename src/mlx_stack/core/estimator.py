@@ -52,10 +52,9 @@ Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 Time to first token = P x t(P) (``ttft_s``); with a prefix-cache hit only the new tokens
 are computed, each attending to the whole prompt (``ttft_cached_s``).
 
-Memory (``memory_bytes``) = weights x (1 + activation_share) + activation_fixed
-  + KV cache at the context + prefill activations (act_bytes x d_model per token of the
-  prefill chunk, PREFILL_CHUNK tokens) + one vllm-mlx server process (about 1 GB, measured);
-fitted on published MLX peak memory.
+Memory (``memory_bytes``) = weights x (1 + MEMORY.share) + MEMORY.fixed + KV cache at the
+context + prefill activations (MEMORY.per_token x width per token of one PREFILL_CHUNK)
++ one vllm-mlx server process (about 1 GB, measured); fitted on published MLX peak memory.
 """
 
 from __future__ import annotations
@@ -96,7 +95,7 @@ class PrefillModel:
     alu_per_clock: float  # FLOPs per core per clock of the attention and scan kernels
     ultra_share: float  # share of the two dies an Ultra reaches
     moe_factor: float  # a mixture of experts' active FLOPs cost this many dense FLOPs
-    hybrid: float  # linear-attention / Mamba scans: this many x 2 x active params ALU FLOPs
+    hybrid: float  # linear-attention / Mamba scans: this many x 2 x matmul_params ALU FLOPs
     quant_factor: float  # quantized weights cost this many bf16 FLOPs (dequantization)
     attn: float  # attention FLOPs cost this many ALU FLOPs
     fixed_us: float  # per prompt token, every model

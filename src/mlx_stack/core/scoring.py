@@ -110,7 +110,8 @@ class Tier:
     @property
     def sources(self) -> dict[str, str]:
         """Where each number of this tier comes from."""
-        return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None)
+        return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None,
+                              prefill_known=self.ttft_s is not None)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -138,8 +139,10 @@ def speed_fields(c: Candidate | Tier) -> dict[str, object]:
             "cached_new_tokens": min(CACHED_NEW_TOKENS, c.prompt_tokens)}
 
 
-def number_sources(speed_source: str, quality: Quality | None, *, speed_known: bool = True) -> dict[str, str]:
-    """One line per number: decode speed, memory and quality, and where each comes from."""
+def number_sources(speed_source: str, quality: Quality | None, *, speed_known: bool = True,
+                   prefill_known: bool = True) -> dict[str, str]:
+    """One line per number: decode speed, prefill (and time to first token), memory and
+    quality, and where each comes from."""
     if not speed_known:
         speed = "not estimated: the memory bandwidth is unknown (plan with --chip or --bandwidth)"
         memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
@@ -153,7 +156,10 @@ def number_sources(speed_source: str, quality: Quality | None, *, speed_known: b
     else:
         speed = f"{speed_source}; full-context figure scaled by the estimator"
         memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
-    return {"decode": speed, "memory": memory,
+    prefill = ("not estimated: no Apple GPU (plan with --chip)" if not prefill_known else
+               "estimated by core.estimator (compute-bound prefill fitted on published MLX runs, "
+               "benchmarks/data/; a left-out chip is off by a median 18%)")
+    return {"decode": speed, "prefill": prefill, "memory": memory,
             "quality": "unknown" if quality is None else f"{quality.basis}: {quality.explanation}"}
 
 

@@ -122,7 +122,8 @@ def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, 
             "released": e.released,
             "quality": None if c.quality_info is None else c.quality_info.as_dict(),
             "shape": None if e.shape is None else vars(e.shape).copy(), "repo_source": e.repo_source,
-            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None),
+            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None,
+                                      prefill_known=c.ttft_s is not None),
         })
     return CatalogReport(hw, budget, budget_reason, rows)
 
