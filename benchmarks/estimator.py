@@ -548,6 +548,37 @@ def loco_memory(runs: list[PrefillRun]) -> list[dict]:
     return rows
 
 
+def length_fall(runs: list[PrefillRun], hws: dict, levels: dict[str, float]) -> list[dict]:
+    """Every ladder (one model on one chip at several prompt lengths): the measured fall from
+    its shortest to its longest prompt beside the shipped constants' (in-sample)."""
+    ladders: dict[tuple[str, str, str, str], list[PrefillRun]] = {}
+    for r in runs:
+        if r.measured:
+            ladders.setdefault((r.chip, r.model_id, r.quant, r.source), []).append(r)
+    out = []
+    for (chip, model_id, quant, _), rs in sorted(ladders.items()):
+        if len(rs) < 2:
+            continue
+        lo, hi = min(rs, key=lambda r: r.prompt), max(rs, key=lambda r: r.prompt)
+        assert lo.measured and hi.measured
+        pred = predict_prefill(hi, PREFILL, hws, levels) / predict_prefill(lo, PREFILL, hws, levels)
+        out.append({"chip": chip, "model": model_id, "quant": quant, "from": lo.prompt, "to": hi.prompt,
+                    "measured": round(hi.measured / lo.measured, 3), "predicted": round(pred, 3)})
+    return out
+
+
+def predicted_fall(hw_plan: Plan, models: tuple[str, ...]) -> list[dict]:
+    """The shipped constants' prefill at 2k, 32k and 96k prompts (where a model's window allows)."""
+    hw = plan_profile(hw_plan)
+    rows = []
+    for model_id in models:
+        entry = _entry(model_id)
+        speeds = {n: prefill_tok_s(entry, hw, n) for n in (2048, 32768, 98304) if n <= entry.context_length}
+        rows.append({"model": model_id,
+                     **{f"{n // 1024}k": None if v is None else round(v) for n, v in speeds.items()}})
+    return rows
+
+
 def _table(title: str, by_chip: dict, by_class: dict, classes: tuple[str, ...]) -> None:
     print(title)
     print(f"  {'chip':<16}{'runs':>5}{'error':>9}   {'class':<13}{'runs':>5}{'error':>9}")
@@ -617,6 +648,18 @@ def main(argv: list[str]) -> int:
               f"measured {r['measured']:>7.1f}  predicted {r['predicted']:>7.1f}  "
               f"({_fmt(r['error']).strip()})")
     shipped_levels = fit_prefill(pre_runs, phws)[1]
+    falls = length_fall(pre_runs, phws, shipped_levels)
+    print("  fall with prompt length, shortest -> longest prompt of each ladder "
+          "(measured vs shipped constants):")
+    for f in falls:
+        print(f"    {f['chip']:<9}{f['model']:<30}{f['from']:>6} -> {f['to']:>6}  "
+              f"measured x{f['measured']:.2f}  predicted x{f['predicted']:.2f}")
+    fall_plan = Plan("M4 Max", 40, 128)
+    fall_models = ("qwen3-8b", "qwen3-32b", "gemma-3-27b-it-qat", "qwen3-30b-a3b", "qwen3.6-27b")
+    modelled = predicted_fall(fall_plan, fall_models)
+    print("  modelled prefill tok/s on an M4 Max 40c at 2k / 32k / 96k prompts: "
+          + "; ".join(f"{m['model']} " + " / ".join(str(m.get(k, "-")) for k in ("2k", "32k", "96k"))
+                      for m in modelled))
     ins_pre = _median([_pct(predict_prefill(r, PREFILL, phws, shipped_levels), r.measured)
                        for r in pre_runs if r.measured])
     print(f"  shipped constants {asdict(PREFILL)}; in-sample error {_fmt(ins_pre).strip()}; "
@@ -667,6 +710,7 @@ def main(argv: list[str]) -> int:
                     "long": {"runs": len(p_long), "median_error": _median(p_long)}, "by_chip": p_chip,
                     "by_class": p_class, "by_level": p_level, "alone_in_generation": lone,
                     "constants": asdict(PREFILL), "level_shares": shipped_levels, "in_sample": ins_pre,
+                    "length_fall": {"ladders": falls, "modelled_m4_max_40c": modelled},
                     "loco_constants": {k: {"constants": asdict(m), "levels": lv}
                                        for k, (m, lv) in pmodels.items()},
                     "left_out": pre_left_out, "runs": prows},
