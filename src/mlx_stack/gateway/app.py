@@ -272,19 +272,27 @@ class FrontDoor:
         session = session_key(headers, data)
         p = self.sessions.keep(session, p)
         req = Request(path, body, data, anthropic, rewrite, session)
-        # The client may leave at any point from here: the work is cancelled (and every
+        # The client may leave at any point from here: this task is cancelled (and every
         # upstream connection it holds closed, so the tier stops) as soon as it does.
-        work = asyncio.ensure_future(self._try_chain(req, p, send, metrics))
+        task = asyncio.current_task()
+        assert task is not None
         watcher = asyncio.ensure_future(_until_disconnected(receive))
-        watcher.add_done_callback(lambda _: work.cancel())
+
+        def client_left(_: object) -> None:
+            if not watcher.cancelled():
+                task.cancel()
+
+        watcher.add_done_callback(client_left)
         try:
-            await work
+            await self._try_chain(req, p, send, metrics)
         except asyncio.CancelledError:
             if not (watcher.done() and not watcher.cancelled()):
                 raise  # the front door itself is stopping
+            task.uncancel()
             if metrics is not None:
                 metrics.bump(p.routed, "client_gone")
         finally:
+            watcher.remove_done_callback(client_left)
             watcher.cancel()
 
     async def _try_chain(self, req: Request, p: Plan, send: Send, metrics: Metrics | None) -> None:
@@ -474,7 +482,8 @@ async def _read_body(receive: Receive) -> bytes | None:
     size = 0
     while True:
         try:
-            message = await asyncio.wait_for(receive(), BODY_STALL_S)
+            async with asyncio.timeout(BODY_STALL_S):  # a timer, no extra task
+                message = await receive()
         except TimeoutError:
             return STALLED
         if message["type"] == "http.disconnect":
