@@ -125,10 +125,12 @@ def kill_under_streams(url: str, auth: dict[str, str], pid: int, streams: int = 
 
 def silent(url: str, port: int, auth: dict[str, str], n: int) -> dict:
     socks = []
+    error = None
     for _ in range(n):
         try:
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-        except OSError:
+        except OSError as exc:
+            error = f"{exc} after {len(socks)}"
             break
     times = []
     for _ in range(10):
@@ -142,7 +144,7 @@ def silent(url: str, port: int, auth: dict[str, str], n: int) -> dict:
         times.append(time.monotonic() - start if ok else 99.0)
     for s in socks:
         s.close()
-    return {"opened": len(socks), "slowest_request_s": round(max(times), 3)}
+    return {"opened": len(socks), "slowest_request_s": round(max(times), 3), "open_error": error}
 
 
 def main() -> int:
