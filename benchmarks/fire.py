@@ -50,6 +50,10 @@ def _cpu(proc: psutil.Process) -> float:
     return total
 
 
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
+
+
 def finish_then_close(url: str, auth: dict[str, str], rounds: int) -> dict:
     body = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "stream": True}
     times = []
@@ -124,6 +128,7 @@ def kill_under_streams(url: str, auth: dict[str, str], pid: int, streams: int = 
 
 
 def silent(url: str, port: int, auth: dict[str, str], n: int) -> dict:
+    client = httpx.Client(trust_env=False, timeout=30)  # made before the sockets: no files needed later
     socks = []
     error = None
     for _ in range(n):
@@ -132,19 +137,21 @@ def silent(url: str, port: int, auth: dict[str, str], n: int) -> dict:
         except OSError as exc:
             error = f"{exc} after {len(socks)}"
             break
+    fds = _fds()
     times = []
+    body = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     for _ in range(10):
         start = time.monotonic()
         try:
-            body = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
-            r = httpx.post(url + "/v1/chat/completions", headers=auth, trust_env=False, timeout=30, json=body)
-            ok = r.status_code == 200
-        except httpx.HTTPError:
-            ok = False
+            ok = client.post(url + "/v1/chat/completions", headers=auth, json=body).status_code == 200
+        except (httpx.HTTPError, OSError) as exc:
+            ok, error = False, error or f"{type(exc).__name__}: {exc}"
         times.append(time.monotonic() - start if ok else 99.0)
     for s in socks:
         s.close()
-    return {"opened": len(socks), "slowest_request_s": round(max(times), 3), "open_error": error}
+    client.close()
+    return {"opened": len(socks), "open_files": fds, "slowest_request_s": round(max(times), 3),
+            "error": error}
 
 
 def main() -> int:
@@ -176,11 +183,16 @@ def main() -> int:
             assert record is not None, name
             return record.pid
 
+        fds: dict[str, int] = {"after_up": _fds()}
+        results["open_files"] = fds
         results["finish_then_close"] = finish_then_close(url, auth, args.follow_ups)
+        fds["after_finish_then_close"] = _fds()
         tier = psutil.Process(pid("fast"))
         results["departed_direct_s"] = departed(direct, {}, tier)
         results["departed_front_door_s"] = departed(url, auth, tier)
+        fds["after_departed"] = _fds()
         results["kill9_under_20_streams"] = kill_under_streams(url, auth, pid("standard"))
+        fds["after_kill9"] = _fds()
         results["silent_connections"] = silent(url, stack.gateway.port, auth, args.silent)
         log = p.log_file("gateway").read_text(errors="replace")
         results["tracebacks"] = log.count("Traceback")
