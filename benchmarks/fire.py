@@ -50,8 +50,14 @@ def _cpu(proc: psutil.Process) -> float:
     return total
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
+def _fds(stage: str = "") -> int:
+    try:
+        n = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        n = -1
+    if stage:
+        print(f"  open files {stage}: {n}", flush=True)
+    return n
 
 
 def finish_then_close(url: str, auth: dict[str, str], rounds: int) -> dict:
@@ -183,16 +189,16 @@ def main() -> int:
             assert record is not None, name
             return record.pid
 
-        fds: dict[str, int] = {"after_up": _fds()}
+        fds: dict[str, int] = {"after_up": _fds("after_up")}
         results["open_files"] = fds
         results["finish_then_close"] = finish_then_close(url, auth, args.follow_ups)
-        fds["after_finish_then_close"] = _fds()
+        fds["after_finish_then_close"] = _fds("after_finish_then_close")
         tier = psutil.Process(pid("fast"))
         results["departed_direct_s"] = departed(direct, {}, tier)
         results["departed_front_door_s"] = departed(url, auth, tier)
-        fds["after_departed"] = _fds()
+        fds["after_departed"] = _fds("after_departed")
         results["kill9_under_20_streams"] = kill_under_streams(url, auth, pid("standard"))
-        fds["after_kill9"] = _fds()
+        fds["after_kill9"] = _fds("after_kill9")
         results["silent_connections"] = silent(url, stack.gateway.port, auth, args.silent)
         log = p.log_file("gateway").read_text(errors="replace")
         results["tracebacks"] = log.count("Traceback")
