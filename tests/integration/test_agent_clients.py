@@ -76,7 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         r = run_cli(home, "setup", "--demo", "--no-start")
         assert r.returncode == 0, r.stderr
         demo = stack_store.load(home)
-        tiers = tuple(replace(t, port=ports.free_port()) for t in demo.tiers if t.name in ("standard", "fast"))
+        kept = [t for t in demo.tiers if t.name in ("standard", "fast")]
+        tiers = tuple(replace(t, port=ports.free_port()) for t in kept)
         stack_store.save(home, replace(demo, tiers=tiers, fallback_order=("standard", "fast"),
                                        gateway=replace(demo.gateway, port=ports.free_port())))
         r = run_cli(home, "up", timeout=420)

@@ -18,7 +18,8 @@ TIERS = [Upstream(n, f"org/{n}", f"http://127.0.0.1:{i + 1}", 8192) for i, n in 
 def _routes(user=(), names=NAMES, order=None, default_tier=None, cloud=None):
     tiers = [t for t in TIERS if t.name in names]
     order = list(order or names)
-    doc = render_routes(tiers, order, default_rules(names), cloud, effective(user, names, order), default_tier)
+    aliases = effective(user, names, order)
+    doc = render_routes(tiers, order, default_rules(names), cloud, aliases, default_tier)
     return parse_routes(doc)
 
 
@@ -31,7 +32,8 @@ def _chat(model: str) -> dict:
     ("claude-sonnet-4-5-20250929", "standard"), ("Claude-Sonnet-4-5[1M]", "standard"),
     ("claude-haiku-4-5-20251001", "fast"), ("claude-3-5-haiku-latest", "fast"),
     ("gpt-5-codex", "standard"), ("gpt-5.1-codex-max", "standard"), ("GPT-4o", "standard"),
-    ("o4-mini", "standard"), ("o3", "standard"), ("o1-preview", "standard"), ("codex-mini-latest", "standard"),
+    ("o4-mini", "standard"), ("o3", "standard"), ("o1-preview", "standard"),
+    ("codex-mini-latest", "standard"),
 ])
 def test_the_names_agents_send_reach_a_tier(name: str, tier: str) -> None:
     p = plan(_chat(name), _routes())
@@ -98,19 +100,23 @@ def test_glob_matching_is_whole_name_and_case_insensitive() -> None:
 
 
 def _stack_data(**extra: object) -> dict:
-    tiers = [{"name": n, "model": f"org/{n}", "path": f"/m/{n}", "port": 8000 + i} for i, n in enumerate(NAMES)]
+    tiers = [{"name": n, "model": f"org/{n}", "path": f"/m/{n}", "port": 8000 + i}
+             for i, n in enumerate(NAMES)]
     return {"schema": 1, "tiers": tiers, **extra}
 
 
 def test_stack_yaml_aliases_round_trip_and_are_validated() -> None:
-    stack = parse_stack(_stack_data(aliases={"my-*": "fast", "claude-*opus*": "longctx"}, default_tier="fast"))
+    user = {"my-*": "fast", "claude-*opus*": "longctx"}
+    stack = parse_stack(_stack_data(aliases=user, default_tier="fast"))
     assert stack.aliases == (("my-*", "fast"), ("claude-*opus*", "longctx")) and stack.default_tier == "fast"
     assert parse_stack(dump_stack(stack)) == stack
     doc = routes_for(stack, {}, None)
-    assert doc["aliases"][:2] == [{"pattern": "my-*", "tier": "fast"}, {"pattern": "claude-*opus*", "tier": "longctx"}]
-    assert sum(a["pattern"] == "claude-*opus*" for a in doc["aliases"]) == 1  # the user's replaces the built-in
+    assert doc["aliases"][:2] == [{"pattern": p, "tier": t} for p, t in user.items()]
+    # the user's entry replaces the built-in one of the same pattern
+    assert sum(a["pattern"] == "claude-*opus*" for a in doc["aliases"]) == 1
     assert doc["default_tier"] == "fast"
-    for bad, where in (({"aliases": {"x": "gone"}}, "aliases.x"), ({"aliases": {"a b": "fast"}}, "aliases.a b"),
+    for bad, where in (({"aliases": {"x": "gone"}}, "aliases.x"),
+                       ({"aliases": {"a b": "fast"}}, "aliases.a b"),
                        ({"aliases": ["x"]}, "aliases"), ({"default_tier": "gone"}, "default_tier")):
         with pytest.raises(StateError, match=where):
             parse_stack(_stack_data(**bad))

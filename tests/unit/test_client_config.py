@@ -63,7 +63,7 @@ def test_codex_table_is_appended_then_replaced_in_place_keeping_every_other_line
 
 def test_codex_forms_it_must_not_edit_are_refused() -> None:
     inline = 'model_providers = { mlx-stack = { base_url = "http://x/v1" } }\n'
-    with pytest.raises(cc.ClientFileError, match="not valid TOML|does not edit"):
+    with pytest.raises(cc.ClientFileError, match=r"not valid TOML|does not edit"):
         cc.merge_codex(inline, EP, "config.toml")
     with pytest.raises(cc.ClientFileError, match="not valid TOML"):
         cc.merge_codex("model = \n", EP, "config.toml")
@@ -71,7 +71,8 @@ def test_codex_forms_it_must_not_edit_are_refused() -> None:
 
 def test_opencode_provider_merged() -> None:
     before = json.dumps({"theme": "dark", "provider": {"anthropic": {"options": {"baseURL": "x"}}}})
-    data = json.loads(cc.merge_opencode(before, EP, "/keys/gateway-key", {"standard": 65536, "auto": None}, "o"))
+    windows = {"standard": 65536, "auto": None}
+    data = json.loads(cc.merge_opencode(before, EP, "/keys/gateway-key", windows, "o"))
     assert data["theme"] == "dark" and "anthropic" in data["provider"]
     ours = data["provider"]["mlx-stack"]
     assert ours["npm"] == "@ai-sdk/openai-compatible"

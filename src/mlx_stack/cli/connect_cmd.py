@@ -8,7 +8,7 @@ import sys
 import typer
 
 
-class Client(str, enum.Enum):
+class Client(enum.StrEnum):
     claude = "claude"
     codex = "codex"
     opencode = "opencode"

@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlx_stack.json_types import JSONObject, as_object
+from mlx_stack.json_types import as_object
 
 CLIENTS = ("claude", "codex", "opencode")
 PROVIDER = "mlx-stack"  # the provider/profile name in Codex's and OpenCode's files
@@ -57,7 +57,7 @@ class Endpoint:
         return self.root + "/v1"
 
 
-def _json_object(text: str | None, source: str) -> JSONObject:
+def _json_object(text: str | None, source: str) -> dict[str, object]:
     if text is None or not text.strip():
         return {}
     try:
@@ -181,10 +181,11 @@ def codex_problem(doc: Mapping[str, object], endpoint: Endpoint) -> str | None:
 # --- OpenCode -----------------------------------------------------------------------------
 
 
-def opencode_provider(endpoint: Endpoint, key_file: str, windows: Mapping[str, int | None]) -> JSONObject:
-    models: JSONObject = {}
+def opencode_provider(endpoint: Endpoint, key_file: str,
+                      windows: Mapping[str, int | None]) -> dict[str, object]:
+    models: dict[str, object] = {}
     for name, window in windows.items():
-        model: JSONObject = {"name": f"{name} (mlx-stack)"}
+        model: dict[str, object] = {"name": f"{name} (mlx-stack)"}
         if window:
             model["limit"] = {"context": window, "output": min(8192, max(window // 4, 256))}
         models[name] = model
@@ -228,7 +229,8 @@ def problem(client: str, text: str, endpoint: Endpoint, key: str | None, source:
     if options is None:
         return f"no provider.{PROVIDER}"
     if options.get("baseURL") != endpoint.v1:
-        return f"provider.{PROVIDER}.options.baseURL is {options.get('baseURL')!r}, this stack is {endpoint.v1}"
+        return (f"provider.{PROVIDER}.options.baseURL is {options.get('baseURL')!r}, "
+                f"this stack is {endpoint.v1}")
     return None
 
 

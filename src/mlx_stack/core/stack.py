@@ -257,8 +257,11 @@ def _parse_aliases(f: Fields, names: list[str]) -> tuple[tuple[tuple[str, str], 
     aliases: list[tuple[str, str]] = []
     for pattern, tier in raw.items():
         where = f"aliases.{pattern}"
-        if not isinstance(pattern, str) or (problem := pattern_problem(pattern)) is not None:
-            f.fail(where, problem if isinstance(pattern, str) and problem else "expected a glob pattern")
+        if not isinstance(pattern, str):
+            f.fail(where, "expected a glob pattern")
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            f.fail(where, problem)
         if not isinstance(tier, str) or tier not in names:
             f.fail(where, f"{tier!r} is not a tier of this stack")
         aliases.append((pattern, tier))

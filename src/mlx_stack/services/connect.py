@@ -62,7 +62,8 @@ def connect(p: Paths, client: str, *, print_only: bool = False, show_key: bool =
 
     stack = stack_store.load(p)
     ep = endpoint(stack)
-    key = secrets.ensure_gateway_key(p) if not print_only else (secrets.read_secret(p, secrets.GATEWAY_KEY) or "")
+    # --print changes nothing, not even the secrets folder
+    key = (secrets.read_secret(p, secrets.GATEWAY_KEY) or "") if print_only else secrets.ensure_gateway_key(p)
     shown = key if show_key else (secrets.mask(key) or "<made at `mlx-stack up`>")
     out = Connected(client)
     path = agent_files.config_file(client)
@@ -77,25 +78,29 @@ def connect(p: Paths, client: str, *, print_only: bool = False, show_key: bool =
                           "tiers through the built-in aliases"]
     elif client == "codex":
         key_file = p.secret_file(secrets.GATEWAY_KEY)
-        export = (f"export {cc.KEY_ENV}={key}" if show_key else f'export {cc.KEY_ENV}="$(cat {key_file})"')
+        export = f"export {cc.KEY_ENV}={key}" if show_key else f'export {cc.KEY_ENV}="$(cat {key_file})"'
         profile = agent_files.codex_profile_file(cc.PROVIDER)
-        out.text = (f"# {path}\n{cc.codex_table(ep)}\n# {profile}\n{cc.codex_profile()}\n# your shell\n{export}")
+        out.text = (f"# {path}\n{cc.codex_table(ep)}\n# {profile}\n{cc.codex_profile()}\n"
+                    f"# your shell\n{export}")
         if not print_only:
             text = _read(path)
             merged = _merged(lambda: cc.merge_codex(text, ep, str(path)))
             _write(out, path, merged)
             _write(out, profile, cc.codex_profile())
-        out.next_steps = [export, f"codex --profile {cc.PROVIDER}   (or: codex exec --profile {cc.PROVIDER} \"...\")"]
+        out.next_steps = [export, f"codex --profile {cc.PROVIDER}",
+                          f'codex exec --profile {cc.PROVIDER} "..."   (one non-interactive turn)']
     else:
         key_file = str(p.secret_file(secrets.GATEWAY_KEY))
         windows: dict[str, int | None] = {**gateway_config.windows(stack), "auto": None}
-        out.text = json.dumps({"provider": {cc.PROVIDER: cc.opencode_provider(ep, key_file, windows)}}, indent=2)
+        provider = cc.opencode_provider(ep, key_file, windows)
+        out.text = json.dumps({"provider": {cc.PROVIDER: provider}}, indent=2)
         if not print_only:
             text = _read(path)
             merged = _merged(lambda: cc.merge_opencode(text, ep, key_file, windows, str(path)))
             _write(out, path, merged)
         first = stack.tier_names[0]
-        out.next_steps = [f"opencode run -m {cc.PROVIDER}/{first} \"...\"   (or pick {cc.PROVIDER} in `opencode`'s model list)"]
+        out.next_steps = [f'opencode run -m {cc.PROVIDER}/{first} "..."   '
+                          f"(or pick {cc.PROVIDER} in `opencode`'s model list)"]
     return out
 
 
