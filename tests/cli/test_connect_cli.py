@@ -125,6 +125,7 @@ def test_doctor_checks_connected_clients(run, user: Path) -> None:
     config = user / ".codex" / "config.toml"
     config.write_text(config.read_text().replace("4123", "4999"))
     found = clients()
-    assert found["status"] == "WARN" and "codex" in found["detail"] and found["fix"] == "mlx-stack connect codex"
+    assert found["status"] == "WARN" and "codex" in found["detail"]
+    assert found["fix"] == "mlx-stack connect codex"
     assert KEY not in json.dumps(found)
     assert os.environ["HOME"] == str(user)
