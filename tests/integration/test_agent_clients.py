@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlx_stack.paths import Paths
@@ -87,6 +88,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         lifecycle.down(home, grace=5)
         for proc in stack_processes(home):  # a safety net: never leave servers behind
             proc.kill()
+
+
+def test_the_names_agents_send_reach_their_tiers(stack: Stack) -> None:
+    """The front door routes the clients' own model names through the built-in aliases."""
+    base = f"http://127.0.0.1:{stack_store.load(stack.home).gateway.port}"
+    hello = [{"role": "user", "content": "hi"}]
+    with httpx.Client(base_url=base, headers={"x-api-key": stack.key}, timeout=120) as http:
+        for path, model, tier in (("/v1/messages", "claude-haiku-4-5-20251001", "fast"),
+                                  ("/v1/messages", "claude-opus-4-8[1m]", "standard"),
+                                  ("/v1/chat/completions", "gpt-5-codex", "standard")):
+            r = http.post(path, json={"model": model, "messages": hello, "max_tokens": 4})
+            assert r.status_code == 200, (model, r.text)
+            assert (r.headers["x-mlx-stack-tier"], r.headers["x-mlx-stack-route"]) == (tier, "alias"), model
+            assert r.headers["x-mlx-stack-requested"] == model
+        r = http.post("/v1/chat/completions", json={"model": "llama-70b", "messages": hello, "max_tokens": 4})
+        assert r.status_code == 404 and "claude-*opus*" in r.text, r.text
+        listed = [m["id"] for m in http.get("/v1/models").json()["data"]]
+        assert listed[:2] == ["standard", "fast"] and "gpt-*" in listed
 
 
 def _tail(r: subprocess.CompletedProcess[str]) -> str:
