@@ -36,7 +36,11 @@ def test_claude_env_is_merged_not_overwritten() -> None:
     data = json.loads(cc.merge_claude(before, EP, KEY, "settings.json"))
     assert data["model"] == "opus" and data["permissions"] == {"allow": ["Bash(ls)"]}
     assert data["env"] == {"FOO": "1", "ANTHROPIC_BASE_URL": EP.root, "ANTHROPIC_AUTH_TOKEN": KEY,
-                           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}  # an API key would win: removed
+                           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                           "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "32000"}  # an API key would win: removed
+    windowed = json.loads(cc.merge_claude(None, EP, KEY, "s", window=65536))
+    assert windowed["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "16384"
+    assert cc.max_output_tokens(2048) == 1024 and cc.max_output_tokens(1_000_000) == 32000
     assert json.loads(cc.merge_claude(None, EP, KEY, "s"))["env"]["ANTHROPIC_BASE_URL"] == EP.root
     for bad in ("{nope", "[1]", '{"env": 3}'):
         with pytest.raises(cc.ClientFileError):

@@ -6,7 +6,8 @@ against Claude Code 2.1.197, Codex CLI 0.171 and OpenCode 1.18 installed from np
 
 - Claude Code: ``~/.claude/settings.json`` (``$CLAUDE_CONFIG_DIR``), its ``env`` block:
   ``ANTHROPIC_BASE_URL`` (the front door, no ``/v1``), ``ANTHROPIC_AUTH_TOKEN`` (sent as
-  ``Authorization: Bearer``) and ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC``. An
+  ``Authorization: Bearer``), ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` and
+  ``CLAUDE_CODE_MAX_OUTPUT_TOKENS`` (see :func:`max_output_tokens`). An
   ``ANTHROPIC_API_KEY`` there would win over the token, so it is removed.
 - Codex CLI: ``$CODEX_HOME/config.toml`` (``~/.codex``), the table
   ``[model_providers.mlx-stack]`` (``base_url`` ending in ``/v1``, ``env_key``,
@@ -35,6 +36,10 @@ CODEX_MODEL = "gpt-5-codex"  # a Codex model name; the built-in aliases route it
 OPENCODE_PACKAGE = "@ai-sdk/openai-compatible"
 CLAUDE_BASE, CLAUDE_TOKEN = "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"
 CLAUDE_QUIET = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
+CLAUDE_MAX_OUT = "CLAUDE_CODE_MAX_OUTPUT_TOKENS"
+# Claude Code 2.1.197 asks for max_tokens 64000 with its default (opus) model; vllm-mlx 0.6
+# refuses more than its --max-request-tokens (32768 by default) with a 400.
+MAX_OUTPUT_TOKENS = 32000
 
 
 class ClientFileError(ValueError):
@@ -73,11 +78,19 @@ def _json_object(text: str | None, source: str) -> dict[str, object]:
 # --- Claude Code --------------------------------------------------------------------------
 
 
-def claude_env(endpoint: Endpoint, key: str) -> dict[str, str]:
-    return {CLAUDE_BASE: endpoint.root, CLAUDE_TOKEN: key, CLAUDE_QUIET: "1"}
+def max_output_tokens(window: int | None) -> int:
+    """The answer budget Claude Code may ask for: at most a quarter of the agent tier's
+    window, never past what vllm-mlx accepts."""
+    return MAX_OUTPUT_TOKENS if not window else max(1024, min(MAX_OUTPUT_TOKENS, window // 4))
 
 
-def merge_claude(text: str | None, endpoint: Endpoint, key: str, source: str) -> str:
+def claude_env(endpoint: Endpoint, key: str, window: int | None = None) -> dict[str, str]:
+    return {CLAUDE_BASE: endpoint.root, CLAUDE_TOKEN: key, CLAUDE_QUIET: "1",
+            CLAUDE_MAX_OUT: str(max_output_tokens(window))}
+
+
+def merge_claude(text: str | None, endpoint: Endpoint, key: str, source: str,
+                 window: int | None = None) -> str:
     """settings.json with our ``env`` entries merged in (everything else kept)."""
     data = _json_object(text, source)
     env = data.get("env", {})
@@ -85,7 +98,7 @@ def merge_claude(text: str | None, endpoint: Endpoint, key: str, source: str) ->
     if merged is None:
         raise ClientFileError(f"{source}: `env` is not an object")
     merged = {k: v for k, v in merged.items() if k != "ANTHROPIC_API_KEY"}
-    merged.update(claude_env(endpoint, key))
+    merged.update(claude_env(endpoint, key, window))
     data["env"] = merged
     return json.dumps(data, indent=2) + "\n"
 

@@ -68,11 +68,15 @@ def connect(p: Paths, client: str, *, print_only: bool = False, show_key: bool =
     out = Connected(client)
     path = agent_files.config_file(client)
     if client == "claude":
-        env = cc.claude_env(ep, shown)
+        from mlx_stack.core.aliases import AGENT, pick_tier
+
+        agent = pick_tier(AGENT, stack.tier_names, stack.fallback_order)
+        window = gateway_config.windows(stack).get(agent) if agent else None
+        env = cc.claude_env(ep, shown, window)
         out.text = json.dumps({"env": env}, indent=2)
         if not print_only:
             text = _read(path)
-            merged = _merged(lambda: cc.merge_claude(text, ep, key, str(path)))
+            merged = _merged(lambda: cc.merge_claude(text, ep, key, str(path), window))
             _write(out, path, merged, private=True)
         out.next_steps = ["run `claude`: its own model names (opus, sonnet, haiku) reach this stack's "
                           "tiers through the built-in aliases"]
