@@ -4,7 +4,9 @@
 then the client runs one non-interactive turn with its own defaults (Claude Code's model
 names, a Codex model name over /v1/responses, OpenCode's provider entry). The clients
 come from the npm registry (tests/agent_clients.py, `.ci/agent-clients`). The stack
-runs the demo's `standard` (agent traffic) and `fast` (haiku names) tiers.
+runs the demo's `standard` (agent traffic, 64K window, the realistic demo tokenizer) and
+`fast` (haiku names) tiers, plus `tool`: the scripted demo model that calls OpenCode's
+`bash` tool on each user turn and answers in text after the result (one tool round trip).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pytest
 
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
+from mlx_stack.services.demo_models import build_scripted_model
+from mlx_stack.services.demo_stack import TOOL_ANSWER, TOOL_COMMAND, tool_script
 from mlx_stack.system import ports, secrets
 from tests.agent_clients import AgentBins, agent_bins
 from tests.helpers import cli_env, run_cli, stack_processes
@@ -78,8 +82,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert r.returncode == 0, r.stderr
         demo = stack_store.load(home)
         kept = [t for t in demo.tiers if t.name in ("standard", "fast")]
-        tiers = tuple(replace(t, port=ports.free_port()) for t in kept)
-        stack_store.save(home, replace(demo, tiers=tiers, fallback_order=("standard", "fast"),
+        text, answer = tool_script("bash")
+        scripted = build_scripted_model(home.models_dir / "tool-bash", text, after_tool=answer,
+                                        context_length=65536)
+        tool = replace(demo.tier("standard"), name="tool", model="demo-tool", path=str(scripted))
+        tiers = tuple(replace(t, port=ports.free_port()) for t in (*kept, tool))
+        stack_store.save(home, replace(demo, tiers=tiers, fallback_order=("standard", "fast", "tool"),
                                        gateway=replace(demo.gateway, port=ports.free_port())))
         r = run_cli(home, "up", timeout=420)
         assert r.returncode == 0, r.stderr
@@ -134,3 +142,14 @@ def test_opencode_run(stack: Stack) -> None:
     r = stack.run(stack.bins.path("opencode"), "run", "-m", "mlx-stack/standard", PROMPT)
     assert r.returncode == 0, _tail(r)
     assert "error" not in r.stderr.lower(), _tail(r)
+
+
+def test_a_tool_round_trip_through_opencode(stack: Stack) -> None:
+    """The scripted tier calls `bash`; OpenCode runs it and sends the result back; the
+    tier's next turn (after the tool result) is plain text."""
+    stack.connect("opencode")
+    r = stack.run(stack.bins.path("opencode"), "run", "-m", "mlx-stack/tool", "Run the greeting command.")
+    assert r.returncode == 0, _tail(r)
+    out = r.stdout + r.stderr
+    assert TOOL_COMMAND in out and "hello from mlx-stack" in out.replace(TOOL_COMMAND, ""), _tail(r)
+    assert TOOL_ANSWER in out, _tail(r)
