@@ -4,8 +4,10 @@
 then the client runs one non-interactive turn with its own defaults (Claude Code's model
 names, a Codex model name over /v1/responses, OpenCode's provider entry). The clients
 come from the npm registry (tests/agent_clients.py, `.ci/agent-clients`). The stack
-runs the demo's `standard` (agent traffic, 64K window, the realistic demo tokenizer) and
-`fast` (haiku names) tiers, plus `tool`: the scripted demo model that calls OpenCode's
+runs the demo's tiers with the realistic demo tokenizer: `standard` (agent traffic, 64K
+window) serves a scripted model that answers ANSWER (a random model would write up to
+the clients' output budget, minutes on 2 cores, and the answer proves the round trip),
+`fast` (haiku names) a random one, and `tool` the scripted model that calls OpenCode's
 `bash` tool on each user turn and answers in text after the result (one tool round trip).
 """
 
@@ -33,6 +35,7 @@ from tests.helpers import cli_env, run_cli, stack_processes
 pytestmark = pytest.mark.integration
 
 PROMPT = "Reply with the single word: ok"
+ANSWER = "ok, from the mlx-stack demo."
 TURN_TIMEOUT_S = 600
 # Clients fetch nothing they need from here at test time, but OpenCode installs its
 # provider package from npm on first use: keep that cache between runs.
@@ -86,6 +89,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         scripted = build_scripted_model(home.models_dir / "tool-bash", text, after_tool=answer,
                                         context_length=65536)
         tool = replace(demo.tier("standard"), name="tool", model="demo-tool", path=str(scripted))
+        answering = build_scripted_model(home.models_dir / "answer", ANSWER, context_length=65536)
+        kept = [replace(t, path=str(answering)) if t.name == "standard" else t for t in kept]
         tiers = tuple(replace(t, port=ports.free_port()) for t in (*kept, tool))
         stack_store.save(home, replace(demo, tiers=tiers, fallback_order=("standard", "fast", "tool"),
                                        gateway=replace(demo.gateway, port=ports.free_port())))
@@ -127,20 +132,20 @@ def test_claude_code_with_its_own_model_names(stack: Stack) -> None:
     r = stack.run(stack.bins.path("claude"), "-p", PROMPT, "--output-format", "json")
     assert r.returncode == 0, _tail(r)
     result = json.loads(r.stdout)
-    assert result.get("is_error") is False, _tail(r)
+    assert result.get("is_error") is False and ANSWER in result["result"], _tail(r)
 
 
 def test_codex_exec_over_responses_with_a_codex_model_name(stack: Stack) -> None:
     stack.connect("codex")
     r = stack.run(stack.bins.path("codex"), "exec", "--skip-git-repo-check", "--profile", "mlx-stack", PROMPT,
                   MLX_STACK_API_KEY=stack.key)
-    assert r.returncode == 0, _tail(r)
+    assert r.returncode == 0 and ANSWER in r.stdout, _tail(r)
 
 
 def test_opencode_run(stack: Stack) -> None:
     stack.connect("opencode")
     r = stack.run(stack.bins.path("opencode"), "run", "-m", "mlx-stack/standard", PROMPT)
-    assert r.returncode == 0, _tail(r)
+    assert r.returncode == 0 and ANSWER in r.stdout, _tail(r)
     assert "error" not in r.stderr.lower(), _tail(r)
 
 
