@@ -23,7 +23,8 @@ def connect(
     """Write CLIENT's configuration for this stack, merged into its own file.
 
     claude: the `env` block of ~/.claude/settings.json (base URL, the stack key as
-    ANTHROPIC_AUTH_TOKEN, no nonessential traffic, an output cap the tier accepts). codex: [model_providers.mlx-stack] in
+    ANTHROPIC_AUTH_TOKEN, no nonessential traffic, an output cap the tier accepts).
+    codex: [model_providers.mlx-stack] in
     $CODEX_HOME/config.toml (~/.codex) and the profile file mlx-stack.config.toml (run
     `codex --profile mlx-stack`; the key comes from $MLX_STACK_API_KEY). opencode: provider
     `mlx-stack` in ~/.config/opencode/opencode.json. Other settings are kept; the file
