@@ -56,7 +56,9 @@ def _fds(stage: str = "") -> int:
     except OSError:
         n = -1
     if stage:
-        print(f"  open files {stage}: {n}", flush=True)
+        import resource
+
+        print(f"  open files {stage}: {n} (limit {resource.getrlimit(resource.RLIMIT_NOFILE)})", flush=True)
     return n
 
 

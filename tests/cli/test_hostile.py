@@ -130,7 +130,7 @@ def _junk() -> st.SearchStrategy[str]:
 
 
 _ROUTING = ["routing.default-tier", "routing.output-reserve-tokens", "routing.chars-per-token",
-            "routing.long-tier"]
+            "routing.long-tier", "alias.claude-*", "default-tier"]
 
 
 @FAST
@@ -138,6 +138,13 @@ _ROUTING = ["routing.default-tier", "routing.output-reserve-tokens", "routing.ch
 def test_config_set_any_value(hostile, key: str, value: str) -> None:
     code = hostile("config", "set", key, value)
     assert code in (0, 2)
+
+
+@FAST
+@given(pattern=_junk(), tier=st.one_of(st.sampled_from(["fast", "standard"]), _junk()))
+def test_config_set_any_alias(hostile, pattern: str, tier: str) -> None:
+    assert hostile("config", "set", f"alias.{pattern}", tier) in (0, 2)
+    assert hostile("config", "unset", f"alias.{pattern}") in (0, 2, 4)
 
 
 @FAST
@@ -151,7 +158,8 @@ def test_config_unknown_keys(hostile, key: str, verb: str) -> None:
 _STATE_FILES = ["stack.yaml", "config.yaml", "pulled.yaml", "run/fast.pid", "secrets/gateway-key",
                 "run/watchdog.json", "generated/routing.json"]
 _READERS = [("status", "--json"), ("config", "list"), ("models",), ("up", "--dry-run"), ("logs",),
-            ("down", "--tier", "nope"), ("config", "get", "litellm-port"), ("pull", "org/x")]
+            ("down", "--tier", "nope"), ("config", "get", "litellm-port"), ("pull", "org/x"),
+            ("connect", "codex", "--print")]
 
 
 @FAST
@@ -212,6 +220,7 @@ def _not_an_int_at_least(lo: int):  # type: ignore[no-untyped-def]
               _junk().filter(_not_a_float_at_least(0.1))),
     st.tuples(st.just("watch"), st.sampled_from(["--max-restarts", "--wedge-probes"]),
               _junk().filter(_not_an_int_at_least(1))),
+    st.tuples(st.just("connect"), _junk().filter(lambda s: s not in ("claude", "codex", "opencode"))),
     st.tuples(st.just("status"), _junk().filter(lambda s: s not in ("--json", "--show-key", "-h", "--help"))),
     st.tuples(st.just("install"), _junk().filter(lambda s: s not in ("--status", "--dry-run", "--json", "-h",
                                                                     "--help"))),

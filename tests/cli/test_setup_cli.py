@@ -19,6 +19,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--demo", "--add", "x"], "--demo cannot be combined with --add"),
+    (["--demo-tool", "Bash"], "--demo-tool only applies to --demo"),
+    (["--demo", "--demo-tool", "rm -rf"], "invalid --demo-tool 'rm -rf'"),
     (["--model", "x", "--remove", "fast"], "--model cannot be combined with --add or --remove"),
     (["--add", "x", "--intent", "balanced"], "--intent and --budget-pct only apply"),
     (["--intent", "speed"], "invalid --intent 'speed'"),

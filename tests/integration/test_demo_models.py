@@ -23,6 +23,7 @@ from tests.helpers import free_port
 pytestmark = pytest.mark.integration
 
 TOOL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+ANSWER = "It is sunny in Paris."
 TOOLS = [{
     "type": "function",
     "function": {
@@ -38,6 +39,24 @@ def test_pieces_are_unique_and_rebuild_the_text():
         pieces = split_unique_pieces(text)
         assert "".join(pieces) == text
         assert len(set(pieces)) == len(pieces)
+    seen: set[str] = set()
+    first, second = split_unique_pieces("a b c", seen), split_unique_pieces("a b d a", seen)
+    assert "".join(second) == "a b d a" and not set(first) & set(second)
+
+
+def test_the_demo_tokenizer_has_a_realistic_vocabulary(tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(build_random_model(tmp_path / "m")))
+    assert 16_000 <= len(tok) <= 33_000
+    english = ("A local model server answers requests like a cloud API. Before editing a file, "
+               "read it, so that the edit matches the code that is already there. ") * 20
+    assert len(english) / len(tok(english)["input_ids"]) >= 4.0
+    # code from packages the corpus leaves out (it has the stdlib's top-level modules only)
+    stdlib = Path(json.__file__).parent.parent
+    code = "".join((stdlib / f).read_text()
+                   for f in ("json/__init__.py", "asyncio/tasks.py", "http/server.py"))
+    assert len(code) / len(tok(code)["input_ids"]) >= 3.4
 
 
 def test_builds_are_idempotent(tmp_path: Path):
@@ -51,7 +70,7 @@ def test_builds_are_idempotent(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model = build_scripted_model(tmp_path_factory.mktemp("models") / "tool", TOOL_TEXT)
+    model = build_scripted_model(tmp_path_factory.mktemp("models") / "tool", TOOL_TEXT, after_tool=ANSWER)
     port = free_port()
     log = tmp_path_factory.mktemp("logs") / "server.log"
     with log.open("wb") as out:
@@ -106,3 +125,30 @@ def test_scripted_model_makes_a_real_tool_call(scripted_server: str):
                 args += call.function.arguments
     assert names == ["get_weather"]
     assert json.loads(args) == {"city": "Paris"}
+
+
+def test_scripted_model_answers_in_text_after_the_tool_result(scripted_server: str):
+    """One tool round trip as an agent runs it: call, result, answer; a new user turn
+    calls the tool again (the chain restarts from the prompt's last token)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=scripted_server, api_key="unused", timeout=60)
+    messages: list = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="tool", messages=messages, tools=TOOLS,  # type: ignore[arg-type]
+                                           max_tokens=64)
+    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.function.name, "arguments": call.function.arguments}}]},  # type: ignore[union-attr]
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"},
+    ]
+    second = client.chat.completions.create(model="tool", messages=messages, tools=TOOLS,  # type: ignore[arg-type]
+                                            max_tokens=64)
+    assert not second.choices[0].message.tool_calls
+    assert second.choices[0].message.content == ANSWER
+    assert second.choices[0].finish_reason == "stop"
+    messages += [{"role": "assistant", "content": ANSWER}, {"role": "user", "content": "And Rome?"}]
+    third = client.chat.completions.create(model="tool", messages=messages, tools=TOOLS,  # type: ignore[arg-type]
+                                           max_tokens=64)
+    assert third.choices[0].message.tool_calls

@@ -71,7 +71,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         try:
             _cli("setup", "--demo", "--no-start")
             stack = stack_store.load(home)
-            stack = replace(stack, tiers=tuple(replace(t, port=ports.free_port()) for t in stack.tiers),
+            # the windows these tests route on (the demo's standard has 64K for agents)
+            windows = {"standard": 2048, "fast": 2048, "longctx": 8192}
+            stack = replace(stack, tiers=tuple(
+                                replace(t, port=ports.free_port(), context_window=windows[t.name])
+                                for t in stack.tiers),
                             gateway=replace(stack.gateway, port=ports.free_port()),
                             cloud=Cloud(model=CLOUD_MODEL,
                                         base_url=cloud.base_url))

@@ -14,6 +14,12 @@ def setup(
         False, "--demo",
         help="Three tiers of tiny models built here, offline, in seconds (they answer nonsense).",
     ),
+    demo_tool: str = typer.Option(
+        None, "--demo-tool", metavar="TOOL",
+        help="With --demo: the standard tier is a scripted model that calls TOOL (with a "
+        "'command' argument) on each user turn and answers in text after the tool's result: "
+        "one tool round trip through an agent client (Bash for Claude Code, bash for OpenCode).",
+    ),
     no_start: bool = typer.Option(False, "--no-start", help="Write the stack but start nothing."),
     accept_defaults: bool = typer.Option(
         False, "--accept-defaults", "-y",
@@ -63,24 +69,27 @@ def setup(
         demo=demo, accept_defaults=accept_defaults, intent=intent, budget_pct=budget_pct,
         add=tuple(add or ()), as_=tuple(as_ or ()), remove=tuple(remove or ()), model=model,
         no_pull=no_pull, no_start=no_start, force=force, on_demand=on_demand, idle_unload=idle_unload,
+        demo_tool=demo_tool,
     )
     check_flags(flags)
     if demo:
-        _setup_demo(start=not no_start, force=force)
+        _setup_demo(start=not no_start, force=force, tool=demo_tool)
         return
     from mlx_stack.cli.setup_view import run_setup
 
     run_setup(flags)
 
 
-def _setup_demo(*, start: bool, force: bool = False) -> None:
+def _setup_demo(*, start: bool, force: bool = False, tool: str | None = None) -> None:
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
     from mlx_stack.services import demo_stack, lifecycle
 
     p = paths()
     terminal.info("building the demo models (tiny, random weights: they answer nonsense)…")
-    result = demo_stack.write_demo_stack(p)
+    result = demo_stack.write_demo_stack(p, tool=tool)
+    if tool is not None:
+        terminal.info(f"standard is scripted: it calls {tool} on each user turn, then answers in text")
     for t in result.stack.tiers:
         terminal.info(f"  {t.name:<9} {t.model:<24} port {t.port}")
     from mlx_stack.cli.serving_view import render_stack_plan

@@ -11,6 +11,8 @@ door without a restart.
 
 - ``auto`` picks a tier with :func:`mlx_stack.core.routing.decide`;
 - a tier name goes to that tier, then to the others in the fallback order;
+- any other name goes to the tier of the first alias whose glob matches it
+  (:mod:`mlx_stack.core.aliases`), else to ``default_tier`` when set, else it is a 404;
 - a prompt too long for a tier's window skips that tier (the long tier goes first);
 - the cloud, when configured, comes last, and alone when the request names it.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlx_stack.core.aliases import match as match_alias
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.json_types import as_list, as_object
@@ -53,11 +56,15 @@ class Routes:
     fallback_order: tuple[str, ...]
     rules: RoutingRules
     cloud: Upstream | None = None
+    # (glob pattern, tier) in the order they are tried: the user's, then the built-in ones.
+    aliases: tuple[tuple[str, str], ...] = ()
+    default_tier: str | None = None  # where a name nothing matches goes (None: 404)
 
     @property
     def model_ids(self) -> list[str]:
-        """What ``/v1/models`` lists: the tiers, ``auto``, the cloud when configured."""
-        return [*self.tiers, AUTO, *([CLOUD] if self.cloud else [])]
+        """What ``/v1/models`` lists: the tiers, ``auto``, the cloud when configured, then
+        the alias patterns (``aliases`` says which tier each one names)."""
+        return [*self.tiers, AUTO, *([CLOUD] if self.cloud else []), *(p for p, _ in self.aliases)]
 
     @property
     def windows(self) -> dict[str, int | None]:
@@ -68,10 +75,10 @@ class Routes:
 class Plan:
     requested: str
     routed: str  # the first choice (what `auto` or the name chose)
-    reason: str  # direct | auto-default | auto-tools | auto-long-prompt
+    reason: str  # direct | alias | default-tier | auto-default | auto-tools | auto-long-prompt | auto-session
     chain: tuple[str, ...]  # upstream names to try, in order ("cloud" last if present)
     tokens: int  # the prompt size used to decide
-    alias: str | None = None  # the alias pattern the requested name matched, if any
+    alias: str | None = None  # the alias pattern that matched the requested name, if any
 
 
 class UnknownModel(Exception):
@@ -108,7 +115,18 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
     except Exception as exc:  # StateError: say it as a ValueError, one family for the reader
         raise ValueError(str(exc)) from None
     cloud = _upstream(top["cloud"], source) if top.get("cloud") else None
-    return Routes(tiers, tuple(order), rules, cloud)
+    aliases: list[tuple[str, str]] = []
+    for raw in as_list(top.get("aliases")):
+        entry = as_object(raw) or {}
+        pattern, tier = entry.get("pattern"), entry.get("tier")
+        if not (isinstance(pattern, str) and pattern and isinstance(tier, str) and tier in tiers):
+            raise ValueError(f"{source}: malformed alias entry {raw!r}")
+        aliases.append((pattern, tier))
+    default_tier = top.get("default_tier")
+    if default_tier is not None and default_tier not in tiers:
+        raise ValueError(f"{source}: default_tier {default_tier!r} is not a tier")
+    return Routes(tiers, tuple(order), rules, cloud, tuple(aliases),
+                  default_tier if isinstance(default_tier, str) else None)
 
 
 def is_near_a_limit(tokens: int, routes: Routes) -> bool:
@@ -130,6 +148,7 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
     if not isinstance(requested, str) or not requested:
         raise UnknownModel("the request names no model")
     rules = routes.rules
+    alias: str | None = None
     counted = tokens if tokens is not None else estimate_tokens(body, rules.chars_per_token)
     cloud = routes.cloud
     if cloud is not None and requested in (CLOUD, cloud.model) and requested not in routes.tiers:
@@ -139,6 +158,11 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
         routed, reason = decision.tier, f"auto-{decision.reason}"
     elif requested in routes.tiers:
         routed, reason = requested, "direct"
+    elif (hit := match_alias(requested, routes.aliases)) is not None:
+        alias, routed = hit
+        reason = "alias"
+    elif routes.default_tier is not None:
+        routed, reason = routes.default_tier, "default-tier"
     else:
         raise UnknownModel(f"model {requested!r} is not served here; models: "
                            + ", ".join(routes.model_ids))
@@ -150,7 +174,7 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
         fits.insert(0, rules.long_tier)
     if routes.cloud is not None:
         fits.append(CLOUD)
-    return Plan(requested, routed, reason, tuple(fits), counted)
+    return Plan(requested, routed, reason, tuple(fits), counted, alias)
 
 
 def _fits(tokens: int, window: int | None, rules: RoutingRules) -> bool:

@@ -62,6 +62,7 @@ class SetupFlags:
     force: bool = False  # start even when the memory guard says the tiers do not fit
     on_demand: bool = False  # the --add tiers are on-demand (started by the front door when needed)
     idle_unload: str | None = None  # their idle timeout (30s, 10m, 2h)
+    demo_tool: str | None = None  # with --demo: standard is a scripted model calling this tool
 
     @property
     def changes_stack(self) -> bool:
@@ -82,6 +83,12 @@ def check_flags(f: SetupFlags) -> None:
         if others:
             raise bad(f"--demo cannot be combined with {', '.join(others)}",
                       "`mlx-stack setup --demo [--no-start]` builds its own tiny models")
+    if f.demo_tool is not None and not f.demo:
+        raise bad("--demo-tool only applies to --demo",
+                  "`mlx-stack setup --demo --demo-tool Bash` scripts the demo's standard tier")
+    if f.demo_tool is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", f.demo_tool):
+        raise bad(f"invalid --demo-tool {f.demo_tool!r}: expected a tool name (letters, digits, _ . -)",
+                  "the name of a tool the agent client offers, e.g. Bash (Claude Code) or bash (OpenCode)")
     if f.intent is not None and f.intent not in INTENT_CHOICES:
         raise bad(f"invalid --intent {f.intent!r}: expected one of {', '.join(INTENT_CHOICES)}",
                   "balanced favours quality; agent-fleet favours speed and tool calling")

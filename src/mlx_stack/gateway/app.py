@@ -549,9 +549,13 @@ def models_list(routes: Routes) -> list[JSONObject]:
     """What ``/v1/models`` lists: each name served, with the context window a tier serves
     (``context_length``) and, for an alias, the tier it stands for (``alias_of``)."""
     out: list[JSONObject] = []
+    alias_of = dict(routes.aliases)
     for name in routes.model_ids:
         entry: JSONObject = {"id": name, "object": "model", "created": 0, "owned_by": "mlx-stack"}
-        tier = routes.tiers.get(name)
+        target = alias_of.get(name) if name not in routes.tiers else None
+        if target is not None:
+            entry["alias_of"] = target
+        tier = routes.tiers.get(target or name)
         if tier is not None and tier.context_window is not None:
             entry["context_length"] = tier.context_window
         out.append(entry)

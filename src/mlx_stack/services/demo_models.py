@@ -2,15 +2,15 @@
 
 Two kinds, both in the mlx-lm `qwen2` layout that mlx-lm and vllm-mlx load as is:
 
-- :func:`build_random_model`: random weights (hidden size 64, 2 layers), a byte-level
-  BPE tokenizer trained here on a few sentences, and a ChatML chat template. It
-  produces nonsense text, fast.
+- :func:`build_random_model`: random weights (hidden size 64, 1 layer), a byte-level
+  BPE tokenizer with a realistic vocabulary (~29K tokens, about 4 characters a token on
+  English and code) trained here on the Python documentation and standard library the
+  interpreter ships, and a ChatML chat template. It produces nonsense text, fast.
 - :func:`build_scripted_model`: hand-set weights that make greedy (or sampled)
-  decoding emit a given text, whatever the prompt. The text is cut into pieces that
-  become added tokens; with one-hot embeddings and the attention/MLP outputs zeroed,
-  the last hidden state is the current token's one-hot, and ``lm_head`` maps piece
-  ``k`` to piece ``k + 1`` (and any other token to the first piece). Used to get a
-  real tool call out of a real server.
+  decoding emit a given text, whatever the prompt, and optionally a second text after
+  a tool result (a tool call, then a plain answer: one tool round trip of an agent).
+  The texts are cut into pieces that become added tokens; the chain restarts from the
+  last prompt token (see the function). Used to get real tool calls out of a real server.
 
 Building is idempotent: a finished model carries a marker file, and a model is built
 in a temporary folder and renamed into place, so a crash never leaves half a model.
@@ -18,6 +18,7 @@ in a temporary folder and renamed into place, so a crash never leaves half a mod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
 
 _MARKER = ".mlx-stack-model.json"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# A realistic vocabulary: about 4 characters a token on English and code (Claude Code's
+# 76 KB first request is ~19K tokens, as with a real model's tokenizer). The embedding
+# matrix grows with it, so the demo shapes stay tiny (hidden 64).
+DEMO_VOCAB = 32768
+# The random model's shape: prefill on MLX's CPU backend is mostly attention's n^2 work
+# per layer and head, so one layer of 2 heads (32 wide, 1 KV head) is what lets a
+# 19K-token agent prompt prefill in well under 30 s on 2 cores (benchmarks/agent_prefill.py).
+HIDDEN = 64
+LAYERS = 1
+CORPUS_CHARS = 3_000_000
 
 # ChatML, tolerant of content given as a list of parts, tool messages and tool calls.
 CHAT_TEMPLATE = (
@@ -54,6 +65,16 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}"
 )
 
+# The scripted model's template: as above, but a prompt whose last message is a tool
+# result ends with AFTER_TOOL, so the scripted chain can tell the turn after a tool call.
+AFTER_TOOL = "<|after_tool|>"
+SCRIPTED_TEMPLATE = CHAT_TEMPLATE.replace(
+    "<|im_start|>assistant\n{%- endif %}",
+    "<|im_start|>assistant\n{%- if messages and messages[-1]['role'] == 'tool' %}" + AFTER_TOOL
+    + "{%- endif %}{%- endif %}",
+)
+assert SCRIPTED_TEMPLATE != CHAT_TEMPLATE
+
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "Apple Silicon Macs share one pool of unified memory between CPU and GPU.",
@@ -72,28 +93,70 @@ def _is_complete(dest: Path, spec: dict[str, JSON]) -> bool:
         return False
 
 
-def _train_tokenizer(extra_tokens: list[str]) -> PreTrainedTokenizerFast:
+def _corpus() -> list[str]:
+    """Text and code this machine already has, in a fixed order: the Python reference
+    documentation that ships with the interpreter (``pydoc_data``: English prose) and the
+    standard library's top-level modules (code), about ``CORPUS_CHARS`` characters."""
+    import sysconfig
+
+    texts = list(_CORPUS)
+    try:
+        from pydoc_data import topics as docs  # absent from some trimmed Pythons
+
+        texts += [docs.topics[k] for k in sorted(docs.topics)]
+    except ImportError:
+        pass
+    size = sum(map(len, texts))
+    for source in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        if size >= CORPUS_CHARS:
+            break
+        try:
+            text = source.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        texts.append(text)
+        size += len(text)
+    return texts
+
+
+@functools.cache
+def _trained_tokenizer() -> str:
+    """The demo's byte-level BPE (``DEMO_VOCAB`` tokens) as JSON, trained once per process.
+
+    Deterministic for a given Python (same corpus, same order); about 1.5 s on one core.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=384,
+        vocab_size=DEMO_VOCAB,
         special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return tok.to_str()
+
+
+def _train_tokenizer(extra_tokens: list[str], specials: list[str] | None = None,
+                     chat_template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
+    """The demo tokenizer, with ``extra_tokens`` added (they decode to their text) and
+    ``specials`` added as special tokens."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=Tokenizer.from_str(_trained_tokenizer()),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
         model_max_length=1 << 20,
     )
+    if specials:
+        fast.add_special_tokens({"additional_special_tokens": specials})  # pyright: ignore[reportArgumentType]
     if extra_tokens:
         fast.add_tokens(extra_tokens)  # non-special: they decode to their text
     return fast
@@ -112,8 +175,8 @@ def _config(vocab_size: int, hidden: int, layers: int, context_length: int, eos_
         "hidden_size": hidden,
         "num_hidden_layers": layers,
         "intermediate_size": hidden * 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
         "rms_norm_eps": 1e-6,
         "vocab_size": vocab_size,
         "max_position_embeddings": context_length,
@@ -147,7 +210,7 @@ def _write(dest: Path, spec: dict[str, JSON], tokenizer: PreTrainedTokenizerFast
 
 def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048) -> Path:
     """A tiny qwen2 model with random weights in ``dest`` (about 0.2 MB); returns ``dest``."""
-    spec = {"kind": "random", "seed": seed, "context_length": context_length, "version": 1}
+    spec = {"kind": "random", "seed": seed, "context_length": context_length, "version": 3}
     if _is_complete(dest, spec):
         return dest
     import mlx.core as mx
@@ -156,18 +219,19 @@ def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048)
 
     tokenizer = _train_tokenizer([])
     eos_id = _token_id(tokenizer, "<|im_end|>")
-    config = _config(len(tokenizer), 64, 2, context_length, eos_id, tied=True)
+    config = _config(len(tokenizer), HIDDEN, LAYERS, context_length, eos_id, tied=True)
     mx.random.seed(seed)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
     weights = dict(tree_flatten(model.parameters()))
     return _write(dest, spec, tokenizer, config, weights)
 
 
-def split_unique_pieces(text: str) -> list[str]:
-    """Cut ``text`` into pieces that are each distinct (a piece is a token of the chain)."""
+def split_unique_pieces(text: str, seen: set[str] | None = None) -> list[str]:
+    """Cut ``text`` into pieces that are each distinct (a piece is a token of the chain),
+    and distinct from those in ``seen`` (which grows with the new pieces)."""
     words = re.findall(r"\s*\S+|\s+", text)
     pieces: list[str] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     current = ""
     for word in words:
         current += word
@@ -179,41 +243,73 @@ def split_unique_pieces(text: str) -> list[str]:
         if pieces:
             seen.discard(pieces[-1])
             pieces[-1] += current
+            seen.add(pieces[-1])
         else:
             pieces.append(current)
+            seen.add(current)
     return pieces
 
 
-def build_scripted_model(dest: Path, text: str) -> Path:
-    """A tiny model that deterministically answers ``text`` to any prompt; returns ``dest``."""
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    spec = {"kind": "scripted", "text_sha": digest, "version": 1}
+def build_scripted_model(dest: Path, text: str, *, after_tool: str | None = None,
+                         context_length: int = 4096) -> Path:
+    """A tiny model that deterministically answers ``text`` to any prompt; returns ``dest``.
+
+    With ``after_tool``, a prompt whose last message is a tool result is answered with
+    that text instead: the chat template ends such a prompt with the special token
+    ``AFTER_TOOL`` (after ``<|im_start|>assistant``), and the chain starts from the last
+    prompt token. So ``text`` can be a tool call and ``after_tool`` the plain answer: one
+    tool round trip per user turn, as an agent client runs it.
+
+    The shape stays small whatever the vocabulary: every token outside the script embeds
+    as the same "other" direction, ``AFTER_TOOL`` as its own, each piece as its own; the
+    attention and MLP outputs are zero, so the last hidden state is the current token's
+    direction and ``lm_head`` maps other -> the first piece of ``text``, ``AFTER_TOOL`` ->
+    the first piece of ``after_tool``, piece k -> piece k + 1, a last piece -> end.
+    """
+    import numpy as np
+
+    digest = hashlib.sha256(f"{text}\0{after_tool}".encode()).hexdigest()[:16]
+    spec = {"kind": "scripted", "text_sha": digest, "context_length": context_length, "version": 2}
     if _is_complete(dest, spec):
         return dest
     import mlx.core as mx
 
-    pieces = split_unique_pieces(text)
-    tokenizer = _train_tokenizer(pieces)
+    seen: set[str] = set()
+    chains = [split_unique_pieces(text, seen)]
+    if after_tool is not None:
+        chains.append(split_unique_pieces(after_tool, seen))
+    tokenizer = _train_tokenizer([p for chain in chains for p in chain], specials=[AFTER_TOOL],
+                                 chat_template=SCRIPTED_TEMPLATE)
     vocab = len(tokenizer)
-    ids = [_token_id(tokenizer, p) for p in pieces]
     eos_id = _token_id(tokenizer, "<|im_end|>")
-    hidden = -(-vocab // 8) * 8  # one-hot room for every token; a multiple of 8 for RoPE
-    config = _config(vocab, hidden, 1, 4096, eos_id, tied=False)
+    pieces = [p for chain in chains for p in chain]
+    hidden = max(8, -(-(2 + len(pieces)) // 8) * 8)  # a multiple of 8 for RoPE
+    config = _config(vocab, hidden, 1, context_length, eos_id, tied=False)
     config["num_attention_heads"] = 1
     config["num_key_value_heads"] = 1
     config["intermediate_size"] = 8
 
+    embed = np.zeros((vocab, hidden), dtype=np.float32)
+    embed[:, 0] = 1.0  # "any other token"
+    lm_head = np.zeros((vocab, hidden), dtype=np.float32)
+    after_id = _token_id(tokenizer, AFTER_TOOL)
+    embed[after_id] = 0.0
+    embed[after_id, 1] = 1.0
+    starts = [_token_id(tokenizer, chain[0]) for chain in chains]
+    lm_head[starts[0], 0] = 100.0
+    lm_head[starts[-1], 1] = 100.0
+    dim = 2
+    for chain in chains:
+        ids = [_token_id(tokenizer, p) for p in chain]
+        for current, nxt in zip(ids, [*ids[1:], eos_id], strict=True):
+            embed[current] = 0.0
+            embed[current, dim] = 1.0
+            lm_head[nxt, dim] = 100.0
+            dim += 1
     zeros = mx.zeros
-    # next token for each current token: any token -> first piece; piece k -> piece k+1.
-    following = [ids[0]] * vocab
-    for a, b in zip(ids, [*ids[1:], eos_id], strict=True):
-        following[a] = b
-    lm_head = [[0.0] * hidden for _ in range(vocab)]
-    for current, nxt in enumerate(following):
-        lm_head[nxt][current] = 100.0
     prefix = "model.layers.0."
     weights = {
-        "model.embed_tokens.weight": mx.eye(vocab, hidden),
+        "model.embed_tokens.weight": mx.array(embed),
         "model.norm.weight": mx.ones((hidden,)),
         "lm_head.weight": mx.array(lm_head),
         prefix + "input_layernorm.weight": mx.ones((hidden,)),

@@ -1,12 +1,17 @@
 """`setup --demo`: a three-tier stack of tiny models built here, offline, in seconds.
 
 The demo models have random weights: they answer fast and in nonsense. They exist
-so the whole control plane (servers, gateway, fallbacks, status) runs anywhere.
+so the whole control plane (servers, gateway, fallbacks, status) runs anywhere, and an
+agent client can run on it: a realistic vocabulary (~4 characters a token) and a 64K
+window on `standard`, the tier agent traffic goes to. With ``tool=`` (`setup --demo
+--demo-tool NAME`) `standard` is a scripted model that calls that tool on each user
+turn and answers in text after the result.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.errors import ConflictError
@@ -15,8 +20,12 @@ from mlx_stack.system import ports
 from mlx_stack.system.locks import file_lock
 
 FIRST_TIER_PORT = 8100
-# name, seed, context window
-DEMO_TIERS = (("standard", 0, 2048), ("fast", 1, 2048), ("longctx", 2, 8192))
+# name, seed, context window. `standard` takes agent traffic (the alias table sends the
+# agent clients' model names there): 64K tokens holds a coding agent's ~19K-token first
+# turn and a session's growth; `longctx` is the longest.
+DEMO_TIERS = (("standard", 0, 65536), ("fast", 1, 2048), ("longctx", 2, 131072))
+TOOL_COMMAND = "echo hello from mlx-stack"
+TOOL_ANSWER = "The tool ran; its output is above. That was one tool round trip on the demo stack."
 DEMO_PARSER = "hermes"  # the demo chat template speaks hermes-style <tool_call>
 # A demo tier's need, measured instead of the estimator's formula (whose 0.9 GB activation
 # term is fitted on real models): RSS 0.85-0.9 GB idle, 1.32 GB peak with 5.5k-token
@@ -53,16 +62,37 @@ def _pick_ports(previous: Stack | None, gateway_port: int) -> dict[str, int]:
     return chosen
 
 
-def write_demo_stack(p: Paths) -> DemoResult:
-    """Build the demo models (idempotent) and write stack.yaml for them, under the lock."""
+def tool_script(tool: str) -> tuple[str, str]:
+    """The scripted standard tier's texts: a tool call (hermes style), then the answer."""
+    import json
+
+    arguments = {"command": TOOL_COMMAND, "description": "Print a greeting"}
+    call = json.dumps({"name": tool, "arguments": arguments})
+    return f"<tool_call>\n{call}\n</tool_call>", TOOL_ANSWER
+
+
+def _model_dir(p: Paths, name: str, tool: str | None) -> Path:
+    return p.demo_model_dir(name if tool is None or name != "standard" else f"{name}-tool-{tool}")
+
+
+def write_demo_stack(p: Paths, *, tool: str | None = None) -> DemoResult:
+    """Build the demo models (idempotent) and write stack.yaml for them, under the lock.
+
+    ``tool``: the standard tier is a scripted model that calls this tool on each user
+    turn and answers in plain text after its result (``demo_models.build_scripted_model``).
+    """
     from mlx_stack.services import config, demo_models, stack_store
     from mlx_stack.services.running import running_record
 
     gateway_port = int(config.load(p).get("litellm-port"))
     built = []
     for name, seed, ctx in DEMO_TIERS:
-        dest = p.demo_model_dir(name)
-        demo_models.build_random_model(dest, seed=seed, context_length=ctx)
+        dest = _model_dir(p, name, tool)
+        if tool is not None and name == "standard":
+            text, answer = tool_script(tool)
+            demo_models.build_scripted_model(dest, text, after_tool=answer, context_length=ctx)
+        else:
+            demo_models.build_random_model(dest, seed=seed, context_length=ctx)
         built.append(str(dest))
 
     with file_lock(p.lock_file, what="setup"):
@@ -77,7 +107,7 @@ def write_demo_stack(p: Paths) -> DemoResult:
         tier_ports = _pick_ports(previous, gateway_port)
         tiers = tuple(
             Tier(
-                name=name, model=demo_model_id(name), path=str(p.demo_model_dir(name)),
+                name=name, model=demo_model_id(name), path=str(_model_dir(p, name, tool)),
                 port=tier_ports[name], tool_call_parser=DEMO_PARSER, context_window=ctx,
             )
             for name, _, ctx in DEMO_TIERS

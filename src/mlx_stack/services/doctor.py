@@ -247,6 +247,13 @@ def _services(p: Paths, stack: Stack, timeout: float, raw: dict[str, object]) ->
     return checks
 
 
+def _clients(p: Paths, stack: Stack) -> Check:
+    from mlx_stack.services.connect import client_states
+
+    return doctor_stack.agent_clients([doctor_stack.ClientFact(s.client, s.file, s.connected, s.problem)
+                                       for s in client_states(p, stack)])
+
+
 def _secret_values(p: Paths) -> list[str]:
     from mlx_stack.system import secrets
 
@@ -313,6 +320,7 @@ def _run(p: Paths, probe_timeout: float) -> DoctorResult:
     checks += _guarded("login-service", "login service", lambda: [doctor_stack.login_service(_login(p, raw))])
     if stack is not None:
         checks += _guarded("services", "services", lambda: _services(p, stack, probe_timeout, raw))
+        checks += _guarded("agent-clients", "agent clients", lambda: [_clients(p, stack)])
     elif not any(f.name == "stack.yaml" and f.error for f in files):
         checks.append(Check("services", "services", judge.SKIP,
                             "no stack configured yet (`mlx-stack setup`, or `setup --demo` to try)"))

@@ -397,4 +397,7 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
     from mlx_stack.core.routing import default_rules
 
     routing = default_rules(order, intent="agent-fleet") if intent == "agent-fleet" else None
-    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud, routing=routing)
+    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud, routing=routing,
+                 # the user's model-name aliases survive a new setup (dropped if their tier is gone)
+                 aliases=previous.aliases if previous else (),
+                 default_tier=previous.default_tier if previous else None)
