@@ -250,3 +250,13 @@ def test_log_text_escapes_every_control_character_and_lone_surrogates() -> None:
     text = escape_controls("a\nb\rc\x00d\x1b[31me\x85f\ud800g", one_line=True)
     assert text == "a\\nb\\rc\\x00d\\x1b[31me\\x85f\\ud800g"
     assert text.encode("utf-8")  # a UTF-8 log can take it
+
+
+def test_output_limits_above_what_a_tier_takes_are_lowered() -> None:
+    from mlx_stack.core.front_door import TIER_OUTPUT_LIMIT, clamp_output
+
+    body = {"model": "claude-opus-4-8", "max_tokens": 64000, "messages": []}
+    lowered = clamp_output(body)
+    assert lowered is not None and lowered["max_tokens"] == TIER_OUTPUT_LIMIT and body["max_tokens"] == 64000
+    assert clamp_output({"max_tokens": 100, "max_output_tokens": None}) is None
+    assert clamp_output({"max_output_tokens": 10**6}) == {"max_output_tokens": TIER_OUTPUT_LIMIT}

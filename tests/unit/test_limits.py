@@ -48,3 +48,20 @@ def test_a_refusal_leaves_the_limit_as_it_was() -> None:
     out = subprocess.run([sys.executable, "-c", child, "8192"], preexec_fn=limit, check=True,
                          capture_output=True, text=True, timeout=60).stdout.split()
     assert out == ["256", "256", "256"]
+
+
+def test_building_a_demo_model_keeps_the_open_file_limit(tmp_path) -> None:
+    """mlx_lm lowers RLIMIT_NOFILE to (2048, 4096) when imported; what `setup --demo` starts
+    afterwards (the front door) must not inherit that."""
+    import subprocess
+    import sys
+
+    code = ("import resource; from mlx_stack.services import demo_models; "
+            f"demo_models.build_random_model(__import__('pathlib').Path({str(tmp_path / 'm')!r})); "
+            "print(*resource.getrlimit(resource.RLIMIT_NOFILE))")
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert tuple(int(x) for x in out.stdout.split()) == before

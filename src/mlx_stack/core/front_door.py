@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from mlx_stack.core.aliases import match as match_alias
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
-from mlx_stack.json_types import as_list, as_object
+from mlx_stack.json_types import JSONObject, as_list, as_object
 from mlx_stack.paths import ROUTES_FILE
 
 ROUTES_SCHEMA = 1
@@ -230,6 +231,26 @@ _REQUIRED = {
 # looked like a server failure). null is allowed where the dialect allows it.
 _LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_OUTPUT_TOKENS = 10_000_000
+
+
+# vllm-mlx 0.6 refuses an output limit above its --max-request-tokens (32768 unless set)
+# with a 400; agents ask for more (Claude Code sends 32000-64000). The front door lowers it.
+TIER_OUTPUT_LIMIT = 32768
+
+
+def clamp_output(body: Mapping[str, object], limit: int = TIER_OUTPUT_LIMIT) -> JSONObject | None:
+    """``body`` with output limits above ``limit`` lowered to it, or None when none is."""
+    over: list[str] = []
+    for name in _LIMITS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            over.append(name)
+    if not over:
+        return None
+    out = dict(body)
+    for name in over:
+        out[name] = limit
+    return cast("JSONObject", out)
 
 
 def shape_problem(path: str, body: Mapping[str, object]) -> str | None:

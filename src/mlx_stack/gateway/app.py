@@ -27,6 +27,7 @@ from mlx_stack.core.front_door import (
     Plan,
     Routes,
     UnknownModel,
+    clamp_output,
     is_near_a_limit,
     plan,
     shape_problem,
@@ -249,6 +250,9 @@ class FrontDoor:
             fixed = normalize_volatile(data)
             if fixed is not None:
                 data, rewrite = fixed, True
+        lowered = clamp_output(data)
+        if lowered is not None:
+            data, rewrite = lowered, True
         routes = self.routes.current
         try:
             p = plan(data, routes)

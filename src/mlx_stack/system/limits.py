@@ -7,7 +7,9 @@ may raise its own soft limit up to the hard one without privileges.
 
 from __future__ import annotations
 
+import contextlib
 import resource
+from collections.abc import Generator
 
 OPEN_FILES_WANTED = 8192
 
@@ -31,3 +33,24 @@ def raise_open_files(wanted: int = OPEN_FILES_WANTED) -> tuple[int, int]:
     except (OSError, ValueError):
         return (soft, soft)
     return (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+@contextlib.contextmanager
+def open_files_kept() -> Generator[None]:
+    """Import code that lowers RLIMIT_NOFILE at import time with the limit left alone.
+
+    mlx_lm (0.31) sets it to (2048, 4096) when ``mlx_lm.utils`` is imported: a lowered hard
+    limit cannot be raised again without privileges, and every process this one starts
+    afterwards (`setup --demo` builds the demo models, then starts the front door) would
+    inherit it. Inside this block, calls that change the open-file limit do nothing."""
+    real = resource.setrlimit
+
+    def keep(which: int, limits: tuple[int, int]) -> None:
+        if which != resource.RLIMIT_NOFILE:
+            real(which, limits)
+
+    resource.setrlimit = keep
+    try:
+        yield
+    finally:
+        resource.setrlimit = real
