@@ -158,3 +158,69 @@ def test_a_tool_round_trip_through_opencode(stack: Stack) -> None:
     out = r.stdout + r.stderr
     assert TOOL_COMMAND in out and "hello from mlx-stack" in out.replace(TOOL_COMMAND, ""), _tail(r)
     assert TOOL_ANSWER in out, _tail(r)
+
+
+def _base(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack_store.load(stack.home).gateway.port}"
+
+
+def test_count_tokens_is_the_tiers_own_count(stack: Stack) -> None:
+    from tokenizers import Tokenizer
+
+    system, question = "You are a careful coding agent. " * 20, "Count the tokens in this sentence, please."
+    r = httpx.post(_base(stack) + "/v1/messages/count_tokens?beta=true", timeout=60,
+                   headers={"x-api-key": stack.key, "anthropic-beta": "token-counting-2024-11-01"},
+                   json={"model": "claude-opus-4-8[1m]", "system": system,
+                         "messages": [{"role": "user", "content": question}]})
+    assert r.status_code == 200, r.text
+    tier = stack_store.load(stack.home).tier("standard")
+    tok = Tokenizer.from_file(str(Path(tier.path) / "tokenizer.json"))
+    expected = sum(len(tok.encode(t, add_special_tokens=False).ids) for t in (system, question))
+    assert r.json()["input_tokens"] == expected
+
+
+def test_a_prompt_longer_than_every_window_gets_the_error_clients_compact_on(stack: Stack) -> None:
+    huge = "word " * 400_000  # ~400K tokens: past every window
+    headers = {"x-api-key": stack.key}
+    r = httpx.post(_base(stack) + "/v1/messages", headers=headers, timeout=60, json={
+        "model": "claude-opus-4-8[1m]", "max_tokens": 10, "messages": [{"role": "user", "content": huge}]})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["message"].startswith("prompt is too long:")
+    r = httpx.post(_base(stack) + "/v1/chat/completions", headers=headers, timeout=60, json={
+        "model": "gpt-5-codex", "messages": [{"role": "user", "content": huge}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert "maximum context length" in r.json()["error"]["message"]
+
+
+def test_claude_codes_output_limit_is_lowered_to_what_the_tier_takes(stack: Stack) -> None:
+    r = httpx.post(_base(stack) + "/v1/messages", headers={"x-api-key": stack.key}, timeout=120, json={
+        "model": "claude-opus-4-8[1m]", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+
+
+def test_new_conversations_share_the_prefix_despite_the_billing_line(stack: Stack) -> None:
+    """Two Claude Code conversations differ only in the billing line's suffix: with the line
+    normalized, the second one's long system prompt comes from the tier's prefix cache."""
+    system = " ".join(f"Rule {i}: keep functions small and name things well." for i in range(300))
+
+    def ask(suffix: str, question: str) -> None:
+        billing = f"x-anthropic-billing-header: cc_version=2.1.197.{suffix}; cc_entrypoint=sdk-cli;"
+        body = {"model": "claude-opus-4-8[1m]", "max_tokens": 4,
+                "system": [{"type": "text", "text": billing}, {"type": "text", "text": system}],
+                "messages": [{"role": "user", "content": question}]}
+        r = httpx.post(_base(stack) + "/v1/messages", headers={"x-api-key": stack.key}, json=body,
+                       timeout=300)
+        assert r.status_code == 200, r.text
+
+    def hits() -> float:
+        text = httpx.get(_base(stack) + "/metrics", headers={"x-api-key": stack.key}, timeout=30).text
+        name = 'mlx_stack_gateway_tier_prefix_cache_hits{tier="standard"}'
+        line = [x for x in text.splitlines() if x.startswith(name)]
+        assert line, "the tier reports no prefix-cache counts"
+        return float(line[0].rsplit(" ", 1)[1])
+
+    ask("a01", "First conversation.")
+    before = hits()
+    ask("b02", "Second conversation.")
+    assert hits() > before
