@@ -260,3 +260,18 @@ def test_output_limits_above_what_a_tier_takes_are_lowered() -> None:
     assert lowered is not None and lowered["max_tokens"] == TIER_OUTPUT_LIMIT and body["max_tokens"] == 64000
     assert clamp_output({"max_tokens": 100, "max_output_tokens": None}) is None
     assert clamp_output({"max_output_tokens": 10**6}) == {"max_output_tokens": TIER_OUTPUT_LIMIT}
+
+
+def test_what_counts_as_a_streams_first_content() -> None:
+    openers = [b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n',
+               b'event: message_start\ndata: {"type":"message_start","message":{"content":[]}}\n\n'
+               b'event: content_block_start\ndata: {"content_block":{"type":"text","text":""}}\n\n',
+               b'event: response.created\ndata: {"response":{"error":null,"text":{"format":{}}}}\n\n']
+    for event in openers:
+        assert not relay._CONTENT.search(event), event
+    contents = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}', b'data: {"choices":[{"text":"Hi"}]}',
+                b'data: {"choices":[{"delta":{"tool_calls":[]}}]}', b'event: content_block_delta',
+                b'event: response.output_text.delta', b'data: {"error": {"message": "x"}}', b'data: [DONE]',
+                b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}']
+    for event in contents:
+        assert relay._CONTENT.search(event), event

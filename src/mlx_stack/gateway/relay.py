@@ -97,7 +97,7 @@ _CONTENT = re.compile(
     rb'"(?:content|text|reasoning_content|reasoning|arguments|partial_json|thinking|delta)":\s*"[^"]'
     rb'|"tool_calls"|"finish_reason":\s*"|content_block_delta|message_delta|message_stop'
     rb'|output_text\.delta|function_call_arguments\.delta|response\.completed|response\.failed'
-    rb'|"error"|\[DONE\]')
+    rb'|"error":\s*[{"]|\[DONE\]')
 
 
 async def attempt(pool: Pool, path: str, body: bytes, deadline: float) -> Answer | Failure:
