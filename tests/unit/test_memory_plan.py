@@ -209,3 +209,6 @@ def test_the_agent_intent_gives_standard_a_long_window_on_every_mac() -> None:
             assert t.entry.capabilities.tool_calling
             assert AGENT_WINDOW <= t.context <= min(AGENT_WINDOW_MAX, t.entry.context_length)
             assert f"window {t.context // 1024}K tokens for coding agents" in t.reason
+            # room for its sessions' prefixes (the plan serves its cache first)
+            p = for_recommendation(rec, int(hw.gpu_limit_bytes or hw.memory_bytes))["standard"]
+            assert p.cache_tokens >= AGENT_SESSIONS * AGENT_PREFIX_TOKENS * 0.99 and p.ssd_cache_gb >= 1

@@ -222,9 +222,16 @@ def plan(needs: Iterable[TierNeed], budget_bytes: int, working_set_bytes: int, *
     budget_mb = budget_bytes // MB
     left = budget_mb - sum(p.planned_mb for p in fixed.values()) - sum(_mb(n.need_bytes) for n in needs)
     wanted = {n.name: _wanted_cache_mb(n, intent) for n in needs}
-    total_wanted = sum(wanted.values())
     caps: dict[str, int] = {}
+    if intent == "agent" and AGENT_TIER in wanted:
+        # the agent tier's sessions first (the recommender reserved room for them, at 8 bits)
+        first = min(wanted.pop(AGENT_TIER), max(0, left))
+        caps[AGENT_TIER] = first if first >= MIN_CACHE_MB else 0
+        left -= caps[AGENT_TIER]
+    total_wanted = sum(wanted.values())
     for n in needs:
+        if n.name in caps:
+            continue
         share = wanted[n.name] if total_wanted <= left else int(max(0, left) * wanted[n.name] / total_wanted)
         caps[n.name] = share if share >= MIN_CACHE_MB else 0
     out: dict[str, ServingProfile] = dict(fixed)

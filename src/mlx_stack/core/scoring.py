@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
-from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, memory_bytes, prefill_tok_s
+from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, kv_bytes, memory_bytes, prefill_tok_s
 from mlx_stack.core.hardware import HardwareProfile
 from mlx_stack.core.quality import Quality, assess
 from mlx_stack.core.units import gb
@@ -309,8 +309,8 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     if intent == "agent":  # the standard tier takes agent traffic: tool calls and a long window
         agents = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget,
                             context=AGENT_WINDOW, saved=saved, notes=[])
-        standards = [c for c in agents if c.memory_bytes <= budget and c.entry.capabilities.tool_calling
-                     and c.entry.context_length >= AGENT_WINDOW]
+        standards = [c for c in agents if c.memory_bytes + _agent_cache(c) <= budget
+                     and c.entry.capabilities.tool_calling and c.entry.context_length >= AGENT_WINDOW]
     if profile.bandwidth_gbs is None:
         notes.append("bandwidth unknown: speeds are not estimated; 'fast' is ranked by model size")
     if not standards:
@@ -325,7 +325,7 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
 
     best: tuple[float, Candidate, Candidate | None, Candidate | None] | None = None
     for s in standards:
-        left = budget - s.memory_bytes
+        left = budget - s.memory_bytes - (_agent_cache(s) if intent == "agent" else 0)
         fast_ok = [f for f in fits if f.entry.id != s.entry.id and f.memory_bytes <= left
                    and f.quality <= s.quality
                    and f.rank_speed >= FAST_SPEEDUP * s.rank_speed
@@ -345,7 +345,8 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     _, s, f, lc = best
     window = ""
     if intent == "agent":
-        left = budget - s.memory_bytes - sum(c.memory_bytes for c in (f, lc) if c is not None)
+        others = sum(c.memory_bytes for c in (f, lc) if c is not None)
+        left = budget - s.memory_bytes - _agent_cache(s) - others
         s, window = _agent_window(s, profile, left)
     tiers = [_tier("standard", s, f"highest {intent} score that fits with the other tiers "
                    f"(score {s.score:.2f}, {s.entry.params_b:g}B params, quality {_quality_label(s)})"
@@ -366,6 +367,17 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     else:
         dropped.append(Dropped("longctx", _why_no_long(s, f, longs, budget)))
     return Recommendation(intent, INTENTS[intent], budget, budget_reason, tiers, dropped, std, notes)
+
+
+def _agent_cache(c: Candidate) -> int:
+    """The room the agent tier's prefix cache needs beside its window: its sessions'
+    prefixes, at 8-bit KV where the head size allows MLX's group-64 quantization
+    (core.memory_plan serves that cache before any other tier's)."""
+    from mlx_stack.core.memory_plan import AGENT_PREFIX_TOKENS, AGENT_SESSIONS, QUANT_GROUP
+
+    fp16 = kv_bytes(c.entry, AGENT_PREFIX_TOKENS) * AGENT_SESSIONS
+    kv = c.entry.kv_cache
+    return fp16 // 2 if kv is not None and kv.head_dim % QUANT_GROUP == 0 else fp16
 
 
 def _agent_window(s: Candidate, profile: HardwareProfile, left: int) -> tuple[Candidate, str]:
