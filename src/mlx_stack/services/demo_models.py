@@ -43,7 +43,7 @@ DEMO_VOCAB = 32768
 # The random model's shape. Prefill on MLX's CPU backend is mostly attention's n^2 work,
 # which only a second layer needs (the chunked prefill evaluates just the KV cache, and
 # one layer's keys and values come straight from the embeddings): with one layer a
-# 17K-token agent turn prefills in ~0.5 s on 2 cores, with two ~30 CPU-seconds
+# 17K-token agent turn takes ~1 CPU-second to its first token, with two ~30
 # (benchmarks/agent_prefill.py).
 HIDDEN = 64
 LAYERS = 1
