@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test test-fast lint check bench clean
+.PHONY: install browser agent-clients test test-fast lint check bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml setup.py
 browser:
 	bash .ci/chromium
 
-test: $(STAMP) browser
+# Claude Code, Codex CLI and OpenCode from npm (into ~/.cache/mlx-stack-ci/npm) for the
+# real-client tests; quick when present.
+agent-clients:
+	bash .ci/agent-clients
+
+test: $(STAMP) browser agent-clients
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -58,7 +58,7 @@ def test_set_get_roundtrip_and_source(run, isolated_home: Paths):
         ("memory-budget-pct", "abc", "1 to 100"),
         ("litellm-port", "80", "1024 to 65535"),
         ("litellm-port", "70000", "1024 to 65535"),
-        ("default-quant", "q4", "int4, int8, bf16"),
+        ("default-quant", "q4", "int4, int6, int8, bf16"),
         ("auto-health-check", "maybe", "true or false"),
         ("log-max-files", "-1", "1 to 100"),
         ("log-max-size-mb", "1.5", "1 to 10000"),

@@ -113,3 +113,22 @@ def test_the_context_holds_each_tiers_plan(isolated_home: Paths) -> None:
     ctx = dashboard.context(isolated_home, stack)
     assert set(ctx["planned_bytes"]) == {"standard", "fast"}
     assert all(v > 0 for v in ctx["planned_bytes"].values())
+
+
+def test_the_terminal_view_prints_no_raw_control_character() -> None:
+    """Reasons and details come from tiers and clients: `status --watch` shows their controls escaped."""
+    import copy
+    import io
+
+    from rich.console import Console
+
+    view = copy.deepcopy(VIEW)
+    view["tiers"][1]["model"] = "org/x\x1b]0;title\x07"
+    view["tiers"][1]["detail"] = "exited\r\x00\x85"
+    view["events"][0]["reason"] = "fast: HTTP 500 \x1b[31mboom\x1b[0m\nforged line"
+    out = io.StringIO()
+    Console(file=out, width=220, color_system=None, force_terminal=False).print(render_view(view, "http://x/"))
+    text = out.getvalue()
+    assert not any(c in text for c in ("\x1b", "\r", "\x00", "\x85", "\x07")), repr(text)
+    for shown in ("org/x\\x1b]0;title\\x07", "exited\\r\\x00\\x85", "\\x1b[31mboom\\x1b[0m\\nforged line"):
+        assert shown in text, shown

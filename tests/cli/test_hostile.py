@@ -130,7 +130,7 @@ def _junk() -> st.SearchStrategy[str]:
 
 
 _ROUTING = ["routing.default-tier", "routing.output-reserve-tokens", "routing.chars-per-token",
-            "routing.long-tier"]
+            "routing.long-tier", "alias.claude-*", "default-tier"]
 
 
 @FAST
@@ -138,6 +138,13 @@ _ROUTING = ["routing.default-tier", "routing.output-reserve-tokens", "routing.ch
 def test_config_set_any_value(hostile, key: str, value: str) -> None:
     code = hostile("config", "set", key, value)
     assert code in (0, 2)
+
+
+@FAST
+@given(pattern=_junk(), tier=st.one_of(st.sampled_from(["fast", "standard"]), _junk()))
+def test_config_set_any_alias(hostile, pattern: str, tier: str) -> None:
+    assert hostile("config", "set", f"alias.{pattern}", tier) in (0, 2)
+    assert hostile("config", "unset", f"alias.{pattern}") in (0, 2, 4)
 
 
 @FAST
@@ -151,7 +158,8 @@ def test_config_unknown_keys(hostile, key: str, verb: str) -> None:
 _STATE_FILES = ["stack.yaml", "config.yaml", "pulled.yaml", "run/fast.pid", "secrets/gateway-key",
                 "run/watchdog.json", "generated/routing.json"]
 _READERS = [("status", "--json"), ("config", "list"), ("models",), ("up", "--dry-run"), ("logs",),
-            ("down", "--tier", "nope"), ("config", "get", "litellm-port"), ("pull", "org/x")]
+            ("down", "--tier", "nope"), ("config", "get", "litellm-port"), ("pull", "org/x"),
+            ("connect", "codex", "--print")]
 
 
 @FAST
@@ -212,6 +220,7 @@ def _not_an_int_at_least(lo: int):  # type: ignore[no-untyped-def]
               _junk().filter(_not_a_float_at_least(0.1))),
     st.tuples(st.just("watch"), st.sampled_from(["--max-restarts", "--wedge-probes"]),
               _junk().filter(_not_an_int_at_least(1))),
+    st.tuples(st.just("connect"), _junk().filter(lambda s: s not in ("claude", "codex", "opencode"))),
     st.tuples(st.just("status"), _junk().filter(lambda s: s not in ("--json", "--show-key", "-h", "--help"))),
     st.tuples(st.just("install"), _junk().filter(lambda s: s not in ("--status", "--dry-run", "--json", "-h",
                                                                     "--help"))),
@@ -335,14 +344,98 @@ def test_a_folder_or_unreadable_file_in_place_of_a_state_file(isolated_home: Pat
     assert r.exit_code == 3 and "stack.yaml: is a folder" in r.stderr, r.stderr
     isolated_home.stack_file.rmdir()
     # As a non-root user would see a file of mode 000 (root reads it anyway).
-    real = Path.read_bytes
+    real = os.open
 
-    def denied(self: Path) -> bytes:
-        if self.name == "config.yaml":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def denied(path: str | Path, flags: int, *args: int, **kw: int) -> int:
+        if Path(path).name == "config.yaml":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args, **kw)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     r = runner.invoke(app, ["config", "list"])
     assert r.exit_code == 3 and "config.yaml: cannot read it (permission denied)" in r.stderr, r.stderr
     assert "chmod u+rw" in r.stderr
+
+
+# What every command that reads stack.yaml says when it cannot use it (issue 22, item 10).
+_STACK_READERS = [["status"], ["status", "--json"], ["up", "--dry-run"], ["bench", "fast"],
+                  ["setup", "--no-start", "--remove", "fast"], ["setup", "--no-start", "--add", "org/x"],
+                  ["config", "set", "routing.long-tier", "fast"], ["down", "--tier", "fast"]]
+
+
+def _every_reader_refuses(home: Path, words: str) -> None:
+    runner = CliRunner()
+    for args in _STACK_READERS:
+        r = runner.invoke(app, args)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+        assert r.exit_code == 3, (args, r.exit_code, r.output)
+        assert f"{home / 'stack.yaml'}: {words}" in r.stderr and "hint: " in r.stderr, (args, r.stderr)
+        assert "internal error" not in r.stderr and "Traceback" not in r.output, (args, r.output)
+
+
+def test_a_non_utf8_stack_is_a_state_error_for_every_command(isolated_home: Paths, tmp_path: Path) -> None:
+    _baseline(isolated_home, tmp_path)
+    isolated_home.stack_file.write_bytes(b"schema: 1\ntiers:\n- name: \xff\xfe\n")
+    _every_reader_refuses(isolated_home.home, "not UTF-8 text (byte 25)")
+    assert isolated_home.stack_file.read_bytes().endswith(b"\xff\xfe\n")  # kept as it was
+
+
+def test_a_symlink_loop_stack_reads_as_cannot_read_everywhere(isolated_home: Paths, tmp_path: Path) -> None:
+    _baseline(isolated_home, tmp_path)
+    isolated_home.stack_file.unlink()
+    isolated_home.stack_file.symlink_to(isolated_home.stack_file)  # ELOOP on every access
+    _every_reader_refuses(isolated_home.home, "cannot read it (a symbolic link loop)")
+    r = CliRunner().invoke(app, ["doctor"])
+    assert "stack.yaml: cannot read it (a symbolic link loop)" in r.stdout, r.stdout
+    assert "no stack configured yet" not in r.stdout
+
+
+def test_a_fifo_in_place_of_the_stack_never_hangs(isolated_home: Paths, tmp_path: Path) -> None:
+    _baseline(isolated_home, tmp_path)
+    isolated_home.stack_file.unlink()
+    os.mkfifo(isolated_home.stack_file)  # opening it for reading would block without O_NONBLOCK
+    _every_reader_refuses(isolated_home.home, "cannot read it (not a regular file)")
+
+
+def test_a_huge_stack_is_refused_at_once(isolated_home: Paths, tmp_path: Path) -> None:
+    """A 10 MB stack.yaml took `status` 9 s (PyYAML's pure-Python scanner); state files are
+    read up to 256 KB now and refused past it, before any parsing."""
+    import time
+
+    from mlx_stack.system.fs import MAX_STATE_BYTES
+
+    _baseline(isolated_home, tmp_path)
+    good = isolated_home.stack_file.read_text()
+    isolated_home.stack_file.write_text(good + "#" + "x" * 10_000_000 + "\n")
+    began = time.monotonic()
+    _every_reader_refuses(isolated_home.home, "too large for a state file (9.5 MB; at most 256 KB)")
+    assert time.monotonic() - began < 10  # 8 commands; each took 6-99 s before
+    # Just under the cap it is read and parsed (libyaml): fast, and a valid stack.
+    isolated_home.stack_file.write_text(good + "#" + "x" * (MAX_STATE_BYTES - len(good) - 10) + "\n")
+    began = time.monotonic()
+    assert stack_store.load(isolated_home).tier_names == list(TIERS)
+    assert time.monotonic() - began < 0.5
+    # The costliest YAML under the cap (the most nodes per byte): about a second, then refused.
+    items = (MAX_STATE_BYTES - len(good)) // 2 - 8
+    isolated_home.stack_file.write_text(good + "extra: [" + "1," * items + "1]\n")
+    assert isolated_home.stack_file.stat().st_size <= MAX_STATE_BYTES
+    began = time.monotonic()
+    r = CliRunner().invoke(app, ["status"])
+    assert r.exit_code == 3 and "extra" in r.stderr, r.stderr
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "pulled.yaml"])
+def test_a_symlink_loop_in_place_of_other_state_files(isolated_home: Paths, tmp_path: Path,
+                                                      name: str) -> None:
+    _baseline(isolated_home, tmp_path)
+    path = isolated_home.home / name
+    path.unlink()
+    path.symlink_to(path)
+    runner = CliRunner()
+    for args in [["config", "list"], ["models"]] if name == "config.yaml" else [["bench", "org/x"]]:
+        r = runner.invoke(app, args)
+        said = f"{path}: cannot read it (a symbolic link loop)"
+        assert r.exit_code == 3 and said in r.stderr, (args, r.stderr)
+    r = runner.invoke(app, ["doctor"])
+    assert r.exit_code == 1 and f"FAIL  state files          {path}: cannot read it" in r.stdout, r.stdout

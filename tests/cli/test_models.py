@@ -41,7 +41,7 @@ def test_catalog_json_entries(run):
     assert entry["decode_context"] < entry["decode_full_context"] == entry["context"] == 8192
     assert 0 < entry["decode_full_tok_s"] < entry["decode_tok_s"]
     assert entry["quality"]["basis"] == "published" and "https://" in entry["quality"]["source"]
-    assert set(entry["sources"]) == {"decode", "memory", "quality"}
+    assert set(entry["sources"]) == {"decode", "prefill", "memory", "quality"}
     big = next(m for m in data["models"] if m["id"] == "llama-3.3-70b-instruct")
     small = _json(run("models", "--catalog", "--json", "--chip", "M1", "--memory", "8"))
     assert big["fits"] and not next(m for m in small["models"] if m["id"] == big["id"])["fits"]
@@ -110,7 +110,7 @@ def test_budget_above_the_gpu_limit_is_capped(run):
     (("--catalog", "--family", "gpt"), 4, "unknown family"),
     (("--catalog", "--tag", "poetry"), 4, "unknown tag"),
     (("--recommend", "--intent", "speedy"), 2, "unknown intent"),
-    (("--catalog", "--quant", "int3"), 2, "invalid value"),
+    (("--catalog", "--quant", "int3"), 2, "invalid --quant 'int3': expected one of int4, int6, int8, bf16"),
     (("--catalog", "--chip", "M7 Pro"), 4, "unknown chip"),
     (("--catalog", "--chip", "M4 Max", "--gpu-cores", "36"), 2, "no 36-core GPU"),
     (("--catalog", "--memory", "64"), 2, "needs --chip"),
@@ -167,3 +167,36 @@ def test_saved_benchmarks_override_estimates(run, isolated_home):
     assert rows["qwen3-14b"]["decode_tok_s"] == 33.0
     assert rows["qwen3-8b"]["source"] == "measured (saved benchmark)"
     assert rows["qwen3-32b"]["source"] == "estimated"
+
+
+def test_time_to_first_token_beside_decode(run):
+    rows = {m["id"]: m for m in _json(run("models", "--catalog", "--json", *PLAN))["models"]}
+    q = rows["qwen3-8b"]
+    assert q["prompt_tokens"] == 16384 and q["cached_new_tokens"] == 2048
+    assert q["ttft_s"] > q["ttft_cached_s"] > 0 and q["prefill_tok_s"] > 0
+    longer = {m["id"]: m for m in _json(run("models", "--catalog", "--json", "--prompt-tokens", "65536",
+                                            *PLAN))["models"]}["qwen3-8b"]
+    assert longer["prompt_tokens"] == 65536 and longer["ttft_s"] > 4 * q["ttft_s"]
+    tiers = _json(run("models", "--recommend", "--json", "--prompt-tokens", "32768", *PLAN))["tiers"]
+    assert all(t["prompt_tokens"] == 32768 and t["ttft_s"] > t["ttft_cached_s"] for t in tiers)
+    r = run("models", "--recommend", *PLAN)
+    assert "TTFT@16k" in r.stdout and "prefix-cache hit" in r.stdout + r.stderr
+    assert "TTFT@16k" in run("models", "--catalog", *PLAN).stdout
+
+
+def test_every_catalog_quant_is_accepted(run):
+    data = _json(run("models", "--catalog", "--json", "--quant", "int6", *PLAN))
+    rows = {m["id"]: m for m in data["models"]}
+    assert rows["nemotron-nano-9b-v2"]["quant"] == "int6"  # a model with an int6 repo gets it
+    assert rows["qwen3-8b"]["quant"] == "int4"  # the others their preferred quant
+    assert _json(run("models", "--recommend", "--json", "--quant", "INT6", *PLAN))["tiers"]
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (("--catalog", "--prompt-tokens", "0", *PLAN), "invalid --prompt-tokens 0"),
+    (("--recommend", "--prompt-tokens", "-5", *PLAN), "invalid --prompt-tokens -5"),
+    (("--prompt-tokens", "100"), "--prompt-tokens works only with"),
+])
+def test_bad_prompt_tokens(run, args, text):
+    r = run("models", *args)
+    assert r.exit_code == 2 and text in r.stderr and "Traceback" not in r.stderr

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -261,10 +262,10 @@ def test_client_errors_go_back_untouched_and_nobody_else_sees_them(live: Live) -
     hello = [{"role": "user", "content": "Hello"}]
     for stream in (False, True):
         with pytest.raises(openai.UnprocessableEntityError):
-            client.chat.completions.create(model="fast", messages=hello, max_tokens=-1, stream=stream)
-        with pytest.raises(openai.UnprocessableEntityError):
-            client.chat.completions.create(model="fast", messages=hello, max_tokens="abc",  # type: ignore[arg-type]
+            client.chat.completions.create(model="fast", messages=hello, temperature="hot",  # type: ignore[arg-type]
                                            stream=stream)
+        with pytest.raises(openai.BadRequestError, match="max_tokens"):  # the front door's own check
+            client.chat.completions.create(model="fast", messages=hello, max_tokens=-1, stream=stream)
         with pytest.raises(openai.BadRequestError):
             client.chat.completions.create(model="fast", messages=[], max_tokens=4, stream=stream)
         with pytest.raises(openai.NotFoundError):
@@ -274,7 +275,7 @@ def test_client_errors_go_back_untouched_and_nobody_else_sees_them(live: Live) -
         r = httpx.post(f"{live.endpoint}/chat/completions", content=raw, headers=headers, trust_env=False)
         assert r.status_code == 400 and r.json()["error"]["message"]
     r = httpx.post(f"{live.endpoint}/chat/completions", headers=headers, trust_env=False,
-                   json={"model": "fast", "messages": hello, "max_tokens": -1})
+                   json={"model": "fast", "messages": hello, "temperature": "hot"})
     assert r.status_code == 422 and r.headers["x-mlx-stack-tier"] == "fast"
     assert r.json()["detail"]  # the tier's own body, untouched
     assert live.cloud.seen == []
@@ -282,7 +283,7 @@ def test_client_errors_go_back_untouched_and_nobody_else_sees_them(live: Live) -
     after = _metric_totals(live, "requests")
     assert after.get("standard", 0) == requests_before.get("standard", 0)
     assert after.get("longctx", 0) == requests_before.get("longctx", 0)
-    assert _metric_totals(live, "client_errors")["fast"] >= 5
+    assert _metric_totals(live, "client_errors")["fast"] >= 3
 
 
 def test_fifty_concurrent_streams_all_succeed(live: Live) -> None:
@@ -296,6 +297,46 @@ def test_fifty_concurrent_streams_all_succeed(live: Live) -> None:
     with ThreadPoolExecutor(max_workers=50) as pool:
         finishes = list(pool.map(one, range(50)))
     assert len(finishes) == 50 and "none" not in finishes
+
+
+def test_finish_then_close_never_hangs_the_next_request(live: Live) -> None:
+    """Clients that read a stream to its finish_reason and close before [DONE] leave no
+    connection behind that would hang the next request (it was up to 600 s)."""
+    headers = {"Authorization": f"Bearer {live.key}"}
+    body = {"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "stream": True}
+    slowest = 0.0
+    for _ in range(30):
+        with httpx.Client(timeout=30, trust_env=False) as c, c.stream(
+                "POST", f"{live.endpoint}/chat/completions", json=body, headers=headers) as r:
+            for line in r.iter_lines():
+                if '"finish_reason":"' in line.replace(" ", ""):
+                    break
+        start = time.monotonic()
+        r2 = httpx.post(f"{live.endpoint}/chat/completions", headers=headers, trust_env=False, timeout=30,
+                        json={**body, "stream": False, "max_tokens": 2})
+        slowest = max(slowest, time.monotonic() - start)
+        assert r2.status_code == 200 and r2.headers["x-mlx-stack-tier"] == "fast"
+    assert slowest < 2.0
+
+
+def test_a_departed_non_stream_client_stops_the_tier(live: Live) -> None:
+    """A long non-stream answer whose client leaves after 0.5 s: the tier stops generating
+    (its CPU falls back to idle) instead of finishing 2,000 tokens for nobody."""
+    import psutil
+
+    tier = psutil.Process(live.pid("fast"))
+    headers = {"Authorization": f"Bearer {live.key}"}
+    body = {"model": "fast", "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": 2000, "temperature": 0}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{live.endpoint}/chat/completions", headers=headers, json=body, timeout=0.5,
+                   trust_env=False)
+    time.sleep(1.0)
+    before = sum(tier.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in tier.children(recursive=True))
+    time.sleep(2.0)
+    after = sum(tier.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in tier.children(recursive=True))
+    assert after - before < 0.5, f"the tier used {after - before:.2f} CPU-s for a client that left"
+    assert _metric_totals(live, "client_gone")["fast"] >= 1
 
 
 def test_a_frozen_tier_is_left_within_seconds(live: Live) -> None:
@@ -359,6 +400,38 @@ def test_kill9_one_tier_requests_fall_back(use_home: Live, run) -> None:
     live.pgids.add(live.pid("standard"))
 
 
+def test_kill9_under_twenty_streams_every_stream_completes(use_home: Live, run) -> None:
+    """20 chat streams on a tier that is killed -9 under them: the ones it had not answered
+    yet restart on the next tier, the ones under way are continued there; all 20 end
+    well-formed with a finish_reason."""
+    live = use_home
+    _wait_served_directly(live, "standard")
+    under_way = threading.Event()
+
+    def one(i: int) -> tuple[str, str]:
+        chunks = live.client().chat.completions.create(
+            model="standard", messages=[{"role": "user", "content": f"Tell me story {i}."}], max_tokens=200,
+            temperature=0, stream=True)
+        text, finish = [], None
+        for c in chunks:
+            if c.choices:
+                text.append(c.choices[0].delta.content or "")
+                finish = c.choices[0].finish_reason or finish
+                if len(text) >= 3:
+                    under_way.set()
+        return "".join(text), finish or "none"
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        futures = [pool.submit(one, i) for i in range(20)]
+        assert under_way.wait(120)
+        os.killpg(live.pid("standard"), signal.SIGKILL)
+        results = [f.result(timeout=300) for f in futures]
+    assert [finish for _, finish in results] == ["length"] * 20, results
+    r = run("up", "--tier", "standard")
+    assert r.exit_code == 0, r.stderr
+    live.pgids.add(live.pid("standard"))
+
+
 def _wait_served_directly(live: Live, tier: str, deadline_s: float = 60) -> None:
     """Until the front door sends requests for ``tier`` to it again (its cool-down ended)."""
     def served_by() -> str:
@@ -382,7 +455,7 @@ def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault
     _wait_served_directly(live, "standard")
     continued_before = _metric_totals(live, "continuations").get("fast", 0)
     pgid = live.pid("standard")
-    raw = _long_chat(live, "standard")
+    raw = _long_chat(live, "standard", max_tokens=1500)  # still generating when stopped
     assert raw.headers["x-mlx-stack-tier"] == "standard"
     got: list[str] = []
     finish = []

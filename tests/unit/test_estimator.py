@@ -95,3 +95,57 @@ def test_older_chip_generations_pay_more_per_token(cat):
     m2, m4 = plan_profile(Plan("M2 Pro", 16, 32)), plan_profile(Plan("M4 Pro", 16, 48))
     m2_same_bw = replace(m2, bandwidth_gbs=m4.bandwidth_gbs)
     assert decode_tok_s(e, "int4", m2_same_bw) < decode_tok_s(e, "int4", m4)
+
+
+def test_prefill_falls_with_prompt_length_and_ttft_is_prompt_over_speed(cat):
+    from mlx_stack.core.estimator import ttft_s
+
+    e, hw = cat.get("qwen3-8b"), plan_profile(Plan("M4 Max", 40, 128))
+    short, mid, long = (prefill_tok_s(e, hw, n) for n in (2048, 32768, 98304))
+    assert short > mid > long  # attention FLOPs grow with the prompt
+    assert 1.1 < short / long < 3  # ...but the weight matmuls still dominate an 8B at 96K
+    t = ttft_s(e, "int4", hw, 16384)
+    assert t == pytest.approx(16384 / prefill_tok_s(e, hw, 16384, "int4"))
+    cached = ttft_s(e, "int4", hw, 16384, new_tokens=2048)
+    assert 0 < cached < t / 4  # only the new turn is computed
+    assert ttft_s(e, "int4", hw, 1000, new_tokens=2048) == pytest.approx(ttft_s(e, "int4", hw, 1000))
+
+
+def test_prefill_flops_follow_active_params_and_sliding_windows(cat):
+    hw = plan_profile(Plan("M4 Max", 40, 128))
+    moe, dense = cat.get("qwen3-30b-a3b"), cat.get("qwen3-32b")
+    assert prefill_tok_s(moe, hw) > 4 * prefill_tok_s(dense, hw)  # 3.3B active vs 32B
+    assert prefill_tok_s(moe, hw) < prefill_tok_s(cat.get("qwen3-4b-instruct-2507"), hw)  # experts cost more
+    gemma = cat.get("gemma-3-12b-it-qat")  # 5 of 6 layers attend to a 1,024-token window
+    llama = cat.get("qwen3-14b")
+    fall = lambda e: prefill_tok_s(e, hw, 2048) / prefill_tok_s(e, hw, 65536)  # noqa: E731
+    assert fall(gemma) < fall(llama)
+
+
+def test_m5_neural_accelerators_and_ultra_dies(cat):
+    e = cat.get("qwen3-8b")
+    m4, m5 = plan_profile(Plan("M4 Max", 40, 128)), plan_profile(Plan("M5 Max", 40, 128))
+    assert prefill_tok_s(e, m5) > 2 * prefill_tok_s(e, m4)
+    m3u, m3m = plan_profile(Plan("M3 Ultra", 80, 256)), plan_profile(Plan("M3 Max", 40, 128))
+    assert 1.7 < prefill_tok_s(e, m3u) / prefill_tok_s(e, m3m) < 2.0
+
+
+def test_estimate_reports_time_to_first_token(cat):
+    hw = plan_profile(Plan("M4 Pro", 20, 48))
+    d = estimate(cat.get("qwen3-8b"), "int4", hw, prompt_tokens=8192).as_dict()
+    assert d["prompt_tokens"] == 8192 and d["cached_new_tokens"] == 2048
+    assert d["ttft_s"] > d["ttft_cached_s"] > 0
+    assert d["ttft_s"] == pytest.approx(8192 / d["prefill_tok_s"], rel=0.01)
+
+
+def test_peak_memory_adds_a_prefill_chunk_of_activations(cat):
+    e = cat.get("qwen3-8b")
+    assert memory_bytes(e, "int4", 8192, prompt_tokens=4096) > memory_bytes(e, "int4", 8192, prompt_tokens=64)
+    assert memory_bytes(e, "int4", 8192, prompt_tokens=4096) == memory_bytes(e, "int4", 8192)  # a full chunk
+
+
+def test_every_catalog_quant_is_a_setting_choice():
+    from mlx_stack.core.catalog import QUANT_BITS
+    from mlx_stack.core.config_schema import QUANTS
+
+    assert set(QUANTS) == set(QUANT_BITS)

@@ -97,3 +97,57 @@ def test_follow_across_rotation(tmp_path: Path) -> None:
         stop.set()
         t.join(5)
     assert seen == ["one", "two", "three", "four"]
+
+
+# A log may hold what a client sent: what `logs` hands out never carries a raw control.
+HOSTILE = "x\x1b[31mred\x1b]0;title\x07 \rhidden\x00nul \x85nel \x7fdel \x9b2J\ttab é"
+SHOWN = "x\\x1b[31mred\\x1b]0;title\\x07 \\rhidden\\x00nul \\x85nel \\x7fdel \\x9b2J\ttab é"
+
+
+def _no_controls(lines: list[str], allowed: str = "\t") -> bool:
+    return all(c in allowed or not (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0) for ln in lines for c in ln)
+
+
+def test_escape_controls() -> None:
+    from mlx_stack.core.controls import escape_controls
+
+    assert escape_controls(HOSTILE) == SHOWN
+    assert escape_controls("a\nb\tc") == "a\nb\tc"
+    assert escape_controls("a\nb\tc\r", one_line=True) == "a\\nb\\tc\\r"
+    every = "".join(map(chr, range(0x100)))
+    assert _no_controls([escape_controls(every)], allowed="\t\n")
+    assert _no_controls([escape_controls(every, one_line=True)], allowed="")
+
+
+def test_log_lines_are_escaped_in_tail_archives_and_follow(isolated_home: Paths, tmp_path: Path) -> None:
+    path = _write_log(isolated_home, "gateway", [[HOSTILE, "old"], [HOSTILE, "b\rforged line"]])
+    with open(path, "ab") as fh:
+        fh.write(b"raw \x85 byte, crlf\r\n")  # a lone 0x85 byte is not UTF-8: replaced
+    tail = logs.tail_lines(path, 3)
+    assert tail == [SHOWN, "b\\rforged line", "raw \ufffd byte, crlf\\r"]  # a \r is no line break
+    assert logs.show(isolated_home, "gateway").lines == tail
+    every = logs.show(isolated_home, "gateway", all_files=True).lines
+    assert every == [SHOWN, "old", *tail] and _no_controls(every)
+    assert logs.show(isolated_home, "gateway", all_files=True, tail=4).lines == ["old", *tail]
+
+    live = tmp_path / "live.log"
+    live.write_text("")
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def reader() -> None:
+        seen.extend(logs.follow(live, poll_s=0.01, stop=stop.is_set))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        time.sleep(0.1)
+        with open(live, "a") as fh:
+            fh.write(HOSTILE + "\nsecond\r\n")
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        t.join(5)
+    assert seen == [SHOWN, "second\\r"]

@@ -353,3 +353,73 @@ def test_a_tier_stopped_from_outside_is_checked_again_after_a_failure() -> None:
         assert len(fake.wakes) == 2  # checked, found asleep, started again
 
     asyncio.run(go())
+
+
+def test_idle_unload_decides_again_after_its_await() -> None:
+    """A request that arrives while the idle round asks whether the tier runs (an await)
+    is in flight when the round resumes: the tier is not put to sleep under it."""
+    import threading
+
+    class SlowCheck(FakeService):
+        def __init__(self, running: set[str]) -> None:
+            super().__init__(running=running)
+            self.checking = threading.Event()
+
+        def is_running(self, p: Paths, tier: str) -> bool:
+            self.checking.set()
+            import time
+
+            time.sleep(0.1)
+            return super().is_running(p, tier)
+
+    fake = SlowCheck(running={"coder"})
+
+    async def go() -> None:
+        m = _manager(fake, FakeRoutes(idle=0))
+        assert await m.ensure("coder") is None  # seen running: `awake`
+        m.release("coder")
+        fake.checking.clear()
+        round_ = asyncio.create_task(m._idle_round())
+        while not fake.checking.is_set():
+            await asyncio.sleep(0.005)
+        assert await m.ensure("coder") is None  # trusts `awake`: no await, in flight at once
+        await round_
+        await asyncio.sleep(0.05)
+        assert fake.sleeps == [] and "coder" in fake.running
+        m.release("coder")
+        await m._idle_round()  # idle now: unloaded
+        await asyncio.sleep(0.05)
+        assert fake.sleeps == ["coder"]
+
+    asyncio.run(go())
+
+
+def test_health_probes_do_not_count_as_use() -> None:
+    """The watchdog's probes (ensure(wake=False) ... release(probe=True)) leave the last
+    use alone, so an idle on-demand tier still goes to sleep; a real request refreshes it."""
+    fake = FakeService(running={"coder"})
+
+    async def go() -> None:
+        m = _manager(fake, FakeRoutes(idle=60))
+        assert await m.ensure("coder") is None
+        m.release("coder")
+        st = m.tiers["coder"]
+        st.last_used -= 61  # a minute passed since the last real request
+        used, wall = st.last_used, st.last_used_wall
+        for _ in range(3):
+            assert await m.ensure("coder", wake=False) is None
+            m.release("coder", probe=True)
+        assert (st.last_used, st.last_used_wall) == (used, wall)
+        await m._idle_round()
+        await asyncio.sleep(0.05)
+        assert fake.sleeps == ["coder"]
+        fake.running.add("coder")
+        m.awake.add("coder")
+        st.last_used -= 61
+        assert await m.ensure("coder") is None  # a real request: counts
+        m.release("coder")
+        await m._idle_round()
+        await asyncio.sleep(0.05)
+        assert fake.sleeps == ["coder"]
+
+    asyncio.run(go())

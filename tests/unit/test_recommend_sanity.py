@@ -73,7 +73,7 @@ def test_explanation_names_the_source_of_each_number(recs):
     for name, (_, rec) in recs.items():
         for t in rec.tiers:
             d = t.as_dict()
-            assert set(d["sources"]) == {"decode", "memory", "quality"}
+            assert set(d["sources"]) == {"decode", "prefill", "memory", "quality"}
             assert "estimat" in d["sources"]["decode"] or "measured" in d["sources"]["decode"]
             q = d["sources"]["quality"]
             assert ("https://" in q) if t.quality.published else ("estimated" in q), (name, t.entry.id)

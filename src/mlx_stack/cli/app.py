@@ -140,5 +140,9 @@ def _register() -> None:
 
     app.command("doctor")(doctor_cmd.doctor)
 
+    from mlx_stack.cli import connect_cmd
+
+    app.command("connect")(connect_cmd.connect)
+
 
 _register()

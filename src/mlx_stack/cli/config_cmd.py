@@ -63,7 +63,9 @@ def set_(
     """Validate and store one setting.
 
     `routing.*` keys change the `auto` rules and `tiers.NAME.mode` (resident | on-demand) /
-    `tiers.NAME.idle-unload` (30s, 10m, 2h) a tier; both live in stack.yaml.
+    `tiers.NAME.idle-unload` (30s, 10m, 2h) a tier; `alias.PATTERN TIER` sends the model
+    names matching a glob to a tier, `default-tier TIER` every name nothing matches; all
+    live in stack.yaml.
     """
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.errors import UsageError
@@ -89,7 +91,8 @@ def unset(key: str = typer.Argument(..., help="Setting name.")) -> None:
     from mlx_stack.services import settings
 
     changed = settings.change(paths(), key, None)
-    terminal.success(f"{key} reset to its default ({_text(changed.value)})")
+    terminal.success(f"{key} reset to its default ({_text(changed.value)})"
+                     + (f"; {changed.note}" if changed.note else ""))
 
 
 @app.command("reset")

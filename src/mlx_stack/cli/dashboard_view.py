@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlx_stack.core.controls import escape_controls
 from mlx_stack.core.dashboard import state_class
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def render_view(view: dict[str, Any] | None, url: str) -> RenderableType:
                  spark((series.get(t.get("name")) or {}).get("tokens_per_s") or []),
                  f"{t.get('fallbacks_in', 0)} / {t.get('fallbacks_out', 0)}", str(t.get("errors", 0)),
                  _ago(t.get("started_at"), now)]
-        texts = [Text(str(c)) for c in cells]  # never parse model names or reasons as markup
+        # Never parse model names or reasons as markup, nor print their control characters.
+        texts = [Text(escape_controls(str(c), one_line=True)) for c in cells]
         texts[1].stylize(_STYLE[state_class(state)])
         table.add_row(*texts)
     parts: list[RenderableType] = [table]
@@ -95,10 +97,11 @@ def render_view(view: dict[str, Any] | None, url: str) -> RenderableType:
                 else str(e.get("tier"))
             stamp = time.strftime("%H:%M:%S", time.localtime(float(e.get("at") or 0)))
             times = f" (x{e['count']})" if (e.get("count") or 1) > 1 else ""
-            parts.append(Text(f"  {stamp} {e.get('kind')}: {what}{times}  {e.get('reason') or ''}"))
+            line = f"  {stamp} {e.get('kind')}: {what}{times}  {e.get('reason') or ''}"
+            parts.append(Text(escape_controls(line, one_line=True)))
     for t in view.get("tiers") or []:
         if t.get("detail"):
-            parts.append(Text(f"{t.get('name')}: {t['detail']}", style="dim"))
+            parts.append(Text(escape_controls(f"{t.get('name')}: {t['detail']}", one_line=True), style="dim"))
     return Group(*parts)
 
 

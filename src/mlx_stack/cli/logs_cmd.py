@@ -17,6 +17,7 @@ def logs(
     import sys
 
     from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.controls import escape_controls
     from mlx_stack.core.units import format_bytes
     from mlx_stack.paths import paths
     from mlx_stack.services import logs as svc
@@ -43,16 +44,19 @@ def logs(
             terminal.info(f"no logs yet in {p.logs_dir}")
             return
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False)
         for col in ("service", "size", "archives", "file"):
             table.add_column(col)
         for lg in found:
             arch = f"{len(lg.archives)} ({format_bytes(lg.archive_bytes)})" if lg.archives else "-"
-            table.add_row(lg.service, format_bytes(lg.size), arch, str(lg.path))
+            # File names are anyone's: never markup, never raw controls.
+            table.add_row(Text(escape_controls(lg.service, one_line=True)), format_bytes(lg.size), arch,
+                          Text(escape_controls(str(lg.path), one_line=True)))
         terminal.print(table)
         return
-    log = svc.show(p, service, tail=tail, all_files=all_)
+    log = svc.show(p, service, tail=tail, all_files=all_)  # lines with their controls escaped
     if json_ and not follow:
         terminal.json(log.as_dict())
         return

@@ -32,7 +32,11 @@ def models(
                                "or agent-fleet.", rich_help_panel=_REC),
     show_all: bool = typer.Option(False, "--show-all", help="Also list every scored candidate.",
                                   rich_help_panel=_REC),
-    quant: str | None = typer.Option(None, "--quant", help="int4, int8 or bf16 (default: default-quant)."),
+    quant: str | None = typer.Option(None, "--quant",
+                                     help="int4, int6, int8 or bf16 (default: default-quant)."),
+    prompt_tokens: int | None = typer.Option(None, "--prompt-tokens", metavar="N",
+                                             help="Prompt length for prefill and time to first token "
+                                                  "(default 16384, a typical agent turn)."),
     chip: ChipOption = None,
     gpu_cores: GpuCoresOption = None,
     memory: MemoryOption = None,
@@ -48,7 +52,7 @@ def models(
         raise UsageError(f"{' and '.join(modes)} cannot be combined", hint="choose one mode")
     mode = modes[0] if modes else None
     _check_flag_modes(mode, family=family, tag=tag, tool_calling=tool_calling, budget=budget,
-                      intent=intent, show_all=show_all, quant=quant,
+                      intent=intent, show_all=show_all, quant=quant, prompt_tokens=prompt_tokens,
                       plan=any(v is not None for v in (chip, gpu_cores, memory, bandwidth)))
     if mode is None:
         _local(json_)
@@ -59,9 +63,9 @@ def models(
 
         hw = resolve_hardware(chip, gpu_cores, memory, bandwidth)
         if mode == "--catalog":
-            _catalog(hw, family, tag, tool_calling, quant, json_)
+            _catalog(hw, family, tag, tool_calling, quant, prompt_tokens, json_)
         else:
-            _recommend(hw, budget, intent, show_all, quant, json_)
+            _recommend(hw, budget, intent, show_all, quant, prompt_tokens, json_)
 
 
 def _check_flag_modes(mode: str | None, **given: object) -> None:
@@ -71,11 +75,13 @@ def _check_flag_modes(mode: str | None, **given: object) -> None:
         "--family": ("--catalog", "--available"), "--tag": ("--catalog", "--available"),
         "--tool-calling": ("--catalog", "--available"), "--budget": ("--recommend",),
         "--intent": ("--recommend",), "--show-all": ("--recommend",),
-        "--quant": ("--catalog", "--recommend"), "plan flags (--chip ...)": ("--catalog", "--recommend"),
+        "--quant": ("--catalog", "--recommend"), "--prompt-tokens": ("--catalog", "--recommend"),
+        "plan flags (--chip ...)": ("--catalog", "--recommend"),
     }
     values = {"--family": given["family"], "--tag": given["tag"], "--tool-calling": given["tool_calling"],
               "--budget": given["budget"], "--intent": given["intent"] != "balanced" or None,
               "--show-all": given["show_all"], "--quant": given["quant"],
+              "--prompt-tokens": given["prompt_tokens"] is not None or None,
               "plan flags (--chip ...)": given["plan"]}
     for flag, value in values.items():
         if value and mode not in allowed[flag]:
@@ -108,7 +114,7 @@ def _local(json_: bool) -> None:
 
 
 def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_calling: bool, quant: str | None,
-             json_: bool) -> None:
+             prompt_tokens: int | None, json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.estimator import SHORT_CONTEXT
@@ -117,7 +123,8 @@ def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_call
     from mlx_stack.paths import paths
     from mlx_stack.services.models import catalog_report
 
-    report = catalog_report(paths(), hw, family=family, tag=tag, tool_calling=tool_calling, quant=quant)
+    report = catalog_report(paths(), hw, family=family, tag=tag, tool_calling=tool_calling, quant=quant,
+                            prompt_tokens=prompt_tokens)
     rows, budget_reason = report.models, report.budget_reason
     if json_:
         terminal.json(report.as_dict())
@@ -129,15 +136,18 @@ def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_call
                   title_justify="left")
     full_k = TIER_CONTEXT["standard"] // 1024
     decode_cols = (f"decode@{SHORT_CONTEXT}", f"decode@{full_k}k")
-    for col in ("model", "params", "ctx", "quant", *decode_cols, "prefill tok/s", "memory", "fits",
-                "quality", "tools", "source"):
-        table.add_column(col, no_wrap=col in ("model", "memory", "source", "quality"))
+    prompt = rows[0]["prompt_tokens"] if rows else 0
+    ttft_col = f"TTFT@{_k(prompt)} (hit)"
+    for col in ("model", "params", "ctx", "quant", *decode_cols, "prefill tok/s", ttft_col, "memory",
+                "fits", "quality", "tools", "source"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "source", "quality", ttft_col))
     for r in rows:
         params = f"{r['params_b']:g}B" + (f" ({r['active_params_b']:g}B active)"
                                          if r["active_params_b"] != r["params_b"] else "")
         table.add_row(
             r["id"], params, f"{r['context_length'] // 1024}k", r["quant"], _num(r["decode_tok_s"]),
-            _num(r["decode_full_tok_s"]), _num(r["prefill_tok_s"]), gb(r["memory_bytes"]),
+            _num(r["decode_full_tok_s"]), _num(r["prefill_tok_s"]), _ttft(r["ttft_s"], r["ttft_cached_s"]),
+            gb(r["memory_bytes"]),
             "yes" if r["fits"] else "no", _quality(r["quality"]),
             r["capabilities"]["tool_call_parser"] or "-", _source(r["source"]),
         )
@@ -145,12 +155,32 @@ def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_call
     terminal.info(f"decode tok/s for one request with {SHORT_CONTEXT} tokens of context, and with "
                   f"{TIER_CONTEXT['standard']} (the tier's full context); memory includes the KV cache "
                   f"for {TIER_CONTEXT['standard']} tokens and one server process")
+    if rows:
+        terminal.info(_ttft_note(prompt, rows[0]["cached_new_tokens"]))
     terminal.info("quality: the published aggregate score at this quantization (`pub`), or an estimate "
                   "from size (`est`); `--json` gives each score's benchmark, URL and date")
 
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:g}"
+
+
+def _k(tokens: int) -> str:
+    return f"{tokens // 1024}k" if tokens >= 1024 and tokens % 1024 == 0 else str(tokens)
+
+
+def _secs(v: float) -> str:
+    return f"{v:.2g}s" if v < 10 else f"{v:.0f}s"
+
+
+def _ttft(full: float | None, hit: float | None) -> str:
+    return "n/a" if full is None or hit is None else f"{_secs(full)} ({_secs(hit)})"
+
+
+def _ttft_note(prompt: int, new: int) -> str:
+    return (f"prefill tok/s and TTFT (time to first token: the prefill, estimated) for a {prompt}-token "
+            f"prompt (--prompt-tokens); (hit): a prefix-cache hit, only the last {new} tokens (the new "
+            "turn) computed")
 
 
 def _quality(q: Mapping[str, object] | None) -> str:
@@ -164,7 +194,7 @@ def _source(source: str) -> str:
 
 
 def _recommend(hw: HardwareProfile, budget: str | None, intent: str, show_all: bool, quant: str | None,
-               json_: bool) -> None:
+               prompt_tokens: int | None, json_: bool) -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.memory_plan import MB
@@ -172,7 +202,8 @@ def _recommend(hw: HardwareProfile, budget: str | None, intent: str, show_all: b
     from mlx_stack.paths import paths
     from mlx_stack.services.models import recommend_report
 
-    report = recommend_report(paths(), hw, budget=budget, intent=intent, quant=quant, show_all=show_all)
+    report = recommend_report(paths(), hw, budget=budget, intent=intent, quant=quant, show_all=show_all,
+                              prompt_tokens=prompt_tokens)
     rec, profiles = report.recommendation, report.profiles
     if json_:
         terminal.json(report.as_dict())
@@ -188,17 +219,23 @@ def _recommend(hw: HardwareProfile, budget: str | None, intent: str, show_all: b
     from mlx_stack.core.estimator import SHORT_CONTEXT
 
     table = Table(box=None, pad_edge=False)
-    for col in ("tier", "model", "quant", f"decode@{SHORT_CONTEXT}", "decode@full", "memory", "quality",
-                "source", "repo"):
-        table.add_column(col, no_wrap=col in ("model", "memory", "repo", "quality"))
+    prompt = rec.tiers[0].prompt_tokens if rec.tiers else 0
+    ttft_col = f"TTFT@{_k(prompt)} (hit)"
+    for col in ("tier", "model", "quant", f"decode@{SHORT_CONTEXT}", "decode@full", ttft_col, "memory",
+                "quality", "source", "repo"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "repo", "quality", ttft_col))
     for t in rec.tiers:
         full = None if t.decode_full_tok_s is None else round(t.decode_full_tok_s, 1)
         table.add_row(t.name, t.entry.id, t.quant, _num(None if t.decode_tok_s is None
                                                         else round(t.decode_tok_s, 1)),
-                      f"{_num(full)} @{t.context // 1024}k", gb(t.memory_bytes),
+                      f"{_num(full)} @{t.context // 1024}k", _ttft(t.ttft_s, t.ttft_cached_s),
+                      gb(t.memory_bytes),
                       _quality(None if t.quality is None else t.quality.as_dict()), _source(t.source), t.repo)
     if rec.tiers:
         terminal.print(table)
+        from mlx_stack.core.estimator import CACHED_NEW_TOKENS
+
+        terminal.info(_ttft_note(prompt, min(CACHED_NEW_TOKENS, prompt)))
         from mlx_stack.cli.serving_view import render_plan
 
         render_plan(profiles, rec.budget_bytes // MB)

@@ -17,7 +17,7 @@ def pull(
     model: str = typer.Argument(..., metavar="MODEL", help="A catalog id or a hub repo (org/name)."),
     quant: str = typer.Option(
         None, "--quant", metavar="QUANT",
-        help="int4, int8 or bf16 for a catalog id (default: config default-quant).",
+        help="int4, int6, int8 or bf16 for a catalog id (default: config default-quant).",
     ),
     force: bool = typer.Option(False, "--force", help="Download again even if the files are on disk."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -10,7 +10,7 @@ from typing import TypeAlias
 
 from mlx_stack.errors import NotFoundError, UsageError
 
-QUANTS = ("int4", "int8", "bf16")
+QUANTS = ("int4", "int6", "int8", "bf16")  # core.catalog.QUANT_BITS: every quant the catalog has
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits only: not "٤٠", "４０", "5_000" or "+5"
@@ -126,7 +126,7 @@ KEYS: dict[str, Key] = {
         Key("openrouter-key", None, "an OpenRouter API key", _secret("openrouter-key"),
             "OpenRouter key; enables the cloud fallback group (stored 0600, shown masked)",
             secret=True),
-        Key("default-quant", "int4", "int4, int8 or bf16", _choice("default-quant", QUANTS),
+        Key("default-quant", "int4", "int4, int6, int8 or bf16", _choice("default-quant", QUANTS),
             "quantization pulled and recommended by default"),
         Key("memory-budget-pct", 40, "1-100", _int_range("memory-budget-pct", 1, 100),
             "share of unified memory all tiers together may use"),

@@ -174,3 +174,32 @@ def service(status: Mapping[str, object], rss_bytes: int | None) -> Check:
         return Check(cid, title, WARN, detail, f"slow to answer: `mlx-stack logs {name}`", data)
     return Check(cid, title, FAIL, detail,
                  f"`mlx-stack logs {name}` shows why; `mlx-stack up --tier {name}` starts it again", data)
+
+
+@dataclass(frozen=True)
+class ClientFact:
+    """A coding agent's config file (`mlx-stack connect`): whether it mentions this stack
+    at all, and if so why it does not point at it (None: it does)."""
+
+    client: str
+    file: str
+    connected: bool
+    problem: str | None = None
+
+
+def agent_clients(facts: Sequence[ClientFact]) -> Check:
+    """Every connected client must point at this stack (WARN otherwise: the stack itself
+    is fine, the client is not using it)."""
+    data = {"clients": [{"client": f.client, "file": f.file, "connected": f.connected, "problem": f.problem}
+                        for f in facts]}
+    connected = [f for f in facts if f.connected]
+    if not connected:
+        return Check("agent-clients", "agent clients", SKIP,
+                     "none connected (`mlx-stack connect claude|codex|opencode`)", None, data)
+    wrong = [f for f in connected if f.problem]
+    if wrong:
+        return Check("agent-clients", "agent clients", WARN,
+                     "; ".join(f"{f.client} ({f.file}): {f.problem}" for f in wrong),
+                     " && ".join(f"mlx-stack connect {f.client}" for f in wrong), data)
+    return Check("agent-clients", "agent clients", PASS,
+                 ", ".join(f.client for f in connected) + " point at this stack", None, data)

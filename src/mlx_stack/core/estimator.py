@@ -27,15 +27,39 @@ The constants are fitted (benchmarks/estimator.py --fit) on published MLX measur
 in benchmarks/data/ (8 chips, M1 Max to M5 Max, each row with its source); the benchmark
 reports the error leave-one-chip-out: every chip predicted by constants fitted without it.
 
-Prefill is compute bound: tok/s = PREFILL_PER_CORE[generation] x gpu_cores / active_B,
-from llama.cpp's Apple Silicon table (M1-M4, pp512) and the MLX runs (M4 Pro, M5 Max).
+Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 
-Memory = weights + KV cache at the context + activations (0.9 GB + 16% of weights, fitted
-on the MLX peak memory) + one vllm-mlx server process (about 1 GB, measured).
+    t = quant x class x 2 x matmul_params / F_mm            (the weight matmuls)
+        + hybrid x 2 x matmul_params / F_alu                (linear-attention / Mamba scans)
+        + attn x attention_flops(P) / F_alu                 (QK^T and AV, growing with P)
+        + fixed_us
+    F_mm  = gpu_cores x clock(gen) x mm_per_clock[gen] (x ultra_share on Ultra chips)
+    F_alu = gpu_cores x clock(gen) x alu_per_clock     (x ultra_share)
+
+- matmul_params: the active parameters less the embedding (a lookup; the output head runs
+  for the last prompt token only), about VOCAB x width;
+- attention_flops(P) = 4 x d_q x (P / 2) per full-attention layer (the average token sees
+  half the prompt), min(P / 2, window) per sliding-window layer; linear-attention layers
+  add none (their cost is the hybrid term); d_q is estimated from the parameters;
+- mixture of experts: the *active* parameters, at class = moe_factor (expert gathers
+  reach less of the matmul peak); quantized weights cost quant_factor (dequantization);
+- mm_per_clock is fitted per chip generation (the M5's GPU neural accelerators raise it;
+  the attention and scan kernels run on the ALUs, so their F_alu does not); a generation
+  with no fitted value gets its peak (PEAK_PER_CLOCK) x the fitted generations' efficiency;
+- ``PREFILL`` holds the fitted values (benchmarks/estimator.py --fit: published MLX
+  prefill runs in benchmarks/data/, each with its source).
+
+Time to first token = P x t(P) (``ttft_s``); with a prefix-cache hit only the new tokens
+are computed, each attending to the whole prompt (``ttft_cached_s``).
+
+Memory (``memory_bytes``) = weights x (1 + MEMORY.share) + MEMORY.fixed + KV cache at the
+context + prefill activations (MEMORY.per_token x width per token of one PREFILL_CHUNK)
++ one vllm-mlx server process (about 1 GB, measured); fitted on published MLX peak memory.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mlx_stack.core.catalog import QUANT_BITS, CatalogEntry
@@ -62,12 +86,57 @@ DECODE = DecodeModel(efficiency=0.878, ultra_share=0.845, fixed_ms=1.42, moe_ms=
                      kv_factor=1.97, gen_speedup=1.24)
 REFERENCE_GENERATION = 4  # per-token costs are stated for an M4
 SHORT_CONTEXT = 512  # tokens: the context of the short-prompt decode figure
-# prefill: tok/s x billion active params per GPU core, by chip generation (batch 512),
-# plus a fixed time per prompt token (fitted on 0.5B-14B models)
-PREFILL_PER_CORE = {1: 113.0, 2: 123.0, 3: 130.0, 4: 165.0, 5: 500.0}
-PREFILL_FIXED_US = 30.0
-ACTIVATION_FIXED = 0.9e9
-ACTIVATION_SHARE = 0.16
+
+@dataclass(frozen=True)
+class PrefillModel:
+    """The prompt-processing constants (see the module docstring); fitted by benchmarks/estimator.py."""
+
+    mm_per_clock: tuple[float, ...]  # matmul FLOPs per GPU core per clock, M1..M5 (0: not fitted)
+    alu_per_clock: float  # FLOPs per core per clock of the attention and scan kernels
+    ultra_share: float  # share of the two dies an Ultra reaches
+    moe_factor: float  # a mixture of experts' active FLOPs cost this many dense FLOPs
+    hybrid: float  # linear-attention / Mamba scans: this many x 2 x matmul_params ALU FLOPs
+    quant_factor: float  # quantized weights cost this many bf16 FLOPs (dequantization)
+    attn: float  # attention FLOPs cost this many ALU FLOPs
+    fixed_us: float  # per prompt token, every model
+
+
+# GPU clock (GHz) per chip generation, approximate public figures: with them llama.cpp's
+# F16 pp512 per core per clock is flat from M1 to M4 (14.1-14.6, benchmarks/data/
+# llamacpp-apple-silicon-decode.csv), as the ALUs' peak is.
+GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
+# Peak matmul FLOPs per core per clock: 128 FP32 lanes x 2 (FP16 at the same rate) to M4;
+# the M5's per-core neural accelerators give "over 4x the peak GPU compute for AI" of the
+# M4 (Apple, M5 announcement, 2025-10). A generation with no fitted factor gets its peak
+# x the mean efficiency (fitted / peak, geometric) of the fitted generations.
+PEAK_PER_CLOCK = {1: 256.0, 2: 256.0, 3: 256.0, 4: 256.0, 5: 1024.0}
+# Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 145 runs on 10 chips, 2026-12-07);
+# its leave-one-chip-out error is what benchmarks/estimator.py reports.
+PREFILL = PrefillModel(mm_per_clock=(116.2, 149.7, 228.7, 240.6, 707.9), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.488, hybrid=0.134, quant_factor=0.961, attn=0.798,
+                       fixed_us=39.3)
+VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
+PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
+DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
+CACHED_NEW_TOKENS = 2048  # prefix-cache hit: the last turn (a tool result or a message) is new
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Activations at the peak (fitted on published MLX peak memory)."""
+
+    fixed: float  # bytes, every model
+    share: float  # x weight bytes
+    per_token: float  # bytes per hidden unit per token of the prefill chunk
+
+
+# Fitted on the published peak memory (benchmarks/estimator.py --fit: 111 runs, 2026-12-07).
+MEMORY = MemoryModel(fixed=0.882e9, share=0.080, per_token=7.39)
+# The names core.memory_plan reads for a model known by its files only (no width: the
+# prefill activations of a 4,096-wide model are folded into the fixed part).
+ACTIVATION_FIXED = MEMORY.fixed + MEMORY.per_token * 4096 * PREFILL_CHUNK
+ACTIVATION_SHARE = MEMORY.share
 SERVER_PROCESS = 1.0e9  # RSS of one vllm-mlx server (shared/design/verified-facts.md)
 KV_BYTES = 2  # fp16 K and V
 DEFAULT_CONTEXT = 8192
@@ -91,6 +160,9 @@ class Estimate:
     source: str = "estimated"
     decode_full_tok_s: float | None = None
     short_context: int = SHORT_CONTEXT
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS  # the prompt prefill_tok_s and ttft_s are for
+    ttft_s: float | None = None  # prefill of the whole prompt
+    ttft_cached_s: float | None = None  # prefix-cache hit: only the last cached_new_tokens
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -98,6 +170,9 @@ class Estimate:
             "decode_tok_s": _round(self.decode_tok_s), "decode_context": self.short_context,
             "decode_full_tok_s": _round(self.decode_full_tok_s), "decode_full_context": self.context,
             "prefill_tok_s": None if self.prefill_tok_s is None else round(self.prefill_tok_s),
+            "prompt_tokens": self.prompt_tokens, "ttft_s": _round2(self.ttft_s),
+            "ttft_cached_s": _round2(self.ttft_cached_s),
+            "cached_new_tokens": min(CACHED_NEW_TOKENS, self.prompt_tokens),
             "weights_bytes": self.weights_bytes, "kv_bytes": self.kv_bytes,
             "memory_bytes": self.memory_bytes, "source": self.source,
         }
@@ -105,6 +180,10 @@ class Estimate:
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
+
+
+def _round2(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
 
 
 def weights_bytes(entry: CatalogEntry, quant: str, *, active: bool = False) -> int:
@@ -131,11 +210,115 @@ def kv_bytes(entry: CatalogEntry, context: int) -> int:
     return per_layer * (full * context + local * window)
 
 
+def _layers(entry: CatalogEntry) -> int:
+    if entry.kv_cache is not None:
+        return entry.kv_cache.layers
+    if entry.shape is not None and entry.shape.layers:
+        return entry.shape.layers
+    return 32
+
+
+def hidden_size(entry: CatalogEntry) -> float:
+    """The model width, estimated from the active parameters (about 12 x layers x d^2)."""
+    return math.sqrt(entry.active_params_b * 1e9 / (12 * _layers(entry)))
+
+
+def _attention_layers(entry: CatalogEntry) -> tuple[int, int, int | None]:
+    """(full-attention layers, sliding-window layers, window). Without a recorded layout:
+    a quarter full for linear-attention hybrids, an eighth for Mamba hybrids, a sixth
+    full with a 1,024-token window for sliding-window models (Gemma's 5:1)."""
+    layers, kv = _layers(entry), entry.kv_cache
+    if kv is not None and (kv.full_attention_layers is not None or not entry.attention.startswith("hybrid")):
+        full = kv.layers if kv.full_attention_layers is None else kv.full_attention_layers
+        return full, kv.layers - full, kv.sliding_window
+    if entry.shape is not None and entry.shape.full_attention_layers is not None:
+        full = entry.shape.full_attention_layers
+        local = 0 if entry.attention.startswith("hybrid") else layers - full
+        return full, local, 1024 if local else None
+    if entry.attention == "hybrid-linear":
+        return max(1, layers // 4), 0, None
+    if entry.attention == "hybrid-mamba":
+        return max(1, layers // 8), 0, None
+    if entry.attention == "sliding-window":
+        return max(1, layers // 6), layers - max(1, layers // 6), 1024
+    return layers, 0, None
+
+
+def matmul_params(entry: CatalogEntry) -> float:
+    """Active parameters that a prompt token multiplies: the input embedding is a lookup and
+    the output head runs for the last token only (mlx-lm), so neither counts; estimated as
+    VOCAB x width, at most half of the active parameters."""
+    active = entry.active_params_b * 1e9
+    return max(active / 2, active - VOCAB * hidden_size(entry))
+
+
+def attention_flops(entry: CatalogEntry, seen: float) -> float:
+    """QK^T and AV FLOPs of one prompt token that attends to ``seen`` earlier tokens."""
+    full, local, window = _attention_layers(entry)
+    span_local = min(seen, window or seen)
+    return 4 * hidden_size(entry) * (full * seen + local * span_local)
+
+
+def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float] | None:
+    """(matmul, ALU) FLOP/s of the GPU, or None without one."""
+    if hw.kind == "cpu" or not hw.gpu_cores:
+        return None
+    fitted = [g for g, v in enumerate(model.mm_per_clock, 1) if v > 0]
+    gen = chip_generation(hw.chip) or max(fitted)
+    gen = min(gen, max(GPU_CLOCK_GHZ))
+    if model.mm_per_clock[gen - 1] > 0:
+        mm = model.mm_per_clock[gen - 1]
+    else:
+        logs = [math.log(model.mm_per_clock[g - 1] / PEAK_PER_CLOCK[g]) for g in fitted]
+        mm = PEAK_PER_CLOCK[gen] * math.exp(sum(logs) / len(logs))
+    share = model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0
+    cores = hw.gpu_cores * GPU_CLOCK_GHZ[gen] * 1e9 * share
+    return cores * mm, cores * model.alu_per_clock
+
+
+def _token_seconds(entry: CatalogEntry, quant: str, flops: tuple[float, float], seen: float,
+                   model: PrefillModel) -> float:
+    mm, alu = flops
+    dense = 2 * matmul_params(entry)
+    weight = dense * (model.moe_factor if entry.is_moe else 1.0)
+    if quant != "bf16":
+        weight *= model.quant_factor
+    scans = dense * model.hybrid if entry.attention.startswith("hybrid") else 0.0
+    return weight / mm + (scans + model.attn * attention_flops(entry, seen)) / alu + model.fixed_us / 1e6
+
+
+def prefill_tok_s(entry: CatalogEntry, hw: HardwareProfile, prompt_tokens: int = 2048,
+                  quant: str = "int4", model: PrefillModel = PREFILL) -> float | None:
+    """Prompt tokens per second over a prompt of ``prompt_tokens``, or None without an Apple GPU."""
+    flops = _throughput(hw, model)
+    if flops is None:
+        return None
+    return 1 / _token_seconds(entry, quant, flops, max(1, prompt_tokens) / 2, model)
+
+
+def ttft_s(entry: CatalogEntry, quant: str, hw: HardwareProfile, prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
+           new_tokens: int | None = None, model: PrefillModel = PREFILL) -> float | None:
+    """Seconds to the first token of a ``prompt_tokens`` prompt (prefill; the decode step
+    and the server's own latency are not counted). With ``new_tokens``, a prefix-cache hit:
+    only the last ``new_tokens`` are computed, each attending to everything before it."""
+    flops = _throughput(hw, model)
+    if flops is None:
+        return None
+    new = prompt_tokens if new_tokens is None else min(new_tokens, prompt_tokens)
+    seen = prompt_tokens - new / 2
+    return new * _token_seconds(entry, quant, flops, seen, model)
+
+
 def memory_bytes(entry: CatalogEntry, quant: str, context: int = DEFAULT_CONTEXT,
-                 *, server: bool = True) -> int:
-    """Unified memory one tier needs: weights + KV + activations (+ its server process)."""
+                 *, server: bool = True, prompt_tokens: int | None = None,
+                 model: MemoryModel = MEMORY) -> int:
+    """Unified memory one tier needs at its peak: weights + KV cache at ``context`` +
+    activations of one prefill chunk (+ its server process). ``prompt_tokens`` (the
+    prefill that sets the peak) defaults to a full chunk."""
     weights = weights_bytes(entry, quant)
-    peak = weights * (1 + ACTIVATION_SHARE) + ACTIVATION_FIXED + kv_bytes(entry, context)
+    chunk = min(PREFILL_CHUNK, prompt_tokens if prompt_tokens is not None else PREFILL_CHUNK)
+    act = model.fixed + model.share * weights + model.per_token * hidden_size(entry) * chunk
+    peak = weights + act + kv_bytes(entry, context)
     return int(peak + (SERVER_PROCESS if server else 0))
 
 
@@ -158,29 +341,24 @@ def decode_tok_s(entry: CatalogEntry, quant: str, hw: HardwareProfile,
     return 1 / (seconds + fixed_ms / 1000)
 
 
-def prefill_tok_s(entry: CatalogEntry, hw: HardwareProfile) -> float | None:
-    """Prompt tokens per second, or None without an Apple GPU."""
-    if hw.kind == "cpu" or not hw.gpu_cores:
-        return None
-    gen = chip_generation(hw.chip) or max(PREFILL_PER_CORE)
-    per_core = PREFILL_PER_CORE.get(min(gen, max(PREFILL_PER_CORE)), PREFILL_PER_CORE[1])
-    seconds = entry.active_params_b / (per_core * hw.gpu_cores) + PREFILL_FIXED_US / 1e6
-    return 1 / seconds
-
-
 def estimate(entry: CatalogEntry, quant: str, hw: HardwareProfile,
-             context: int = DEFAULT_CONTEXT) -> Estimate:
+             context: int = DEFAULT_CONTEXT, prompt_tokens: int = DEFAULT_PROMPT_TOKENS) -> Estimate:
     """Every estimate for one model at one quantization on ``hw``: decode at a short
-    prompt and at ``context`` tokens, prefill, and memory with ``context`` tokens of KV."""
+    prompt and at ``context`` tokens, prefill and time to first token of a
+    ``prompt_tokens`` prompt (whole, and with a prefix-cache hit), and memory with
+    ``context`` tokens of KV."""
     if quant not in entry.repos:
         raise ValueError(f"{entry.id} has no {quant} repo")
     return Estimate(
         model_id=entry.id, quant=quant, context=context,
         decode_tok_s=decode_tok_s(entry, quant, hw, min(SHORT_CONTEXT, context)),
-        prefill_tok_s=prefill_tok_s(entry, hw),
+        prefill_tok_s=prefill_tok_s(entry, hw, prompt_tokens, quant),
         weights_bytes=weights_bytes(entry, quant),
         kv_bytes=kv_bytes(entry, context),
         memory_bytes=memory_bytes(entry, quant, context),
         decode_full_tok_s=decode_tok_s(entry, quant, hw, context),
         short_context=min(SHORT_CONTEXT, context),
+        prompt_tokens=prompt_tokens,
+        ttft_s=ttft_s(entry, quant, hw, prompt_tokens),
+        ttft_cached_s=ttft_s(entry, quant, hw, prompt_tokens, CACHED_NEW_TOKENS),
     )

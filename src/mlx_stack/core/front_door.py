@@ -11,6 +11,8 @@ door without a restart.
 
 - ``auto`` picks a tier with :func:`mlx_stack.core.routing.decide`;
 - a tier name goes to that tier, then to the others in the fallback order;
+- any other name goes to the tier of the first alias whose glob matches it
+  (:mod:`mlx_stack.core.aliases`), else to ``default_tier`` when set, else it is a 404;
 - a prompt too long for a tier's window skips that tier (the long tier goes first);
 - the cloud, when configured, comes last, and alone when the request names it.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
+from mlx_stack.core.aliases import match as match_alias
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
-from mlx_stack.json_types import as_list, as_object
+from mlx_stack.json_types import JSONObject, as_list, as_object
 from mlx_stack.paths import ROUTES_FILE
 
 ROUTES_SCHEMA = 1
@@ -53,11 +57,15 @@ class Routes:
     fallback_order: tuple[str, ...]
     rules: RoutingRules
     cloud: Upstream | None = None
+    # (glob pattern, tier) in the order they are tried: the user's, then the built-in ones.
+    aliases: tuple[tuple[str, str], ...] = ()
+    default_tier: str | None = None  # where a name nothing matches goes (None: 404)
 
     @property
     def model_ids(self) -> list[str]:
-        """What ``/v1/models`` lists: the tiers, ``auto``, the cloud when configured."""
-        return [*self.tiers, AUTO, *([CLOUD] if self.cloud else [])]
+        """What ``/v1/models`` lists: the tiers, ``auto``, the cloud when configured, then
+        the alias patterns (``aliases`` says which tier each one names)."""
+        return [*self.tiers, AUTO, *([CLOUD] if self.cloud else []), *(p for p, _ in self.aliases)]
 
     @property
     def windows(self) -> dict[str, int | None]:
@@ -68,9 +76,10 @@ class Routes:
 class Plan:
     requested: str
     routed: str  # the first choice (what `auto` or the name chose)
-    reason: str  # direct | auto-default | auto-tools | auto-long-prompt
+    reason: str  # direct | alias | default-tier | auto-default | auto-tools | auto-long-prompt | auto-session
     chain: tuple[str, ...]  # upstream names to try, in order ("cloud" last if present)
     tokens: int  # the prompt size used to decide
+    alias: str | None = None  # the alias pattern that matched the requested name, if any
 
 
 class UnknownModel(Exception):
@@ -107,7 +116,18 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
     except Exception as exc:  # StateError: say it as a ValueError, one family for the reader
         raise ValueError(str(exc)) from None
     cloud = _upstream(top["cloud"], source) if top.get("cloud") else None
-    return Routes(tiers, tuple(order), rules, cloud)
+    aliases: list[tuple[str, str]] = []
+    for raw in as_list(top.get("aliases")):
+        entry = as_object(raw) or {}
+        pattern, tier = entry.get("pattern"), entry.get("tier")
+        if not (isinstance(pattern, str) and pattern and isinstance(tier, str) and tier in tiers):
+            raise ValueError(f"{source}: malformed alias entry {raw!r}")
+        aliases.append((pattern, tier))
+    default_tier = top.get("default_tier")
+    if default_tier is not None and default_tier not in tiers:
+        raise ValueError(f"{source}: default_tier {default_tier!r} is not a tier")
+    return Routes(tiers, tuple(order), rules, cloud, tuple(aliases),
+                  default_tier if isinstance(default_tier, str) else None)
 
 
 def is_near_a_limit(tokens: int, routes: Routes) -> bool:
@@ -129,6 +149,7 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
     if not isinstance(requested, str) or not requested:
         raise UnknownModel("the request names no model")
     rules = routes.rules
+    alias: str | None = None
     counted = tokens if tokens is not None else estimate_tokens(body, rules.chars_per_token)
     cloud = routes.cloud
     if cloud is not None and requested in (CLOUD, cloud.model) and requested not in routes.tiers:
@@ -138,6 +159,11 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
         routed, reason = decision.tier, f"auto-{decision.reason}"
     elif requested in routes.tiers:
         routed, reason = requested, "direct"
+    elif (hit := match_alias(requested, routes.aliases)) is not None:
+        alias, routed = hit
+        reason = "alias"
+    elif routes.default_tier is not None:
+        routed, reason = routes.default_tier, "default-tier"
     else:
         raise UnknownModel(f"model {requested!r} is not served here; models: "
                            + ", ".join(routes.model_ids))
@@ -149,12 +175,24 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
         fits.insert(0, rules.long_tier)
     if routes.cloud is not None:
         fits.append(CLOUD)
-    return Plan(requested, routed, reason, tuple(fits), counted)
+    return Plan(requested, routed, reason, tuple(fits), counted, alias)
 
 
 def _fits(tokens: int, window: int | None, rules: RoutingRules) -> bool:
     limit = prompt_limit(window, rules)
     return limit is None or tokens <= limit
+
+
+def too_long_message(tokens: int, routes: Routes, *, anthropic: bool) -> str:
+    """The error for a prompt no tier can take, worded as each client family recognises it
+    (Claude Code compacts on Anthropic's "prompt is too long"; OpenAI clients act on
+    ``context_length_exceeded`` and its "maximum context length" message)."""
+    windows = [w for w in routes.windows.values() if w is not None]
+    limit = max((prompt_limit(w, routes.rules) or w for w in windows), default=0)
+    if anthropic:
+        return f"prompt is too long: {tokens} tokens > {limit} maximum"
+    return (f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
+            f"{tokens} tokens. Please reduce the length of the messages.")
 
 
 def check_rules(rules: RoutingRules, windows: Mapping[str, int | None]) -> str | None:
@@ -189,11 +227,48 @@ _REQUIRED = {
 }
 
 
+# Output limits: a positive integer when given (0 or -1 made every tier answer 500, which
+# looked like a server failure). null is allowed where the dialect allows it.
+_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+MAX_OUTPUT_TOKENS = 10_000_000
+
+
+# vllm-mlx 0.6 refuses an output limit above its --max-request-tokens (32768 unless set)
+# with a 400; agents ask for more (Claude Code sends 32000-64000). The front door lowers it.
+TIER_OUTPUT_LIMIT = 32768
+
+
+def clamp_output(body: Mapping[str, object], limit: int = TIER_OUTPUT_LIMIT) -> JSONObject | None:
+    """``body`` with output limits above ``limit`` lowered to it, or None when none is."""
+    over: list[str] = []
+    for name in _LIMITS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            over.append(name)
+    if not over:
+        return None
+    out = dict(body)
+    for name in over:
+        out[name] = limit
+    return cast("JSONObject", out)
+
+
 def shape_problem(path: str, body: Mapping[str, object]) -> str | None:
     """Why this request can never succeed (answered 400 by the front door), or None."""
     key = _REQUIRED.get(path)
     if key is None:
         return None
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        return "the request names no model" if model in (None, "") else "`model` must be a non-empty string"
+    for name in _LIMITS:
+        limit = body.get(name)
+        if limit is None:
+            if name == "max_tokens" and path == "/v1/messages" and name in body:
+                return "`max_tokens` must be a positive integer"
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_OUTPUT_TOKENS:
+            return f"`{name}` must be a positive integer (at most {MAX_OUTPUT_TOKENS:,})"
     value = body.get(key)
     if value is None or value == "" or value == []:
         return f"`{key}` is missing or empty"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mlx_stack.core import aliases
 from mlx_stack.core.front_door import ROUTES_SCHEMA, Upstream
 from mlx_stack.core.routing import RoutingRules, default_rules
 from mlx_stack.core.stack import CLOUD, Stack
@@ -51,8 +52,10 @@ def upstreams(stack: Stack, windows: Mapping[str, int | None]) -> list[Upstream]
 
 
 def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: RoutingRules,
-                  cloud: Upstream | None) -> dict[str, object]:
-    """The routes document (JSON-ready, no secrets)."""
+                  cloud: Upstream | None, aliases: list[tuple[str, str]] | None = None,
+                  default_tier: str | None = None) -> dict[str, object]:
+    """The routes document (JSON-ready, no secrets); ``aliases``: (pattern, tier) in the
+    order they are tried, ``default_tier``: where a name nothing matches goes."""
     def entry(u: Upstream) -> dict[str, object]:
         out: dict[str, object] = {"name": u.name, "model": u.model, "url": u.url,
                                   "context_window": u.context_window, "tokenizer": u.tokenizer}
@@ -62,13 +65,18 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
 
     return {"schema": ROUTES_SCHEMA, "tiers": [entry(t) for t in tiers],
             "fallback_order": list(fallback_order), "rules": rules.as_dict(),
-            "cloud": entry(cloud) if cloud else None}
+            "cloud": entry(cloud) if cloud else None,
+            "aliases": [{"pattern": p, "tier": t} for p, t in aliases or []],
+            "default_tier": default_tier}
 
 
 def routes_for(stack: Stack, windows: Mapping[str, int | None], cloud_port: int | None) -> dict[str, object]:
     """The routes document of a stack; ``cloud_port``: LiteLLM's internal port, None without it."""
     cloud = Upstream(CLOUD, stack.cloud.model, f"http://127.0.0.1:{cloud_port}") if cloud_port else None
-    return render_routes(upstreams(stack, windows), list(stack.fallback_order), rules_for(stack), cloud)
+    names = stack.tier_names
+    default_tier = stack.default_tier if stack.default_tier in names else None
+    return render_routes(upstreams(stack, windows), list(stack.fallback_order), rules_for(stack), cloud,
+                         aliases.effective(stack.aliases, names, stack.fallback_order), default_tier)
 
 
 # --- LiteLLM (the cloud) ------------------------------------------------------------------

@@ -25,7 +25,11 @@ COUNTERS = (
     ("cold_start_failures", "cold starts that failed (no room, exited, never ready): the request fell back"),
     ("evictions", "times this idle on-demand tier was stopped to make room for another"),
     ("idle_unloads", "times this on-demand tier was stopped after its idle timeout"),
+    ("client_gone", "requests whose client left before the answer ended (the tier was stopped)"),
+    ("rejected", "requests answered 429 because this tier's queue was full"),
 )
+# Tier states for the state gauge (one series per state, 1 for the current one).
+TIER_STATES = ("up", "cooling", "asleep")
 HISTOGRAMS = (
     ("ttft_seconds", "time to the first byte of the answer"),
     ("duration_seconds", "time to the end of the answer"),
@@ -48,11 +52,72 @@ class TierSeries(TypedDict):
     hist: Mapping[str, tuple[Sequence[int], float, int]]  # bucket counts, sum, count
 
 
+class Gauge(TypedDict):
+    """One gauge and its samples for :func:`render`: (labels, value) pairs."""
+
+    name: str
+    help: str
+    samples: Sequence[tuple[Mapping[str, str], float]]
+
+
+def tier_gauges(states: Mapping[str, str], inflight: Mapping[str, int], queued: Mapping[str, int],
+                connections: int, busy: int) -> list[Gauge]:
+    """The front door's gauges: each tier's state (every configured tier, from the start),
+    its requests in flight and waiting, and the open client connections."""
+    return [
+        {"name": "tier_up", "help": "1 when the tier takes requests (not cooling down, not asleep)",
+         "samples": [({"tier": t}, 1.0 if st == "up" else 0.0) for t, st in states.items()]},
+        {"name": "tier_state", "help": f"the tier's state: 1 on the current one ({', '.join(TIER_STATES)})",
+         "samples": [({"tier": t, "state": s}, 1.0 if st == s else 0.0)
+                     for t, st in states.items() for s in TIER_STATES]},
+        {"name": "tier_inflight", "help": "requests under way on the tier (through the front door)",
+         "samples": [({"tier": t}, float(inflight.get(t, 0))) for t in states]},
+        {"name": "tier_queued", "help": "requests waiting for a place on the tier",
+         "samples": [({"tier": t}, float(queued.get(t, 0))) for t in states]},
+        {"name": "open_connections", "help": "client connections open",
+         "samples": [({}, float(connections))]},
+        {"name": "busy_connections", "help": "client connections with a request under way",
+         "samples": [({}, float(busy))]},
+    ]
+
+
+def cache_stats(page: bytes) -> tuple[float, float] | None:
+    """(hits, misses) of a vllm-mlx tier's prefix cache from its own /metrics page."""
+    found: dict[str, float] = {}
+    for line in page.decode("utf-8", "replace").splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("vllm_mlx_cache_hits", "vllm_mlx_cache_misses"):
+            try:
+                found[name] = float(value)
+            except ValueError:
+                continue
+    if len(found) < 2:
+        return None
+    return found["vllm_mlx_cache_hits"], found["vllm_mlx_cache_misses"]
+
+
+def cache_gauges(stats: Mapping[str, tuple[float, float]]) -> list[Gauge]:
+    """The tiers' own prefix-cache counts (as each tier reports them since its start)."""
+    return [
+        {"name": "tier_prefix_cache_hits", "help": "prefix-cache hits the tier reports (since start)",
+         "samples": [({"tier": t}, hits) for t, (hits, _) in sorted(stats.items())]},
+        {"name": "tier_prefix_cache_misses", "help": "prefix-cache misses the tier reports (since start)",
+         "samples": [({"tier": t}, misses) for t, (_, misses) in sorted(stats.items())]},
+    ]
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items()) + "}" if labels else ""
+
+
 def render(tiers: Mapping[str, TierSeries], auto: Mapping[tuple[str, str], int],
-           started_at: float) -> str:
+           started_at: float, gauges: Sequence[Gauge] = ()) -> str:
     """Prometheus text for per-tier ``counters`` (name -> int), ``hist`` (name -> (bucket counts,
-    sum, count)) and ``auto`` decisions (tier, reason) -> count."""
+    sum, count)), ``auto`` decisions (tier, reason) -> count, and ``gauges``."""
     out: list[str] = []
+    for g in gauges:
+        out += [f"# HELP {PREFIX}{g['name']} {g['help']}", f"# TYPE {PREFIX}{g['name']} gauge"]
+        out += [f"{PREFIX}{g['name']}{_labels(labels)} {value:g}" for labels, value in g["samples"]]
     for name, text in COUNTERS:
         out += [f"# HELP {PREFIX}{name}_total {text}", f"# TYPE {PREFIX}{name}_total counter"]
         for tier, m in tiers.items():

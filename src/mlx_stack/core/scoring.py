@@ -2,7 +2,7 @@
 
 Public API (stable):
     recommend(profile, catalog, *, intent="balanced", budget_bytes=None, saved=None,
-              quant="int4", memory_budget_pct=40) -> Recommendation
+              quant="int4", memory_budget_pct=40, prompt_tokens=16384) -> Recommendation
     budget_for(profile, memory_budget_pct=40, explicit_bytes=None) -> (bytes, explanation)
     candidates(profile, catalog, *, intent, quant, budget_bytes, saved) -> list[Candidate]
 
@@ -28,7 +28,16 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from mlx_stack.core.catalog import Catalog, CatalogEntry
-from mlx_stack.core.estimator import SHORT_CONTEXT, decode_tok_s, kv_bytes, memory_bytes, prefill_tok_s
+from mlx_stack.core.estimator import (
+    CACHED_NEW_TOKENS,
+    DEFAULT_PROMPT_TOKENS,
+    SHORT_CONTEXT,
+    decode_tok_s,
+    kv_bytes,
+    memory_bytes,
+    prefill_tok_s,
+    ttft_s,
+)
 from mlx_stack.core.hardware import HardwareProfile
 from mlx_stack.core.quality import Quality, assess
 from mlx_stack.core.units import gb
@@ -83,6 +92,9 @@ class Candidate:
     score: float = 0.0
     decode_full_tok_s: float | None = None  # at ``context`` tokens
     quality_info: Quality | None = None
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS  # the prompt prefill_tok_s and the TTFTs are for
+    ttft_s: float | None = None  # time to first token: prefill of the whole prompt
+    ttft_cached_s: float | None = None  # with a prefix-cache hit: the last CACHED_NEW_TOKENS only
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,10 @@ class Tier:
     source: str  # "estimated" or "measured (...)"
     decode_full_tok_s: float | None = None
     quality: Quality | None = None
+    prefill_tok_s: float | None = None
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS
+    ttft_s: float | None = None
+    ttft_cached_s: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -106,7 +122,8 @@ class Tier:
     @property
     def sources(self) -> dict[str, str]:
         """Where each number of this tier comes from."""
-        return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None)
+        return number_sources(self.source, self.quality, speed_known=self.decode_tok_s is not None,
+                              prefill_known=self.ttft_s is not None)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -115,7 +132,7 @@ class Tier:
             "decode_tok_s": None if self.decode_tok_s is None else round(self.decode_tok_s, 1),
             "decode_context": SHORT_CONTEXT,
             "decode_full_tok_s": None if self.decode_full_tok_s is None else round(self.decode_full_tok_s, 1),
-            "decode_full_context": self.context,
+            "decode_full_context": self.context, **speed_fields(self),
             "memory_bytes": self.memory_bytes, "context": self.context, "source": self.source,
             "estimated": self.estimated, "reason": self.reason,
             "quality": None if self.quality is None else self.quality.as_dict(),
@@ -125,8 +142,19 @@ class Tier:
         }
 
 
-def number_sources(speed_source: str, quality: Quality | None, *, speed_known: bool = True) -> dict[str, str]:
-    """One line per number: decode speed, memory and quality, and where each comes from."""
+def speed_fields(c: Candidate | Tier) -> dict[str, object]:
+    """Prefill and time-to-first-token fields of a candidate or tier, for ``--json``."""
+    return {"prefill_tok_s": None if c.prefill_tok_s is None else round(c.prefill_tok_s),
+            "prompt_tokens": c.prompt_tokens,
+            "ttft_s": None if c.ttft_s is None else round(c.ttft_s, 2),
+            "ttft_cached_s": None if c.ttft_cached_s is None else round(c.ttft_cached_s, 2),
+            "cached_new_tokens": min(CACHED_NEW_TOKENS, c.prompt_tokens)}
+
+
+def number_sources(speed_source: str, quality: Quality | None, *, speed_known: bool = True,
+                   prefill_known: bool = True) -> dict[str, str]:
+    """One line per number: decode speed, prefill (and time to first token), memory and
+    quality, and where each comes from."""
     if not speed_known:
         speed = "not estimated: the memory bandwidth is unknown (plan with --chip or --bandwidth)"
         memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
@@ -140,7 +168,10 @@ def number_sources(speed_source: str, quality: Quality | None, *, speed_known: b
     else:
         speed = f"{speed_source}; full-context figure scaled by the estimator"
         memory = "estimated: weights + KV cache at the tier's context + activations + one server process"
-    return {"decode": speed, "memory": memory,
+    prefill = ("not estimated: no Apple GPU (plan with --chip)" if not prefill_known else
+               "estimated by core.estimator (compute-bound prefill fitted on published MLX runs, "
+               "benchmarks/data/; a left-out chip is off by a median 18%)")
+    return {"decode": speed, "prefill": prefill, "memory": memory,
             "quality": "unknown" if quality is None else f"{quality.basis}: {quality.explanation}"}
 
 
@@ -242,10 +273,11 @@ def _saved_value(saved: Mapping[str, object] | None, model_id: str, quant: str,
 def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
                quant: str = "int4", budget_bytes: int, context: int = TIER_CONTEXT["standard"],
                saved: Mapping[str, object] | None = None, notes: list[str] | None = None,
-               reference: Catalog | list[CatalogEntry] | None = None) -> list[Candidate]:
+               reference: Catalog | list[CatalogEntry] | None = None,
+               prompt_tokens: int = DEFAULT_PROMPT_TOKENS) -> list[Candidate]:
     """Every catalog model priced and scored for one context (not filtered by fit).
     ``reference`` is the catalog that unscored models' quality estimates are drawn from
-    (default: ``catalog``)."""
+    (default: ``catalog``); prefill and time to first token are for a ``prompt_tokens`` prompt."""
     weights = INTENTS[intent]
     notes = [] if notes is None else notes
     reference_list = list(catalog if reference is None else reference)
@@ -270,8 +302,11 @@ def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], 
         score = (weights.quality * quality.value + weights.speed * _speed_score(rank, weights.speed_target)
                  + weights.tool_calling * (1.0 if entry.capabilities.tool_calling else 0.0)
                  + weights.memory * _memory_score(memory, budget_bytes))
-        out.append(Candidate(entry, q, entry.repos[q].repo, context, decode, prefill_tok_s(entry, profile),
-                             memory, source, rank, quality.value, round(score, 4), full, quality))
+        out.append(Candidate(entry, q, entry.repos[q].repo, context, decode,
+                             prefill_tok_s(entry, profile, prompt_tokens, q), memory, source, rank,
+                             quality.value, round(score, 4), full, quality, prompt_tokens,
+                             ttft_s(entry, q, profile, prompt_tokens),
+                             ttft_s(entry, q, profile, prompt_tokens, CACHED_NEW_TOKENS)))
     return sorted(out, key=lambda c: (-c.score, c.entry.id))
 
 
@@ -290,7 +325,8 @@ def _longctx_bonus(c: Candidate, standard: Candidate) -> float:
 
 def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *, intent: str = "balanced",
               budget_bytes: int | None = None, saved: Mapping[str, object] | None = None,
-              quant: str = "int4", memory_budget_pct: int = 40) -> Recommendation:
+              quant: str = "int4", memory_budget_pct: int = 40,
+              prompt_tokens: int = DEFAULT_PROMPT_TOKENS) -> Recommendation:
     """Assign the tiers so their summed memory fits the budget; explain every choice
     and every dropped tier. ``saved`` maps model id -> {decode_tok_s, memory_bytes[, quant]}
     from `bench --save` and overrides the estimates (entries without memory are ignored)."""
@@ -299,9 +335,9 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     budget, budget_reason = budget_for(profile, memory_budget_pct, budget_bytes)
     notes: list[str] = []
     std = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget, saved=saved,
-                     notes=notes)
+                     notes=notes, prompt_tokens=prompt_tokens)
     longs = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget,
-                       context=TIER_CONTEXT["longctx"], saved=saved, notes=[])
+                       context=TIER_CONTEXT["longctx"], saved=saved, notes=[], prompt_tokens=prompt_tokens)
     longs = [c for c in longs if c.entry.context_length >= LONGCTX_MIN_CONTEXT]
     agent = intent == "agent-fleet"
     fits = [c for c in std if c.memory_bytes <= budget]
@@ -412,7 +448,8 @@ def _quality_label(c: Candidate) -> str:
 
 def _tier(name: str, c: Candidate, reason: str) -> Tier:
     return Tier(name, c.entry, c.quant, c.repo, c.decode_tok_s, c.memory_bytes, c.context, reason, c.source,
-                c.decode_full_tok_s, c.quality_info)
+                c.decode_full_tok_s, c.quality_info, c.prefill_tok_s, c.prompt_tokens, c.ttft_s,
+                c.ttft_cached_s)
 
 
 def _why_no_fast(s: Candidate, std: list[Candidate], budget: int, agent: bool) -> str:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import cast
 
+from mlx_stack.core.aliases import pattern_problem
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.core.validate import Fields, in_file
@@ -103,6 +104,10 @@ class Stack:
     routing: RoutingRules | None = None
     # What all tiers' serving profiles together may plan (MB); None: from config + hardware.
     memory_budget_mb: int | None = None
+    # The optional `aliases:` section: (glob pattern, tier) in order, before the built-in
+    # ones (core.aliases); `default_tier`: where a model name nothing matches goes (None: 404).
+    aliases: tuple[tuple[str, str], ...] = ()
+    default_tier: str | None = None
 
     @property
     def tier_names(self) -> list[str]:
@@ -202,7 +207,8 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
             f"{source}: unsupported schema {schema!r} (this mlx-stack reads schema {SCHEMA})",
             hint="upgrade mlx-stack, or write a new stack with `mlx-stack setup`",
         )
-    f.unknown(("schema", "tiers", "fallback_order", "gateway", "cloud", "routing", "memory_budget_mb"))
+    f.unknown(("schema", "tiers", "fallback_order", "gateway", "cloud", "routing", "memory_budget_mb",
+               "aliases", "default_tier"))
     raw_tiers = cast("list[object]", f.get("tiers", list))
     if not raw_tiers:
         f.fail("tiers", "at least one tier is needed")
@@ -241,8 +247,28 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
     budget = f.optional("memory_budget_mb", int)
     if budget is not None and budget <= 0:
         f.fail("memory_budget_mb", "must be positive")
+    aliases, default_tier = _parse_aliases(f, names)
     return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud, routing=routing,
-                 memory_budget_mb=budget)
+                 memory_budget_mb=budget, aliases=aliases, default_tier=default_tier)
+
+
+def _parse_aliases(f: Fields, names: list[str]) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    raw = cast("dict[object, object]", f.optional("aliases", dict, {}))
+    aliases: list[tuple[str, str]] = []
+    for pattern, tier in raw.items():
+        where = f"aliases.{pattern}"
+        if not isinstance(pattern, str):
+            f.fail(where, "expected a glob pattern")
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            f.fail(where, problem)
+        if not isinstance(tier, str) or tier not in names:
+            f.fail(where, f"{tier!r} is not a tier of this stack")
+        aliases.append((pattern, tier))
+    default_tier = f.optional("default_tier", str)
+    if default_tier is not None and default_tier not in names:
+        f.fail("default_tier", f"{default_tier!r} is not a tier of this stack")
+    return tuple(aliases), default_tier
 
 
 def dump_stack(stack: Stack) -> JSONObject:
@@ -274,4 +300,10 @@ def dump_stack(stack: Stack) -> JSONObject:
         data["cloud"] = {"model": stack.cloud.model, "base_url": stack.cloud.base_url}
     if stack.routing is not None:
         data["routing"] = dump_routing(fit_to_tiers(stack.routing, stack.tier_names), stack.tier_names)
+    # Aliases of a tier that is gone are dropped (`setup --remove` leaves a readable file).
+    aliases: JSONObject = {p: t for p, t in stack.aliases if t in stack.tier_names}
+    if aliases:
+        data["aliases"] = aliases
+    if stack.default_tier is not None and stack.default_tier in stack.tier_names:
+        data["default_tier"] = stack.default_tier
     return data

@@ -9,8 +9,10 @@ def parse_yaml(text: str, source: str, hint: str, error: type[MlxStackError] = S
     """``yaml.safe_load(text)``; a syntax error becomes ``error`` naming ``source`` and line."""
     import yaml
 
+    # libyaml's loader when PyYAML has it (same results, ~50x faster than the pure-Python one)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from pathlib import Path
 
 KEY_ENV = "MLX_STACK_GATEWAY_KEY"
+OPEN_FILES = 16384  # wanted soft RLIMIT_NOFILE (macOS starts processes at 256)
 
 
 def _have(module: str) -> bool:
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s front-door: %(message)s")
     from mlx_stack.gateway.app import FrontDoor
     from mlx_stack.gateway.routes_file import RoutesFile
+    from mlx_stack.system.limits import raise_open_files
 
     try:
         routes = RoutesFile(args.routes, key)
@@ -42,15 +45,33 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     import uvicorn
 
+    door = FrontDoor(routes, key, home=args.home or args.routes.resolve().parent.parent)
+    before, after = raise_open_files(OPEN_FILES)
+    if 0 <= after < door.connections.max_open * 2:  # each client connection may hold an upstream one
+        door.connections.max_open = max(64, after // 2 - 64)
+        logging.getLogger("mlx_stack.front_door").warning(
+            "open-file limit %d (was %d): at most %d client connections", after, before,
+            door.connections.max_open)
     uvicorn.run(
-        FrontDoor(routes, key, home=args.home or args.routes.resolve().parent.parent),
-        host=args.host, port=args.port,
+        door, host=args.host, port=args.port,
         loop="uvloop" if _have("uvloop") else "asyncio",
-        http="httptools" if _have("httptools") else "h11",
+        http=door.connections.protocol(_http_protocol()),
         lifespan="on", access_log=False, log_level="warning",
         server_header=False, date_header=False, timeout_keep_alive=30,
     )
     return 0
+
+
+def _http_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol (the relay's fast path), else its portable h11 one;
+    MLX_STACK_GATEWAY_HTTP=h11 picks h11 (how the portable path is tested)."""
+    if os.environ.get("MLX_STACK_GATEWAY_HTTP") != "h11" and _have("httptools"):
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    return H11Protocol
 
 
 if __name__ == "__main__":

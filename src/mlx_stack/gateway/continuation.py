@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -182,7 +183,8 @@ async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, s
         rest = completion_body(data, pool.name, prompt, sent_tokens)
         result = await attempt(pool, "/v1/completions", rest, deadline)
         if isinstance(result, Failure):
-            pool.failed(result.why)
+            if result.tier_fault:
+                pool.failed(result.why)
             continue
         if not result.stream or result.status != 200 or result.conn is None:
             if result.conn is not None:
@@ -192,17 +194,20 @@ async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, s
                     len(stream.partial))
         translate = Translator(stream.meta)
         conn = result.conn
+        watch = pool.watch_stream(conn)  # the same stall watch as any relayed stream
         cut = False
         try:
             chunk = result.first
             while chunk:
+                watch.last = time.monotonic()
                 out = translate.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 chunk = await conn.read_chunk()
         except OSError:
             cut = True
-        finally:
+        finally:  # also when cancelled (the client left): the tier stops
+            pool.streams.discard(watch)
             conn.release()
         return pool.name, cut
     return None

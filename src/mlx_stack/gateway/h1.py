@@ -21,10 +21,15 @@ import httptools
 
 IDLE_S = 4.0  # drop pooled connections idle this long (uvicorn closes them after 5 s)
 MAX_BUFFERED = 64  # body chunks held for a slow client before reading pauses
+MAX_IDLE = 32  # pooled connections kept per upstream; more are closed when released
 
 
 class UpstreamError(ConnectionError):
     """The connection failed: refused, reset, or cut mid-answer."""
+
+
+class RelayError(UpstreamError):
+    """The relay itself failed (not the upstream's fault: no cool-down)."""
 
 
 class Response(asyncio.Protocol):
@@ -66,9 +71,9 @@ class Response(asyncio.Protocol):
                 self._sink(chunks.popleft() if len(chunks) == 1 else b"".join(chunks))
                 chunks.clear()
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"bad HTTP from upstream: {exc}"))
-            if self.transport is not None:
-                self.transport.close()
+            self.cut(f"bad HTTP from upstream: {exc}")
+        except Exception as exc:  # the sink failed (a bug of ours): end this relay, not the loop
+            self.cut(f"relay failed ({type(exc).__name__})", ours=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
@@ -101,7 +106,8 @@ class Response(asyncio.Protocol):
         self._wake()
 
     def _fail(self, exc: Exception) -> None:
-        self._error = exc
+        if self._error is None:  # the first cause stays (a cut, then the connection lost)
+            self._error = exc
         if not self.head.done():
             self.head.set_exception(exc)
             self.head.exception()  # retrieved: no "never retrieved" warning if nobody waits
@@ -175,16 +181,31 @@ class Response(asyncio.Protocol):
             parts.append(chunk)
         return b"".join(parts)
 
+    @property
+    def clean(self) -> bool:
+        """Fit for another request: the answer was read to its end and nothing is left over."""
+        return (self.complete and self._error is None and self._keep_alive and not self._chunks
+                and self.transport is not None and not self.transport.is_closing())
+
     def release(self) -> None:
-        """Done with the response: back to the pool if it was read to its end, else closed."""
+        """Done with the response: back to the pool only in a clean state (read to its end,
+        reading resumed), else closed. A connection pooled with reading paused would leave
+        the next request on it without an answer."""
         self._sink = None
-        if self.complete and self._error is None and self._keep_alive \
-                and self.transport is not None and not self.transport.is_closing():
-            self._reset()
-            self.idle_since = time.monotonic()
-            self._pool.idle.append(self)
-        else:
+        if not self.clean or len(self._pool.idle) >= MAX_IDLE:
             self.abort()
+            return
+        assert self.transport is not None
+        if self._paused:
+            self.transport.resume_reading()
+        self._reset()
+        self.idle_since = time.monotonic()
+        self._pool.idle.append(self)
+
+    def cut(self, why: str, *, ours: bool = False) -> None:
+        """Fail the response now (a stalled or broken upstream) and close the connection."""
+        self._fail(RelayError(why) if ours else UpstreamError(why))
+        self.abort()
 
     def abort(self) -> None:
         self._pool.forget(self)

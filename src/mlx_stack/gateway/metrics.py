@@ -9,9 +9,10 @@ from __future__ import annotations
 import bisect
 import time
 from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from typing import Any, TypedDict
 
-from mlx_stack.core.metrics_text import BUCKETS, HISTOGRAMS, TierSeries, render
+from mlx_stack.core.metrics_text import BUCKETS, HISTOGRAMS, Gauge, TierSeries, render
 
 EVENTS_KEPT = 50
 COALESCE_S = 60.0  # the same fallback within this long adds to the last event's count
@@ -79,8 +80,12 @@ class Metrics:
     def routed_auto(self, tier: str, reason: str) -> None:
         self.auto[(tier, reason)] += 1
 
-    def text(self) -> str:
+    def text(self, configured: Iterable[str] = (), gauges: Sequence[Gauge] = ()) -> str:
+        """The Prometheus page: every ``configured`` tier (zeros until its first request)
+        and any other tier seen, plus ``gauges``."""
+        for name in configured:
+            self._tier(name)
         tiers: dict[str, TierSeries] = {
             name: {"counters": t.counters, "hist": {k: (v[0], v[1], v[2]) for k, v in t.hist.items()}}
             for name, t in sorted(self.tiers.items())}
-        return render(tiers, self.auto, self.started_at)
+        return render(tiers, self.auto, self.started_at, gauges)

@@ -125,10 +125,12 @@ class OnDemand:
         """Make the tier answer: None when it runs (counted in flight until :meth:`release`),
         else why it cannot (the caller falls back). ``cooling``: its pool is in cool-down
         (it failed); if it still runs it is skipped like any failing tier, if not, started.
-        ``wake`` False (probes): a sleeping tier is skipped, not started."""
+        ``wake`` False (probes): a sleeping tier is skipped, not started, and its last use
+        is left as it was (a health probe is not use: the watchdog's must not keep it awake;
+        release it with ``probe=True``)."""
         st = self._state(name)
-        st.last_used = time.monotonic()
-        st.last_used_wall = time.time()
+        if wake:
+            self._touch(st)
         st.inflight += 1  # from now on the idle loop and evictions leave it alone
         self._dirty = True
         try:
@@ -174,9 +176,15 @@ class OnDemand:
         local = [n for n in rest if n not in asleep and n != CLOUD]
         return [chain[0], *local, *asleep, *(n for n in rest if n == CLOUD)]
 
-    def release(self, name: str) -> None:
+    def release(self, name: str, probe: bool = False) -> None:
+        """The answer is done; ``probe``: it was a health probe's (last use not refreshed)."""
         st = self._state(name)
         st.inflight = max(0, st.inflight - 1)
+        if not probe:
+            self._touch(st)
+
+    def _touch(self, st: _Tier) -> None:
+        """Refresh the tier's last use (what the idle unload counts from): real requests only."""
         st.last_used = time.monotonic()
         st.last_used_wall = time.time()
         self._dirty = True
@@ -266,15 +274,24 @@ class OnDemand:
             if not up.on_demand:
                 continue
             st = self._state(name)
-            if st.inflight or st.starting is not None or st.stopping is not None:
-                continue
-            if time.monotonic() - st.last_used < (up.idle_unload_s or 0):
+            if not self._idle(st, up.idle_unload_s):
                 continue
             svc = self._service()
             if not await asyncio.to_thread(svc.is_running, self.paths, name):
                 continue
+            # A request may have arrived during that await (ensure() trusts `awake` and
+            # returns at once): decide again, with no await between this and `stopping`.
+            if not self._idle(st, up.idle_unload_s):
+                continue
             st.stopping = asyncio.get_running_loop().create_task(self._unload(name, st))
         await self._write_state()
+
+    @staticmethod
+    def _idle(st: _Tier, idle_unload_s: float | None) -> bool:
+        """Nothing in flight, starting or stopping, and unused for ``idle_unload_s``."""
+        if st.inflight or st.starting is not None or st.stopping is not None:
+            return False
+        return time.monotonic() - st.last_used >= (idle_unload_s or 0)
 
     async def _unload(self, name: str, st: _Tier) -> None:
         try:

@@ -15,33 +15,43 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlx_stack.gateway.h1 import Response
-from mlx_stack.gateway.upstream import STREAM_STALL_S, Pool, StreamWatch
+from mlx_stack.gateway.h1 import RelayError, Response
+from mlx_stack.gateway.upstream import Pool, StreamWatch
 
 if TYPE_CHECKING:
-    from mlx_stack.gateway.asgi import Receive, Send
+    from mlx_stack.gateway.asgi import Send
     from mlx_stack.gateway.continuation import ChatStream
 
+log = logging.getLogger("mlx_stack.front_door")
 T = TypeVar("T")
+# The fast path can be turned off (MLX_STACK_GATEWAY_PIPED=0): the portable path then
+# serves every stream, as it does under any ASGI server other than uvicorn's httptools.
+PIPED = os.environ.get("MLX_STACK_GATEWAY_PIPED", "1") != "0"
 RECHECK_S = 5.0  # while a busy tier still answers its health check, look again this often
 
 
 @dataclass
 class Failure:
     why: str
+    # False when the tier answered (a 5xx for this one request): the tier is not cooled
+    # down, and when every tier says so, the client gets ``answer`` back as its error.
+    tier_fault: bool = True
+    answer: Answer | None = None
 
 
 @dataclass
 class Answer:
     status: int
     headers: list[tuple[bytes, bytes]]
-    first: bytes  # the whole body (not a stream), or the first chunk of a stream
+    first: bytes  # the whole body (not a stream), or what a stream sent up to its first content
     stream: bool
     conn: Response | None = None  # a stream's connection, to read the rest from
 
@@ -53,6 +63,8 @@ class Frozen(Exception):
 # The longest any single wait may last (a long non-streaming generation included), as
 # LiteLLM allowed before; a frozen tier is found much sooner through its health route.
 READ_LIMIT_S = 600.0
+HOLD_LIMIT = 256 * 1024  # a stream's opening events held back while waiting for content
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 async def _alive_wait(pool: Pool, aw: Awaitable[T], first_wait: float) -> T:
@@ -66,8 +78,10 @@ async def _alive_wait(pool: Pool, aw: Awaitable[T], first_wait: float) -> T:
             done, _ = await asyncio.wait((task,), timeout=wait)
             if done:
                 return task.result()
-            if time.monotonic() > give_up or not await pool.alive():
-                raise Frozen
+            if time.monotonic() > give_up:
+                raise Frozen(f"no answer within {READ_LIMIT_S:.0f} s")
+            if not await pool.alive():
+                raise Frozen(f"no answer within {first_wait:.0f} s and no answer to its health check")
             wait = RECHECK_S
     finally:
         if not task.done():
@@ -75,35 +89,58 @@ async def _alive_wait(pool: Pool, aw: Awaitable[T], first_wait: float) -> T:
 
 
 _JSON = [(b"content-type", b"application/json")]
+# An event that carries generated content (or ends the stream) in any of the stream
+# dialects: OpenAI chat and completions, Anthropic messages, Responses. The events before
+# it (a role chunk, message_start, response.created) say nothing yet: until one of these
+# arrives the stream can still be restarted on the next tier without the client noticing.
+_CONTENT = re.compile(
+    rb'"(?:content|text|reasoning_content|reasoning|arguments|partial_json|thinking|delta)":\s*"[^"]'
+    rb'|"tool_calls"|"finish_reason":\s*"|content_block_delta|message_delta|message_stop'
+    rb'|output_text\.delta|function_call_arguments\.delta|response\.completed|response\.failed'
+    rb'|"error":\s*[{"]|\[DONE\]')
 
 
 async def attempt(pool: Pool, path: str, body: bytes, deadline: float) -> Answer | Failure:
-    """Send ``body`` to ``pool`` and wait for the first byte of the answer."""
+    """Send ``body`` to ``pool`` and wait for the answer's first content (a stream) or all of
+    it. Cancelled (the client left): the upstream connection is closed, so the tier stops."""
     conn: Response | None = None
     try:
         conn = await _alive_wait(pool, pool.http.request(b"POST", path, body, _JSON), deadline)
         if conn.status >= 500:
-            conn.abort()
-            return Failure(f"HTTP {conn.status}")
+            data = await _alive_wait(pool, conn.read_all(), deadline)
+            conn.release()
+            answer = Answer(conn.status, conn.headers, data[:ERROR_BODY_LIMIT], False)
+            return Failure(f"HTTP {conn.status}", tier_fault=False, answer=answer)
         stream = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in conn.headers)
         if not stream:
             data = await _alive_wait(pool, conn.read_all(), deadline)
             answer = Answer(conn.status, conn.headers, data, False)
             conn.release()  # back to the pool: reset for its next request
             return answer
-        first = await _alive_wait(pool, conn.read_chunk(), deadline)
-        if not first:
-            conn.release()
-            return Failure("the stream ended before its first byte")
-        return Answer(conn.status, conn.headers, first, True, conn)
-    except Frozen:
+        held = b""
+        while True:
+            chunk = await _alive_wait(pool, conn.read_chunk(), deadline)
+            if not chunk:
+                if not held:
+                    conn.release()
+                    return Failure("the stream ended before its first byte")
+                break
+            held += chunk
+            if _CONTENT.search(held) or len(held) > HOLD_LIMIT or conn.status >= 400:
+                break
+        return Answer(conn.status, conn.headers, held, True, conn)
+    except Frozen as exc:
         if conn is not None:
             conn.abort()
-        return Failure(f"no answer within {deadline:.0f} s and no answer to its health check")
+        return Failure(str(exc))
     except OSError as exc:  # UpstreamError included
         if conn is not None:
             conn.abort()
-        return Failure(str(exc) or type(exc).__name__)
+        return Failure(str(exc) or type(exc).__name__, tier_fault=not isinstance(exc, RelayError))
+    except BaseException:  # cancelled: the client left; the tier must not go on for nobody
+        if conn is not None:
+            conn.abort()
+        raise
 
 
 def error_event(path: str, message: str) -> bytes:
@@ -132,54 +169,68 @@ def _stream_tokens(counted: int, tail: bytes) -> int:
     return int(found[-1]) if found else counted
 
 
-async def relay_stream(pool: Pool, answer: Answer, send: Send, receive: Receive, path: str,
+async def relay_stream(pool: Pool, answer: Answer, send: Send, path: str,
                        chat: ChatStream | None = None) -> tuple[int, str | None]:
     """Copy the stream to the client; (content events seen, why it was cut or None).
     When cut, the caller ends the stream (a continuation or the error event); ``chat``
     (a :class:`~mlx_stack.gateway.continuation.ChatStream`) is fed every chunk.
 
-    A client that goes away closes the upstream response, so the tier stops generating.
-    A tier that goes silent and stops answering its health route is cut (see ``Pool``).
+    A client that goes away cancels the request (see ``FrontDoor``): the upstream response
+    is closed on the way out, so the tier stops generating. A tier that goes silent and
+    stops answering its health route is cut (see ``Pool``).
     """
     conn = answer.conn
     assert conn is not None
-    watch = pool.watch_stream()
-    await send({"type": "http.response.body", "body": answer.first, "more_body": True})
-    cycle = _uvicorn_cycle(send)
-    relay = (_Piped(conn, cycle, watch, answer.first, chat) if cycle is not None
-             else _Looped(conn, watch, answer.first, chat, send, receive))
+    watch = pool.watch_stream(conn)
     cut: str | None = None
+    relay: _Piped | _Looped | None = None
     try:
+        await send({"type": "http.response.body", "body": answer.first, "more_body": True})
+        cycle = _uvicorn_cycle(send)
+        relay = (_Piped(conn, cycle, watch, answer.first, chat) if cycle is not None
+                 else _Looped(conn, watch, answer.first, chat))
         gone = await relay.run(send)
         if gone:
             return relay.tokens, None
+    except RelayError as exc:
+        log.error("relay failed on %s: %s", pool.name, exc)
+        cut = f"{exc}"
     except OSError as exc:  # UpstreamError included
         cut = str(exc) or type(exc).__name__
-    except asyncio.CancelledError:
-        if not watch.frozen:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        cut = f"silent for {STREAM_STALL_S:.0f} s and no answer to its health check"
     finally:
         pool.streams.discard(watch)
-        relay.close()
-        conn.release()  # back to the pool if read to its end, else closed
+        conn.release()  # back to the pool if read to its end (and clean), else closed
+    if relay is None:
+        return _count_tokens(answer.first), cut
     if cut is None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     return _stream_tokens(relay.tokens, relay.prev[-512:] + relay.last), cut
 
 
+# What the fast path reads of uvicorn's httptools response cycle: checked (with their
+# types) before it is used, so a uvicorn that renamed any of them takes the portable path.
+_CYCLE_ATTRS = ("chunked_encoding", "response_started", "response_complete", "disconnected")
+
+
 def _uvicorn_cycle(send: Send) -> Any:
     """uvicorn's httptools response cycle behind ``send``, when the response is chunked and
-    under way: its transport takes the stream's pieces directly (see :class:`_Piped`)."""
+    under way: its transport takes the stream's pieces directly (see :class:`_Piped`).
+    None (the portable path) for any other server, or a uvicorn whose cycle looks different."""
     # Any: uvicorn's RequestResponseCycle, a private class whose attributes are not typed.
     cycle: Any = getattr(send, "__self__", None)
-    if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
+    if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl" or not PIPED:
+        return None
+    try:
+        if not all(isinstance(getattr(cycle, a), bool) for a in _CYCLE_ATTRS):
+            return None
+        flow, transport, scope = cycle.flow, cycle.transport, cycle.scope
+        if not (isinstance(flow.write_paused, bool) and callable(transport.write)
+                and callable(getattr(flow, "drain", None)) and isinstance(scope, dict)):
+            return None
+    except AttributeError:
         return None
     if cycle.chunked_encoding is not True or not cycle.response_started or cycle.response_complete \
-            or getattr(cycle, "flow", None) is None or cycle.scope.get("method") == "HEAD":
+            or scope.get("method") == "HEAD":
         return None
     return cycle
 
@@ -231,19 +282,17 @@ class _Piped:
             await send({"type": "http.response.body", "body": b"", "more_body": True})
             conn.resume()
 
-    def close(self) -> None:
-        pass
-
 
 class _Looped:
-    """The portable path (any ASGI server): one read and one ASGI message per piece."""
+    """The portable path (any ASGI server): one read and one ASGI message per piece. A
+    client that leaves cancels the request (the front door watches ``receive``)."""
 
-    def __init__(self, conn: Response, watch: StreamWatch, first: bytes, chat: ChatStream | None, send: Send,
-                 receive: Receive) -> None:
+    __slots__ = ("chat", "conn", "last", "prev", "tokens", "watch")
+
+    def __init__(self, conn: Response, watch: StreamWatch, first: bytes, chat: ChatStream | None) -> None:
         self.conn, self.watch, self.chat = conn, watch, chat
         self.tokens = _count_tokens(first)
         self.last = self.prev = first
-        self._gone = asyncio.ensure_future(_disconnected(receive))
         if chat is not None:
             chat.feed(first)
 
@@ -251,21 +300,9 @@ class _Looped:
         conn, watch, chat = self.conn, self.watch, self.chat
         while chunk := await conn.read_chunk():
             watch.last = time.monotonic()
-            if self._gone.done():
-                return True
             self.tokens += _count_tokens(chunk)
             if chat is not None:
                 chat.feed(chunk)
             self.prev, self.last = self.last, chunk
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         return False
-
-    def close(self) -> None:
-        self._gone.cancel()
-
-
-async def _disconnected(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return

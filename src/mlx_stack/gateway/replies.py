@@ -14,7 +14,8 @@ _HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-
                   b"date", b"upgrade", b"proxy-connection", b"te", b"trailer"})
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large"}
+          404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
+          413: "request_too_large", 429: "rate_limit_error"}
 
 
 async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes = b"application/json",
@@ -29,7 +30,7 @@ async def send_json(send: Send, status: int, data: object) -> None:
 
 
 async def error(send: Send, status: int, message: str, *, anthropic: bool = False, code: str | None = None,
-                kind: str = "client") -> None:
+                kind: str = "client", extra: list[tuple[bytes, bytes]] | None = None) -> None:
     """An error answer in the dialect of the route (Anthropic on /v1/messages, else OpenAI)."""
     if anthropic:
         etype = _TYPES.get(status, "api_error" if kind == "server" else "invalid_request_error")
@@ -41,7 +42,8 @@ async def error(send: Send, status: int, message: str, *, anthropic: bool = Fals
         if status == 401:
             etype = "invalid_request_error"
         body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
-    extra = [(b"www-authenticate", b"Bearer")] if status == 401 else None
+    if status == 401:
+        extra = [*(extra or []), (b"www-authenticate", b"Bearer")]
     await send_bytes(send, status, json.dumps(body).encode(), extra=extra)
 
 

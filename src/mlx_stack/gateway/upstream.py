@@ -28,14 +28,13 @@ CONNECT_S = 5.0
 
 
 class StreamWatch:
-    """One stream being relayed: when its last chunk came, and whether it was cut as frozen."""
+    """One stream being relayed: its connection and when its last chunk came."""
 
-    __slots__ = ("frozen", "last", "task")
+    __slots__ = ("conn", "last")
 
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
+    def __init__(self, conn: h1.Response) -> None:
+        self.conn = conn
         self.last = time.monotonic()
-        self.frozen = False
 
 
 class Pool:
@@ -67,6 +66,22 @@ class Pool:
         except (TimeoutError, OSError):
             return False
 
+    async def fetch(self, route: str, timeout: float = 1.0) -> bytes | None:
+        """GET ``route`` on its own short-lived connection: the body of a 200, else None."""
+        async def get() -> bytes | None:
+            conn = await self.http.send(b"GET", route, fresh=True)
+            try:
+                await conn.head
+                body = await conn.read_all()
+            finally:
+                conn.abort()
+            return body if conn.status == 200 else None
+
+        try:
+            return await asyncio.wait_for(get(), timeout)
+        except (TimeoutError, OSError):
+            return None
+
     async def _health(self) -> bool:
         conn = await self.http.send(b"GET", self.health_route, fresh=True)
         try:
@@ -96,11 +111,11 @@ class Pool:
                 log.warning("%s answers again after %.1f s", self.name, time.monotonic() - self.cooling_since)
                 return
 
-    def watch_stream(self) -> StreamWatch:
-        """Register the current task's stream; a monitor cuts it if the tier freezes."""
-        task = asyncio.current_task()
-        assert task is not None
-        watch = StreamWatch(task)
+    def watch_stream(self, conn: h1.Response) -> StreamWatch:
+        """Register a stream being read from ``conn``; a monitor cuts it (its reader then gets
+        an UpstreamError) if the tier goes silent and stops answering its health route. The
+        reader unregisters it (``streams.discard``) when done."""
+        watch = StreamWatch(conn)
         self.streams.add(watch)
         if self._monitor is None or self._monitor.done():
             self._monitor = asyncio.get_running_loop().create_task(self._monitor_streams())
@@ -110,11 +125,12 @@ class Pool:
         while self.streams:
             await asyncio.sleep(STALL_CHECK_S)
             now = time.monotonic()
-            stalled = [w for w in self.streams if now - w.last > STREAM_STALL_S and not w.frozen]
+            stalled = [w for w in self.streams if now - w.last > STREAM_STALL_S]
             if stalled and not await self.alive():
+                why = f"silent for {STREAM_STALL_S:.0f} s and no answer to its health check"
                 for w in stalled:
-                    w.frozen = True
-                    w.task.cancel()
+                    if w in self.streams:  # still being read (not finished during the check)
+                        w.conn.cut(why)
 
     async def close(self) -> None:
         for task in (self._monitor, self._watch):

@@ -50,7 +50,7 @@ def reference(model_id: str, quant: str | None, hw: HardwareProfile) -> core.Ref
     if quant not in entry.repos:
         quant = next(iter(entry.repos))
     measured = _measured(entry, quant, hw)
-    est = estimator.estimate(entry, quant, hw)
+    est = estimator.estimate(entry, quant, hw, prompt_tokens=estimator.SHORT_CONTEXT)  # bench's are short
     if measured is None:
         return core.Reference(
             f"estimate for {entry.id} {quant} on {hw.label}",

@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from mlx_stack.system import limits
+
 if TYPE_CHECKING:
     import mlx.core as mx
     from transformers import PreTrainedTokenizerFast
@@ -217,7 +219,8 @@ def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048)
         return dest
     import mlx.core as mx
     from mlx.utils import tree_flatten
-    from mlx_lm.models import qwen2
+    with limits.open_files_kept():  # mlx_lm lowers the open-file limit at import
+        from mlx_lm.models import qwen2
 
     tokenizer = _train_tokenizer([])
     eos_id = _token_id(tokenizer, "<|im_end|>")

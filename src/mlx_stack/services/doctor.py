@@ -34,6 +34,7 @@ from mlx_stack.errors import MlxStackError, UnsupportedError, UsageError
 from mlx_stack.json_types import JSONObject, as_list
 from mlx_stack.paths import Paths
 from mlx_stack.system import sysinfo
+from mlx_stack.system.fs import is_present
 
 if TYPE_CHECKING:
     from mlx_stack.services.config import Config
@@ -135,7 +136,7 @@ def _environment(m: Machine, raw: dict[str, object]) -> list[Check]:
 
 def _file(name: str, path: Path, read: Callable[[], object], hint: str | None = None) -> FileFact:
     """Load one state file with its own loader; any error is the fact."""
-    if not path.exists():
+    if not is_present(path):
         return FileFact(name, str(path), False)
     try:
         read()
@@ -160,7 +161,7 @@ def _state_files(p: Paths) -> tuple[list[FileFact], Stack | None, Config | None]
         _file("stack.yaml", p.stack_file, lambda: loaded_stack.append(stack_store.load(p))),
         _file("pulled.yaml", p.pulled_file, lambda: pulled_models.load(p)),
     ]
-    if not p.config_file.exists():
+    if not is_present(p.config_file):
         loaded_config.append(config.load(p))  # the defaults
     run_dir = p.run_dir
     for pid_file in p.pid_files():
@@ -246,6 +247,13 @@ def _services(p: Paths, stack: Stack, timeout: float, raw: dict[str, object]) ->
     return checks
 
 
+def _clients(p: Paths, stack: Stack) -> Check:
+    from mlx_stack.services.connect import client_states
+
+    return doctor_stack.agent_clients([doctor_stack.ClientFact(s.client, s.file, s.connected, s.problem)
+                                       for s in client_states(p, stack)])
+
+
 def _secret_values(p: Paths) -> list[str]:
     from mlx_stack.system import secrets
 
@@ -312,6 +320,7 @@ def _run(p: Paths, probe_timeout: float) -> DoctorResult:
     checks += _guarded("login-service", "login service", lambda: [doctor_stack.login_service(_login(p, raw))])
     if stack is not None:
         checks += _guarded("services", "services", lambda: _services(p, stack, probe_timeout, raw))
+        checks += _guarded("agent-clients", "agent clients", lambda: [_clients(p, stack)])
     elif not any(f.name == "stack.yaml" and f.error for f in files):
         checks.append(Check("services", "services", judge.SKIP,
                             "no stack configured yet (`mlx-stack setup`, or `setup --demo` to try)"))

@@ -3,6 +3,11 @@
 Each service writes ``logs/<service>.log`` through a log writer process
 (system/logwriter.py) that rotates it into ``<service>.log.1.gz`` (newest) ...
 ``<service>.log.<K>.gz`` (oldest).
+
+Every line handed out (``show``, ``read_all``, ``tail_lines``, ``follow``) has its control
+characters escaped (:func:`mlx_stack.core.controls.escape_controls`): a log may hold what
+a client sent, and printing it must not drive the terminal. Lines end at newline only (a
+carriage return inside a line is shown as ``\\r``, not taken as a line break).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from mlx_stack.core.controls import escape_controls
 from mlx_stack.errors import NotFoundError, UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.system import logrotate
@@ -108,7 +114,7 @@ def find_log(p: Paths, service: str) -> LogFile:
     for log in list_logs(p):
         if log.service == service:
             return log
-    known = ", ".join(lg.service for lg in list_logs(p)) or "none yet"
+    known = escape_controls(", ".join(lg.service for lg in list_logs(p)), one_line=True) or "none yet"
     raise NotFoundError(f"no log for {service!r}", hint=f"logs there are: {known}")
 
 
@@ -128,15 +134,27 @@ def tail_lines(path: Path, n: int) -> list[str]:
             pos -= step
             fh.seek(pos)
             data = fh.read(step) + data
-    lines = data.splitlines()
-    return [ln.decode(errors="replace") for ln in lines[-n:]]
+    return [_line(ln) for ln in _split(data)[-n:]]
+
+
+def _split(data: bytes) -> list[bytes]:
+    """Lines at newlines only (``bytes.splitlines`` would also break at a lone ``\\r``)."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _line(raw: bytes) -> str:
+    """One line as shown: UTF-8 (bad bytes replaced), controls escaped."""
+    return escape_controls(raw.decode(errors="replace"))
 
 
 def _read_lines(path: Path) -> list[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            return [ln.decode(errors="replace") for ln in fh.read().splitlines()]
+            return [_line(ln) for ln in _split(fh.read())]
     except (OSError, EOFError):
         return []  # vanished or half-written archive: skip it
 
@@ -184,7 +202,7 @@ def follow(path: Path, *, poll_s: float = 0.25, stop: Callable[[], bool] = lambd
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 for ln in lines:
-                    yield ln.decode(errors="replace")
+                    yield _line(ln)
                 continue
             if _replaced(path, fh):
                 if fh is not None:
@@ -193,7 +211,7 @@ def follow(path: Path, *, poll_s: float = 0.25, stop: Callable[[], bool] = lambd
                     buf += rest
                     *lines, buf = buf.split(b"\n")
                     for ln in lines:
-                        yield ln.decode(errors="replace")
+                        yield _line(ln)
                 fh = None
                 with contextlib.suppress(FileNotFoundError):
                     fh = open(path, "rb")  # noqa: SIM115

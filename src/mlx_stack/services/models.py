@@ -45,13 +45,30 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
 
 
 def pick_quant(p: Paths, quant: str | None) -> str:
-    """``--quant`` checked, else the configured default-quant."""
-    from mlx_stack.core.config_schema import KEYS
+    """``--quant`` checked (every quantization the catalog has), else the configured default-quant."""
+    from mlx_stack.core.config_schema import QUANTS
+    from mlx_stack.errors import UsageError
     from mlx_stack.services import config
 
     if quant is None:
         return config.load(p).get("default-quant")
-    return str(KEYS["default-quant"].parse(quant))  # a choice key's parser gives text
+    value = quant.strip().lower()
+    if value not in QUANTS:
+        from mlx_stack.core.config_schema import shown
+
+        raise UsageError(f"invalid --quant {shown(quant)}: expected one of {', '.join(QUANTS)}",
+                         hint="e.g. --quant int6")
+    return value
+
+
+def check_prompt_tokens(prompt_tokens: int) -> int:
+    """``--prompt-tokens``: 1 to 10 million (UsageError otherwise)."""
+    from mlx_stack.errors import UsageError
+
+    if not 1 <= prompt_tokens <= 10_000_000:
+        raise UsageError(f"invalid --prompt-tokens {prompt_tokens}: expected 1-10000000",
+                         hint="e.g. --prompt-tokens 32768 (a long agent turn)")
+    return prompt_tokens
 
 
 # --- `models --catalog` --------------------------------------------------------------------
@@ -71,20 +88,23 @@ class CatalogReport:
 
 
 def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, tag: str | None = None,
-                   tool_calling: bool = False, quant: str | None = None) -> CatalogReport:
-    """The catalog (filtered) with speed, memory, quality and fit on ``hw``."""
-    from mlx_stack.core.estimator import SHORT_CONTEXT
-    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources
+                   tool_calling: bool = False, quant: str | None = None,
+                   prompt_tokens: int | None = None) -> CatalogReport:
+    """The catalog (filtered) with speed (decode; prefill and time to first token of a
+    ``prompt_tokens`` prompt), memory, quality and fit on ``hw``."""
+    from mlx_stack.core.estimator import DEFAULT_PROMPT_TOKENS, SHORT_CONTEXT
+    from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources, speed_fields
     from mlx_stack.services import config
     from mlx_stack.services.catalog_store import load_catalog
 
     full_catalog = load_catalog()
     entries = full_catalog.filter(family=family, tag=tag, tool_calling=tool_calling)
     q = pick_quant(p, quant)
+    prompt = check_prompt_tokens(DEFAULT_PROMPT_TOKENS if prompt_tokens is None else prompt_tokens)
     budget, budget_reason = budget_for(hw, config.load(p).get("memory-budget-pct"))
     by_id = {c.entry.id: c for c in candidates(hw, entries, quant=q, budget_bytes=budget,
                                                saved=saved_results(p, hw, full_catalog),
-                                               reference=full_catalog)}
+                                               reference=full_catalog, prompt_tokens=prompt)}
     rows = []
     for e in entries:
         c = by_id[e.id]
@@ -97,13 +117,13 @@ def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, 
             "decode_tok_s": None if c.decode_tok_s is None else round(c.decode_tok_s, 1),
             "decode_context": SHORT_CONTEXT,
             "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
-            "decode_full_context": TIER_CONTEXT["standard"],
-            "prefill_tok_s": None if c.prefill_tok_s is None else round(c.prefill_tok_s),
+            "decode_full_context": TIER_CONTEXT["standard"], **speed_fields(c),
             "memory_bytes": c.memory_bytes, "source": c.source, "fits": c.memory_bytes <= budget,
             "released": e.released,
             "quality": None if c.quality_info is None else c.quality_info.as_dict(),
             "shape": None if e.shape is None else vars(e.shape).copy(), "repo_source": e.repo_source,
-            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None),
+            "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None,
+                                      prefill_known=c.ttft_s is not None),
         })
     return CatalogReport(hw, budget, budget_reason, rows)
 
@@ -137,7 +157,9 @@ def profile_dict(p: ServingProfile) -> dict[str, object]:
 
 
 def candidate_dict(c: Candidate, budget: int) -> dict[str, object]:
-    return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score,
+    from mlx_stack.core.scoring import speed_fields
+
+    return {"model": c.entry.id, "quant": c.quant, "repo": c.repo, "score": c.score, **speed_fields(c),
             "quality": round(c.quality, 3),
             "quality_source": None if c.quality_info is None else c.quality_info.as_dict(),
             "decode_full_tok_s": None if c.decode_full_tok_s is None else round(c.decode_full_tok_s, 1),
@@ -146,9 +168,12 @@ def candidate_dict(c: Candidate, budget: int) -> dict[str, object]:
 
 
 def recommend_report(p: Paths, hw: HardwareProfile, *, budget: str | None = None, intent: str = "balanced",
-                     quant: str | None = None, show_all: bool = False) -> RecommendReport:
+                     quant: str | None = None, show_all: bool = False,
+                     prompt_tokens: int | None = None) -> RecommendReport:
     """A model per tier on ``hw`` (within ``--budget``, else the configured share), with
-    each tier's serving plan. UsageError for an unknown intent or a bad budget."""
+    each tier's serving plan and time to first token for a ``prompt_tokens`` prompt.
+    UsageError for an unknown intent, a bad budget or prompt length."""
+    from mlx_stack.core.estimator import DEFAULT_PROMPT_TOKENS
     from mlx_stack.core.memory_plan import for_recommendation
     from mlx_stack.core.scoring import INTENTS, recommend
     from mlx_stack.core.units import parse_budget
@@ -159,10 +184,12 @@ def recommend_report(p: Paths, hw: HardwareProfile, *, budget: str | None = None
     if intent not in INTENTS:
         raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
     budget_bytes = parse_budget(budget, hw.memory_bytes) if budget is not None else None
+    prompt = check_prompt_tokens(DEFAULT_PROMPT_TOKENS if prompt_tokens is None else prompt_tokens)
+    q = pick_quant(p, quant)
     catalog = load_catalog()
-    rec = recommend(hw, catalog, intent=intent, budget_bytes=budget_bytes, quant=pick_quant(p, quant),
+    rec = recommend(hw, catalog, intent=intent, budget_bytes=budget_bytes, quant=q,
                     memory_budget_pct=config.load(p).get("memory-budget-pct"),
-                    saved=saved_results(p, hw, catalog))
+                    saved=saved_results(p, hw, catalog), prompt_tokens=prompt)
     profiles = for_recommendation(rec, int(hw.gpu_limit_bytes or hw.memory_bytes))
     return RecommendReport(hw, rec, profiles, show_all)
 

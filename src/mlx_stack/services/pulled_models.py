@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlx_stack.json_types import JSON
 
-from mlx_stack.errors import StateError
+from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.paths import Paths
 from mlx_stack.system.fs import atomic_write, read_state_text
 from mlx_stack.system.locks import file_lock
@@ -36,18 +36,10 @@ class PulledModel:
 
 
 def _read(p: Paths) -> list[PulledModel]:
-    import yaml
-
     text = read_state_text(p.pulled_file, _PULLED_HINT)
     if text is None:
         return []
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError:
-        raise StateError(
-            f"{p.pulled_file}: invalid YAML",
-            hint=_PULLED_HINT,
-        ) from None
+    data = parse_yaml(text, str(p.pulled_file), hint=_PULLED_HINT) or {}
     out = []
     for raw in (data.get("models") or []) if isinstance(data, dict) else []:
         try:

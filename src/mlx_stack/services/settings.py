@@ -1,7 +1,8 @@
 """`config set` / `config unset` for every key the CLI takes: the user settings
 (:mod:`mlx_stack.services.config`), the `auto` routing rules (``routing.*``,
-:mod:`mlx_stack.services.routing`) and a tier's mode (``tiers.*``,
-:mod:`mlx_stack.services.tier_settings`), the last two kept in stack.yaml.
+:mod:`mlx_stack.services.routing`), a tier's mode (``tiers.*``,
+:mod:`mlx_stack.services.tier_settings`) and the model-name aliases (``alias.*``,
+``default-tier``, :mod:`mlx_stack.services.aliases`), the last three kept in stack.yaml.
 
 Nothing below the CLI imports this module, so the settings store stays free of the
 stack's modules.
@@ -42,5 +43,10 @@ def change(p: Paths, key: str, raw: str | None) -> Change:
 
         rules = routing.set_rule(p, key, raw)
         return Change(key, getattr(rules, routing.SETTABLE[key]))
+    from mlx_stack.services import aliases
+
+    if aliases.is_alias_key(key):  # the model names clients send live in stack.yaml
+        alias = aliases.set_alias(p, key, raw)
+        return Change(key, alias.value, alias.note)
     setting = config.set_value(p, key, raw) if raw is not None else config.unset_value(p, key)
     return Change(key, setting.shown())

@@ -55,10 +55,14 @@ class SetupUI(Protocol):
 def stack_text(p: Paths) -> str | None:
     """stack.yaml as it is now (None: none, or unreadable): taken before a setup, to say
     after a failure whether the stack changed."""
+    from mlx_stack.errors import StateError
+    from mlx_stack.system.fs import read_state_bytes
+
     try:
-        return p.stack_file.read_text()
-    except OSError:
+        raw = read_state_bytes(p.stack_file, "")
+    except StateError:
         return None
+    return None if raw is None else raw.decode("utf-8", "surrogateescape")  # compared, never parsed
 
 
 def resume_hint(p: Paths, before: str | None, *, resume: bool = False) -> str:
@@ -399,4 +403,7 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
     from mlx_stack.core.routing import default_rules
 
     routing = default_rules(order, intent="agent-fleet") if intent == "agent-fleet" else None
-    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud, routing=routing)
+    return Stack(tiers=tuple(placed), fallback_order=order, gateway=gateway, cloud=cloud, routing=routing,
+                 # the user's model-name aliases survive a new setup (dropped if their tier is gone)
+                 aliases=previous.aliases if previous else (),
+                 default_tier=previous.default_tier if previous else None)

@@ -6,7 +6,7 @@ from mlx_stack.core.stack import Stack, dump_stack, parse_stack
 from mlx_stack.core.yaml_text import parse_yaml
 from mlx_stack.errors import NotFoundError
 from mlx_stack.paths import Paths
-from mlx_stack.system.fs import atomic_write, read_state_text
+from mlx_stack.system.fs import atomic_write, is_present, read_state_text
 
 _HEADER = (
     "# mlx-stack: what runs. Written by `mlx-stack setup`; read by up/down/status.\n"
@@ -15,10 +15,9 @@ _HEADER = (
 
 
 def exists(p: Paths) -> bool:
-    try:
-        return p.stack_file.exists()
-    except OSError:  # e.g. MLX_STACK_HOME is a file: load() says what is wrong
-        return True
+    """False only when there is no stack.yaml: one that cannot be read (a symlink loop,
+    no permission) counts as there, so load() says what is wrong."""
+    return is_present(p.stack_file)
 
 
 def load(p: Paths) -> Stack:

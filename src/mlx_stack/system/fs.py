@@ -6,7 +6,9 @@ Writers of shared state take ``system.locks.file_lock`` (with every other flock)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -43,26 +45,75 @@ def ensure_private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def read_state_text(path: Path, hint: str) -> str | None:
+def is_present(path: Path) -> bool:
+    """False only when ``path`` is not there (nor a parent folder); something there that cannot
+    be read (a symlink loop, no permission) counts as present, so its reader says what is wrong
+    (``Path.exists`` calls a symlink loop absent)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
+# A state file (stack.yaml, config.yaml, pulled.yaml, a key) is a few KB. The cap also bounds
+# parsing: even libyaml builds ~250k tiny nodes (the worst case of 256 KB) in about a second.
+MAX_STATE_BYTES = 256 << 10
+
+
+def read_state_text(path: Path, hint: str, max_bytes: int = MAX_STATE_BYTES) -> str | None:
     """The text of a state file, or None when it does not exist.
 
-    A file we cannot read (permissions, a folder in its place) or that is not UTF-8
-    is a StateError (exit 3) naming the file; ``hint`` says how to fix it.
+    A file we cannot read (permissions, a folder or a fifo in its place, a symlink loop),
+    larger than ``max_bytes`` or not UTF-8 is a StateError (exit 3) naming the file;
+    ``hint`` says how to fix it.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_state_bytes(path, hint, max_bytes)
+    if raw is None:
         return None
-    except NotADirectoryError:  # a parent folder is a file: same as "there is none"
-        return None
-    except PermissionError:
-        raise StateError(f"{path}: cannot read it (permission denied)",
-                         hint=f"give yourself read access (`chmod u+rw {path}`), or {hint}") from None
-    except IsADirectoryError:
-        raise StateError(f"{path}: is a folder, not a file", hint=f"move it away, or {hint}") from None
-    except OSError as exc:
-        raise StateError(f"{path}: cannot read it ({exc.strerror or exc})", hint=hint) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StateError(f"{path}: not UTF-8 text (byte {exc.start})", hint=hint) from None
+
+
+def read_state_bytes(path: Path, hint: str, max_bytes: int = MAX_STATE_BYTES) -> bytes | None:
+    """The bytes of a state file (None: it does not exist); read_state_text's errors but UTF-8.
+    Opened without blocking (a fifo never hangs the reader); at most ``max_bytes`` + 1 read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):  # a parent folder a file: same as "there is none"
+        return None
+    except PermissionError:
+        raise StateError(f"{path}: cannot read it (permission denied)",
+                         hint=f"give yourself read access (`chmod u+rw {path}`), or {hint}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"{path}: cannot read it (a symbolic link loop)",
+                             hint=f"remove the link (`rm {path}`), or {hint}") from None
+        raise StateError(f"{path}: cannot read it ({exc.strerror or exc})", hint=hint) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise StateError(f"{path}: is a folder, not a file", hint=f"move it away, or {hint}")
+        if not stat.S_ISREG(info.st_mode):
+            raise StateError(f"{path}: cannot read it (not a regular file)", hint=f"move it away, or {hint}")
+        raw = b""
+        if info.st_size <= max_bytes:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                raw = fh.read(max_bytes + 1)  # + 1: a file that grew while we read
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read it ({exc.strerror or exc})", hint=hint) from None
+    finally:
+        os.close(fd)
+    if info.st_size > max_bytes or len(raw) > max_bytes:
+        size = _size(max(info.st_size, len(raw)))
+        raise StateError(f"{path}: too large for a state file ({size}; at most {_size(max_bytes)})",
+                         hint=f"move it away, or {hint}")
+    return raw
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n // 1024} KB"
