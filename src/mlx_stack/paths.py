@@ -58,6 +58,14 @@ class Paths:
         return self.models_dir / f"demo-{tier}"
 
     @property
+    def prefix_cache_dir(self) -> Path:
+        """vllm-mlx's on-disk prefix caches (``--ssd-cache-dir``), one folder per tier."""
+        return self.home / "cache" / "prefix"
+
+    def tier_prefix_cache(self, tier: str) -> Path:
+        return self.prefix_cache_dir / tier
+
+    @property
     def pulled_file(self) -> Path:
         """The models `pull` completed: repo, commit, local path (written last, atomically)."""
         return self.home / "pulled.yaml"

@@ -94,7 +94,7 @@ def test_a_missing_local_folder_is_exit_4(run, tmp_path: Path) -> None:
 def test_without_a_terminal_setup_asks_nothing(run, isolated_home: Paths) -> None:
     # stdin is not a TTY under the runner: like --accept-defaults, no prompt may block.
     r = run("setup", "--no-pull", "--no-start")
-    assert "This machine:" in r.stderr and "Recommended (balanced" in r.stderr
+    assert "This machine:" in r.stderr and "Recommended (agent" in r.stderr
     assert "?" not in r.stderr.split("Recommended")[0]
     assert r.exit_code == 4 and "is not on this machine" in r.stderr
     assert not isolated_home.stack_file.exists()

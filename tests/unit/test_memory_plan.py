@@ -8,6 +8,8 @@ from dataclasses import replace
 import pytest
 
 from mlx_stack.core.memory_plan import (
+    AGENT_PREFIX_TOKENS,
+    AGENT_SESSIONS,
     MB,
     METAL_TOTAL_MAX,
     GuardInput,
@@ -18,6 +20,7 @@ from mlx_stack.core.memory_plan import (
     for_recommendation,
     guard,
     kv_shape,
+    parse_profile,
     plan,
     server_flags,
 )
@@ -35,7 +38,7 @@ MACS = [
 ]
 
 
-@pytest.mark.parametrize("intent", ["balanced", "agent-fleet"])
+@pytest.mark.parametrize("intent", ["balanced", "agent-fleet", "agent"])
 @pytest.mark.parametrize("pct", [25, 40, 75])
 @pytest.mark.parametrize(("chip", "memory_gb"), MACS)
 def test_caps_of_all_tiers_fit_the_budget_on_every_mac(chip: str, memory_gb: int, pct: int,
@@ -56,7 +59,9 @@ def test_caps_of_all_tiers_fit_the_budget_on_every_mac(chip: str, memory_gb: int
         if p.kv_cache_bits:  # quantized only where fp16 would not hold one planned context
             assert p.kv_bytes_per_token * p.context > p.cache_memory_mb * MB
             assert p.cache_tokens >= p.cache_memory_mb * MB // p.kv_bytes_per_token * (16 // p.kv_cache_bits)
-            assert p.kv_cache_bits == 4 or p.cache_tokens >= p.context  # 8 bits: one full context
+            # 8 bits: one full context (the agent tier: its sessions' prefixes)
+            wanted = min(p.context, AGENT_PREFIX_TOKENS) * AGENT_SESSIONS if p.ssd_cache_gb else p.context
+            assert p.kv_cache_bits == 4 or p.cache_tokens >= wanted
     # together under the working-set limit (or exactly at the plan when the budget is all of it)
     ceiling = max(METAL_TOTAL_MAX, total_mb * MB / ws) + 0.01 * len(profiles)  # + rounding up to 1%
     assert sum(p.gpu_memory_utilization for p in profiles.values()) <= ceiling
@@ -176,3 +181,34 @@ def test_tier_model_field_accepts_a_profile() -> None:
     p = ServingProfile(context=2048, need_mb=1800, cache_memory_mb=32, gpu_memory_utilization=0.09,
                        max_num_seqs=4)
     assert Tier("t", "m", "/m", 8100, serving=p).serving is p
+
+
+def test_the_agent_tier_caches_two_sessions_and_keeps_them_on_disk() -> None:
+    needs = [_need("standard", 8, ctx=131072), _need("fast", 3)]
+    profiles = plan(needs, 40 * GB, 48 * GB, intent="agent")
+    std, fast = profiles["standard"], profiles["fast"]
+    assert std.cache_tokens >= AGENT_SESSIONS * AGENT_PREFIX_TOKENS  # two agents' prefixes
+    assert std.ssd_cache_gb >= 1 and fast.ssd_cache_gb == 0
+    flags = server_flags(std, "/home/x/cache/prefix/standard")
+    assert flags[flags.index("--ssd-cache-dir") + 1] == "/home/x/cache/prefix/standard"
+    assert flags[flags.index("--ssd-cache-max-gb") + 1] == f"{std.ssd_cache_gb:g}"
+    assert "--use-paged-cache" not in flags  # vllm-mlx's on-disk tier needs the memory-aware cache
+    assert "--ssd-cache-dir" not in server_flags(fast, "/x") and "--ssd-cache-dir" not in server_flags(std)
+    assert parse_profile(dump_profile(std), "tiers[0].serving.", "stack.yaml") == std
+
+
+def test_the_agent_intent_gives_standard_a_long_window_on_every_mac() -> None:
+    from mlx_stack.core.scoring import AGENT_WINDOW, AGENT_WINDOW_MAX
+
+    for chip, memory_gb in MACS:
+        hw = plan_profile(Plan(chip, memory_gb=memory_gb))
+        rec = recommend(hw, load_catalog(), intent="agent")
+        for t in rec.tiers:
+            if t.name != "standard":
+                continue
+            assert t.entry.capabilities.tool_calling
+            assert AGENT_WINDOW <= t.context <= min(AGENT_WINDOW_MAX, t.entry.context_length)
+            assert f"window {t.context // 1024}K tokens for coding agents" in t.reason
+            # room for its sessions' prefixes (the plan serves its cache first)
+            p = for_recommendation(rec, int(hw.gpu_limit_bytes or hw.memory_bytes))["standard"]
+            assert p.cache_tokens >= AGENT_SESSIONS * AGENT_PREFIX_TOKENS * 0.99 and p.ssd_cache_gb >= 1

@@ -17,7 +17,7 @@ def test_every_location_under_the_home() -> None:
         "pid": p.pid_file("fast"), "watchdog state": p.watchdog_state_file,
         "watchdog lock": p.watchdog_lock_file, "on-demand": p.on_demand_state_file,
         "secret": p.secret_file("gateway-key"), "pulled lock": p.pulled_lock_file,
-        "demo model": p.demo_model_dir("fast"),
+        "demo model": p.demo_model_dir("fast"), "prefix cache": p.tier_prefix_cache("standard"),
     }
     assert {k: str(v) for k, v in got.items()} == {
         "routes": "/h/generated/front-door.json", "litellm": "/h/generated/litellm.yaml",
@@ -26,7 +26,7 @@ def test_every_location_under_the_home() -> None:
         "pid": "/h/run/fast.pid", "watchdog state": "/h/run/watchdog.json",
         "watchdog lock": "/h/run/watchdog.lock", "on-demand": "/h/run/on-demand.json",
         "secret": "/h/secrets/gateway-key", "pulled lock": "/h/.pulled.lock",
-        "demo model": "/h/models/demo-fast",
+        "demo model": "/h/models/demo-fast", "prefix cache": "/h/cache/prefix/standard",
     }
 
 

@@ -28,7 +28,8 @@ def models(
                                       rich_help_panel=_FILTERS),
     budget: str | None = typer.Option(None, "--budget", help="Memory for all tiers: 30gb or 40% (default: "
                                       "memory-budget-pct of memory).", rich_help_panel=_REC),
-    intent: str = typer.Option("balanced", "--intent", help="balanced or agent-fleet.", rich_help_panel=_REC),
+    intent: str = typer.Option("balanced", "--intent", help="balanced, agent (a 64K-128K window on standard) "
+                               "or agent-fleet.", rich_help_panel=_REC),
     show_all: bool = typer.Option(False, "--show-all", help="Also list every scored candidate.",
                                   rich_help_panel=_REC),
     quant: str | None = typer.Option(None, "--quant",

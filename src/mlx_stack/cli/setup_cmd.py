@@ -25,7 +25,11 @@ def setup(
         False, "--accept-defaults", "-y",
         help="No questions: take the recommendation (never a gated model). Implied without a terminal.",
     ),
-    intent: str = typer.Option(None, "--intent", metavar="INTENT", help="balanced (default) or agent-fleet."),
+    intent: str = typer.Option(
+        None, "--intent", metavar="INTENT",
+        help="agent (coding agents: a 64K-128K window on standard; proposed when it fits), "
+        "balanced (the default otherwise) or agent-fleet.",
+    ),
     budget_pct: int = typer.Option(
         None, "--budget-pct", metavar="PCT",
         help="Share of memory all tiers may use, 10-90 (default: config memory-budget-pct).",

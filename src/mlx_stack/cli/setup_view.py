@@ -59,7 +59,7 @@ class TerminalSetupUI:
     def ask_intent(self, default: str) -> str:
         from rich.prompt import Prompt
 
-        return Prompt.ask("Intent", choices=["balanced", "agent-fleet"], default=default,
+        return Prompt.ask("Intent", choices=["agent", "balanced", "agent-fleet"], default=default,
                           console=self.terminal.err)
 
     def ask_budget_pct(self, default: int) -> int:

@@ -15,7 +15,11 @@ turns the same figures into caps every server is started with:
 - ``max_num_seqs`` by intent and role, the default ``max_tokens`` at the planned context;
 - ``kv_cache_bits``: 8 (or 4) when the cache cap cannot hold one full planned context
   at fp16 and the model's head size allows MLX's group-64 quantization; the server
-  then uses vllm-mlx's memory-aware cache (the paged cache does not quantize).
+  then uses vllm-mlx's memory-aware cache (the paged cache does not quantize);
+- the ``agent`` intent: the agent tier (``standard``) plans its whole window (64K or
+  128K tokens), its prefix cache holds ``AGENT_SESSIONS`` sessions' prefixes, and it
+  gets an on-disk prefix cache (``ssd_cache_gb``, vllm-mlx's ``--ssd-cache-dir``, which
+  only the memory-aware cache has) so a restart keeps the warm prefixes.
 
 So ``need + cache cap`` of all tiers <= the budget, checked again on every `up`
 (:func:`check_budget`) since stack.yaml can be edited by hand.
@@ -43,6 +47,15 @@ MIN_CACHE_MB = 32  # a smaller prefix cache holds too little to be worth its upk
 UNKNOWN_KV_PER_TOKEN = 4096  # bytes, when config.json gives no shape
 DEFAULT_CACHE_MB = 512  # wanted cache of a model whose KV shape is unknown
 CACHE_CONTEXTS = {"balanced": 2, "agent-fleet": 4}  # planned contexts of prefix kept per tier
+# The agent intent: the agent tier's prefix cache holds AGENT_SESSIONS sessions' prefixes
+# (a coding agent's system prompt + tools is ~19K tokens, and its conversation grows
+# on it), and its on-disk prefix cache (vllm-mlx 0.6 --ssd-cache-dir) is capped at
+# AGENT_SSD_CONTEXTS planned windows of fp16 KV, at least SSD_MIN_GB.
+AGENT_SESSIONS = 2
+AGENT_PREFIX_TOKENS = 32768
+AGENT_SSD_CONTEXTS = 4
+SSD_MIN_GB = 1.0
+AGENT_TIER = "standard"  # the tier agent traffic goes to (the front door's aliases send it there)
 METAL_MARGIN = 1.15  # Metal limit = plan x this (transient buffers), when the budget allows
 METAL_TOTAL_MAX = 0.95  # all tiers' Metal shares together, of the working-set limit
 METAL_MAX = 0.90  # vllm-mlx's own default for one process alone
@@ -50,6 +63,7 @@ QUANT_GROUP = 64  # MLX quantizes KV in groups of 64 along the head dimension
 MAX_DEFAULT_TOKENS = 32768  # vllm-mlx 0.6 refuses --max-tokens above its --max-request-tokens (32768)
 MAX_NUM_SEQS = {
     "balanced": {"standard": 4, "fast": 8, "longctx": 2},
+    "agent": {"standard": 4, "fast": 8, "longctx": 2},
     "agent-fleet": {"standard": 8, "fast": 16, "longctx": 4},
 }
 ROLES = ("standard", "fast", "longctx")
@@ -87,6 +101,7 @@ class ServingProfile:
     kv_bytes_per_token: int = 0  # fp16 KV per token (model shape); sizes the paged cache
     kv_cache_bits: int | None = None  # None: fp16 cache (paged); 8/4: quantized (memory-aware)
     metrics: bool = True
+    ssd_cache_gb: float = 0.0  # on-disk prefix cache cap (vllm-mlx --ssd-cache-max-gb); 0 = none
 
     @property
     def planned_mb(self) -> int:
@@ -168,17 +183,24 @@ def _mb(n: float) -> int:
 def _wanted_cache_mb(need: TierNeed, intent: str) -> int:
     if not need.kv_bytes_per_token:
         return DEFAULT_CACHE_MB
+    if intent == "agent" and need.name == AGENT_TIER:
+        prefix = min(need.context, AGENT_PREFIX_TOKENS)
+        return max(MIN_CACHE_MB, _mb(need.kv_bytes_per_token * prefix * AGENT_SESSIONS))
     wanted = need.kv_bytes_per_token * need.context * CACHE_CONTEXTS.get(intent, 2)
     return max(MIN_CACHE_MB, _mb(wanted))
 
 
-def _kv_bits(need: TierNeed, cache_mb: int) -> int | None:
-    """Quantize the cache when fp16 cannot hold one planned context and 8/4 bits can."""
+def _kv_bits(need: TierNeed, cache_mb: int, intent: str = "balanced") -> int | None:
+    """Quantize the cache when fp16 cannot hold one planned context (for the agent tier:
+    its sessions' prefixes) and 8/4 bits can."""
     if cache_mb <= 0 or not need.kv_bytes_per_token or not need.head_dim:
         return None
     if need.head_dim % QUANT_GROUP:
         return None
-    full = need.kv_bytes_per_token * need.context
+    tokens = need.context
+    if intent == "agent" and need.name == AGENT_TIER:
+        tokens = min(need.context, AGENT_PREFIX_TOKENS) * AGENT_SESSIONS
+    full = need.kv_bytes_per_token * tokens
     cap = cache_mb * MB
     if cap >= full:
         return None
@@ -200,9 +222,16 @@ def plan(needs: Iterable[TierNeed], budget_bytes: int, working_set_bytes: int, *
     budget_mb = budget_bytes // MB
     left = budget_mb - sum(p.planned_mb for p in fixed.values()) - sum(_mb(n.need_bytes) for n in needs)
     wanted = {n.name: _wanted_cache_mb(n, intent) for n in needs}
-    total_wanted = sum(wanted.values())
     caps: dict[str, int] = {}
+    if intent == "agent" and AGENT_TIER in wanted:
+        # the agent tier's sessions first (the recommender reserved room for them, at 8 bits)
+        first = min(wanted.pop(AGENT_TIER), max(0, left))
+        caps[AGENT_TIER] = first if first >= MIN_CACHE_MB else 0
+        left -= caps[AGENT_TIER]
+    total_wanted = sum(wanted.values())
     for n in needs:
+        if n.name in caps:
+            continue
         share = wanted[n.name] if total_wanted <= left else int(max(0, left) * wanted[n.name] / total_wanted)
         caps[n.name] = share if share >= MIN_CACHE_MB else 0
     out: dict[str, ServingProfile] = dict(fixed)
@@ -211,9 +240,19 @@ def plan(needs: Iterable[TierNeed], budget_bytes: int, working_set_bytes: int, *
             context=n.context, need_mb=_mb(n.need_bytes), cache_memory_mb=caps[n.name],
             gpu_memory_utilization=0.0, max_num_seqs=MAX_NUM_SEQS[intent][n.role],
             weights_mb=_mb(n.weights_bytes), kv_mb=_mb(n.kv_bytes),
-            kv_bytes_per_token=n.kv_bytes_per_token, kv_cache_bits=_kv_bits(n, caps[n.name]),
+            kv_bytes_per_token=n.kv_bytes_per_token, kv_cache_bits=_kv_bits(n, caps[n.name], intent),
+            ssd_cache_gb=_ssd_gb(n, intent),
         )
     return metal_shares(out, working_set_bytes, keep=set(fixed))
+
+
+def _ssd_gb(need: TierNeed, intent: str) -> float:
+    """The agent tier's on-disk prefix cache cap: a few windows of fp16 KV (a restart
+    then finds the warm prefixes); no on-disk cache for other intents and tiers."""
+    if intent != "agent" or need.name != AGENT_TIER:
+        return 0.0
+    per_token = need.kv_bytes_per_token or UNKNOWN_KV_PER_TOKEN
+    return max(SSD_MIN_GB, math.ceil(per_token * need.context * AGENT_SSD_CONTEXTS / 1024**3))
 
 
 def metal_shares(profiles: Mapping[str, ServingProfile], working_set_bytes: int,
@@ -295,7 +334,7 @@ def guard(g: GuardInput) -> None:
 _FIELDS = {
     "context": int, "need_mb": int, "cache_memory_mb": int, "gpu_memory_utilization": (int, float),
     "max_num_seqs": int, "weights_mb": int, "kv_mb": int, "kv_bytes_per_token": int,
-    "kv_cache_bits": int, "metrics": bool,
+    "kv_cache_bits": int, "metrics": bool, "ssd_cache_gb": (int, float),
 }
 _REQUIRED = ("context", "need_mb", "cache_memory_mb", "gpu_memory_utilization", "max_num_seqs")
 
@@ -331,9 +370,13 @@ def parse_profile(raw: object, where: str, source: str) -> ServingProfile:
             raise err(key, "must be 0 or more")
     if not 0 < values["gpu_memory_utilization"] <= 1:
         raise err("gpu_memory_utilization", "must be above 0 and at most 1")
+    if values.get("ssd_cache_gb", 0) < 0:
+        raise err("ssd_cache_gb", "must be 0 or more")
     if values.get("kv_cache_bits") not in (None, 4, 8):
         raise err("kv_cache_bits", "must be 4, 8 or absent (fp16)")
     values["gpu_memory_utilization"] = float(values["gpu_memory_utilization"])
+    if "ssd_cache_gb" in values:
+        values["ssd_cache_gb"] = float(values["ssd_cache_gb"])
     # each value has its field's type, checked against _FIELDS above (per key, beyond pyright)
     return ServingProfile(**values)  # pyright: ignore[reportArgumentType]
 
@@ -348,18 +391,22 @@ def dump_profile(p: ServingProfile) -> JSONObject:
         data["kv_cache_bits"] = p.kv_cache_bits
     if not p.metrics:
         data["metrics"] = False
+    if p.ssd_cache_gb:
+        data["ssd_cache_gb"] = p.ssd_cache_gb
     return data
 
 
-def server_flags(p: ServingProfile) -> list[str]:
-    """The vllm-mlx 0.6 flags of a profile (after ``--continuous-batching``)."""
+def server_flags(p: ServingProfile, ssd_dir: str | None = None) -> list[str]:
+    """The vllm-mlx 0.6 flags of a profile (after ``--continuous-batching``); ``ssd_dir``:
+    the tier's on-disk prefix cache folder, used when the profile caps one."""
     flags: list[str] = []
     if not p.prefix_cache:
         flags += ["--disable-prefix-cache"]
-    elif p.kv_cache_bits:
-        # Quantized KV lives only in the memory-aware cache, capped in MB.
-        flags += ["--enable-prefix-cache", "--cache-memory-mb", str(p.cache_memory_mb),
-                  "--kv-cache-quantization", "--kv-cache-quantization-bits", str(p.kv_cache_bits)]
+    elif p.kv_cache_bits or (p.ssd_cache_gb and ssd_dir):
+        # Quantized KV, and the on-disk tier, live only in the memory-aware cache, capped in MB.
+        flags += ["--enable-prefix-cache", "--cache-memory-mb", str(p.cache_memory_mb)]
+        if p.kv_cache_bits:
+            flags += ["--kv-cache-quantization", "--kv-cache-quantization-bits", str(p.kv_cache_bits)]
     else:
         flags += ["--enable-prefix-cache", "--use-paged-cache",
                   "--paged-cache-block-size", str(BLOCK_SIZE), "--max-cache-blocks", str(p.cache_blocks),
@@ -373,4 +420,7 @@ def server_flags(p: ServingProfile) -> list[str]:
     ]
     if p.metrics:
         flags.append("--enable-metrics")
+    if p.prefix_cache and p.ssd_cache_gb and ssd_dir:
+        # a prefix cache tier on disk: a restart finds the warm prefixes there
+        flags += ["--ssd-cache-dir", ssd_dir, "--ssd-cache-max-gb", f"{p.ssd_cache_gb:g}"]
     return flags

@@ -16,6 +16,8 @@ The three tiers are chosen together so their memory SUM fits the budget,
 maximizing score(standard) + 0.6 x score(fast) + 0.4 x score(longctx), with every tier a
 different model, fast >= 1.5x standard's decode speed (and tool calling for
 agent-fleet), longctx >= 64k context (a different architecture or family earns +0.1).
+The ``agent`` intent prices standard (the tier coding agents use) with tool calling and
+a window of AGENT_WINDOW tokens (AGENT_WINDOW_MAX when the model and the budget allow).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mlx_stack.core.estimator import (
     DEFAULT_PROMPT_TOKENS,
     SHORT_CONTEXT,
     decode_tok_s,
+    kv_bytes,
     memory_bytes,
     prefill_tok_s,
     ttft_s,
@@ -53,12 +56,21 @@ class Weights:
 INTENTS: dict[str, Weights] = {
     "balanced": Weights(quality=0.55, speed=0.25, tool_calling=0.10, memory=0.10, speed_target=30),
     "agent-fleet": Weights(quality=0.30, speed=0.35, tool_calling=0.25, memory=0.10, speed_target=60),
+    # coding agents (Claude Code, Codex, OpenCode) on the standard tier: quality and tool
+    # calling first, and a long window (below)
+    "agent": Weights(quality=0.45, speed=0.20, tool_calling=0.25, memory=0.10, speed_target=40),
 }
 TIERS = ("standard", "fast", "longctx")
 TIER_VALUE = {"standard": 1.0, "fast": 0.6, "longctx": 0.4}
 TIER_CONTEXT = {"standard": 8192, "fast": 8192, "longctx": 32768}  # KV cache reserved per tier
 FAST_SPEEDUP = 1.5
 LONGCTX_MIN_CONTEXT = 65536
+# The agent intent's standard tier: a coding agent's first turn is ~19K tokens (system
+# prompt + tools) and a session passes 32K within a few turns, so its window is at
+# least AGENT_WINDOW tokens, AGENT_WINDOW_MAX where the budget allows, never past the
+# model's own context_length; memory is planned for the whole window.
+AGENT_WINDOW = 65536
+AGENT_WINDOW_MAX = 131072
 QUANT_PREFERENCE = ("int4", "int8", "int6", "bf16")
 NOMINAL_BANDWIDTH = 100.0  # GB/s, only to rank speeds on a machine without a known bandwidth
 
@@ -329,18 +341,27 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     longs = [c for c in longs if c.entry.context_length >= LONGCTX_MIN_CONTEXT]
     agent = intent == "agent-fleet"
     fits = [c for c in std if c.memory_bytes <= budget]
+    standards = fits
+    if intent == "agent":  # the standard tier takes agent traffic: tool calls and a long window
+        agents = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget,
+                            context=AGENT_WINDOW, saved=saved, notes=[])
+        standards = [c for c in agents if c.memory_bytes + _agent_cache(c) <= budget
+                     and c.entry.capabilities.tool_calling and c.entry.context_length >= AGENT_WINDOW]
     if profile.bandwidth_gbs is None:
         notes.append("bandwidth unknown: speeds are not estimated; 'fast' is ranked by model size")
-    if not fits:
+    if not standards:
         smallest = min(std, key=lambda c: c.memory_bytes)
         reason = (f"no catalog model fits {gb(budget)}; the smallest ({smallest.entry.id} "
                   f"{smallest.quant}) needs {gb(smallest.memory_bytes)}")
+        if fits:  # the agent intent: models fit, none with tool calling and a 64K window
+            reason = (f"no catalog model with tool calling fits {gb(budget)} with a "
+                      f"{AGENT_WINDOW // 1024}K-token window")
         return Recommendation(intent, INTENTS[intent], budget, budget_reason, [],
                               [Dropped(t, reason) for t in TIERS], std, notes)
 
     best: tuple[float, Candidate, Candidate | None, Candidate | None] | None = None
-    for s in fits:
-        left = budget - s.memory_bytes
+    for s in standards:
+        left = budget - s.memory_bytes - (_agent_cache(s) if intent == "agent" else 0)
         fast_ok = [f for f in fits if f.entry.id != s.entry.id and f.memory_bytes <= left
                    and f.quality <= s.quality
                    and f.rank_speed >= FAST_SPEEDUP * s.rank_speed
@@ -358,8 +379,14 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
                     best = (value, s, f, lc)
     assert best is not None
     _, s, f, lc = best
+    window = ""
+    if intent == "agent":
+        others = sum(c.memory_bytes for c in (f, lc) if c is not None)
+        left = budget - s.memory_bytes - _agent_cache(s) - others
+        s, window = _agent_window(s, profile, left)
     tiers = [_tier("standard", s, f"highest {intent} score that fits with the other tiers "
-                   f"(score {s.score:.2f}, {s.entry.params_b:g}B params, quality {_quality_label(s)})")]
+                   f"(score {s.score:.2f}, {s.entry.params_b:g}B params, quality {_quality_label(s)})"
+                   f"{window}")]
     dropped: list[Dropped] = []
     if f is not None:
         speedup = f.rank_speed / s.rank_speed if s.rank_speed else 0
@@ -376,6 +403,38 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     else:
         dropped.append(Dropped("longctx", _why_no_long(s, f, longs, budget)))
     return Recommendation(intent, INTENTS[intent], budget, budget_reason, tiers, dropped, std, notes)
+
+
+def _agent_cache(c: Candidate) -> int:
+    """The room the agent tier's prefix cache needs beside its window: its sessions'
+    prefixes, at 8-bit KV where the head size allows MLX's group-64 quantization
+    (core.memory_plan serves that cache before any other tier's)."""
+    from mlx_stack.core.memory_plan import AGENT_PREFIX_TOKENS, AGENT_SESSIONS, QUANT_GROUP
+
+    fp16 = kv_bytes(c.entry, AGENT_PREFIX_TOKENS) * AGENT_SESSIONS
+    kv = c.entry.kv_cache
+    return fp16 // 2 if kv is not None and kv.head_dim % QUANT_GROUP == 0 else fp16
+
+
+def _agent_window(s: Candidate, profile: HardwareProfile, left: int) -> tuple[Candidate, str]:
+    """The agent tier at AGENT_WINDOW_MAX tokens when the model and the budget's rest allow
+    it; and the one-line reason for its window."""
+    if s.entry.context_length < AGENT_WINDOW_MAX:
+        why = f"the model's own limit is {s.entry.context_length // 1024}K"
+    else:
+        bigger = memory_bytes(s.entry, s.quant, AGENT_WINDOW_MAX)
+        if bigger - s.memory_bytes <= left:
+            full = decode_tok_s(s.entry, s.quant, profile, AGENT_WINDOW_MAX)
+            if s.decode_full_tok_s is not None and s.decode_tok_s and full is not None:
+                at_min = decode_tok_s(s.entry, s.quant, profile, AGENT_WINDOW) or full
+                full = s.decode_full_tok_s * full / at_min  # a measured figure, scaled
+            s = replace(s, context=AGENT_WINDOW_MAX, memory_bytes=bigger, decode_full_tok_s=full)
+            why = "it fits the budget"
+        else:
+            why = (f"{AGENT_WINDOW_MAX // 1024}K would need {gb(bigger - s.memory_bytes)} more than the "
+                   f"{gb(max(0, left))} the budget leaves")
+    return s, (f"; window {s.context // 1024}K tokens for coding agents (a first turn is ~19K, "
+               f"a session passes 32K), as {why}")
 
 
 def _fast_score(c: Candidate) -> float:

@@ -27,8 +27,9 @@ class Command:
     port: int = 0
 
 
-def tier_command(tier: Tier, bin_dir: Path) -> Command:
-    """vllm-mlx for one tier: local path, 127.0.0.1, served under the tier's name."""
+def tier_command(tier: Tier, bin_dir: Path, ssd_dir: Path | None = None) -> Command:
+    """vllm-mlx for one tier: local path, 127.0.0.1, served under the tier's name;
+    ``ssd_dir``: its on-disk prefix cache folder (used when its profile caps one)."""
     argv = [
         str(bin_dir / "vllm-mlx"), "serve", tier.path,
         "--host", LOCALHOST,
@@ -38,7 +39,8 @@ def tier_command(tier: Tier, bin_dir: Path) -> Command:
     ]
     # The serving profile's caps (core.memory_plan); a stack.yaml from before them keeps
     # vllm-mlx's own defaults.
-    argv += server_flags(tier.serving) if tier.serving is not None else ["--use-paged-cache"]
+    argv += (server_flags(tier.serving, str(ssd_dir) if ssd_dir else None) if tier.serving is not None
+             else ["--use-paged-cache"])
     if tier.tool_call_parser:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", tier.tool_call_parser]
     if tier.reasoning_parser:

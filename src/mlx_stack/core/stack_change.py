@@ -18,7 +18,7 @@ from mlx_stack.core.stack import _NAME, RESERVED_NAMES, Stack, Tier  # pyright: 
 from mlx_stack.errors import UsageError
 
 FIRST_TIER_PORT = 8100
-INTENT_CHOICES = ("balanced", "agent-fleet")
+INTENT_CHOICES = ("agent", "balanced", "agent-fleet")
 BUDGET_RANGE = (10, 90)
 
 
@@ -91,7 +91,8 @@ def check_flags(f: SetupFlags) -> None:
                   "the name of a tool the agent client offers, e.g. Bash (Claude Code) or bash (OpenCode)")
     if f.intent is not None and f.intent not in INTENT_CHOICES:
         raise bad(f"invalid --intent {f.intent!r}: expected one of {', '.join(INTENT_CHOICES)}",
-                  "balanced favours quality; agent-fleet favours speed and tool calling")
+                  "agent: a 64K+ window for coding agents; balanced favours quality; "
+                  "agent-fleet favours speed and tool calling")
     lo, hi = BUDGET_RANGE
     if f.budget_pct is not None and not lo <= f.budget_pct <= hi:
         raise bad(f"invalid --budget-pct {f.budget_pct}: expected a whole number from {lo} to {hi}",

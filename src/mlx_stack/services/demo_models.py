@@ -42,9 +42,11 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # 76 KB first request is ~19K tokens, as with a real model's tokenizer). The embedding
 # matrix grows with it, so the demo shapes stay tiny (hidden 64).
 DEMO_VOCAB = 32768
-# The random model's shape: prefill on MLX's CPU backend is mostly attention's n^2 work
-# per layer and head, so one layer of 2 heads (32 wide, 1 KV head) is what lets a
-# 19K-token agent prompt prefill in well under 30 s on 2 cores (benchmarks/agent_prefill.py).
+# The random model's shape. Prefill on MLX's CPU backend is mostly attention's n^2 work,
+# which only a second layer needs (the chunked prefill evaluates just the KV cache, and
+# one layer's keys and values come straight from the embeddings): with one layer a
+# 17K-token agent turn takes ~1 CPU-second to its first token, with two ~30
+# (benchmarks/agent_prefill.py).
 HIDDEN = 64
 LAYERS = 1
 CORPUS_CHARS = 3_000_000

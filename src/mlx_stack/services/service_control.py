@@ -78,7 +78,8 @@ def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = Fal
     if service not in (GATEWAY, LITELLM):
         from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
 
-        return tier_command(serving_plan.with_profiles(p, stack).tier(service), bin_dir)
+        return tier_command(serving_plan.with_profiles(p, stack).tier(service), bin_dir,
+                            p.tier_prefix_cache(service))
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     placeholder = key is None and for_display
     if not placeholder:

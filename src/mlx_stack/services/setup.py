@@ -88,6 +88,7 @@ class Wanted:
     tier: str
     spec: str  # catalog id, hub repo or a local folder
     quant: str | None = None
+    context: int | None = None  # the window the recommendation planned (the agent intent's)
 
 
 @dataclass
@@ -243,11 +244,14 @@ def _recommended(
     profile = hardware.detect()
     ui.hardware(profile)
     ask = ui.interactive and not flags.accept_defaults
-    intent = flags.intent or (ui.ask_intent("balanced") if ask else "balanced")
-    pct = flags.budget_pct or (ui.ask_budget_pct(int(config_pct)) if ask else int(config_pct))
     catalog = list(load_catalog())
     if flags.accept_defaults or not ui.interactive or not hub.token():
         catalog = [e for e in catalog if not e.gated]  # the zero-config path needs no token
+    # The proposal: `agent` (a 64K+ window for coding agents) when this machine can afford it.
+    default = "agent" if recommend(profile, catalog, intent="agent", quant=quant,
+                                   memory_budget_pct=int(config_pct)).tiers else "balanced"
+    intent = flags.intent or (ui.ask_intent(default) if ask else default)
+    pct = flags.budget_pct or (ui.ask_budget_pct(int(config_pct)) if ask else int(config_pct))
     rec = recommend(profile, catalog, intent=intent, quant=quant, memory_budget_pct=pct,
                     saved=saved_results(p, profile))
     # Each tier's serving plan within the GPU working-set limit (the memory without one).
@@ -256,7 +260,8 @@ def _recommended(
         reason = rec.dropped[0].reason if rec.dropped else "no catalog model fits"
         raise ConflictError(f"nothing to run on this machine: {reason}",
                             hint="raise --budget-pct, or pick a model yourself with `--model`")
-    return [Wanted(t.name, t.entry.id, t.quant) for t in rec.tiers], intent
+    agent_window = {t.name: t.context for t in rec.tiers if intent == "agent" and t.name == "standard"}
+    return [Wanted(t.name, t.entry.id, t.quant, agent_window.get(t.name)) for t in rec.tiers], intent
 
 
 @dataclass(frozen=True)
@@ -318,7 +323,7 @@ def _catalog_need(item: _Local, tier: Tier) -> TierNeed | None:
 
     if item.entry is None or item.quant is None or item.quant not in item.entry.repos:
         return None
-    context = planned_context(tier.name, tier.context_window)
+    context = item.wanted.context or planned_context(tier.name, tier.context_window)
     return need_from_catalog(tier.name, item.entry, item.quant, context)
 
 
@@ -348,9 +353,10 @@ def _tier_for(item: _Local) -> Tier:
     entry = item.entry
     if entry is not None:
         caps = entry.capabilities
+        # the window the front door routes on: the agent intent's, else the model's own
         return Tier(name=item.wanted.tier, model=item.model, path=item.path, port=0,
                     tool_call_parser=caps.tool_call_parser, reasoning_parser=caps.reasoning_parser,
-                    context_window=entry.context_length)
+                    context_window=min(item.wanted.context or entry.context_length, entry.context_length))
     parser, context = _local_hints(Path(item.path))
     return Tier(name=item.wanted.tier, model=item.model, path=item.path, port=0,
                 tool_call_parser=parser, context_window=context)
