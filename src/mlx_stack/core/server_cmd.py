@@ -48,6 +48,11 @@ def tier_command(tier: Tier, bin_dir: Path, ssd_dir: Path | None = None) -> Comm
     argv += list(tier.extra_args)
     # Never reach the hub from `up`: the model is a local directory.
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if ssd_dir is not None:
+        # vllm-mlx saves its in-memory prefix cache at shutdown and loads it at start under
+        # ~/.cache/vllm-mlx/prefix_cache/<model path>: with HOME here that copy, which is what
+        # keeps a warm prefix across a restart, stays in the state folder, one per tier.
+        env["HOME"] = str(ssd_dir / "home")
     return Command(tier.name, tuple(argv), env, frozenset(), tier.port)
 
 
