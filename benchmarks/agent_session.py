@@ -30,15 +30,15 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import psutil
 
+from common import demo_stack_on_free_ports, report
 from mlx_stack.paths import Paths
-from mlx_stack.services import demo_stack, lifecycle, running, stack_store
-from mlx_stack.system import ports, secrets
+from mlx_stack.services import lifecycle, running
+from mlx_stack.system import secrets
 
 RESULTS = Path(__file__).parent / "results" / "agent_session.json"
 TIER = "standard"
@@ -111,12 +111,7 @@ def main() -> int:
     system, tools = _prose(args.prefix_kb), _tools()
     out: dict[str, object] = {"prefix_kb": args.prefix_kb, "turns": args.turns}
     try:
-        demo_stack.write_demo_stack(p)
-        stack = stack_store.load(p)
-        tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers)
-        gateway = replace(stack.gateway, port=ports.free_port())
-        stack_store.save(p, replace(stack, tiers=tiers, gateway=gateway))
-        stack = stack_store.load(p)
+        stack = demo_stack_on_free_ports(p)
         lifecycle.up(p)
         key = secrets.read_secret(p, secrets.GATEWAY_KEY) or ""
         front = lifecycle.endpoint(stack).removesuffix("/v1")
@@ -208,9 +203,6 @@ def main() -> int:
     ]
     print(f"cold {cold:.2f} s; warm p50 {warm_p50:.3f} s; new conversation p50 {new_p50:.3f} s; "
           f"after restart {restart:.2f} s")
-    for name, value, unit, op, target, ok in checks:
-        print(f"{name:<55} {value:>8.2f} {unit:<3} target {op} {target:<4} {'PASS' if ok else 'FAIL'}")
-
     def share(x: float) -> str:
         return f"{max(0.0, x - floor) / max(1e-9, cold - floor):.0%}"
 
@@ -218,13 +210,7 @@ def main() -> int:
           f"straight to the tier); above it: warm {share(warm_p50)}, new conversation {share(new_p50)}, "
           f"after restart {share(restart)} of the cold prefill; paired TTFT difference p50 {paired:.1f} ms "
           f"(noise: {min(out['overhead_ms'])}..{max(out['overhead_ms'])} ms)")  # type: ignore[type-var]
-    keys = ("name", "value", "unit", "op", "target", "pass")
-    out["checks"] = [dict(zip(keys, c, strict=True)) for c in checks]
-    out["load_average"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
-    return 0 if all(c[5] for c in checks) else 1
+    return report(checks, out, RESULTS, width=55)
 
 
 if __name__ == "__main__":

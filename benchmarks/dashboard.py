@@ -34,15 +34,15 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import psutil
 
+from common import demo_stack_on_free_ports
 from mlx_stack.paths import Paths
-from mlx_stack.services import demo_stack, lifecycle, running, stack_store
-from mlx_stack.system import ports, secrets
+from mlx_stack.services import lifecycle, running
+from mlx_stack.system import secrets
 
 RESULTS = Path(__file__).parent / "results" / "dashboard.json"
 IDLE_S = 20.0
@@ -105,12 +105,7 @@ def main() -> int:
     os.environ["MLX_STACK_HOME"] = str(home)
     p = Paths(home)
     try:
-        demo_stack.write_demo_stack(p)
-        stack = stack_store.load(p)
-        tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers)
-        gateway = replace(stack.gateway, port=ports.free_port())
-        stack_store.save(p, replace(stack, tiers=tiers, gateway=gateway))
-        stack = stack_store.load(p)
+        stack = demo_stack_on_free_ports(p)
         lifecycle.up(p)
         key = secrets.read_secret(p, secrets.GATEWAY_KEY) or ""
         auth = {"Authorization": f"Bearer {key}"}

@@ -28,15 +28,15 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import psutil
 
+from common import demo_stack_on_free_ports, report
 from mlx_stack.paths import Paths
-from mlx_stack.services import demo_stack, lifecycle, running, stack_store
-from mlx_stack.system import ports, secrets
+from mlx_stack.services import lifecycle, running
+from mlx_stack.system import secrets
 from mlx_stack.system.limits import raise_open_files
 
 RESULTS = Path(__file__).parent / "results" / "fire.json"
@@ -174,12 +174,7 @@ def main() -> int:
     p = Paths(home)
     results: dict[str, object] = {}
     try:
-        demo_stack.write_demo_stack(p)
-        stack = stack_store.load(p)
-        tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers)
-        gateway = replace(stack.gateway, port=ports.free_port())
-        stack_store.save(p, replace(stack, tiers=tiers, gateway=gateway))
-        stack = stack_store.load(p)
+        stack = demo_stack_on_free_ports(p)
         lifecycle.up(p)
         key = secrets.read_secret(p, secrets.GATEWAY_KEY) or ""
         auth = {"Authorization": f"Bearer {key}"}
@@ -222,17 +217,9 @@ def main() -> int:
          quiet["slowest_request_s"] <= 1.0 and quiet["opened"] >= args.silent),
         ("tracebacks in gateway.log", results["tracebacks"], "", "<=", 0, results["tracebacks"] == 0),
     ]
-    for name, value, unit, op, target, ok in checks:
-        print(f"{name:<52} {value:>8} {unit:<4} target {op} {target:<4} {'PASS' if ok else 'FAIL'}")
     print(f"  departed client, the same request straight to the tier: busy {results['departed_direct_s']} s; "
           f"slowest follow-up {ftc['slowest_follow_up_s']} s; stream ends {kill['ends']}")
-    results["checks"] = [dict(zip(("name", "value", "unit", "op", "target", "pass"), c, strict=True))
-                         for c in checks]
-    results["load_average"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
-    return 0 if all(c[5] for c in checks) else 1
+    return report(checks, results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ One copy of each (they were copied from module to module before)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,8 +20,8 @@ import psutil
 from mlx_stack.paths import Paths
 from mlx_stack.system.ports import free_port
 
-__all__ = ["cli_command", "cli_env", "free_port", "hub_env", "poll_until", "processes_naming", "run_cli",
-           "stack_processes", "wait_for"]
+__all__ = ["JSONHandler", "cli_command", "cli_env", "free_port", "hub_env", "poll_until", "processes_naming",
+           "run_cli", "stack_processes", "wait_for"]
 
 T = TypeVar("T")
 
@@ -95,3 +97,20 @@ def processes_naming(text: str | Path) -> list[psutil.Process]:
 def stack_processes(home: Paths) -> list[psutil.Process]:
     """Every live process of one test stack: those whose command line names its state folder."""
     return processes_naming(home.home)
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """A stand-in server's handler base: HTTP/1.1 keep-alive, quiet, JSON replies."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: object) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)

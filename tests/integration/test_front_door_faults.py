@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -24,6 +24,7 @@ from mlx_stack.core.front_door import Upstream
 from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
 from mlx_stack.system import ports
+from tests.helpers import JSONHandler
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-front-door-key-0123456789"
@@ -36,19 +37,7 @@ class StandIn:
         self.cut = threading.Event()  # a stream's reader closed the connection early
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _reply(self, status: int, body: dict) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+        class Handler(JSONHandler):
 
             def do_GET(self) -> None:
                 if stand_in.mode == "hang":

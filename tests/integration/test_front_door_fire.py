@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import anthropic
@@ -32,6 +32,7 @@ from mlx_stack.core.front_door import Upstream
 from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
 from mlx_stack.system import ports
+from tests.helpers import JSONHandler
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-front-door-fire-0123456789"
@@ -49,19 +50,7 @@ class StandIn:
         self.gone_at: list[float] = []
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _reply(self, status: int, body: dict) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+        class Handler(JSONHandler):
 
             def do_GET(self) -> None:
                 self._reply(200, {"status": "ok"})
