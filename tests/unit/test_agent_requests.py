@@ -77,3 +77,21 @@ def test_sessions_are_bounded() -> None:
     for i in range(10):
         sessions.remember(f"s{i}", "fast")
     assert len(sessions._tiers) == 3
+
+
+def test_a_first_turn_known_only_by_its_opening_is_not_followed() -> None:
+    from mlx_stack.core.agent_requests import has_earlier_turns
+
+    first = {"messages": [{"role": "user", "content": "Hello"}]}
+    later = {"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"},
+                          {"role": "user", "content": "More"}]}
+    codex = {"input": [{"type": "message", "role": "user", "content": "x"},
+                       {"type": "function_call_output", "call_id": "c", "output": "ok"}]}
+    assert not has_earlier_turns(first) and has_earlier_turns(later) and has_earlier_turns(codex)
+    sessions = Sessions()
+    sessions.remember("o:abc", "longctx")
+    sessions.remember("h:abc", "longctx")
+    auto = Plan("auto", "standard", "auto-default", ("standard", "longctx"), 10)
+    assert sessions.keep("o:abc", auto, continued=False) is auto  # another conversation may open alike
+    assert sessions.keep("o:abc", auto, continued=True).routed == "longctx"
+    assert sessions.keep("h:abc", auto, continued=False).routed == "longctx"  # the client named it

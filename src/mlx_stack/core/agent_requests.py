@@ -88,3 +88,15 @@ def session_key(headers: Sequence[tuple[bytes, bytes]], body: Mapping[str, objec
                 break
     raw = json.dumps(opening, sort_keys=True, default=str, ensure_ascii=True)[:20000]
     return "o:" + hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
+
+
+def has_earlier_turns(body: Mapping[str, object]) -> bool:
+    """True when the request carries an earlier answer (an assistant turn, a tool result):
+    a conversation under way, not its first turn."""
+    items = body.get("messages") if body.get("messages") is not None else body.get("input")
+    for item in as_list(items):
+        entry = as_object(item)
+        if entry is not None and (entry.get("role") in ("assistant", "tool")
+                                  or entry.get("type") in ("function_call_output", "message_output")):
+            return True
+    return False

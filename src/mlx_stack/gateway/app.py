@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from mlx_stack.core.agent_requests import normalize_volatile, session_key
+from mlx_stack.core.agent_requests import has_earlier_turns, normalize_volatile, session_key
 from mlx_stack.core.controls import escape_controls
 from mlx_stack.core.front_door import (
     Plan,
@@ -274,7 +274,7 @@ class FrontDoor:
                                 anthropic=anthropic, code="context_length_exceeded")
             return
         session = session_key(headers, data)
-        p = self.sessions.keep(session, p)
+        p = self.sessions.keep(session, p, continued=has_earlier_turns(data))
         req = Request(path, body, data, anthropic, rewrite, session)
         # The client may leave at any point from here: this task is cancelled (and every
         # upstream connection it holds closed, so the tier stops) as soon as it does.

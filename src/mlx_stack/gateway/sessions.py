@@ -39,9 +39,11 @@ class Sessions:
         self.ttl_s = ttl_s
         self.kept_on = 0  # requests put back on their conversation's tier
 
-    def keep(self, session: str, p: Plan) -> Plan:
-        """``p`` with the conversation's tier first, when ``auto`` chose and it can serve."""
-        seen = self._tiers.get(session)
+    def keep(self, session: str, p: Plan, *, continued: bool = True) -> Plan:
+        """``p`` with the conversation's tier first, when ``auto`` chose and it can serve.
+        ``continued``: the request carries earlier turns (a conversation known only by its
+        opening is not followed on its first turn: another with the same opening may be new)."""
+        seen = self._tiers.get(session) if continued or not session.startswith("o:") else None
         if seen is None or not p.reason.startswith("auto") or not p.chain or p.chain[0] == seen[0]:
             return p
         tier, at = seen
