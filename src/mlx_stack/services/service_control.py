@@ -192,7 +192,7 @@ def probe_model(p: Paths, stack: Stack, service: str, *, host: Host | None = Non
         return None  # never a completion: it would cost cloud money
     if service != GATEWAY:
         return service
-    for name in stack.fallback_order or stack.tier_names:
+    for name in stack.fallback_order or stack.chat_tiers:
         if running_record(p, name, host=host) is not None:
             return name
     return None
