@@ -15,6 +15,10 @@ def setup(
         help="Three tiers of tiny models built here, offline, in seconds (they answer nonsense).",
     ),
     no_start: bool = typer.Option(False, "--no-start", help="Write the stack but start nothing."),
+    retrieval: bool = typer.Option(
+        False, "--retrieval",
+        help="With --demo: add a tiny encoder (/v1/embeddings) and reranker (/v1/rerank) tier.",
+    ),
     accept_defaults: bool = typer.Option(
         False, "--accept-defaults", "-y",
         help="No questions: take the recommendation (never a gated model). Implied without a terminal.",
@@ -65,22 +69,27 @@ def setup(
         no_pull=no_pull, no_start=no_start, force=force, on_demand=on_demand, idle_unload=idle_unload,
     )
     check_flags(flags)
+    if retrieval and not demo:
+        from mlx_stack.errors import UsageError
+
+        raise UsageError("--retrieval applies to --demo only",
+                         hint="for real models: `setup --add-embedding MODEL` or `--add-rerank MODEL`")
     if demo:
-        _setup_demo(start=not no_start, force=force)
+        _setup_demo(start=not no_start, force=force, retrieval=retrieval)
         return
     from mlx_stack.cli.setup_view import run_setup
 
     run_setup(flags)
 
 
-def _setup_demo(*, start: bool, force: bool = False) -> None:
+def _setup_demo(*, start: bool, force: bool = False, retrieval: bool = False) -> None:
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
     from mlx_stack.services import demo_stack, lifecycle
 
     p = paths()
     terminal.info("building the demo models (tiny, random weights: they answer nonsense)…")
-    result = demo_stack.write_demo_stack(p)
+    result = demo_stack.write_demo_stack(p, retrieval=retrieval)
     for t in result.stack.tiers:
         terminal.info(f"  {t.name:<9} {t.model:<24} port {t.port}")
     from mlx_stack.cli.serving_view import render_stack_plan
