@@ -169,3 +169,28 @@ def reshape(answer: JSONObject, request: Mapping[str, object]) -> JSONObject | N
             continue
         data.append({**entry, "embedding": _vector(entry.get("embedding"), dims, b64)})  # type: ignore[arg-type]
     return {**answer, "data": data}
+
+
+def client_error(answer: JSONObject) -> JSONObject | None:
+    """A tier's 4xx (FastAPI's ``{"detail": ...}``, e.g. the encoder's
+    ``embedding_input_too_long`` with ``max_length``) in OpenAI's error shape, which the
+    SDKs show; None when it is already in that shape."""
+    detail = answer.get("detail")
+    if detail is None or "error" in answer:
+        return None
+    found = as_object(detail)
+    if found is not None:
+        message = found.get("message")
+        code = found.get("error")
+        text = message if isinstance(message, str) else str(detail)
+        return {"error": {"message": text, "type": "invalid_request_error",
+                          "code": code if isinstance(code, str) else None,
+                          **({"param": "input"} if "max_length" in found else {})}, "detail": detail}
+    items = as_list(detail)
+    if items:  # pydantic's list of problems
+        first = as_object(items[0]) or {}
+        where = ".".join(str(x) for x in as_list(first.get("loc")))
+        text = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    else:
+        text = str(detail)
+    return {"error": {"message": text, "type": "invalid_request_error", "code": None}, "detail": detail}

@@ -27,13 +27,19 @@ PATHS = frozenset(retrieval.PATHS)
 
 
 def _reshaping_send(send: Send, request: JSONObject) -> Send:
-    """``send`` with a 2xx JSON answer rewritten by :func:`retrieval.reshape`."""
+    """``send`` with a 2xx JSON answer rewritten by :func:`retrieval.reshape` and a tier's
+    4xx by :func:`retrieval.client_error` (the front door's own errors pass as they are)."""
     held: list[Message] = []
     parts: list[bytes] = []
 
+    def rewrite(status: int, doc: JSONObject) -> JSONObject | None:
+        return retrieval.reshape(doc, request) if status < 300 else retrieval.client_error(doc)
+
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            if 200 <= int(message["status"]) < 300:
+            status = int(message["status"])
+            tier = any(k == b"x-mlx-stack-tier" for k, _ in message.get("headers", []))
+            if 200 <= status < 300 or (tier and 400 <= status < 500):
                 held.append(message)
                 return
         elif held and message["type"] == "http.response.body":
@@ -43,7 +49,7 @@ def _reshaping_send(send: Send, request: JSONObject) -> Send:
             start, raw = held.pop(), b"".join(parts)
             try:
                 doc = json.loads(raw)
-                new = retrieval.reshape(doc, request) if isinstance(doc, dict) else None
+                new = rewrite(int(start["status"]), doc) if isinstance(doc, dict) else None
             except retrieval.Mismatch as exc:
                 await replies.error(send, 400, str(exc), code="invalid_request")
                 return
@@ -76,7 +82,7 @@ async def serve(door: FrontDoor, path: str, headers: list[tuple[bytes, bytes]], 
     upstream = retrieval.upstream_body(path, data)
     body = json.dumps(upstream, separators=(",", ":")).encode()
     req = Request(retrieval.UPSTREAM_PATH[kind], body, upstream, False, True, "")
-    out = _reshaping_send(send, data) if kind == retrieval.EMBEDDING else send
+    out = _reshaping_send(send, data)
     metrics = None if probe else door.metrics
     work = asyncio.ensure_future(door._try_chain(req, p, out, metrics))  # pyright: ignore[reportPrivateUsage]
     watcher = asyncio.ensure_future(_until_gone(receive))
