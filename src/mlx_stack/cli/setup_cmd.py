@@ -50,6 +50,14 @@ def setup(
         None, "--idle-unload", metavar="DURATION",
         help="With --on-demand: stop the tier after this long without requests (30s, 10m, 2h; default 10m).",
     ),
+    add_embedding: str = typer.Option(
+        None, "--add-embedding", metavar="MODEL",
+        help="Add an embedding model (/v1/embeddings) to the current stack, as tier `embed`.",
+    ),
+    add_rerank: str = typer.Option(
+        None, "--add-rerank", metavar="MODEL",
+        help="Add a reranker (/v1/rerank) to the current stack, as tier `rerank`.",
+    ),
     no_pull: bool = typer.Option(False, "--no-pull", help="Download nothing: use models already on disk."),
     force: bool = typer.Option(
         False, "--force",
@@ -67,6 +75,7 @@ def setup(
         demo=demo, accept_defaults=accept_defaults, intent=intent, budget_pct=budget_pct,
         add=tuple(add or ()), as_=tuple(as_ or ()), remove=tuple(remove or ()), model=model,
         no_pull=no_pull, no_start=no_start, force=force, on_demand=on_demand, idle_unload=idle_unload,
+        add_embedding=add_embedding, add_rerank=add_rerank,
     )
     check_flags(flags)
     if retrieval and not demo:
