@@ -233,6 +233,20 @@ def test_metrics_count_retrieval_requests(live: Live) -> None:
     assert lines and float(lines[0].rsplit(" ", 1)[1]) >= 1, lines
 
 
+def test_setup_removes_and_adds_a_reranker_on_the_running_stack(live: Live,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    p = live.home
+    monkeypatch.setenv("MLX_STACK_HOME", str(p.home))
+    folder = stack_store.load(p).tier("rerank").path
+    others = {n: pid_of(p, n) for n in ("fast", "embed", "gateway")}
+    body = {"model": "rerank", "query": "q", "documents": ["a", "b"]}
+    _cli("setup", "--remove", "rerank", "--no-pull")
+    wait_for(lambda: live.post("/v1/rerank", body).status_code == 404, 30, "rerank gone from the front door")
+    _cli("setup", "--add-rerank", folder, "--no-pull")
+    wait_for(lambda: live.post("/v1/rerank", body).status_code == 200, 60, "rerank back")
+    assert {n: pid_of(p, n) for n in others} == others  # no other tier (nor the front door) restarted
+
+
 def test_killed_encoder_is_restarted_by_the_watchdog(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     p = live.home
     monkeypatch.setenv("MLX_STACK_HOME", str(p.home))
