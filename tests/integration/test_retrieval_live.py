@@ -233,6 +233,19 @@ def test_metrics_count_retrieval_requests(live: Live) -> None:
     assert lines and float(lines[0].rsplit(" ", 1)[1]) >= 1, lines
 
 
+def test_bench_measures_the_encoder(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLX_STACK_HOME", str(live.home.home))
+    r = CliRunner().invoke(app, ["bench", "embed", "--json", "--iterations", "3"], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    import json
+
+    result = json.loads(r.stdout)
+    assert [lv["batch"] for lv in result["levels"]] == [1, 16, 64]
+    assert all(lv["texts_s"] > 0 and lv["tokens_s"] > 0 and lv["p50_ms"] > 0 for lv in result["levels"])
+    r = CliRunner().invoke(app, ["bench", "embed", "--save"])
+    assert r.exit_code == 2 and "--save applies to chat models" in r.stderr
+
+
 def test_setup_removes_and_adds_a_reranker_on_the_running_stack(live: Live,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     p = live.home

@@ -153,3 +153,18 @@ def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
             raise value
         out.append(value)  # type: ignore[arg-type]
     return out
+
+
+def post_json(base_url: str, route: str, body: object, *, timeout: float = 120.0,
+              ) -> tuple[int, float, object]:
+    """POST ``body``; (status, seconds, parsed answer or None). Raises OSError when unreachable."""
+    start = time.monotonic()
+    try:
+        status, data = _request(base_url, "POST", route, timeout, body)
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc)) from None
+    took = time.monotonic() - start
+    try:
+        return status, took, json.loads(data)
+    except ValueError:
+        return status, took, None
