@@ -10,6 +10,7 @@ watchdog.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import signal
@@ -237,8 +238,6 @@ def test_bench_measures_the_encoder(live: Live, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MLX_STACK_HOME", str(live.home.home))
     r = CliRunner().invoke(app, ["bench", "embed", "--json", "--iterations", "3"], catch_exceptions=False)
     assert r.exit_code == 0, r.stderr
-    import json
-
     result = json.loads(r.stdout)
     assert [lv["batch"] for lv in result["levels"]] == [1, 16, 64]
     assert all(lv["texts_s"] > 0 and lv["tokens_s"] > 0 and lv["p50_ms"] > 0 for lv in result["levels"])
