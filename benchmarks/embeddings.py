@@ -14,8 +14,9 @@ its target with PASS/FAIL:
 
 Also measured, for the "where do retrieval models run" decision (no target): the same
 encoder loaded beside the chat model in one vllm-mlx process (`--embedding-model` on the
-chat tier) vs its own process: resident memory of each layout, and the longest gap in a
-chat stream while 64-text embedding batches run against the same process or the other one
+chat tier) vs its own process: resident memory of each layout, and a 100-token chat stream
+(first chunk, longest gap, total) while 16-text embedding batches run against the same
+process or the other one
 (vllm-mlx 0.6 runs `embed()` on its event loop, so it blocks the chat stream when shared).
 
 Writes JSON to benchmarks/results/embeddings.json. The figures are from a tiny model on
@@ -47,6 +48,9 @@ from mlx_stack.services import demo_stack, lifecycle, stack_store
 from mlx_stack.system import ports, secrets
 
 RESULTS = Path(__file__).parent / "results" / "embeddings.json"
+LOAD_BATCH = 16  # texts per embedding request of the background load (60 words each)
+STREAM_TOKENS = 100
+STREAM_DEADLINE_S = 120.0  # a chat stream held longer than this is reported as not finished
 SENTENCE = "Apple Silicon Macs share one pool of unified memory between CPU and GPU. "
 
 
@@ -148,30 +152,39 @@ def _stream_gap(chat_url: str, embed_url: str, embed_model: str) -> dict[str, fl
     def load() -> None:
         with httpx.Client(timeout=300) as c:
             while not stop.is_set():
-                body = {"model": embed_model, "input": _texts(64, 150, "g")}
+                body = {"model": embed_model, "input": _texts(LOAD_BATCH, 60, "g")}
                 c.post(embed_url, json=body).raise_for_status()
                 batches[0] += 1
 
     worker = threading.Thread(target=load)
-    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 400,
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": STREAM_TOKENS,
             "stream": True, "ignore_eos": True}
     gaps: list[float] = []
+    finished = True
     worker.start()
+    start = time.perf_counter()
     try:
         time.sleep(1.0)
-        with httpx.stream("POST", chat_url, json=body, timeout=300) as r:
-            last = time.perf_counter()
+        start = time.perf_counter()
+        with httpx.stream("POST", chat_url, json=body, timeout=STREAM_DEADLINE_S) as r:
+            last = start
             for chunk in r.iter_bytes():
                 if chunk:
                     now = time.perf_counter()
                     gaps.append(now - last)
                     last = now
+                if time.perf_counter() - start > STREAM_DEADLINE_S:
+                    finished = False
+                    break
+    except httpx.TimeoutException:
+        finished = False
     finally:
         stop.set()
         worker.join()
     rest = gaps[1:] or [0.0]
-    return {"max_gap_ms": max(rest) * 1000, "p50_gap_ms": statistics.median(rest) * 1000,
-            "chunks": len(gaps), "embedding_batches": batches[0]}
+    return {"first_chunk_ms": (gaps[0] if gaps else 0.0) * 1000, "max_gap_ms": max(rest) * 1000,
+            "p50_gap_ms": statistics.median(rest) * 1000, "chunks": len(gaps), "finished": finished,
+            "stream_s": time.perf_counter() - start, "embedding_batches": batches[0]}
 
 
 def layout_figures(home: Paths, work: Path) -> dict[str, object]:
@@ -213,6 +226,11 @@ def layout_figures(home: Paths, work: Path) -> dict[str, object]:
     return out
 
 
+def _save(result: dict[str, object]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=30)
@@ -236,6 +254,8 @@ def main() -> int:
             rss[name] = _rss(int(rec["pid"])) / 2**20
         result["stack_rss_mb"] = rss
         result["front_door"] = front_door_figures(home, args.rounds)
+        _save(result)
+        print(json.dumps(result["front_door"]), flush=True)
     finally:
         lifecycle.down(home, grace=5)
     if not args.skip_layout:
@@ -260,15 +280,15 @@ def main() -> int:
         lay = result["layout"]
         assert isinstance(lay, dict)
         sep, sh = lay["separate"], lay["shared"]
-        print(f"own process: chat {sep['chat_rss_mb']:.0f} MB + encoder {sep['encoder_rss_mb']:.0f} MB; "
-              f"longest chat-stream gap under embedding load {sep['gap']['max_gap_ms']:.0f} ms "
-              f"(p50 {sep['gap']['p50_gap_ms']:.1f} ms, {sep['gap']['embedding_batches']} batches)")
-        print(f"same process: {sh['rss_mb']:.0f} MB; "
-              f"longest chat-stream gap {sh['gap']['max_gap_ms']:.0f} ms "
-              f"(p50 {sh['gap']['p50_gap_ms']:.1f} ms, {sh['gap']['embedding_batches']} batches)")
+        for label, mem, gap in (("own process", f"chat {sep['chat_rss_mb']:.0f} MB + encoder "
+                                                f"{sep['encoder_rss_mb']:.0f} MB", sep["gap"]),
+                                ("same process", f"{sh['rss_mb']:.0f} MB", sh["gap"])):
+            done = f"{gap['stream_s']:.1f} s" if gap["finished"] else f"not finished after {gap['stream_s']:.0f} s"
+            print(f"{label}: {mem}; a {STREAM_TOKENS}-token chat stream under embedding load: first chunk "
+                  f"{gap['first_chunk_ms']:.0f} ms, longest gap {gap['max_gap_ms']:.0f} ms, {done} "
+                  f"({gap['embedding_batches']} batches of {LOAD_BATCH})")
     result["targets"] = {"batch64_ratio_ge_0.95": checks[0], "added_p50_le_2ms": checks[1]}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    _save(result)
     print(f"wrote {RESULTS}")
     return 0 if all(checks) else 1
 
