@@ -283,7 +283,8 @@ def main() -> int:
         for label, mem, gap in (("own process", f"chat {sep['chat_rss_mb']:.0f} MB + encoder "
                                                 f"{sep['encoder_rss_mb']:.0f} MB", sep["gap"]),
                                 ("same process", f"{sh['rss_mb']:.0f} MB", sh["gap"])):
-            done = f"{gap['stream_s']:.1f} s" if gap["finished"] else f"not finished after {gap['stream_s']:.0f} s"
+            took = gap["stream_s"]
+            done = f"{took:.1f} s" if gap["finished"] else f"not finished after {took:.0f} s"
             print(f"{label}: {mem}; a {STREAM_TOKENS}-token chat stream under embedding load: first chunk "
                   f"{gap['first_chunk_ms']:.0f} ms, longest gap {gap['max_gap_ms']:.0f} ms, {done} "
                   f"({gap['embedding_batches']} batches of {LOAD_BATCH})")
