@@ -24,8 +24,9 @@ DEMO_PARSER = "hermes"  # the demo chat template speaks hermes-style <tool_call>
 # tiers fit an 8 GB Mac's GPU working-set limit.
 DEMO_NEED_BYTES = 1536 * 1024 * 1024
 # `setup --demo --retrieval`: a tiny encoder and a tiny reranker, each in its own process.
-# Each process: RSS ~1.7 GB on the CPU backend here (vllm-mlx's imports, torch among them;
-# the models are 0.5 MB), measured with benchmarks/embeddings.py.
+# Measured on the CPU backend here: the encoder's process 0.81 GB RSS after use
+# (benchmarks/embeddings.py); one process holding both the encoder and the reranker (which
+# imports transformers) 1.76 GB. The models are 0.5 MB: it is vllm-mlx's imports.
 DEMO_RETRIEVAL = (("embed", "embedding"), ("rerank", "rerank"))
 DEMO_RERANK_REPO = "mlx-stack/demo-rerank"
 DEMO_RETRIEVAL_NEED_BYTES = 1792 * 1024 * 1024
