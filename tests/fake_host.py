@@ -248,7 +248,7 @@ class FakeHost(Host):
         return self._answer(self.liveness, proc.service)
 
     def completion(self, url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
-                   headers: dict[str, str] | None = None) -> ProbeResult:
+                   headers: dict[str, str] | None = None, kind: str = "chat") -> ProbeResult:
         proc = self._listening(url)
         if proc is None or proc.service is None:
             return REFUSED

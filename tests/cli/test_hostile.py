@@ -213,7 +213,9 @@ def _not_an_int_at_least(lo: int):  # type: ignore[no-untyped-def]
                                "--quant", "--family"]), _junk()),
     st.tuples(st.just("models"), st.sampled_from(["--memory", "--gpu-cores", "--budget"]), _junk()),
     st.tuples(st.just("setup"), st.just("--no-start"), st.sampled_from(["--model", "--add", "--remove",
-                                                                         "--budget-pct", "--as"]), _junk()),
+                                                                         "--budget-pct", "--as",
+                                                                         "--add-embedding", "--add-rerank"]),
+              _junk()),
     st.tuples(st.just("setup"), st.sampled_from(["--intent", "--budget-pct"]), _junk().filter(
         lambda s: s.strip().lower() not in ("balanced", "agent-fleet"))),
     st.tuples(st.just("watch"), st.sampled_from(["--interval", "--probe-timeout"]),

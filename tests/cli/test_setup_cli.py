@@ -111,3 +111,48 @@ def test_a_corrupt_stack_is_replaced_by_a_new_setup_not_changed(run, models, iso
     assert r.exit_code == 0, r.stderr
     assert "a new stack will replace it" in r.stderr
     assert stack_store.load(isolated_home).tier_names == ["standard"]
+
+
+@pytest.fixture(scope="module")
+def retrieval_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from mlx_stack.services.demo_models import build_encoder_model, build_reranker_model
+
+    root = tmp_path_factory.mktemp("retrieval-models")
+    return build_encoder_model(root / "enc"), build_reranker_model(root / "hub", "org/tiny-rerank")
+
+
+def test_add_embedding_and_rerank_to_a_stopped_stack(run, models, retrieval_models,
+                                                      isolated_home: Paths) -> None:
+    encoder, reranker = retrieval_models
+    assert run("setup", "--model", str(models[0]), "--no-start").exit_code == 0
+    r = run("setup", "--add-embedding", str(encoder), "--add-rerank", str(reranker), "--no-start")
+    assert r.exit_code == 0, r.stderr
+    stack = stack_store.load(isolated_home)
+    assert stack.tier_names == ["standard", "embed", "rerank"]
+    assert stack.fallback_order == ("standard",)
+    assert stack.tier("embed").kind == "embedding" and stack.tier("rerank").kind == "rerank"
+    assert stack.tier("embed").serving is not None and stack.tier("embed").serving.cache_memory_mb == 0
+    assert stack.tier("standard").serving == stack_store.load(isolated_home).tier("standard").serving
+    # the same flag again replaces the model of `embed`; --remove takes it away
+    assert run("setup", "--add-embedding", str(encoder), "--no-start").exit_code == 0
+    assert stack_store.load(isolated_home).tier_names == ["standard", "embed", "rerank"]
+    assert run("setup", "--remove", "rerank", "--no-start").exit_code == 0
+    assert stack_store.load(isolated_home).tier_names == ["standard", "embed"]
+
+
+def test_a_reranker_outside_a_hub_cache_is_refused(run, models, retrieval_models,
+                                                   isolated_home: Paths) -> None:
+    assert run("setup", "--model", str(models[0]), "--no-start").exit_code == 0
+    before = isolated_home.stack_file.read_text()
+    r = run("setup", "--add-rerank", str(retrieval_models[0]), "--no-start")
+    assert r.exit_code == 5 and "Hugging Face cache" in r.stderr
+    assert isolated_home.stack_file.read_text() == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--demo", "--add-embedding", "x"], "--demo cannot be combined with --add-embedding"),
+    (["--retrieval"], "--retrieval applies to --demo only"),
+])
+def test_retrieval_flag_errors(run, args: list[str], message: str) -> None:
+    r = run("setup", *args)
+    assert r.exit_code == 2 and message in r.stderr

@@ -56,7 +56,8 @@ def test_newer_generation_never_loses_for_lack_of_data(cat):
             continue
         mine = assess(e, "bf16", cat).score
         for o in cat:
-            if (o.quality is not None and o.publisher == e.publisher and o.released is not None
+            if (o.quality is not None and o.publisher == e.publisher and o.kind == e.kind
+                    and o.released is not None
                     and o.released < e.released and effective_params(o) <= 1.1 * effective_params(e)):
                 assert mine >= o.quality.score, (e.id, o.id)
 

@@ -90,7 +90,7 @@ def test_flags_and_accept_defaults_skip_the_questions(monkeypatch: pytest.Monkey
 def test_accept_defaults_never_picks_a_gated_model(monkeypatch: pytest.MonkeyPatch,
                                                    isolated_home: Paths) -> None:
     shipped = catalog_store.load_catalog()
-    keep = min(shipped, key=lambda e: e.params_b)  # the only model without a gate
+    keep = min((e for e in shipped if e.kind == "chat"), key=lambda e: e.params_b)  # the only ungated one
     gated = catalog_mod.Catalog([e if e.id == keep.id else replace(e, gated=True) for e in shipped])
     monkeypatch.setattr(catalog_store, "load_catalog", lambda: gated)
     monkeypatch.setattr(hub, "token", lambda: "hf_a_token")

@@ -25,7 +25,8 @@ def bench(
                              help="Port of the temporary server (default: a free one)."),
 ) -> None:
     """Measure prompt and generation tokens/s, time to first token and peak memory, then the
-    same at several concurrent streams; compare with the catalog or the estimate.
+    same at several concurrent streams; compare with the catalog or the estimate. A running
+    embedding tier is measured in texts/s and tokens/s at batch 1, 16 and 64 instead.
 
     A model folder or catalog id is served by a temporary vllm-mlx that is stopped afterwards.
     Exit codes: 2 bad option, 4 unknown target, 5 port taken, 7 tier down or server failed,
@@ -34,6 +35,9 @@ def bench(
     from mlx_stack.core.bench import parse_levels
     from mlx_stack.errors import UsageError
     from mlx_stack.services import bench as bench_service
+
+    if _embedding_bench(target, save=save, json_=json_, iterations=iterations):
+        return
 
     try:
         levels = parse_levels(concurrency)
@@ -49,6 +53,32 @@ def bench(
         terminal.json(outcome.as_dict())
         return
     show(outcome)
+
+
+def _embedding_bench(target: str, *, save: bool, json_: bool, iterations: int) -> bool:
+    """A running embedding tier: texts/s and tokens/s at batch 1/16/64 (services.bench_embeddings)."""
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.errors import UsageError
+    from mlx_stack.paths import paths
+    from mlx_stack.services import bench_embeddings
+
+    p = paths()
+    stack = bench_embeddings.embedding_tier(p, target)
+    if stack is None:
+        return False
+    if save:
+        raise UsageError("--save applies to chat models",
+                         hint="the recommender ranks embedding models by published retrieval scores")
+    result = bench_embeddings.run(p, stack, target, rounds=max(3, iterations),
+                                  on_progress=lambda msg: terminal.info(f"bench: {msg}"))
+    if json_:
+        terminal.json(result.as_dict())
+        return True
+    terminal.print(f"{result.tier} ({result.model}) at {result.url}")
+    for lv in result.levels:
+        terminal.print(f"  batch {lv.batch:>3}: {lv.texts_s:8.1f} texts/s  {lv.tokens_s:9.0f} tokens/s  "
+                       f"p50 {lv.p50_ms:8.1f} ms  ({lv.requests} requests)")
+    return True
 
 
 def measure(target: str, *, save: bool, options: Options | None = None, port: int | None = None) -> Outcome:

@@ -21,6 +21,10 @@ def setup(
         "one tool round trip through an agent client (Bash for Claude Code, bash for OpenCode).",
     ),
     no_start: bool = typer.Option(False, "--no-start", help="Write the stack but start nothing."),
+    retrieval: bool = typer.Option(
+        False, "--retrieval",
+        help="With --demo: add a tiny encoder (/v1/embeddings) and reranker (/v1/rerank) tier.",
+    ),
     accept_defaults: bool = typer.Option(
         False, "--accept-defaults", "-y",
         help="No questions: take the recommendation (never a gated model). Implied without a terminal.",
@@ -56,6 +60,14 @@ def setup(
         None, "--idle-unload", metavar="DURATION",
         help="With --on-demand: stop the tier after this long without requests (30s, 10m, 2h; default 10m).",
     ),
+    add_embedding: str = typer.Option(
+        None, "--add-embedding", metavar="MODEL",
+        help="Add an embedding model (/v1/embeddings) to the current stack, as tier `embed`.",
+    ),
+    add_rerank: str = typer.Option(
+        None, "--add-rerank", metavar="MODEL",
+        help="Add a reranker (/v1/rerank) to the current stack, as tier `rerank`.",
+    ),
     no_pull: bool = typer.Option(False, "--no-pull", help="Download nothing: use models already on disk."),
     force: bool = typer.Option(
         False, "--force",
@@ -73,25 +85,31 @@ def setup(
         demo=demo, accept_defaults=accept_defaults, intent=intent, budget_pct=budget_pct,
         add=tuple(add or ()), as_=tuple(as_ or ()), remove=tuple(remove or ()), model=model,
         no_pull=no_pull, no_start=no_start, force=force, on_demand=on_demand, idle_unload=idle_unload,
-        demo_tool=demo_tool,
+        demo_tool=demo_tool, add_embedding=add_embedding, add_rerank=add_rerank,
     )
     check_flags(flags)
+    if retrieval and not demo:
+        from mlx_stack.errors import UsageError
+
+        raise UsageError("--retrieval applies to --demo only",
+                         hint="for real models: `setup --add-embedding MODEL` or `--add-rerank MODEL`")
     if demo:
-        _setup_demo(start=not no_start, force=force, tool=demo_tool)
+        _setup_demo(start=not no_start, force=force, tool=demo_tool, retrieval=retrieval)
         return
     from mlx_stack.cli.setup_view import run_setup
 
     run_setup(flags)
 
 
-def _setup_demo(*, start: bool, force: bool = False, tool: str | None = None) -> None:
+def _setup_demo(*, start: bool, force: bool = False, tool: str | None = None,
+                retrieval: bool = False) -> None:
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.paths import paths
     from mlx_stack.services import demo_stack, lifecycle
 
     p = paths()
     terminal.info("building the demo models (tiny, random weights: they answer nonsense)…")
-    result = demo_stack.write_demo_stack(p, tool=tool)
+    result = demo_stack.write_demo_stack(p, tool=tool, retrieval=retrieval)
     if tool is not None:
         terminal.info(f"standard is scripted: it calls {tool} on each user turn, then answers in text")
     for t in result.stack.tiers:

@@ -51,6 +51,10 @@ class TerminalSetupUI:
             from mlx_stack.core.memory_plan import MB
 
             render_plan(profiles, rec.budget_bytes // MB)
+        for r in rec.retrieval:
+            self.terminal.info(f"  {r.name:<9} {r.entry.id} {r.quant}  {r.entry.kind}, {gb(r.memory_bytes)} "
+                               f"(estimated; license {r.entry.license})")
+            self.terminal.info(f"  {'':<9} why: {r.reason}")
         for d in rec.dropped:
             self.terminal.warn(f"tier {d.name} dropped: {d.reason}")
         for note in rec.notes:

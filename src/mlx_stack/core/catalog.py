@@ -98,6 +98,18 @@ class Capabilities:
     vision: bool
 
 
+KINDS = ("chat", "embedding", "rerank")
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What an embedding or rerank entry serves (issue 25)."""
+
+    max_input_tokens: int  # the encoder's input limit (its positions / the card's figure)
+    dimensions: int | None = None  # embedding width (embedding models only)
+    matryoshka: bool = False  # trained so that leading dimensions stand alone (`dimensions`)
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     id: str
@@ -122,6 +134,8 @@ class CatalogEntry:
     quality: QualityScore | None = None
     shape: Shape | None = None
     repo_source: str | None = None  # where the repos' existence was checked
+    kind: str = "chat"  # chat | embedding | rerank
+    retrieval: Retrieval | None = None  # embedding / rerank entries only
 
     @property
     def is_moe(self) -> bool:
@@ -143,6 +157,8 @@ class CatalogEntry:
             "quality": None if self.quality is None else vars(self.quality).copy(),
             "shape": None if self.shape is None else vars(self.shape).copy(),
             "repo_source": self.repo_source,
+            **({"kind": self.kind, "retrieval": vars(self.retrieval).copy() if self.retrieval else None}
+               if self.kind != "chat" else {}),
         }
 
 
@@ -156,7 +172,7 @@ def _fields(data: object, source: str) -> Fields:
 
 _TOP = ("id", "name", "family", "publisher", "architecture", "attention", "params_b", "active_params_b",
         "context_length", "gated", "license", "tags", "capabilities", "kv_cache", "disk_size_source",
-        "repos", "measured", "notes", "quality", "released", "shape", "repo_source")
+        "repos", "measured", "notes", "quality", "released", "shape", "repo_source", "kind", "retrieval")
 _RELEASED = re.compile(r"^20\d\d-(0[1-9]|1[0-2])$")
 _URL = re.compile(r"^https://\S+$")
 
@@ -233,6 +249,8 @@ def parse_entry(data: object, source: str) -> CatalogEntry:
     released = f.optional("released", str)
     if released is not None and not _RELEASED.match(released):
         f.fail("released", f"expected YYYY-MM, found {released!r}")
+    kind = f.choice("kind", KINDS) if "kind" in f.data else "chat"
+    retrieval = _retrieval(f, kind)
     return CatalogEntry(
         id=entry_id, name=f.get("name", str), family=f.get("family", str),
         publisher=f.get("publisher", str), architecture=architecture,
@@ -242,8 +260,22 @@ def parse_entry(data: object, source: str) -> CatalogEntry:
         capabilities=caps, repos=repos, kv_cache=kv, measured=tuple(measured),
         notes=f.optional("notes", str), source=source,
         released=released, quality=_quality(f), shape=_shape(f, architecture),
-        repo_source=f.optional("repo_source", str),
+        repo_source=f.optional("repo_source", str), kind=kind, retrieval=retrieval,
     )
+
+
+def _retrieval(f: Fields, kind: str) -> Retrieval | None:
+    r = f.optional_sub("retrieval")
+    if (r is None) != (kind == "chat"):
+        f.fail("retrieval", "required exactly on an embedding or rerank entry")
+    if r is None:
+        return None
+    r.unknown(("max_input_tokens", "dimensions", "matryoshka"))
+    dims = r.integer("dimensions", 1, 65536, required=kind == "embedding")
+    if kind == "rerank" and dims is not None:
+        r.fail("dimensions", "a reranker has no embedding width")
+    return Retrieval(max_input_tokens=r.integer("max_input_tokens", 16, 10_000_000) or 0, dimensions=dims,
+                     matryoshka=r.optional("matryoshka", bool, False))
 
 
 def _quality(f: Fields) -> QualityScore | None:

@@ -45,6 +45,17 @@ class Upstream:
     # resident tiers (and the cloud), which it never starts or stops.
     idle_unload_s: int | None = None
     planned_mb: int | None = None  # its serving plan (eviction frees about this much)
+    # Retrieval tiers (issue 25; core.retrieval routes them): kind embedding | rerank, the
+    # model name their server expects, the names clients may use for them, the input limit.
+    kind: str = "chat"
+    served: str | None = None
+    aliases: tuple[str, ...] = ()
+    max_input_tokens: int | None = None
+
+    @property
+    def sent_model(self) -> str:
+        """The `model` a request carries upstream."""
+        return self.served or self.name
 
     @property
     def on_demand(self) -> bool:
@@ -95,11 +106,16 @@ def _upstream(raw: object, source: str) -> Upstream:
     tok = entry.get("tokenizer")
     od = as_object(entry.get("on_demand")) or {}
     idle, planned = od.get("idle_unload_s"), od.get("planned_mb")
+    kind, served, max_in = entry.get("kind"), entry.get("served"), entry.get("max_input_tokens")
+    aliases = tuple(a for a in as_list(entry.get("aliases")) if isinstance(a, str))
     return Upstream(name, str(entry.get("model") or name), url.rstrip("/"),
                     window if isinstance(window, int) and window > 0 else None,
                     tok if isinstance(tok, str) else None,
                     idle if isinstance(idle, int) and idle > 0 else None,
-                    planned if isinstance(planned, int) and planned > 0 else None)
+                    planned if isinstance(planned, int) and planned > 0 else None,
+                    kind if isinstance(kind, str) else "chat",
+                    served if isinstance(served, str) else None, aliases,
+                    max_in if isinstance(max_in, int) and max_in > 0 else None)
 
 
 def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
@@ -157,7 +173,7 @@ def plan(body: Mapping[str, object], routes: Routes, *, tokens: int | None = Non
     if requested == AUTO:
         decision = decide(body, rules, routes.windows, tokens=counted)
         routed, reason = decision.tier, f"auto-{decision.reason}"
-    elif requested in routes.tiers:
+    elif requested in routes.tiers and routes.tiers[requested].kind == "chat":
         routed, reason = requested, "direct"
     elif (hit := match_alias(requested, routes.aliases)) is not None:
         alias, routed = hit
@@ -224,6 +240,8 @@ _REQUIRED = {
     "/v1/completions": "prompt",
     "/v1/embeddings": "input",
     "/v1/responses": "input",
+    "/v1/rerank": "documents",
+    "/rerank": "documents",
 }
 
 

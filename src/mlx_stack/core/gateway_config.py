@@ -40,14 +40,17 @@ LITELLM_HEADER = "# Rendered by mlx-stack from stack.yaml; do not edit (it is re
 
 def rules_for(stack: Stack) -> RoutingRules:
     """The stack's ``auto`` rules: its ``routing:`` section, else the defaults for its tiers."""
-    return stack.routing if stack.routing is not None else default_rules(stack.tier_names)
+    return stack.routing if stack.routing is not None else default_rules(stack.chat_tiers)
 
 
 def upstreams(stack: Stack, windows: Mapping[str, int | None]) -> list[Upstream]:
     """The tiers as the front door sees them; ``windows``: each tier's context window."""
-    return [Upstream(t.name, t.model, f"http://127.0.0.1:{t.port}", windows.get(t.name), t.path,
+    return [Upstream(t.name, t.model, f"http://127.0.0.1:{t.port}",
+                     None if t.retrieval else windows.get(t.name), t.path,
                      t.idle_unload if t.on_demand else None,
-                     t.serving.planned_mb if t.on_demand and t.serving is not None else None)
+                     t.serving.planned_mb if t.on_demand and t.serving is not None else None,
+                     t.kind, t.served_model if t.retrieval else None, t.model_aliases,
+                     t.max_input_tokens)
             for t in stack.tiers]
 
 
@@ -61,6 +64,9 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
                                   "context_window": u.context_window, "tokenizer": u.tokenizer}
         if u.on_demand:
             out["on_demand"] = {"idle_unload_s": u.idle_unload_s, "planned_mb": u.planned_mb}
+        if u.kind != "chat":
+            out.update(kind=u.kind, served=u.served, aliases=list(u.aliases),
+                       max_input_tokens=u.max_input_tokens)
         return out
 
     return {"schema": ROUTES_SCHEMA, "tiers": [entry(t) for t in tiers],

@@ -99,7 +99,8 @@ def assess(entry: CatalogEntry, quant: str, catalog: Iterable[CatalogEntry]) -> 
         score, published = q.score, True
         explanation = f"{q.benchmark}: {q.score:g} ({q.source}, {q.date})"
     else:
-        entries = list(catalog)
+        # Only chat models' scores share a scale (retrieval entries publish MTEB figures).
+        entries = [e for e in catalog if e.kind == entry.kind]
         a, b, n = size_line(entries)
         score, published = a + b * math.log(effective_params(entry)), False
         explanation = (f"no published score: estimated {score:.1f} from its size "

@@ -40,6 +40,7 @@ from mlx_stack.core.estimator import (
 )
 from mlx_stack.core.hardware import HardwareProfile
 from mlx_stack.core.quality import Quality, assess
+from mlx_stack.core.retrieval_plan import RetrievalPick, pick, reserve
 from mlx_stack.core.units import gb
 from mlx_stack.errors import UsageError
 
@@ -191,6 +192,8 @@ class Recommendation:
     dropped: list[Dropped]
     candidates: list[Candidate] = field(default_factory=list[Candidate])
     notes: list[str] = field(default_factory=list[str])
+    # Embedding / rerank tiers added within what the chat tiers leave (core.retrieval_plan).
+    retrieval: list[RetrievalPick] = field(default_factory=list[RetrievalPick])
 
     @property
     def total_memory_bytes(self) -> int:
@@ -204,6 +207,7 @@ class Recommendation:
             "tiers": [t.as_dict() for t in self.tiers],
             "dropped": [{"tier": d.name, "reason": d.reason} for d in self.dropped],
             "notes": self.notes,
+            "retrieval": [r.as_dict() for r in self.retrieval],
         }
 
 
@@ -280,7 +284,8 @@ def candidates(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], 
     (default: ``catalog``); prefill and time to first token are for a ``prompt_tokens`` prompt."""
     weights = INTENTS[intent]
     notes = [] if notes is None else notes
-    reference_list = list(catalog if reference is None else reference)
+    catalog = [e for e in catalog if e.kind == "chat"]  # retrieval models: core.retrieval_plan
+    reference_list = [e for e in (catalog if reference is None else reference) if e.kind == "chat"]
     ranking_hw = profile if profile.bandwidth_gbs else replace(profile, bandwidth_gbs=NOMINAL_BANDWIDTH)
     short = min(SHORT_CONTEXT, context)
     out: list[Candidate] = []
@@ -332,8 +337,13 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     from `bench --save` and overrides the estimates (entries without memory are ignored)."""
     if intent not in INTENTS:
         raise UsageError(f"unknown intent {intent!r}", hint="intents: " + ", ".join(INTENTS))
-    budget, budget_reason = budget_for(profile, memory_budget_pct, budget_bytes)
+    whole, budget_reason = budget_for(profile, memory_budget_pct, budget_bytes)
     notes: list[str] = []
+    # Room for an embedding model is kept first when it costs at most an eighth of the budget.
+    reserved = reserve(catalog, whole, quant)
+    budget = whole - reserved
+    if reserved:
+        notes.append(f"{gb(reserved)} of the {gb(whole)} budget is kept for an embedding model")
     std = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget, saved=saved,
                      notes=notes, prompt_tokens=prompt_tokens)
     longs = candidates(profile, catalog, intent=intent, quant=quant, budget_bytes=budget,
@@ -402,7 +412,9 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
                            f"memory reserved for {lc.context // 1024}k tokens"))
     else:
         dropped.append(Dropped("longctx", _why_no_long(s, f, longs, budget)))
-    return Recommendation(intent, INTENTS[intent], budget, budget_reason, tiers, dropped, std, notes)
+    retrieval, left_out = pick(catalog, whole - sum(t.memory_bytes for t in tiers), quant)
+    return Recommendation(intent, INTENTS[intent], whole, budget_reason, tiers, dropped, std,
+                          [*notes, *left_out], retrieval)
 
 
 def _agent_cache(c: Candidate) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlx_stack.core.gateway_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
 from mlx_stack.core.memory_plan import server_flags
-from mlx_stack.core.stack import GATEWAY, LITELLM, Stack, Tier
+from mlx_stack.core.stack import EMBEDDING, GATEWAY, LITELLM, Stack, Tier, hub_cache_of
 
 LOCALHOST = "127.0.0.1"
 
@@ -30,6 +30,8 @@ class Command:
 def tier_command(tier: Tier, bin_dir: Path, ssd_dir: Path | None = None) -> Command:
     """vllm-mlx for one tier: local path, 127.0.0.1, served under the tier's name;
     ``ssd_dir``: its on-disk prefix cache folder (used when its profile caps one)."""
+    if tier.retrieval:
+        return retrieval_command(tier, bin_dir)
     argv = [
         str(bin_dir / "vllm-mlx"), "serve", tier.path,
         "--host", LOCALHOST,
@@ -53,6 +55,36 @@ def tier_command(tier: Tier, bin_dir: Path, ssd_dir: Path | None = None) -> Comm
         # ~/.cache/vllm-mlx/prefix_cache/<model path>: with HOME here that copy, which is what
         # keeps a warm prefix across a restart, stays in the state folder, one per tier.
         env["HOME"] = str(ssd_dir / "home")
+    return Command(tier.name, tuple(argv), env, frozenset(), tier.port)
+
+
+def retrieval_command(tier: Tier, bin_dir: Path) -> Command:
+    """vllm-mlx 0.6 serving one encoder (or reranker) in a process of its own.
+
+    `serve` always names a chat model; with --lazy-load-model it is never loaded (no chat
+    request reaches this process: the front door sends it only /v1/embeddings or
+    /v1/rerank), so the process holds the retrieval model alone. An encoder refuses input
+    over its limit (400 naming it) instead of truncating it silently. A reranker is loaded
+    by repo id from the hub cache its folder sits in (vllm-mlx refuses a folder path).
+    """
+    argv = [
+        str(bin_dir / "vllm-mlx"), "serve", tier.path,
+        "--host", LOCALHOST,
+        "--port", str(tier.port),
+        "--served-model-name", tier.name,
+        "--lazy-load-model",
+    ]
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if tier.kind == EMBEDDING:
+        argv += ["--embedding-model", tier.served_model, "--embedding-overflow-policy", "error"]
+        if tier.max_input_tokens is not None:
+            argv += ["--embedding-max-length", str(tier.max_input_tokens)]
+    else:
+        argv += ["--rerank-model", tier.served_model]
+        found = hub_cache_of(tier.path)
+        if found is not None:
+            env["HF_HUB_CACHE"] = found[1]
+    argv += list(tier.extra_args)
     return Command(tier.name, tuple(argv), env, frozenset(), tier.port)
 
 

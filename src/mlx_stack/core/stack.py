@@ -32,6 +32,16 @@ MODES = (RESIDENT, ON_DEMAND)
 DEFAULT_IDLE_UNLOAD_S = 600  # an on-demand tier without `idle-unload` sleeps after 10 min unused
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h)\s*$")
 _DURATION_S = {"s": 1, "m": 60, "h": 3600}
+# What a tier serves (issue 25): a chat model (every route but retrieval), or a retrieval
+# model in a process of its own: an encoder on /v1/embeddings, a cross-encoder on /v1/rerank.
+CHAT, EMBEDDING, RERANK = "chat", "embedding", "rerank"
+KINDS = (CHAT, EMBEDDING, RERANK)
+# Model names clients send out of habit, routed to the stack's retrieval tier of that kind
+# unless a tier lists its own `aliases` (OpenAI's embedding names; Cohere's and Jina's).
+DEFAULT_ALIASES = {
+    EMBEDDING: ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"),
+    RERANK: ("rerank-v3.5", "rerank-english-v3.0", "jina-reranker-v2-base-multilingual"),
+}
 
 
 def parse_duration(text: str) -> int | None:
@@ -48,6 +58,15 @@ def format_duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+_HUB_SNAPSHOT = re.compile(r"^(?P<cache>.+)/models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/[^/]+/?$")
+
+
+def hub_cache_of(path: str) -> tuple[str, str] | None:
+    """(repo id, cache folder) when ``path`` is a snapshot folder of a Hugging Face hub cache."""
+    m = _HUB_SNAPSHOT.match(path)
+    return (f"{m.group('org')}/{m.group('name')}", m.group("cache")) if m else None
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,31 @@ class Tier:
     # first request that needs it and stops it after `idle_unload_s` without requests).
     mode: str = RESIDENT
     idle_unload_s: int | None = None  # on-demand only; None: DEFAULT_IDLE_UNLOAD_S
+    kind: str = CHAT  # chat | embedding | rerank
+    aliases: tuple[str, ...] | None = None  # retrieval only; None: DEFAULT_ALIASES[kind]
+    max_input_tokens: int | None = None  # retrieval only: --embedding-max-length
+
+    @property
+    def retrieval(self) -> bool:
+        return self.kind != CHAT
+
+    @property
+    def served_model(self) -> str:
+        """The `model` this tier's server expects: the tier name for chat (served-model-name);
+        the model folder for an encoder (vllm-mlx 0.6 checks the --embedding-model string);
+        the hub repo id for a reranker (it loads one only through the hub cache)."""
+        if self.kind == EMBEDDING:
+            return self.path
+        if self.kind == RERANK:
+            found = hub_cache_of(self.path)
+            return found[0] if found else self.model
+        return self.name
+
+    @property
+    def model_aliases(self) -> tuple[str, ...]:
+        if not self.retrieval:
+            return ()
+        return self.aliases if self.aliases is not None else DEFAULT_ALIASES[self.kind]
 
     @property
     def on_demand(self) -> bool:
@@ -114,6 +158,11 @@ class Stack:
         return [t.name for t in self.tiers]
 
     @property
+    def chat_tiers(self) -> list[str]:
+        """The tiers that answer chat (routing, `auto`, fallback); not the retrieval ones."""
+        return [t.name for t in self.tiers if not t.retrieval]
+
+    @property
     def resident_tiers(self) -> list[str]:
         """The tiers `up` starts (on-demand tiers sleep until a request needs them)."""
         return [t.name for t in self.tiers if not t.on_demand]
@@ -136,7 +185,7 @@ class Stack:
         """A copy with ``tier`` replaced (same name) or appended."""
         others = [t for t in self.tiers if t.name != tier.name]
         if len(others) == len(self.tiers):
-            order = (*self.fallback_order, tier.name)
+            order = self.fallback_order if tier.retrieval else (*self.fallback_order, tier.name)
             return replace(self, tiers=(*self.tiers, tier), fallback_order=order)
         tiers = tuple(tier if t.name == tier.name else t for t in self.tiers)
         return replace(self, tiers=tiers)
@@ -153,7 +202,8 @@ def _port(f: Fields) -> int:
 
 
 _TIER_FIELDS = ("name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
-                "context_window", "extra_args", "serving", "mode", "idle-unload")
+                "context_window", "extra_args", "serving", "mode", "idle-unload", "kind", "aliases",
+                "max_input_tokens")
 
 
 def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
@@ -183,6 +233,18 @@ def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
             f.fail("idle-unload", f"{idle!r} is not a duration like 30s, 10m or 2h")
         if mode != ON_DEMAND:
             f.fail("idle-unload", "only an on-demand tier unloads when idle (add `mode: on-demand`)")
+    kind = f.optional("kind", str, CHAT)
+    if kind not in KINDS:
+        f.fail("kind", f"{kind!r} is not a kind (chat, embedding or rerank)")
+    raw_aliases = cast("list[object] | None", f.optional("aliases", list))
+    aliases = None
+    if raw_aliases is not None:
+        aliases = tuple(a for a in raw_aliases if isinstance(a, str) and a)
+        if len(aliases) != len(raw_aliases) or kind == CHAT:
+            f.fail("aliases", "expected a list of model names, on an embedding or rerank tier")
+    max_in = f.optional("max_input_tokens", int)
+    if max_in is not None and (max_in <= 0 or kind == CHAT):
+        f.fail("max_input_tokens", "must be positive, on an embedding or rerank tier")
     return Tier(
         name=name,
         model=f.get("model", str),
@@ -195,6 +257,9 @@ def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
         serving=parse_profile(f.data["serving"], f.where("serving."), source) if f.has("serving") else None,
         mode=mode,
         idle_unload_s=idle_s,
+        kind=kind,
+        aliases=aliases,
+        max_input_tokens=max_in,
     )
 
 
@@ -229,11 +294,14 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
             f.fail(f"tiers[{i}].port", f"port {t.port} is also used by {ports[t.port]}")
         ports[t.port] = f"tiers[{i}].port"
 
-    listed = cast("list[object]", f.optional("fallback_order", list, names))
+    chat = [t.name for t in tiers if not t.retrieval]
+    listed = cast("list[object]", f.optional("fallback_order", list, chat))
     order: list[str] = []
     for i, name in enumerate(listed):
         if not isinstance(name, str) or name not in names:
             f.fail(f"fallback_order[{i}]", f"{name!r} is not a tier of this stack")
+        if name not in chat:
+            f.fail(f"fallback_order[{i}]", f"{name!r} is a retrieval tier (only chat tiers fall back)")
         order.append(name)
     if len(set(order)) != len(order):
         f.fail("fallback_order", "a tier is listed twice")
@@ -243,7 +311,7 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
         model=cl.optional("model", str, DEFAULT_CLOUD_MODEL),
         base_url=cl.optional("base_url", str, DEFAULT_CLOUD_BASE_URL),
     )
-    routing = parse_routing(f.data["routing"], names, source) if f.has("routing") else None
+    routing = parse_routing(f.data["routing"], chat, source) if f.has("routing") else None
     budget = f.optional("memory_budget_mb", int)
     if budget is not None and budget <= 0:
         f.fail("memory_budget_mb", "must be positive")
@@ -285,6 +353,12 @@ def dump_stack(stack: Stack) -> JSONObject:
             entry["mode"] = ON_DEMAND
             if t.idle_unload_s is not None:
                 entry["idle-unload"] = format_duration(t.idle_unload_s)
+        if t.retrieval:
+            entry["kind"] = t.kind
+            if t.aliases is not None:
+                entry["aliases"] = list(t.aliases)
+            if t.max_input_tokens is not None:
+                entry["max_input_tokens"] = t.max_input_tokens
         if t.serving is not None:
             entry["serving"] = dump_profile(t.serving)
         tiers.append(entry)
@@ -299,7 +373,7 @@ def dump_stack(stack: Stack) -> JSONObject:
     if stack.cloud != Cloud():
         data["cloud"] = {"model": stack.cloud.model, "base_url": stack.cloud.base_url}
     if stack.routing is not None:
-        data["routing"] = dump_routing(fit_to_tiers(stack.routing, stack.tier_names), stack.tier_names)
+        data["routing"] = dump_routing(fit_to_tiers(stack.routing, stack.chat_tiers), stack.chat_tiers)
     # Aliases of a tier that is gone are dropped (`setup --remove` leaves a readable file).
     aliases: JSONObject = {p: t for p, t in stack.aliases if t in stack.tier_names}
     if aliases:

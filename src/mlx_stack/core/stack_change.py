@@ -63,10 +63,12 @@ class SetupFlags:
     on_demand: bool = False  # the --add tiers are on-demand (started by the front door when needed)
     idle_unload: str | None = None  # their idle timeout (30s, 10m, 2h)
     demo_tool: str | None = None  # with --demo: standard is a scripted model calling this tool
+    add_embedding: str | None = None  # an encoder for /v1/embeddings (tier `embed`)
+    add_rerank: str | None = None  # a cross-encoder for /v1/rerank (tier `rerank`)
 
     @property
     def changes_stack(self) -> bool:
-        return bool(self.add or self.remove)
+        return bool(self.add or self.remove or self.add_embedding or self.add_rerank)
 
 
 def check_flags(f: SetupFlags) -> None:
@@ -79,6 +81,7 @@ def check_flags(f: SetupFlags) -> None:
             ("--accept-defaults", f.accept_defaults), ("--intent", f.intent is not None),
             ("--budget-pct", f.budget_pct is not None), ("--add", bool(f.add)), ("--as", bool(f.as_)),
             ("--remove", bool(f.remove)), ("--model", f.model is not None), ("--no-pull", f.no_pull),
+            ("--add-embedding", f.add_embedding is not None), ("--add-rerank", f.add_rerank is not None),
         ) if given]
         if others:
             raise bad(f"--demo cannot be combined with {', '.join(others)}",

@@ -36,7 +36,7 @@ from mlx_stack.core.front_door import (
 from mlx_stack.core.metrics_text import cache_gauges, cache_stats, tier_gauges
 from mlx_stack.core.routing import has_tools
 from mlx_stack.core.stack import CLOUD
-from mlx_stack.gateway import replies
+from mlx_stack.gateway import replies, retrieval
 from mlx_stack.gateway.continuation import ChatStream, continue_on
 from mlx_stack.gateway.dashboard import PAGES, VIEW_HEADERS, VIEW_ROUTE, Dashboard
 from mlx_stack.gateway.limits import Connections, Full, Gate
@@ -56,6 +56,7 @@ log = logging.getLogger("mlx_stack.front_door")
 PROXIED = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
     "/v1/messages", "/v1/messages/count_tokens",
+    *retrieval.PATHS,  # /v1/embeddings, /v1/rerank, /rerank (issue 25)
 })
 LIVENESS = "/health"
 COUNT_TOKENS = "/v1/messages/count_tokens"
@@ -246,6 +247,10 @@ class FrontDoor:
         if problem is not None or data is None:
             await replies.error(send, 400, problem or "bad request", anthropic=anthropic)
             return
+        if path in retrieval.PATHS:  # embeddings and rerank: gateway/retrieval.py
+            await retrieval.serve(self, path, headers, data, receive, send,
+                                  probe=any(name == PROBE_HEADER for name, _ in headers))
+            return
         if NORMALIZE:
             fixed = normalize_volatile(data)
             if fixed is not None:
@@ -363,7 +368,7 @@ class FrontDoor:
                 if self.on_demand.tiers[name].cold_starts > starts:
                     cold = time.monotonic() - began
                 pool = pools.get(name, pool)
-            sent_model = CLOUD if name == CLOUD else name
+            sent_model = pool.upstream.sent_model  # the tier name; a retrieval tier's model
             same = data.get("model") == sent_model and not req.rewrite
             out = body if same else _with_model(data, sent_model)
             result = await attempt(pool, path, out, deadline)

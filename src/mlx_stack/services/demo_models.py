@@ -331,3 +331,87 @@ def build_scripted_model(dest: Path, text: str, *, after_tool: str | None = None
         prefix + "mlp.down_proj.weight": zeros((hidden, 8)),
     }
     return _write(dest, spec, tokenizer, config, weights)
+
+
+# --- Retrieval models (issue 25): a tiny encoder and a tiny cross-encoder reranker ---
+
+DEMO_ENCODER_DIM = 64
+DEMO_ENCODER_MAX_LENGTH = 512
+
+
+def _bert_config(vocab_size: int, max_length: int, pad_id: int) -> dict[str, JSON]:
+    return {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "hidden_size": DEMO_ENCODER_DIM,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": DEMO_ENCODER_DIM * 2,
+        "hidden_act": "gelu",
+        "max_position_embeddings": max_length,
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "vocab_size": vocab_size,
+        "pad_token_id": pad_id,
+        "torch_dtype": "float32",
+    }
+
+
+def _bert_weights(config: dict[str, JSON], seed: int) -> dict[str, mx.array]:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_embeddings.models import bert
+
+    mx.random.seed(seed)
+    model = bert.Model(bert.ModelArgs.from_dict(config))
+    return dict(tree_flatten(model.parameters()))
+
+
+def _encoder_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
+    tokenizer = _train_tokenizer([])
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def build_encoder_model(dest: Path, *, seed: int = 10,
+                        max_length: int = DEMO_ENCODER_MAX_LENGTH) -> Path:
+    """A tiny BERT text encoder (random weights, 64 dimensions, mean pooling + L2 norm, as
+    mlx-embeddings' `bert` does) in ``dest``; vllm-mlx serves it with --embedding-model."""
+    spec = {"kind": "encoder", "seed": seed, "max_length": max_length, "version": 1}
+    if _is_complete(dest, spec):
+        return dest
+    tokenizer = _encoder_tokenizer(max_length)
+    config = _bert_config(len(tokenizer), max_length, _token_id(tokenizer, "<|endoftext|>"))
+    return _write(dest, spec, tokenizer, config, _bert_weights(config, seed))
+
+
+DEMO_RERANK_REVISION = "0" * 40
+
+
+def build_reranker_model(cache_dir: Path, repo: str, *, seed: int = 11,
+                         max_length: int = DEMO_ENCODER_MAX_LENGTH) -> Path:
+    """A tiny BERT cross-encoder (one relevance logit) as ``repo`` in a Hugging Face cache
+    layout under ``cache_dir``; returns its snapshot folder.
+
+    vllm-mlx 0.6 loads a reranker only through ``snapshot_download(repo)`` (a local path is
+    refused as a repo id), so the demo reranker lives where an offline hub cache finds it.
+    """
+    repo_dir = cache_dir / ("models--" + repo.replace("/", "--"))
+    dest = repo_dir / "snapshots" / DEMO_RERANK_REVISION
+    spec = {"kind": "reranker", "seed": seed, "max_length": max_length, "version": 1}
+    if not _is_complete(dest, spec):
+        import mlx.core as mx
+
+        tokenizer = _encoder_tokenizer(max_length)
+        config = _bert_config(len(tokenizer), max_length, _token_id(tokenizer, "<|endoftext|>"))
+        config["architectures"] = ["BertForSequenceClassification"]
+        config["num_labels"] = 1
+        weights = {"bert." + k: v for k, v in _bert_weights(config, seed).items()}
+        mx.random.seed(seed + 1)
+        weights["classifier.weight"] = mx.random.normal((1, DEMO_ENCODER_DIM))
+        weights["classifier.bias"] = mx.zeros((1,))
+        _write(dest, spec, tokenizer, config, weights)
+    refs = repo_dir / "refs"
+    refs.mkdir(parents=True, exist_ok=True)
+    (refs / "main").write_text(DEMO_RERANK_REVISION)
+    return dest

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mlx_stack.core.stack import Gateway, Stack, Tier
+from mlx_stack.core.stack import EMBEDDING, Gateway, Stack, Tier
 from mlx_stack.errors import ConflictError
 from mlx_stack.paths import Paths
 from mlx_stack.system import ports
@@ -32,6 +32,13 @@ DEMO_PARSER = "hermes"  # the demo chat template speaks hermes-style <tool_call>
 # prompts (benchmarks/memory_soak.py, vllm-mlx 0.6 on the CPU backend). So three demo
 # tiers fit an 8 GB Mac's GPU working-set limit.
 DEMO_NEED_BYTES = 1536 * 1024 * 1024
+# `setup --demo --retrieval`: a tiny encoder and a tiny reranker, each in its own process.
+# Measured on the CPU backend here: the encoder's process 0.81 GB RSS after use
+# (benchmarks/embeddings.py); one process holding both the encoder and the reranker (which
+# imports transformers) 1.76 GB. The models are 0.5 MB: it is vllm-mlx's imports.
+DEMO_RETRIEVAL = (("embed", "embedding"), ("rerank", "rerank"))
+DEMO_RERANK_REPO = "mlx-stack/demo-rerank"
+DEMO_RETRIEVAL_NEED_BYTES = 1792 * 1024 * 1024
 
 
 @dataclass
@@ -44,15 +51,15 @@ def demo_model_id(name: str) -> str:
     return f"mlx-stack/demo-{name}"
 
 
-def _pick_ports(previous: Stack | None, gateway_port: int) -> dict[str, int]:
+def _pick_ports(previous: Stack | None, gateway_port: int, names: list[str]) -> dict[str, int]:
     """Keep the ports of an existing stack's tiers; otherwise the first free ones from 8100."""
     chosen: dict[str, int] = {}
     if previous is not None:
         for t in previous.tiers:
-            if t.name in {n for n, _, _ in DEMO_TIERS}:
+            if t.name in names:
                 chosen[t.name] = t.port
     port = FIRST_TIER_PORT
-    for name, _, _ in DEMO_TIERS:
+    for name in names:
         if name in chosen:
             continue
         while port == gateway_port or port in chosen.values() or not ports.is_free(port):
@@ -75,11 +82,25 @@ def _model_dir(p: Paths, name: str, tool: str | None) -> Path:
     return p.demo_model_dir(name if tool is None or name != "standard" else f"{name}-tool-{tool}")
 
 
-def write_demo_stack(p: Paths, *, tool: str | None = None) -> DemoResult:
+def demo_retrieval_tiers(p: Paths, ports_by_name: dict[str, int]) -> tuple[Tier, ...]:
+    """The demo encoder and reranker as retrieval tiers (their models built if missing)."""
+    from mlx_stack.services import demo_models
+
+    encoder = demo_models.build_encoder_model(p.demo_model_dir("embed"))
+    reranker = demo_models.build_reranker_model(p.demo_model_dir("hub"), DEMO_RERANK_REPO)
+    paths = {"embed": str(encoder), "rerank": str(reranker)}
+    limit = demo_models.DEMO_ENCODER_MAX_LENGTH
+    return tuple(Tier(name=name, model=demo_model_id(name), path=paths[name], port=ports_by_name[name],
+                      kind=kind, max_input_tokens=limit if kind == EMBEDDING else None)
+                 for name, kind in DEMO_RETRIEVAL)
+
+
+def write_demo_stack(p: Paths, *, tool: str | None = None, retrieval: bool = False) -> DemoResult:
     """Build the demo models (idempotent) and write stack.yaml for them, under the lock.
 
     ``tool``: the standard tier is a scripted model that calls this tool on each user
-    turn and answers in plain text after its result (``demo_models.build_scripted_model``).
+    turn and answers in plain text after its result (``demo_models.build_scripted_model``);
+    ``retrieval`` adds the demo encoder and reranker tiers.
     """
     from mlx_stack.services import config, demo_models, stack_store
     from mlx_stack.services.running import running_record
@@ -104,7 +125,8 @@ def write_demo_stack(p: Paths, *, tool: str | None = None) -> DemoResult:
                     "a stack is running (" + ", ".join(running) + ")",
                     hint="stop it first with `mlx-stack down`, then run `mlx-stack setup --demo` again",
                 )
-        tier_ports = _pick_ports(previous, gateway_port)
+        names = [n for n, _, _ in DEMO_TIERS] + ([n for n, _ in DEMO_RETRIEVAL] if retrieval else [])
+        tier_ports = _pick_ports(previous, gateway_port, names)
         tiers = tuple(
             Tier(
                 name=name, model=demo_model_id(name), path=str(_model_dir(p, name, tool)),
@@ -112,12 +134,16 @@ def write_demo_stack(p: Paths, *, tool: str | None = None) -> DemoResult:
             )
             for name, _, ctx in DEMO_TIERS
         )
+        if retrieval:
+            tiers += demo_retrieval_tiers(p, tier_ports)
+            built += [t.path for t in tiers if t.retrieval]
         gateway = previous.gateway if previous is not None and _is_demo(previous) else Gateway(
             port=gateway_port)
         stack = Stack(tiers=tiers, fallback_order=tuple(n for n, _, _ in DEMO_TIERS), gateway=gateway)
         from mlx_stack.services import serving_plan  # the runtime caps, as for any stack
 
-        needs = {t.name: replace(n, need_bytes=max(DEMO_NEED_BYTES, n.weights_bytes + n.kv_bytes))
+        floor = {True: DEMO_RETRIEVAL_NEED_BYTES, False: DEMO_NEED_BYTES}
+        needs = {t.name: replace(n, need_bytes=max(floor[t.retrieval], n.weights_bytes + n.kv_bytes))
                  for t in tiers if (n := serving_plan.need_from_folder(t))}
         stack = serving_plan.plan_stack(p, stack, needs=needs).stack
         stack_store.save(p, stack)

@@ -6,7 +6,7 @@ and a real one-token completion goes through it; a completion slower than
 says nothing about a wedged model, so the completion is what counts wherever one can
 be asked for:
 
-- a tier answers its own completion;
+- a tier answers its own completion (a retrieval tier: one tiny embedding or rerank);
 - the front door passes one to its first running tier (with no tier behind it, or
   for the watchdog, which restarts the front door only when it is dead, its liveness
   route is all there is to see);
@@ -49,6 +49,7 @@ class Target:
     route: str  # its liveness route
     model: str | None  # what a completion asks for; None: the liveness route is all
     api_key: str | None = None  # the front door's key (its other routes need it)
+    kind: str = "chat"  # a retrieval tier (embedding | rerank) is asked one tiny request of its kind
 
 
 def rate(result: ProbeResult) -> ServiceState:
@@ -71,7 +72,7 @@ def liveness(target: Target, timeout: float, host: Host | None = None) -> ProbeR
 
 def complete(target: Target, model: str, timeout: float, host: Host | None = None) -> ProbeResult:
     return real(host).completion(target.url, model, api_key=target.api_key, timeout=timeout,
-                                 headers=PROBE_HEADERS)
+                                 headers=PROBE_HEADERS, kind=target.kind)
 
 
 def check(target: Target, timeout: float, host: Host | None = None) -> Health:

@@ -107,7 +107,9 @@ def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, 
                                                reference=full_catalog, prompt_tokens=prompt)}
     rows = []
     for e in entries:
-        c = by_id[e.id]
+        c = by_id.get(e.id)
+        if c is None:  # an embedding / rerank entry: not priced as a chat model (issue 25)
+            continue
         rows.append({
             "id": e.id, "name": e.name, "family": e.family, "params_b": e.params_b,
             "active_params_b": e.active_params_b, "context_length": e.context_length, "gated": e.gated,

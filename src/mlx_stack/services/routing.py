@@ -105,11 +105,11 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
         stack = stack_store.load(p)
         current: dict[str, object] = {k: v for k, v in rules_for(stack).as_dict().items()}
         if raw is None:
-            current[field] = getattr(default_rules(stack.tier_names), field)
+            current[field] = getattr(default_rules(stack.chat_tiers), field)
         else:
             current[field] = _parse_value(field, raw)
         try:
-            rules = parse_routing(current, stack.tier_names, "value")
+            rules = parse_routing(current, stack.chat_tiers, "value")
         except StateError as exc:
             raise UsageError(f"invalid {key}: {exc.message.split(': ', 2)[-1]}",
                              hint="see `mlx-stack status` for the tiers and the current rules") from None
@@ -118,7 +118,7 @@ def set_rule(p: Paths, key: str, raw: str | None) -> RoutingRules:
             raise UsageError(f"invalid {key}: {problem}; it would send every request away from "
                              "the local tiers", hint="see `mlx-stack status` for each tier's window")
         # Back to every default: no `routing:` section left behind.
-        stack = replace(stack, routing=None if rules == default_rules(stack.tier_names) else rules)
+        stack = replace(stack, routing=None if rules == default_rules(stack.chat_tiers) else rules)
         stack_store.save(p, stack)
         from mlx_stack.services.service_control import litellm_port
 

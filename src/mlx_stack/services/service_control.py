@@ -192,8 +192,9 @@ def probe_model(p: Paths, stack: Stack, service: str, *, host: Host | None = Non
     if service == LITELLM:
         return None  # never a completion: it would cost cloud money
     if service != GATEWAY:
-        return service
-    for name in stack.fallback_order or stack.tier_names:
+        retrieval = next((t for t in stack.tiers if t.name == service and t.retrieval), None)
+        return retrieval.served_model if retrieval is not None else service  # what its server expects
+    for name in stack.fallback_order or stack.chat_tiers:
         if running_record(p, name, host=host) is not None:
             return name
     return None
@@ -212,7 +213,8 @@ def health_target(p: Paths, stack: Stack, service: str, *, record: pidfile.PidRe
     route = liveness.get(service, health.TIER_LIVENESS)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY) if service == GATEWAY else None
     model = probe_model(p, stack, service, host=host) if completion else None
-    return health.Target(service, url, route, model, key)
+    kind = next((t.kind for t in stack.tiers if t.name == service), "chat")
+    return health.Target(service, url, route, model, key, kind)
 
 
 def wait_healthy(

@@ -49,7 +49,8 @@ def planned_context(tier_name: str, context_window: int | None) -> int:
 
 
 def need_from_folder(tier: Tier) -> TierNeed:
-    """Weights = the safetensors on disk; KV from config.json (0 if unreadable)."""
+    """Weights = the safetensors on disk; KV from config.json (0 if unreadable). A retrieval
+    tier holds no KV: weights, the estimator's activation terms and its own server process."""
     folder = Path(tier.path)
     weights = 0
     try:
@@ -61,9 +62,23 @@ def need_from_folder(tier: Tier) -> TierNeed:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
+    if tier.retrieval:  # context: the input limit (vllm-mlx's own rule: the model's positions)
+        positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+        limit = tier.max_input_tokens or (positions if isinstance(positions, int) and positions > 0 else 512)
+        return need_from_shape(tier.name, weights, 0, limit)
     per_token, head_dim = kv_shape(config if isinstance(config, dict) else {})
     ctx = planned_context(tier.name, tier.context_window)
     return need_from_shape(tier.name, weights, per_token, ctx, head_dim)
+
+
+def retrieval_profile(need: TierNeed, working_set_bytes: int) -> ServingProfile:
+    """The plan of a retrieval tier: its need, no cache (vllm-mlx's caps are chat-only; its
+    command line passes none of them, the share is recorded for `status`)."""
+    need_mb = -(-need.need_bytes // MB)
+    share = min(0.9, max(0.01, round(need_mb / max(1, working_set_bytes // MB), 2)))
+    return ServingProfile(context=need.context, need_mb=need_mb, cache_memory_mb=0,
+                          gpu_memory_utilization=share, max_num_seqs=1,
+                          weights_mb=-(-need.weights_bytes // MB))
 
 
 def budget(p: Paths, hw: HardwareProfile, pct: int | None = None) -> tuple[int, str]:
@@ -99,6 +114,10 @@ def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
     needs = dict(needs or {})
     todo = [t for t in stack.tiers if t.serving is None]
     fixed = {t.name: t.serving for t in stack.tiers if t.serving is not None}
+    # A retrieval tier gets no prefix cache and no share of the rest: its need is its plan.
+    fixed.update({t.name: retrieval_profile(needs.get(t.name) or need_from_folder(t), working_set(hw))
+                  for t in todo if t.retrieval})
+    todo = [t for t in todo if not t.retrieval]
     wanted = [needs.get(t.name) or need_from_folder(t) for t in todo]
     total_need = sum(n.need_bytes for n in wanted) + sum(s.planned_mb * MB for s in fixed.values())
     over = total_need > budget_bytes

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from mlx_stack.core.stack import Gateway, Stack, Tier
+from mlx_stack.core.stack import CHAT, EMBEDDING, RERANK, Gateway, Stack, Tier
 from mlx_stack.core.stack_change import SetupFlags, assign_ports, check_flags, check_tier_name, tier_name_for
 from mlx_stack.core.units import format_bytes
 from mlx_stack.errors import ConflictError, MlxStackError, NotFoundError
@@ -89,6 +89,7 @@ class Wanted:
     spec: str  # catalog id, hub repo or a local folder
     quant: str | None = None
     context: int | None = None  # the window the recommendation planned (the agent intent's)
+    kind: str = "chat"  # or embedding | rerank (--add-embedding / --add-rerank)
 
 
 @dataclass
@@ -227,7 +228,22 @@ def _changes(previous: Stack | None, flags: SetupFlags) -> list[Wanted]:
     if len(previous.tiers) - len(flags.remove) + len([n for n in names if n not in previous.tier_names]) < 1:
         raise ConflictError("that would leave the stack without any tier",
                             hint="`mlx-stack down` stops the stack; --remove keeps at least one tier")
-    return [Wanted(name, spec) for name, spec in zip(names, flags.add, strict=True)]
+    wanted = [Wanted(name, spec) for name, spec in zip(names, flags.add, strict=True)]
+    return wanted + _retrieval_wanted(previous, flags, {w.tier for w in wanted})
+
+
+def _retrieval_wanted(previous: Stack, flags: SetupFlags, taken: set[str]) -> list[Wanted]:
+    """--add-embedding / --add-rerank: tier `embed` / `rerank` (replacing the model of a
+    retrieval tier of that name), else a name from the model's."""
+    out: list[Wanted] = []
+    for spec, kind, name in ((flags.add_embedding, EMBEDDING, "embed"), (flags.add_rerank, RERANK, "rerank")):
+        if spec is None:
+            continue
+        held = next((t for t in previous.tiers if t.name == name), None)
+        if name in taken or (held is not None and held.kind != kind):
+            name = tier_name_for(spec)
+        out.append(Wanted(name, spec, kind=kind))
+    return out
 
 
 def _recommended(
@@ -261,7 +277,9 @@ def _recommended(
         raise ConflictError(f"nothing to run on this machine: {reason}",
                             hint="raise --budget-pct, or pick a model yourself with `--model`")
     agent_window = {t.name: t.context for t in rec.tiers if intent == "agent" and t.name == "standard"}
-    return [Wanted(t.name, t.entry.id, t.quant, agent_window.get(t.name)) for t in rec.tiers], intent
+    retrieval = [Wanted(r.name, r.entry.id, r.quant, kind=r.entry.kind) for r in rec.retrieval]
+    chat = [Wanted(t.name, t.entry.id, t.quant, agent_window.get(t.name)) for t in rec.tiers]
+    return chat + retrieval, intent
 
 
 @dataclass(frozen=True)
@@ -321,8 +339,8 @@ def _catalog_need(item: _Local, tier: Tier) -> TierNeed | None:
     from mlx_stack.core.memory_plan import need_from_catalog
     from mlx_stack.services.serving_plan import planned_context
 
-    if item.entry is None or item.quant is None or item.quant not in item.entry.repos:
-        return None
+    if item.entry is None or item.quant is None or item.quant not in item.entry.repos or tier.retrieval:
+        return None  # a retrieval tier: weights from its folder, no KV (serving_plan)
     context = item.wanted.context or planned_context(tier.name, tier.context_window)
     return need_from_catalog(tier.name, item.entry, item.quant, context)
 
@@ -350,6 +368,8 @@ def _on_disk(p: Paths, w: Wanted, default_quant: str) -> _Local | None:
 
 
 def _tier_for(item: _Local) -> Tier:
+    if item.wanted.kind != CHAT:
+        return _retrieval_tier(item)
     entry = item.entry
     if entry is not None:
         caps = entry.capabilities
@@ -360,6 +380,21 @@ def _tier_for(item: _Local) -> Tier:
     parser, context = _local_hints(Path(item.path))
     return Tier(name=item.wanted.tier, model=item.model, path=item.path, port=0,
                 tool_call_parser=parser, context_window=context)
+
+
+def _retrieval_tier(item: _Local) -> Tier:
+    """An encoder or reranker tier; a reranker must sit in a hub cache (vllm-mlx 0.6 loads
+    one only by repo id through the cache, never from a plain folder)."""
+    from mlx_stack.core.stack import hub_cache_of
+
+    w = item.wanted
+    if w.kind == RERANK and hub_cache_of(item.path) is None:
+        raise ConflictError(
+            f"{w.spec}: a reranker must be in the Hugging Face cache ({item.path} is a plain folder)",
+            hint="vllm-mlx 0.6 loads rerankers by repo id only: `mlx-stack config unset model-dir`, "
+            "then `mlx-stack setup --add-rerank org/name`")
+    limit = item.entry.retrieval.max_input_tokens if item.entry is not None and item.entry.retrieval else None
+    return Tier(name=w.tier, model=item.model, path=item.path, port=0, kind=w.kind, max_input_tokens=limit)
 
 
 def _local_hints(folder: Path) -> tuple[str | None, int | None]:
@@ -386,7 +421,7 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
         for t in tiers:
             by_name[t.name] = t
         order = [n for n in previous.fallback_order if n in by_name]
-        order += [n for n in by_name if n not in order]
+        order += [n for n, t in by_name.items() if n not in order and not t.retrieval]
         if flags.on_demand:
             from mlx_stack.core.stack import ON_DEMAND, parse_duration
 
@@ -398,7 +433,7 @@ def _build(p: Paths, previous: Stack | None, tiers: list[Tier], flags: SetupFlag
     gateway = Gateway(host=previous.gateway.host if previous else "127.0.0.1", port=config_port)
     placed = assign_ports(tiers, previous, gateway.port, ports.is_free)
     cloud = previous.cloud if previous is not None else Stack(tiers=(), fallback_order=()).cloud
-    order = tuple(t.name for t in placed)
+    order = tuple(t.name for t in placed if not t.retrieval)
     # `auto` sends tool calls to `fast` for an agent fleet (core.routing); else the defaults.
     from mlx_stack.core.routing import default_rules
 

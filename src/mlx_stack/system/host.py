@@ -133,7 +133,9 @@ class Host:
         return probes.health(url, timeout=timeout, route=route)
 
     def completion(self, url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
-                   headers: dict[str, str] | None = None) -> probes.ProbeResult:
+                   headers: dict[str, str] | None = None, kind: str = "chat") -> probes.ProbeResult:
+        if kind != "chat":  # a retrieval tier: one tiny embedding or rerank request
+            return probes.retrieval(url, model, kind, timeout=timeout, headers=headers)
         return probes.completion(url, model, api_key=api_key, timeout=timeout, headers=headers)
 
     def served_models(self, url: str, *, api_key: str | None = None) -> list[str] | None:

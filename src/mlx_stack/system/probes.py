@@ -85,6 +85,32 @@ def completion(
     return ProbeResult(True, latency, None, status)
 
 
+# A retrieval tier's one small real request (its process never loads a chat model).
+_RETRIEVAL_PROBE: dict[str, tuple[str, dict[str, object], str]] = {
+    "embedding": ("/v1/embeddings", {"input": "ping"}, "data"),
+    "rerank": ("/v1/rerank", {"query": "ping", "documents": ["ping"]}, "results"),
+}
+
+
+def retrieval(base_url: str, model: str, kind: str, *, timeout: float = 10.0,
+              headers: dict[str, str] | None = None) -> ProbeResult:
+    """POST one tiny embedding (or rerank) request; ok when the answer holds a result."""
+    route, body, key = _RETRIEVAL_PROBE[kind]
+    start = time.monotonic()
+    try:
+        status, data = _request(base_url, "POST", route, timeout, {"model": model, **body}, headers)
+    except (OSError, http.client.HTTPException) as exc:
+        return ProbeResult(False, time.monotonic() - start, _describe(exc))
+    latency = time.monotonic() - start
+    if status != 200:
+        return ProbeResult(False, latency, f"HTTP {status}", status)
+    try:
+        found = json.loads(data).get(key)
+    except (ValueError, AttributeError):
+        found = None
+    return ProbeResult(bool(found), latency, None if found else f"no {key} in the answer", status)
+
+
 def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout: float = 2.0) -> str | None:
     """GET ``{base_url}{route}``; the body as text when 200, else None."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -127,3 +153,18 @@ def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
             raise value
         out.append(value)  # type: ignore[arg-type]
     return out
+
+
+def post_json(base_url: str, route: str, body: object, *, timeout: float = 120.0,
+              ) -> tuple[int, float, object]:
+    """POST ``body``; (status, seconds, parsed answer or None). Raises OSError when unreachable."""
+    start = time.monotonic()
+    try:
+        status, data = _request(base_url, "POST", route, timeout, body)
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc)) from None
+    took = time.monotonic() - start
+    try:
+        return status, took, json.loads(data)
+    except ValueError:
+        return status, took, None

@@ -1,0 +1,103 @@
+"""``/v1/embeddings``, ``/v1/rerank`` and ``/rerank`` on the front door (issue 25).
+
+Same key, metrics, 4xx pass-through and chain of attempts as chat (``FrontDoor._try_chain``);
+what differs is decided in :mod:`mlx_stack.core.retrieval` (which tier, which shapes are
+refused, what the tier gets) and done here: the answer of an embedding tier is reshaped
+(base64, ``dimensions``) on its way out, by a wrapper around ``send`` that holds a 2xx
+head until its body is known. Only non-streamed JSON answers pass through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, cast
+
+from mlx_stack.core import retrieval
+from mlx_stack.core.front_door import UnknownModel
+from mlx_stack.gateway import replies
+from mlx_stack.gateway.sessions import Request
+
+if TYPE_CHECKING:
+    from mlx_stack.gateway.app import FrontDoor
+    from mlx_stack.gateway.asgi import Message, Receive, Send
+    from mlx_stack.json_types import JSONObject
+
+PATHS = frozenset(retrieval.PATHS)
+
+
+def _reshaping_send(send: Send, request: JSONObject) -> Send:
+    """``send`` with a 2xx JSON answer rewritten by :func:`retrieval.reshape` and a tier's
+    4xx by :func:`retrieval.client_error` (the front door's own errors pass as they are)."""
+    held: list[Message] = []
+    parts: list[bytes] = []
+
+    def rewrite(status: int, doc: JSONObject) -> JSONObject | None:
+        return retrieval.reshape(doc, request) if status < 300 else retrieval.client_error(doc)
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+            tier = any(k == b"x-mlx-stack-tier" for k, _ in message.get("headers", []))
+            if 200 <= status < 300 or (tier and 400 <= status < 500):
+                held.append(message)
+                return
+        elif held and message["type"] == "http.response.body":
+            parts.append(bytes(message.get("body", b"")))
+            if message.get("more_body"):
+                return
+            start, raw = held.pop(), b"".join(parts)
+            try:
+                doc = json.loads(raw)
+                new = rewrite(int(start["status"]), doc) if isinstance(doc, dict) else None
+            except retrieval.Mismatch as exc:
+                await replies.error(send, 400, str(exc), code="invalid_request")
+                return
+            except ValueError:
+                new = None
+            body = raw if new is None else json.dumps(new, separators=(",", ":")).encode()
+            headers = [(k, v) for k, v in cast("list[tuple[bytes, bytes]]", start["headers"])
+                       if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return wrapped
+
+
+async def serve(door: FrontDoor, path: str, headers: list[tuple[bytes, bytes]], data: JSONObject,
+                receive: Receive, send: Send, *, probe: bool) -> None:
+    """One retrieval request whose body parsed as a JSON object."""
+    problem = retrieval.problem(path, data)
+    if problem is not None:
+        await replies.error(send, 400, problem, code="invalid_request")
+        return
+    try:
+        p = retrieval.plan(path, data, door.routes.current)
+    except UnknownModel as exc:
+        await replies.error(send, 404, str(exc), code="model_not_found")
+        return
+    kind = retrieval.PATHS[path]
+    upstream = retrieval.upstream_body(path, data)
+    body = json.dumps(upstream, separators=(",", ":")).encode()
+    req = Request(retrieval.UPSTREAM_PATH[kind], body, upstream, False, True, "")
+    out = _reshaping_send(send, data)
+    metrics = None if probe else door.metrics
+    work = asyncio.ensure_future(door._try_chain(req, p, out, metrics))  # pyright: ignore[reportPrivateUsage]
+    watcher = asyncio.ensure_future(_until_gone(receive))
+    watcher.add_done_callback(lambda _: work.cancel())
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not (watcher.done() and not watcher.cancelled()):
+            raise
+        if metrics is not None:
+            metrics.bump(p.routed, "client_gone")
+    finally:
+        watcher.cancel()
+
+
+async def _until_gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
