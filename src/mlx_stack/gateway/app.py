@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -281,8 +282,13 @@ class FrontDoor:
         session = session_key(headers, data)
         p = self.sessions.keep(session, p, continued=has_earlier_turns(data))
         req = Request(path, body, data, anthropic, rewrite, session)
-        # The client may leave at any point from here: this task is cancelled (and every
-        # upstream connection it holds closed, so the tier stops) as soon as it does.
+        await self.watched(receive, self._try_chain(req, p, send, metrics), metrics, p.routed)
+
+    async def watched(self, receive: Receive, work: Coroutine[object, object, None], metrics: Metrics | None,
+                      routed: str) -> None:
+        """Run ``work`` (a request's chain of attempts) until done or until the client leaves:
+        then this task is cancelled, which closes every upstream connection the work holds
+        (the tier stops generating)."""
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.ensure_future(_until_disconnected(receive))
@@ -293,13 +299,13 @@ class FrontDoor:
 
         watcher.add_done_callback(client_left)
         try:
-            await self._try_chain(req, p, send, metrics)
+            await work
         except asyncio.CancelledError:
             if not (watcher.done() and not watcher.cancelled()):
                 raise  # the front door itself is stopping
             task.uncancel()
             if metrics is not None:
-                metrics.bump(p.routed, "client_gone")
+                metrics.bump(routed, "client_gone")
         finally:
             watcher.remove_done_callback(client_left)
             watcher.cancel()

@@ -9,7 +9,6 @@ head until its body is known. Only non-streamed JSON answers pass through it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, cast
 
@@ -84,20 +83,7 @@ async def serve(door: FrontDoor, path: str, headers: list[tuple[bytes, bytes]], 
     req = Request(retrieval.UPSTREAM_PATH[kind], body, upstream, False, True, "")
     out = _reshaping_send(send, data)
     metrics = None if probe else door.metrics
-    work = asyncio.ensure_future(door._try_chain(req, p, out, metrics))  # pyright: ignore[reportPrivateUsage]
-    watcher = asyncio.ensure_future(_until_gone(receive))
-    watcher.add_done_callback(lambda _: work.cancel())
-    try:
-        await work
-    except asyncio.CancelledError:
-        if not (watcher.done() and not watcher.cancelled()):
-            raise
-        if metrics is not None:
-            metrics.bump(p.routed, "client_gone")
-    finally:
-        watcher.cancel()
+    await door.watched(receive, door._try_chain(req, p, out, metrics),  # pyright: ignore[reportPrivateUsage]
+                       metrics, p.routed)
 
 
-async def _until_gone(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
