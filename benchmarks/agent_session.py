@@ -15,7 +15,7 @@ on this machine, and measures time to the first content event:
   front door, alternated, p50 of the difference.
 
 Prints each figure beside its target with PASS/FAIL; writes benchmarks/results/agent_session.json.
-Usage: python benchmarks/agent_session.py [--turns N] [--prefix-kb K] [--model NAME]
+Usage: python benchmarks/agent_session.py [--turns N] [--prefix-kb K] [--model NAME] [--plan agent|demo]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -37,7 +38,8 @@ import psutil
 
 from common import demo_stack_on_free_ports, report
 from mlx_stack.paths import Paths
-from mlx_stack.services import lifecycle, running
+from mlx_stack.services import lifecycle, running, service_control
+from mlx_stack.services.demo_stack import DEMO_NEED_BYTES
 from mlx_stack.system import secrets
 
 RESULTS = Path(__file__).parent / "results" / "agent_session.json"
@@ -101,6 +103,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--turns", type=int, default=5)
     ap.add_argument("--prefix-kb", type=int, default=40, help="system prompt size (tools add ~30 KB)")
+    ap.add_argument("--plan", choices=("agent", "demo"), default="agent",
+                    help="serve the agent tier as the agent intent plans it, or as the demo does")
     ap.add_argument("--model", default="claude-opus-4-8[1m]",
                     help="the model name the sessions send (an alias of the agent tier)")
     args = ap.parse_args()
@@ -112,6 +116,18 @@ def main() -> int:
     out: dict[str, object] = {"prefix_kb": args.prefix_kb, "turns": args.turns}
     try:
         stack = demo_stack_on_free_ports(p)
+        if args.plan == "agent":  # the agent tier as `setup` plans it for agents (on-disk prefix cache)
+            from mlx_stack.services import serving_plan, stack_store
+
+            tiers = tuple(replace(t, serving=None) if t.name == TIER else t for t in stack.tiers)
+            need = serving_plan.need_from_folder(stack.tier(TIER))
+            need = replace(need, need_bytes=max(need.need_bytes, DEMO_NEED_BYTES))
+            stack = serving_plan.plan_stack(p, replace(stack, tiers=tiers), intent="agent",
+                                            needs={TIER: need}).stack
+            stack_store.save(p, stack)
+        out["plan"] = args.plan
+        argv = service_control.command_for(p, stack, TIER).argv
+        out["agent_tier_flags"] = [f for f in argv if f.startswith("--")]
         lifecycle.up(p)
         key = secrets.read_secret(p, secrets.GATEWAY_KEY) or ""
         front = lifecycle.endpoint(stack).removesuffix("/v1")
