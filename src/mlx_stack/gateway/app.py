@@ -279,8 +279,10 @@ class FrontDoor:
             await replies.error(send, 400, too_long_message(p.tokens, routes, anthropic=anthropic),
                                 anthropic=anthropic, code="context_length_exceeded")
             return
-        session = session_key(headers, data)
-        p = self.sessions.keep(session, p, continued=has_earlier_turns(data))
+        session = ""  # followed only where `auto` chooses: a named tier or alias is fixed
+        if p.reason.startswith("auto"):
+            session = session_key(headers, data)
+            p = self.sessions.keep(session, p, continued=has_earlier_turns(data))
         req = Request(path, body, data, anthropic, rewrite, session)
         await self.watched(receive, self._try_chain(req, p, send, metrics), metrics, p.routed)
 
@@ -410,7 +412,7 @@ class FrontDoor:
                 extra.append((b"x-mlx-stack-alias", _header_text(p.alias)))
             if failures:
                 extra.append((b"x-mlx-stack-fallback-reason", _header_text("; ".join(failures))))
-            if 200 <= result.status < 300:
+            if req.session and 200 <= result.status < 300:
                 self.sessions.remember(req.session, name)
             if cold is not None:
                 extra.append((b"x-mlx-stack-cold-start", f"{cold:.2f}".encode()))
