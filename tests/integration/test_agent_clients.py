@@ -7,8 +7,9 @@ come from the npm registry (tests/agent_clients.py, `.ci/agent-clients`). The st
 runs the demo's tiers with the realistic demo tokenizer: `standard` (agent traffic, 64K
 window) serves a scripted model that answers ANSWER (a random model would write up to
 the clients' output budget, minutes on 2 cores, and the answer proves the round trip),
-`fast` (haiku names) a random one, and `tool` the scripted model that calls OpenCode's
-`bash` tool on each user turn and answers in text after the result (one tool round trip).
+`fast` (haiku names) a random one, and `tool` / `claude-tool` the scripted models that call
+OpenCode's `bash` / Claude Code's `Bash` tool on each user turn and answer in text after
+the result (one tool round trip each).
 """
 
 from __future__ import annotations
@@ -89,10 +90,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         scripted = build_scripted_model(home.models_dir / "tool-bash", text, after_tool=answer,
                                         context_length=65536)
         tool = replace(demo.tier("standard"), name="tool", model="demo-tool", path=str(scripted))
+        text, answer = tool_script("Bash")  # Claude Code's shell tool
+        claude_scripted = build_scripted_model(home.models_dir / "tool-Bash", text, after_tool=answer,
+                                               context_length=65536)
+        claude_tool = replace(tool, name="claude-tool", model="demo-claude-tool", path=str(claude_scripted))
         answering = build_scripted_model(home.models_dir / "answer", ANSWER, context_length=65536)
         kept = [replace(t, path=str(answering)) if t.name == "standard" else t for t in kept]
-        tiers = tuple(replace(t, port=ports.free_port()) for t in (*kept, tool))
-        stack_store.save(home, replace(demo, tiers=tiers, fallback_order=("standard", "fast", "tool"),
+        tiers = tuple(replace(t, port=ports.free_port()) for t in (*kept, tool, claude_tool))
+        order = ("standard", "fast", "tool", "claude-tool")
+        stack_store.save(home, replace(demo, tiers=tiers, fallback_order=order,
                                        gateway=replace(demo.gateway, port=ports.free_port())))
         r = run_cli(home, "up", timeout=420)
         assert r.returncode == 0, r.stderr
@@ -158,6 +164,18 @@ def test_a_tool_round_trip_through_opencode(stack: Stack) -> None:
     out = r.stdout + r.stderr
     assert TOOL_COMMAND in out and "hello from mlx-stack" in out.replace(TOOL_COMMAND, ""), _tail(r)
     assert TOOL_ANSWER in out, _tail(r)
+
+
+def test_a_tool_round_trip_through_claude_code(stack: Stack) -> None:
+    """The scripted tier calls Claude Code's `Bash` tool; Claude Code runs it (allowed by
+    the command line) and sends the result; the tier's next turn is plain text."""
+    stack.connect("claude")
+    r = stack.run(stack.bins.path("claude"), "-p", "Run the greeting command.", "--model", "claude-tool",
+                  "--allowedTools", "Bash", "--output-format", "json")
+    assert r.returncode == 0, _tail(r)
+    result = json.loads(r.stdout)
+    assert result.get("is_error") is False and TOOL_ANSWER in result["result"], _tail(r)
+    assert result.get("num_turns", 2) >= 2, _tail(r)
 
 
 def _base(stack: Stack) -> str:
