@@ -100,47 +100,49 @@ _CONTENT = re.compile(
     rb'|"error":\s*[{"]|\[DONE\]')
 
 
-async def attempt(pool: Pool, path: str, body: bytes, deadline: float) -> Answer | Failure:
-    """Send ``body`` to ``pool`` and wait for the answer's first content (a stream) or all of
-    it. Cancelled (the client left): the upstream connection is closed, so the tier stops."""
-    conn: Response | None = None
+async def _exchange(pool: Pool, path: str, body: bytes) -> tuple[Response, bytes, bool]:
+    """Send ``body``; (the response, what was read, whether it streams): the whole body of a
+    plain answer or a 5xx, or a stream's opening up to its first content event. Cancelled
+    or failed, the connection is closed (so the tier stops)."""
+    conn = await pool.http.request(b"POST", path, body, _JSON)
     try:
-        conn = await _alive_wait(pool, pool.http.request(b"POST", path, body, _JSON), deadline)
-        if conn.status >= 500:
-            data = await _alive_wait(pool, conn.read_all(), deadline)
-            conn.release()
-            answer = Answer(conn.status, conn.headers, data[:ERROR_BODY_LIMIT], False)
-            return Failure(f"HTTP {conn.status}", tier_fault=False, answer=answer)
-        stream = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in conn.headers)
+        stream = conn.status < 500 and any(
+            k == b"content-type" and v.startswith(b"text/event-stream") for k, v in conn.headers)
         if not stream:
-            data = await _alive_wait(pool, conn.read_all(), deadline)
-            answer = Answer(conn.status, conn.headers, data, False)
-            conn.release()  # back to the pool: reset for its next request
-            return answer
+            return conn, await conn.read_all(), False
         held = b""
-        while True:
-            chunk = await _alive_wait(pool, conn.read_chunk(), deadline)
-            if not chunk:
-                if not held:
-                    conn.release()
-                    return Failure("the stream ended before its first byte")
-                break
+        while chunk := await conn.read_chunk():
             held += chunk
             if _CONTENT.search(held) or len(held) > HOLD_LIMIT or conn.status >= 400:
                 break
-        return Answer(conn.status, conn.headers, held, True, conn)
+        return conn, held, True
+    except BaseException:
+        conn.abort()
+        raise
+
+
+async def attempt(pool: Pool, path: str, body: bytes, deadline: float) -> Answer | Failure:
+    """Send ``body`` to ``pool`` and wait for the answer's first content (a stream) or all of
+    it, as one wait watched by the tier's health route. Cancelled (the client left): the
+    upstream connection is closed, so the tier stops."""
+    try:
+        conn, data, stream = await _alive_wait(pool, _exchange(pool, path, body), deadline)
     except Frozen as exc:
-        if conn is not None:
-            conn.abort()
         return Failure(str(exc))
     except OSError as exc:  # UpstreamError included
-        if conn is not None:
-            conn.abort()
         return Failure(str(exc) or type(exc).__name__, tier_fault=not isinstance(exc, RelayError))
-    except BaseException:  # cancelled: the client left; the tier must not go on for nobody
-        if conn is not None:
-            conn.abort()
-        raise
+    if conn.status >= 500:
+        conn.release()
+        answer = Answer(conn.status, conn.headers, data[:ERROR_BODY_LIMIT], False)
+        return Failure(f"HTTP {conn.status}", tier_fault=False, answer=answer)
+    if not stream:
+        answer = Answer(conn.status, conn.headers, data, False)
+        conn.release()  # back to the pool: reset for its next request
+        return answer
+    if not data:
+        conn.release()
+        return Failure("the stream ended before its first byte")
+    return Answer(conn.status, conn.headers, data, True, conn)
 
 
 def error_event(path: str, message: str) -> bytes:
