@@ -66,23 +66,27 @@ def completion(
 ) -> ProbeResult:
     """POST a one-token chat completion to ``{base_url}/v1/chat/completions``."""
     headers = {**(headers or {}), **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
-    body = {"model": model, "messages": [{"role": "user", "content": "ping"}],
-            "max_tokens": 1, "stream": False}
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "ping"}],
+                               "max_tokens": 1, "stream": False}
+    return _post_probe(base_url, "/v1/chat/completions", body, "choices", timeout, headers)
+
+
+def _post_probe(base_url: str, route: str, body: dict[str, object], key: str, timeout: float,
+                headers: dict[str, str] | None) -> ProbeResult:
+    """POST ``body``; ok when the JSON answer (200) holds a non-empty ``key``."""
     start = time.monotonic()
     try:
-        status, data = _request(base_url, "POST", "/v1/chat/completions", timeout, body, headers)
+        status, data = _request(base_url, "POST", route, timeout, body, headers)
     except (OSError, http.client.HTTPException) as exc:
         return ProbeResult(False, time.monotonic() - start, _describe(exc))
     latency = time.monotonic() - start
     if status != 200:
         return ProbeResult(False, latency, f"HTTP {status}", status)
     try:
-        choices = json.loads(data).get("choices")
+        found = json.loads(data).get(key)
     except (ValueError, AttributeError):
-        choices = None
-    if not choices:
-        return ProbeResult(False, latency, "no choices in the answer", status)
-    return ProbeResult(True, latency, None, status)
+        found = None
+    return ProbeResult(bool(found), latency, None if found else f"no {key} in the answer", status)
 
 
 # A retrieval tier's one small real request (its process never loads a chat model).
@@ -96,19 +100,7 @@ def retrieval(base_url: str, model: str, kind: str, *, timeout: float = 10.0,
               headers: dict[str, str] | None = None) -> ProbeResult:
     """POST one tiny embedding (or rerank) request; ok when the answer holds a result."""
     route, body, key = _RETRIEVAL_PROBE[kind]
-    start = time.monotonic()
-    try:
-        status, data = _request(base_url, "POST", route, timeout, {"model": model, **body}, headers)
-    except (OSError, http.client.HTTPException) as exc:
-        return ProbeResult(False, time.monotonic() - start, _describe(exc))
-    latency = time.monotonic() - start
-    if status != 200:
-        return ProbeResult(False, latency, f"HTTP {status}", status)
-    try:
-        found = json.loads(data).get(key)
-    except (ValueError, AttributeError):
-        found = None
-    return ProbeResult(bool(found), latency, None if found else f"no {key} in the answer", status)
+    return _post_probe(base_url, route, {"model": model, **body}, key, timeout, headers)
 
 
 def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout: float = 2.0) -> str | None:
