@@ -453,7 +453,7 @@ def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault
     """The OpenAI chat stream the client reads stays one unbroken answer: the next tier
     continues the same text (rendered with its own chat template) after the cut."""
     _wait_served_directly(live, "standard")
-    continued_before = _metric_totals(live, "continuations").get("fast", 0)
+    continued_before = sum(_metric_totals(live, "continuations").values())
     pgid = live.pid("standard")
     raw = _long_chat(live, "standard", max_tokens=1500)  # still generating when stopped
     assert raw.headers["x-mlx-stack-tier"] == "standard"
@@ -476,7 +476,9 @@ def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault
             os.killpg(pgid, signal.SIGCONT)
     assert cut_at is not None and time.monotonic() - cut_at < 60
     assert finish == ["length"] and len(got) > 20
-    assert _metric_totals(live, "continuations")["fast"] == continued_before + 1
+    # continued on the next local tier that could take it (fast, or longctx when fast's
+    # 2K window refuses the rest of a 1,500-token answer)
+    assert sum(_metric_totals(live, "continuations").values()) == continued_before + 1
     assert _metric_totals(live, "stream_errors")["standard"] >= 1
     gap = max(b - a for a, b in itertools.pairwise(times[2:]))
     print(f"\n{fault} mid-stream: the client waited {gap * 1000:.0f} ms at most between two chunks; "
