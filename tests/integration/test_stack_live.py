@@ -478,7 +478,9 @@ def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault
     assert finish == ["length"] and len(got) > 20
     # continued on the next local tier that could take it (fast, or longctx when fast's
     # 2K window refuses the rest of a 1,500-token answer)
-    assert sum(_metric_totals(live, "continuations").values()) == continued_before + 1
+    # (counted once the continuation returns, just after the client read its last chunk)
+    wait_for(lambda: sum(_metric_totals(live, "continuations").values()) == continued_before + 1, 10,
+             "the continuation to be counted", every=0.2)
     assert _metric_totals(live, "stream_errors")["standard"] >= 1
     gap = max(b - a for a, b in itertools.pairwise(times[2:]))
     print(f"\n{fault} mid-stream: the client waited {gap * 1000:.0f} ms at most between two chunks; "
