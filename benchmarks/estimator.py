@@ -415,7 +415,7 @@ _PREFILL_BOUNDS = {"mm": (20.0, 2000.0), "alu_per_clock": (20.0, 512.0), "ultra_
                    "attn": (0.1, 10.0), "fixed_us": (0.0, 200.0), "bf16_emulation": (1.0, 3.0)}
 # Where every fit starts: matmuls at about 80% of the ALU peak, no class penalty.
 PREFILL_NEUTRAL = PrefillModel(mm_per_clock=(200.0,) * 5, alu_per_clock=256.0, ultra_share=0.9,
-                               moe_factor=1.0,
+                               moe_factor=1.0, bf16_emulation=1.3,  # the same-machine A/B prior
                                hybrid=0.2, quant_factor=1.0, attn=1.0, fixed_us=10.0)
 
 

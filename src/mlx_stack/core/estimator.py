@@ -50,14 +50,15 @@ Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
   bandwidth efficiency (this is what makes short prompts of MoE models slower per token);
 - emul = bf16_emulation on M1 and M2 GPUs for bf16 activations (mlx-community repos keep
   bf16 scales and norms, so MLX computes in bf16): those GPUs have no bf16 arithmetic and
-  MLX emulates it through float32. A prior from published same-machine A/B runs, not
-  fitted: fp16 instead of bf16 gave +34% prefill (Rapid-MLX issue 3154, M2 Max) and
-  ~+20% (oMLX issue 604, M2 Max); 1.27 is their geometric mean;
+  Metal emulates it through float32. Fitted on the M1/M2 runs (bf16 and fp16 builds) against
+  the M3/M4 ones: 1.9x. Same-machine A/B runs of whole engines report less (fp16 instead of
+  bf16: +34% prefill, Rapid-MLX issue 3154; ~+20%, oMLX issue 604; both M2 Max), the
+  starting value of the fit; with that value fixed the leave-one-chip-out error is 23%;
 - quantized weights cost quant_factor (dequantization);
-- mm_per_clock is fitted per chip generation where the fit has two chips or more of it
-  (the M5's GPU neural accelerators raise it; the attention and scan kernels run on the
-  ALUs, so their F_alu does not); a generation with fewer gets its peak (PEAK_PER_CLOCK)
-  x the fitted generations' efficiency;
+- mm_per_clock is one fitted value for M1 to M4 (llama.cpp's F16 pp512 per core per clock
+  is flat across them) and another for the M5 (its GPU neural accelerators); the attention
+  and scan kernels run on the ALUs, so their F_alu is the same on every generation; without
+  an M5 in the fit, the M5's is its peak (PEAK_PER_CLOCK) x the M1-M4 efficiency;
 - ``PREFILL`` holds the fitted values (benchmarks/estimator.py --fit: published MLX
   prefill runs in benchmarks/data/, each with its source).
 
@@ -111,7 +112,7 @@ class PrefillModel:
     quant_factor: float  # quantized weights cost this many bf16 FLOPs (dequantization)
     attn: float  # attention FLOPs cost this many ALU FLOPs
     fixed_us: float  # per prompt token, every model
-    bf16_emulation: float = 1.27  # M1/M2: bf16 activations cost this many times (a prior, not fitted)
+    bf16_emulation: float = 1.3  # M1/M2: bf16 activations cost this many times (fitted; 1.3: the A/B prior)
 
 
 # GPU clock (GHz) per chip generation, approximate public figures: with them llama.cpp's
@@ -124,11 +125,11 @@ GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
 # x the mean efficiency (fitted / peak, geometric) of the fitted generations.
 PEAK_PER_CLOCK = {1: 256.0, 2: 256.0, 3: 256.0, 4: 256.0, 5: 1024.0}
 # Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
-# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 145 runs on 10 chips, 2026-12-07);
-# its leave-one-chip-out error is what benchmarks/estimator.py reports.
-PREFILL = PrefillModel(mm_per_clock=(116.2, 149.7, 228.7, 240.6, 707.9), alu_per_clock=256.0,
-                       ultra_share=0.965, moe_factor=1.488, hybrid=0.134, quant_factor=0.961, attn=0.798,
-                       fixed_us=39.3)
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 151 runs on 11 chips, 2026-12-07);
+# its leave-one-chip-out and held-out-source errors are what benchmarks/estimator.py reports.
+PREFILL = PrefillModel(mm_per_clock=(209.5, 209.5, 209.5, 209.5, 673.8), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.659, hybrid=0.088, quant_factor=1.0, attn=1.387,
+                       fixed_us=41.2, bf16_emulation=1.876)
 VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
 DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
