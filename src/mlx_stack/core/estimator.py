@@ -51,7 +51,7 @@ Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 - emul = bf16_emulation on M1 and M2 GPUs for bf16 activations (mlx-community repos keep
   bf16 scales and norms, so MLX computes in bf16): those GPUs have no bf16 arithmetic and
   Metal emulates it through float32. Fitted on the M1/M2 runs (bf16 and fp16 builds) against
-  the M3/M4 ones: 1.9x. Same-machine A/B runs of whole engines report less (fp16 instead of
+  the M3/M4 ones: 1.8x. Same-machine A/B runs of whole engines report less (fp16 instead of
   bf16: +34% prefill, Rapid-MLX issue 3154; ~+20%, oMLX issue 604; both M2 Max), the
   starting value of the fit; with that value fixed the leave-one-chip-out error is 23%;
 - quantized weights cost quant_factor (dequantization);
@@ -125,11 +125,11 @@ GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
 # x the mean efficiency (fitted / peak, geometric) of the fitted generations.
 PEAK_PER_CLOCK = {1: 256.0, 2: 256.0, 3: 256.0, 4: 256.0, 5: 1024.0}
 # Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
-# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 151 runs on 11 chips, 2026-12-07);
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 153 runs on 11 chips, 2026-12-07);
 # its leave-one-chip-out and held-out-source errors are what benchmarks/estimator.py reports.
-PREFILL = PrefillModel(mm_per_clock=(209.5, 209.5, 209.5, 209.5, 673.8), alu_per_clock=256.0,
-                       ultra_share=0.965, moe_factor=1.659, hybrid=0.088, quant_factor=1.0, attn=1.387,
-                       fixed_us=41.2, bf16_emulation=1.876)
+PREFILL = PrefillModel(mm_per_clock=(212.2, 212.2, 212.2, 212.2, 686.9), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.813, hybrid=0.107, quant_factor=1.0, attn=1.404,
+                       fixed_us=42.0, bf16_emulation=1.817)
 VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
 DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
