@@ -359,7 +359,8 @@ def prefill_tok_s(entry: CatalogEntry, hw: HardwareProfile, prompt_tokens: int =
 
 
 def ttft_s(entry: CatalogEntry, quant: str, hw: HardwareProfile, prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
-           new_tokens: int | None = None, model: PrefillModel = PREFILL, *, dtype: str = "bf16") -> float | None:
+           new_tokens: int | None = None, model: PrefillModel = PREFILL, *,
+           dtype: str = "bf16") -> float | None:
     """Seconds to the first token of a ``prompt_tokens`` prompt (prefill; the decode step
     and the server's own latency are not counted). With ``new_tokens``, a prefix-cache hit:
     only the last ``new_tokens`` are computed, each attending to everything before it."""
