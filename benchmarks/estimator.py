@@ -409,13 +409,14 @@ def predict_prefill(r: PrefillRun, model: PrefillModel, hws: dict,
 # mm14: one matmul factor for M1-M4 (llama.cpp's F16 pp512 per core per clock is flat across
 # them, benchmarks/data/llamacpp-apple-silicon-decode.csv); mm5: the M5 (GPU neural accelerators).
 PREFILL_FIELDS = ("mm14", "mm5", "ultra_share", "moe_factor", "hybrid", "quant_factor", "attn", "fixed_us",
-                  "bf16_emulation")
+                  "bf16_emulation", "moe_factor_m12")
 _PREFILL_BOUNDS = {"mm": (20.0, 2000.0), "alu_per_clock": (20.0, 512.0), "ultra_share": (0.3, 1.0),
                    "moe_factor": (0.5, 6.0), "hybrid": (0.0, 3.0), "quant_factor": (0.7, 1.6),
-                   "attn": (0.1, 10.0), "fixed_us": (0.0, 200.0), "bf16_emulation": (1.0, 3.0)}
+                   "attn": (0.1, 10.0), "fixed_us": (0.0, 200.0), "bf16_emulation": (1.0, 3.0),
+                   "moe_factor_m12": (0.5, 6.0)}
 # Where every fit starts: matmuls at about 80% of the ALU peak, no class penalty.
 PREFILL_NEUTRAL = PrefillModel(mm_per_clock=(200.0,) * 5, alu_per_clock=256.0, ultra_share=0.9,
-                               moe_factor=1.0, bf16_emulation=1.3,  # the same-machine A/B prior
+                               moe_factor=1.0, bf16_emulation=1.3, moe_factor_m12=1.0,
                                hybrid=0.2, quant_factor=1.0, attn=1.0, fixed_us=10.0)
 
 
@@ -469,7 +470,7 @@ def fit_prefill(runs: list[PrefillRun], hws: dict, rounds: int = 5) -> tuple[Pre
     gens = {chip_generation(r.chip) for r in runs}
     best = replace(PREFILL_NEUTRAL, mm_per_clock=(200.0,) * 4 + ((200.0 * 3,) if 5 in gens else (0.0,)))
     fields = [f for f in PREFILL_FIELDS if (f != "mm5" or 5 in gens)
-              and (f != "bf16_emulation" or gens & {1, 2})]
+              and (f not in ("bf16_emulation", "moe_factor_m12") or gens & {1, 2})]
     # An Ultra's share is not fitted: with one Ultra in the data it trades off against its
     # generation's factor; llama.cpp's table (same chips, pp512) sets it.
     best = replace(best, ultra_share=llamacpp_ultra_prefill_share())

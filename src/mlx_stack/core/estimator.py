@@ -30,28 +30,33 @@ reports the error leave-one-chip-out: every chip predicted by constants fitted w
 Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 
     t = emul x [ quant x (2 x dense_params + moe_factor x 2 x routed_params) / F_mm
-                 + (hybrid x 2 x matmul_params + attn x attention_flops(P)) / F_alu ]
+                 + (hybrid x 2 x dense_params + attn x attention_flops(P)) / F_alu ]
         + expert_bytes x used / min(P, PREFILL_CHUNK) / (efficiency x bandwidth)   (MoE only)
         + fixed_us
     F_mm  = gpu_cores x clock(gen) x mm_per_clock[gen] (x ultra_share on Ultra chips)
     F_alu = gpu_cores x clock(gen) x alu_per_clock     (x ultra_share)
 
 - matmul_params: the active parameters less the embedding (a lookup; the output head runs
-  for the last prompt token only), about VOCAB x width;
+  for the last prompt token only), about VOCAB x width; dense_params = matmul_params less
+  a MoE's routed_params (all of them for a dense model); the linear-attention/Mamba scans
+  follow dense_params (the layers' width), not the experts;
 - attention_flops(P) = 4 x d_q x (P / 2) per full-attention layer (the average token sees
   half the prompt), min(P / 2, window) per sliding-window layer; linear-attention layers
   add none (their cost is the hybrid term); d_q is estimated from the parameters;
 - mixture of experts: the routed experts' FLOPs (top-k of E experts, each expert's
   weights (total - active) / (E - k); k / E = 1/16 when the catalog does not record it)
   run as gather matmuls at moe_factor x the dense cost (each expert sees only
-  chunk x k / E rows); the rest of the active parameters (attention, shared experts) run
-  as dense matmuls. A prefill chunk of N tokens routes N x k rows, so it touches
+  chunk x k / E rows), moe_factor_m12 on M1/M2 GPUs: fitted apart because their MoE runs
+  (3 chips, bf16 and fp16 builds alike) cost 1.6x what M3+ runs (4 chips) do beside dense
+  models; the cause is not established (the M3's GPU redesign, Dynamic Caching, is the
+  likely one). The rest of the active parameters (attention, shared experts) run as
+  dense matmuls. A prefill chunk of N tokens routes N x k rows, so it touches
   min(E, N x k) experts: their weights are read once per chunk, at the decode
   bandwidth efficiency (this is what makes short prompts of MoE models slower per token);
 - emul = bf16_emulation on M1 and M2 GPUs for bf16 activations (mlx-community repos keep
   bf16 scales and norms, so MLX computes in bf16): those GPUs have no bf16 arithmetic and
   Metal emulates it through float32. Fitted on the M1/M2 runs (bf16 and fp16 builds) against
-  the M3/M4 ones: 1.8x. Same-machine A/B runs of whole engines report less (fp16 instead of
+  the M3/M4 ones: 1.7x. Same-machine A/B runs of whole engines report less (fp16 instead of
   bf16: +34% prefill, Rapid-MLX issue 3154; ~+20%, oMLX issue 604; both M2 Max), the
   starting value of the fit; with that value fixed the leave-one-chip-out error is 23%;
 - quantized weights cost quant_factor (dequantization);
@@ -113,6 +118,7 @@ class PrefillModel:
     attn: float  # attention FLOPs cost this many ALU FLOPs
     fixed_us: float  # per prompt token, every model
     bf16_emulation: float = 1.3  # M1/M2: bf16 activations cost this many times (fitted; 1.3: the A/B prior)
+    moe_factor_m12: float = 0.0  # moe_factor on M1/M2 GPUs (0: the same as moe_factor)
 
 
 # GPU clock (GHz) per chip generation, approximate public figures: with them llama.cpp's
@@ -125,11 +131,11 @@ GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
 # x the mean efficiency (fitted / peak, geometric) of the fitted generations.
 PEAK_PER_CLOCK = {1: 256.0, 2: 256.0, 3: 256.0, 4: 256.0, 5: 1024.0}
 # Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
-# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 153 runs on 11 chips, 2026-12-07);
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 163 runs on 11 chips, 2026-12-07);
 # its leave-one-chip-out and held-out-source errors are what benchmarks/estimator.py reports.
-PREFILL = PrefillModel(mm_per_clock=(212.2, 212.2, 212.2, 212.2, 686.9), alu_per_clock=256.0,
-                       ultra_share=0.965, moe_factor=1.813, hybrid=0.107, quant_factor=1.0, attn=1.404,
-                       fixed_us=42.0, bf16_emulation=1.817)
+PREFILL = PrefillModel(mm_per_clock=(209.5, 209.5, 209.5, 209.5, 681.9), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.225, hybrid=0.0875, quant_factor=1.0, attn=1.387,
+                       fixed_us=41.5, bf16_emulation=1.710, moe_factor_m12=2.006)
 VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
 DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
@@ -332,10 +338,12 @@ def _token_seconds(entry: CatalogEntry, quant: str, gpu: _Gpu, seen: float, prom
     ``prompt_tokens`` (the step size sets how often the experts' weights are read)."""
     all_mm = 2 * matmul_params(entry)
     routed = 2 * routed_params(entry)
-    weight = (all_mm - routed) + model.moe_factor * routed
+    moe = model.moe_factor_m12 if gpu.emulated_bf16 and model.moe_factor_m12 else model.moe_factor
+    weight = (all_mm - routed) + moe * routed
     if quant != "bf16":
         weight *= model.quant_factor
-    scans = all_mm * model.hybrid if entry.attention.startswith("hybrid") else 0.0
+    # the scans' work follows the layers' width (the non-expert weights), not the experts
+    scans = (all_mm - routed) * model.hybrid if entry.attention.startswith("hybrid") else 0.0
     compute = weight / gpu.mm + (scans + model.attn * attention_flops(entry, seen)) / gpu.alu
     if gpu.emulated_bf16 and dtype == "bf16":
         compute *= model.bf16_emulation
