@@ -117,7 +117,13 @@ def test_prefill_flops_follow_active_params_and_sliding_windows(cat):
     hw = plan_profile(Plan("M4 Max", 40, 128))
     moe, dense = cat.get("qwen3-30b-a3b"), cat.get("qwen3-32b")
     assert prefill_tok_s(moe, hw) > 4 * prefill_tok_s(dense, hw)  # 3.3B active vs 32B
-    assert prefill_tok_s(moe, hw) < prefill_tok_s(cat.get("qwen3-4b-instruct-2507"), hw)  # experts cost more
+    # a 3.3B-active MoE prefills about like a dense 4B on an M4 Max (mlx-lm: 1,732 vs 1,622 tok/s
+    # at 2K), and relatively slower on M1/M2 GPUs (their gather matmuls cost more)
+    small = cat.get("qwen3-4b-instruct-2507")
+    assert 0.85 < prefill_tok_s(moe, hw) / prefill_tok_s(small, hw) < 1.25
+    m2 = plan_profile(Plan("M2 Max", 38, 64))
+    ratio = lambda h: prefill_tok_s(moe, h) / prefill_tok_s(small, h)  # noqa: E731
+    assert ratio(m2) < ratio(hw)
     gemma = cat.get("gemma-3-12b-it-qat")  # 5 of 6 layers attend to a 1,024-token window
     llama = cat.get("qwen3-14b")
     fall = lambda e: prefill_tok_s(e, hw, 2048) / prefill_tok_s(e, hw, 65536)  # noqa: E731
