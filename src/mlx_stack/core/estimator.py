@@ -58,7 +58,7 @@ Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
   Metal emulates it through float32. Fitted on the M1/M2 runs (bf16 and fp16 builds) against
   the M3/M4 ones: 1.7x. Same-machine A/B runs of whole engines report less (fp16 instead of
   bf16: +34% prefill, Rapid-MLX issue 3154; ~+20%, oMLX issue 604; both M2 Max), the
-  starting value of the fit; with that value fixed the leave-one-chip-out error is 23%;
+  starting value of the fit (held there, the leave-one-chip-out error was 23% when tried);
 - quantized weights cost quant_factor (dequantization);
 - mm_per_clock is one fitted value for M1 to M4 (llama.cpp's F16 pp512 per core per clock
   is flat across them) and another for the M5 (its GPU neural accelerators); the attention
@@ -113,7 +113,7 @@ class PrefillModel:
     alu_per_clock: float  # FLOPs per core per clock of the attention and scan kernels
     ultra_share: float  # share of the two dies an Ultra reaches
     moe_factor: float  # a routed expert's FLOPs (gather matmul) cost this many dense FLOPs
-    hybrid: float  # linear-attention / Mamba scans: this many x 2 x matmul_params ALU FLOPs
+    hybrid: float  # linear-attention / Mamba scans: this many x 2 x dense_params ALU FLOPs
     quant_factor: float  # quantized weights cost this many bf16 FLOPs (dequantization)
     attn: float  # attention FLOPs cost this many ALU FLOPs
     fixed_us: float  # per prompt token, every model
@@ -275,25 +275,27 @@ def matmul_params(entry: CatalogEntry) -> float:
 DEFAULT_EXPERT_SHARE = 1 / 16  # k / E when the catalog has no layout (Qwen3-30B-A3B: 8 of 128)
 
 
+def _expert_share(entry: CatalogEntry) -> float:
+    """k / E: the share of the experts each token is routed to."""
+    shape = entry.shape
+    if shape is not None and shape.experts and shape.experts_active and shape.experts > shape.experts_active:
+        return shape.experts_active / shape.experts
+    return DEFAULT_EXPERT_SHARE
+
+
 def routed_params(entry: CatalogEntry) -> float:
     """Active parameters in the routed experts of a mixture of experts (0 for a dense model):
     k x one expert's weights, with (total - active) = (E - k) experts' weights."""
     if not entry.is_moe or entry.params_b <= entry.active_params_b:
         return 0.0
-    shape = entry.shape
-    share = DEFAULT_EXPERT_SHARE
-    if shape is not None and shape.experts and shape.experts_active and shape.experts > shape.experts_active:
-        share = shape.experts_active / shape.experts
+    share = _expert_share(entry)
     routed = (entry.params_b - entry.active_params_b) * 1e9 * share / (1 - share)
     return min(routed, 0.9 * matmul_params(entry))
 
 
 def expert_fraction_used(entry: CatalogEntry, rows: float) -> float:
     """Share of the experts a prefill step of ``rows`` tokens routes any token to."""
-    shape = entry.shape
-    if shape is not None and shape.experts and shape.experts_active:
-        return min(1.0, rows * shape.experts_active / shape.experts)
-    return min(1.0, rows * DEFAULT_EXPERT_SHARE)
+    return min(1.0, rows * _expert_share(entry))
 
 
 def attention_flops(entry: CatalogEntry, seen: float) -> float:
