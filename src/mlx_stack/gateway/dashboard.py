@@ -228,10 +228,18 @@ def _start_time(run_dir: Path, name: str) -> float | None:
 
 
 def _watchdog_state(run_dir: Path) -> dict[str, Mapping[str, object]]:
-    from mlx_stack.services.watchdog_state import read_state
+    """The running watchdog's last view per service (``services.watchdog_state`` writes it;
+    read here from the file, with the same rule: a held lock means a live watchdog)."""
+    from mlx_stack.system.locks import is_held
 
-    state = read_state(Paths(run_dir.parent)) or {}
-    services = state.get("services")
+    p = Paths(run_dir.parent)
+    if not is_held(p.watchdog_lock_file):
+        return {}
+    try:
+        state: object = json.loads(p.watchdog_state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    services = state.get("services") if isinstance(state, dict) else None
     return cast("dict[str, Mapping[str, object]]", services) if isinstance(services, dict) else {}
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mlx_stack.core.server_cmd import render_dry_run
+from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
 from mlx_stack.paths import Paths
@@ -21,7 +22,6 @@ from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
     PROBE_TIMEOUT_S,
-    ServiceStatus,
     check_service,
     command_for,
     ensure_startable,
