@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -308,4 +309,4 @@ class OnDemand:
 def _preload() -> None:
     """Import the launcher seam off the event loop."""
     with contextlib.suppress(Exception):
-        from mlx_stack.system import launcher  # noqa: F401
+        importlib.import_module("mlx_stack.system.launcher")

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mlx_stack.core.server_cmd import render_dry_run
 from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
@@ -142,6 +141,8 @@ def up(
     services = list(dict.fromkeys([*_select(stack, tiers), *gateways]))
     if dry_run:
         cmds = [command_for(p, stack, s, for_display=True) for s in services]
+        from mlx_stack.core.server_cmd import render_dry_run  # `up --dry-run` only: `status` never loads it
+
         return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
     real_completion = _settings(p)
     start = h.monotonic()

@@ -13,17 +13,19 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlx_stack.core.gateway_config import MASTER_KEY_ENV
-from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
 from mlx_stack.core.service_state import ServiceState, ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
 from mlx_stack.paths import Paths
-from mlx_stack.services import gateway_config, health
+from mlx_stack.services import health
 from mlx_stack.services.running import base_url, port_of, running_record
 from mlx_stack.system import identity, interrupt, pidfile, processes, secrets
 from mlx_stack.system.host import Host, real
+
+if TYPE_CHECKING:
+    from mlx_stack.core.server_cmd import Command
 
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
@@ -47,6 +49,10 @@ def check_service(stack: Stack, service: str) -> None:
 def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = False,
                 port: int | None = None) -> Command:
     """The command of one service. ``for_display`` never creates the gateway key."""
+    # imported here: `status` (which probes, never launches) does not load the renderers
+    from mlx_stack.core.gateway_config import MASTER_KEY_ENV
+    from mlx_stack.core.server_cmd import gateway_command, litellm_command, tier_command
+
     bin_dir = Path(sys.executable).parent
     if service not in (GATEWAY, LITELLM):
         from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
@@ -106,7 +112,7 @@ def ensure_port_free(stack: Stack, service: str, *, host: Host | None = None) ->
 
 def launch(p: Paths, stack: Stack, service: str, *, host: Host | None = None) -> pidfile.PidRecord:
     """Spawn one service (no wait) and record it; a stale pid file is replaced, never signalled."""
-    from mlx_stack.services import config
+    from mlx_stack.services import config, gateway_config
 
     h = real(host)
     settings = config.load(p)
