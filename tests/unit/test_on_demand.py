@@ -346,7 +346,7 @@ def test_a_tier_stopped_from_outside_is_checked_again_after_a_failure() -> None:
         fake.running.discard("coder")  # `down --tier coder`: the front door does not know yet
         assert await m.ensure("coder") is None and len(fake.wakes) == 1  # trusted: no check
         m.release("coder")
-        m.awake.discard("coder")  # what a failed attempt on it does (app._attempts)
+        m.awake.discard("coder")  # what a failed attempt on it does (chain.AttemptChain)
         assert await m.ensure("coder", cooling=True) is None
         assert len(fake.wakes) == 2  # checked, found asleep, started again
 
