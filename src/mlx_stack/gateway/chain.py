@@ -254,7 +254,7 @@ class AttemptChain:
         start, and why is among the failures)."""
         od = self.shared.on_demand
         if not c.on_demand or od is None:
-            return c.pool
+            return self.shared.routes.pools.get(c.name, c.pool)  # the routes may have been re-read
         began = time.monotonic()
         starts = od.tiers[c.name].cold_starts if c.name in od.tiers else 0
         why = await od.ensure(c.name, cooling=c.pool.cooling, wake=not self.req.probe)
