@@ -7,25 +7,27 @@ the next tier renders the conversation plus the partial answer with *its own* ch
 template, ending right after the partial text (what transformers calls
 ``continue_final_message``; vllm-mlx 0.6's chat route has no such option), and
 generates the rest through ``/v1/completions``. Its text chunks are re-emitted as chat
-chunks of the original stream. Anything unexpected: the stream ends with the error
-event instead (see :mod:`mlx_stack.gateway.relay`).
+chunks of the original stream (copied by the one relay loop,
+:class:`mlx_stack.gateway.relay.Relay`, with its stall watch). Anything unexpected: the
+stream ends with the error event instead (:func:`mlx_stack.gateway.attempt.error_event`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from mlx_stack.gateway.attempt import Answer, Failure, attempt
+from mlx_stack.json_types import as_list, as_object
+
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from mlx_stack.gateway.asgi import Send
     from mlx_stack.gateway.upstream import Pool
-    from mlx_stack.json_types import JSONObject
+    from mlx_stack.json_types import JSON, JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -59,19 +61,22 @@ class ChatStream:
             if not event.startswith(b"data: ") or event == b"data: [DONE]":
                 continue
             try:
-                data = json.loads(event[6:])
+                data = as_object(json.loads(event[6:]))
             except ValueError:
+                data = None
+            if data is None:
                 self.continuable = False
                 return
             if not self.meta:
-                self.meta = {k: data.get(k) for k in ("id", "model", "created")}
-            for choice in data.get("choices") or []:
-                delta = choice.get("delta") or {}
+                self.meta = {k: cast("JSON", data.get(k)) for k in ("id", "model", "created")}
+            for choice in (as_object(c) or {} for c in as_list(data.get("choices"))):
+                delta = as_object(choice.get("delta")) or {}
                 if choice.get("index", 0) != 0 or delta.get("tool_calls") or choice.get("finish_reason"):
                     self.continuable = False
                     return
-                if isinstance(delta.get("content"), str):
-                    self.text.append(delta["content"])
+                content = delta.get("content")
+                if isinstance(content, str):
+                    self.text.append(content)
 
     @property
     def partial(self) -> str:
@@ -82,7 +87,7 @@ class ChatStream:
 def _template(folder: str) -> tuple[Template, dict[str, str]] | None:
     root = Path(folder)
     try:
-        config = json.loads((root / "tokenizer_config.json").read_text())
+        config = as_object(json.loads((root / "tokenizer_config.json").read_text())) or {}
     except (OSError, ValueError):
         config = {}
     source = config.get("chat_template")
@@ -94,12 +99,16 @@ def _template(folder: str) -> tuple[Template, dict[str, str]] | None:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
+
+    def tojson(value: object, indent: int | None = None) -> str:
+        return json.dumps(value, ensure_ascii=False, indent=indent)
 
     def raise_exception(message: str) -> None:
         raise ValueError(message)
 
-    env.globals["raise_exception"] = raise_exception
+    # jinja2 leaves the values of both mappings untyped (the only unknowns of this module)
+    env.filters["tojson"] = tojson  # pyright: ignore[reportUnknownMemberType]
+    env.globals["raise_exception"] = raise_exception  # pyright: ignore[reportUnknownMemberType]
     specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
     return env.from_string(source), specials
 
@@ -145,7 +154,7 @@ class Translator:
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
         *events, self._buffer = self._buffer.split(b"\n\n")
-        out = []
+        out: list[bytes] = []
         for event in events:
             if not event.startswith(b"data: "):
                 continue
@@ -153,10 +162,10 @@ class Translator:
                 out.append(b"data: [DONE]\n\n")
                 continue
             try:
-                data = json.loads(event[6:])
+                data = as_object(json.loads(event[6:]))
             except ValueError:
                 continue
-            for choice in data.get("choices") or []:
+            for choice in (as_object(c) or {} for c in as_list((data or {}).get("choices"))):
                 text = choice.get("text") or ""
                 delta = {"content": text} if text else {}
                 self.tokens += 1 if text else 0
@@ -167,13 +176,11 @@ class Translator:
         return b"".join(out)
 
 
-async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, sent_tokens: int,
-                      send: Send, deadline: float) -> tuple[str, bool] | None:
-    """Finish a cut chat stream on the first of ``pools`` that can: (its name, whether it
-    too was cut), or None when none could start (the caller sends the error event).
-    The caller sends the final (empty) body message."""
-    from mlx_stack.gateway.relay import Failure, attempt
-
+async def begin(pools: list[Pool], data: JSONObject, stream: ChatStream, sent_tokens: int,
+                deadline: float) -> tuple[Pool, Answer] | None:
+    """The first of ``pools`` that takes the rest of a cut chat stream: it and its answer
+    (a stream, read up to its first content), or None when none could start (the caller
+    sends the error event). The caller relays it through a :class:`Translator`."""
     # a list of message objects: core.front_door.shape_problem refused any other request
     messages = cast("list[JSONObject]", data.get("messages") or [])
     for pool in pools:
@@ -192,22 +199,5 @@ async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, s
             continue
         log.warning("a stream cut mid-answer goes on on %s (%d characters kept)", pool.name,
                     len(stream.partial))
-        translate = Translator(stream.meta)
-        conn = result.conn
-        watch = pool.watch_stream(conn)  # the same stall watch as any relayed stream
-        cut = False
-        try:
-            chunk = result.first
-            while chunk:
-                watch.last = time.monotonic()
-                out = translate.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                chunk = await conn.read_chunk()
-        except OSError:
-            cut = True
-        finally:  # also when cancelled (the client left): the tier stops
-            pool.streams.discard(watch)
-            conn.release()
-        return pool.name, cut
+        return pool, result
     return None
