@@ -85,9 +85,10 @@ def decode(folder: str | None, arrays: list[list[int]], limit: int | None, *, fl
         if not text:
             raise Refused(f"{where(i)} decodes to no text (only special tokens)")
         if ids not in (plain[i].ids, full[i].ids):
-            raise Refused(f"{where(i)} is not this model's tokenization of a text (the embedding "
-                          "server takes text; these ids decode to a text that encodes to other "
-                          "ids): send the text, or ids from this model's own tokenizer")
+            raise Refused(f"{where(i)} is not this model's tokenization of a text (its text "
+                          "encodes to other ids): send the text, or ids from this model's own "
+                          "tokenizer (LangChain's OpenAIEmbeddings sends tiktoken ids unless "
+                          "check_embedding_ctx_length=False)")
         if limit is not None and len(full[i].ids) > limit:
             raise Refused(too_long(i, len(full[i].ids), limit), TOO_LONG)
     return texts
