@@ -30,6 +30,7 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
     Optional help: a catalog or results that cannot be read give none (the catalog's own
     error shows where it is needed)."""
     try:
+        from mlx_stack.core.bench_result import SavedEmbedding
         from mlx_stack.services.bench_store import load_saved
         from mlx_stack.services.catalog_store import load_catalog
 
@@ -38,6 +39,10 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
         for key, m in load_saved(p, profile).items():
             hit = catalog.find_repo(key)
             model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
+            if isinstance(m, SavedEmbedding):  # read by core.retrieval_plan, not by chat scoring
+                out[model_id] = {"kind": m.kind, "texts_s": m.texts_s, "tokens_s": m.tokens_s,
+                                 "memory_bytes": m.memory_bytes, "quant": quant}
+                continue
             out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
         return out
     except (ImportError, MlxStackError):
