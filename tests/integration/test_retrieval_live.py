@@ -295,8 +295,19 @@ def test_bench_measures_the_encoder(live: Live, monkeypatch: pytest.MonkeyPatch)
     result = json.loads(r.stdout)
     assert [lv["batch"] for lv in result["levels"]] == [1, 16, 64]
     assert all(lv["texts_s"] > 0 and lv["tokens_s"] > 0 and lv["p50_ms"] > 0 for lv in result["levels"])
-    r = CliRunner().invoke(app, ["bench", "embed", "--save"])
-    assert r.exit_code == 2 and "--save applies to chat models" in r.stderr
+    assert result["peak_rss_gb"] > 0.1 and result["saved_to"] is None
+    r = CliRunner().invoke(app, ["bench", "embed", "--save", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    saved_to = json.loads(r.stdout)["saved_to"]
+    data = json.loads(Path(saved_to).read_text())
+    assert data["kind"] == "embedding" and data["batch"] == 64 and data["texts_s"] > 0
+    from mlx_stack.services import bench_store, hardware
+    from mlx_stack.services.models import saved_results
+
+    model = stack_store.load(live.home).tier("embed").model
+    profile = hardware.detect()
+    assert bench_store.load_saved(live.home, profile)[model].memory_bytes == int(data["peak_memory_gb"] * 1e9)
+    assert saved_results(live.home, profile)[model]["kind"] == "embedding"
 
 
 def test_setup_removes_and_adds_a_reranker_on_the_running_stack(live: Live,

@@ -43,7 +43,7 @@ def need_bytes(entry: CatalogEntry, quant: str) -> int:
     return int(weights_bytes(entry, quant) * (1 + ACTIVATION_SHARE) + ACTIVATION_FIXED + SERVER_PROCESS)
 
 
-def _measured(saved: Mapping[str, object] | None, entry: CatalogEntry,
+def measured(saved: Mapping[str, object] | None, entry: CatalogEntry,
               quant: str) -> tuple[int, float] | None:
     """(memory bytes, texts/s) of a saved bench of ``entry`` at ``quant`` (`bench TIER --save`), if any."""
     raw = (saved or {}).get(entry.id)
@@ -57,13 +57,14 @@ def _measured(saved: Mapping[str, object] | None, entry: CatalogEntry,
     return int(memory), float(speed)
 
 
-def _need(entry: CatalogEntry, quant: str, saved: Mapping[str, object] | None) -> int:
+def planned_bytes(entry: CatalogEntry, quant: str, saved: Mapping[str, object] | None) -> int:
     """The measured memory when a saved bench has it, else the estimate (:func:`need_bytes`)."""
-    measured = _measured(saved, entry, quant)
-    return measured[0] if measured is not None else need_bytes(entry, quant)
+    found = measured(saved, entry, quant)
+    return found[0] if found is not None else need_bytes(entry, quant)
 
 
-def _quant(entry: CatalogEntry, quant: str) -> str:
+def quant_for(entry: CatalogEntry, quant: str) -> str:
+    """``quant`` when the entry ships it, else its first of int4 / int6 / int8 / bf16."""
     return quant if quant in entry.repos else next(q for q in QUANT_ORDER if q in entry.repos)
 
 
@@ -79,7 +80,7 @@ def reserve(catalog: Iterable[CatalogEntry], budget_bytes: int, quant: str = "in
     """The room kept for the best embedding model costing at most an eighth of the budget
     (0: none does; the chat tiers then take it all and :func:`pick` adds one only if room is left).
     ``saved``: `bench --save` results by model id (a measured memory replaces the estimate)."""
-    needs = [(_rank(e), _need(e, _quant(e, quant), saved)) for e in catalog
+    needs = [(_rank(e), planned_bytes(e, quant_for(e, quant), saved)) for e in catalog
              if e.kind == "embedding" and not e.gated]
     fitting = [(rank, n) for rank, n in needs if n * RESERVE_SHARE <= budget_bytes]
     return max(fitting)[1] if fitting else 0
@@ -96,19 +97,20 @@ def pick(catalog: Iterable[CatalogEntry], left_bytes: int, quant: str = "int4",
         options = sorted((e for e in entries if e.kind == kind and not e.gated), key=_rank, reverse=True)
         if not options:
             continue
-        fitting = [(e, q, n) for e in options if (n := _need(e, q := _quant(e, quant), saved)) <= left_bytes]
+        fitting = [(e, q, n) for e in options
+                   if (n := planned_bytes(e, q := quant_for(e, quant), saved)) <= left_bytes]
         if not fitting:
-            smallest = min(options, key=lambda e: _need(e, _quant(e, quant), saved))
-            least = _need(smallest, _quant(smallest, quant), saved)
+            smallest = min(options, key=lambda e: planned_bytes(e, quant_for(e, quant), saved))
+            least = planned_bytes(smallest, quant_for(smallest, quant), saved)
             notes.append(f"no {kind} model added: the chat tiers leave {gb(max(0, left_bytes))} of the "
                          f"budget and the smallest ({smallest.id}) needs {gb(least)}")
             continue
         entry, q, need = fitting[0]
         score = (f"{entry.quality.benchmark} {entry.quality.score:g}" if entry.quality is not None
                  else "no published retrieval score recorded")
-        measured = _measured(saved, entry, q)
-        bench = ("" if measured is None else f"; measured here: {gb(measured[0])}, "
-                 f"{measured[1]:g} texts/s at batch 64 (saved benchmark)")
+        found = measured(saved, entry, q)
+        bench = ("" if found is None else f"; measured here: {gb(found[0])}, "
+                 f"{found[1]:g} texts/s at batch 64 (saved benchmark)")
         picks.append(RetrievalPick(TIER_NAMES[kind], entry, q, need,
                                    f"best {kind} model that fits the {gb(left_bytes)} the chat tiers leave "
                                    f"({score}); its own process{bench}"))
