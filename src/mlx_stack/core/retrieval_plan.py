@@ -44,7 +44,7 @@ def need_bytes(entry: CatalogEntry, quant: str) -> int:
 
 
 def measured(saved: Mapping[str, object] | None, entry: CatalogEntry,
-              quant: str) -> tuple[int, float] | None:
+             quant: str) -> tuple[int, float] | None:
     """(memory bytes, texts/s) of a saved bench of ``entry`` at ``quant`` (`bench TIER --save`), if any."""
     raw = (saved or {}).get(entry.id)
     get: Callable[[str], object] = (cast(Mapping[str, object], raw).get if isinstance(raw, Mapping)
