@@ -79,18 +79,19 @@ def decode(folder: str | None, arrays: list[list[int]], limit: int | None, *, fl
             raise Refused(f"{where(i)} holds token id {top}: this model's vocabulary has {size:,} "
                           f"ids (0 to {size - 1:,})")
     texts = tok.decode_batch(arrays, skip_special_tokens=True)
-    plain = tok.encode_batch(texts, add_special_tokens=False)
-    full = tok.encode_batch(texts, add_special_tokens=True)
-    for i, (ids, text) in enumerate(zip(arrays, texts, strict=True)):
+    encoded = tok.encode_batch(texts, add_special_tokens=True)  # as the tier encodes them
+    for i, (ids, text, full) in enumerate(zip(arrays, texts, encoded, strict=True)):
         if not text:
             raise Refused(f"{where(i)} decodes to no text (only special tokens)")
-        if ids not in (plain[i].ids, full[i].ids):
+        # the same minus the tokens the post-processor added ([CLS] ... [SEP], a BOS/EOS)
+        plain = [t for t, added in zip(full.ids, full.special_tokens_mask, strict=True) if not added]
+        if ids != full.ids and ids != plain:
             raise Refused(f"{where(i)} is not this model's tokenization of a text (its text "
                           "encodes to other ids): send the text, or ids from this model's own "
                           "tokenizer (LangChain's OpenAIEmbeddings sends tiktoken ids unless "
                           "check_embedding_ctx_length=False)")
-        if limit is not None and len(full[i].ids) > limit:
-            raise Refused(too_long(i, len(full[i].ids), limit), TOO_LONG)
+        if limit is not None and len(full.ids) > limit:
+            raise Refused(too_long(i, len(full.ids), limit), TOO_LONG)
     return texts
 
 
