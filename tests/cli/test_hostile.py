@@ -210,7 +210,7 @@ def _not_an_int_at_least(lo: int):  # type: ignore[no-untyped-def]
                                                                    "--max-tokens", "--port"]), _junk()),
     st.tuples(st.just("models"), st.sampled_from(["--catalog", "--recommend"]),
               st.sampled_from(["--chip", "--memory", "--gpu-cores", "--bandwidth", "--budget", "--intent",
-                               "--quant", "--family"]), _junk()),
+                               "--quant", "--family", "--kind"]), _junk()),
     st.tuples(st.just("models"), st.sampled_from(["--memory", "--gpu-cores", "--budget"]), _junk()),
     st.tuples(st.just("setup"), st.just("--no-start"), st.sampled_from(["--model", "--add", "--remove",
                                                                          "--budget-pct", "--as",

@@ -57,6 +57,48 @@ def test_catalog_filters_and_text(run):
     assert "estimated" in r.stdout
 
 
+def test_catalog_lists_embedding_and_rerank_models_apart(run, isolated_home):
+    from mlx_stack.core import bench_result
+    from mlx_stack.services import bench_store
+
+    data = _json(run("models", "--catalog", "--json", "--kind", "embedding", *PLAN))
+    assert data["models"] == [] and {r["kind"] for r in data["retrieval"]} == {"embedding"}
+    row = next(r for r in data["retrieval"] if r["id"] == "qwen3-embedding-0.6b")
+    assert (row["dimensions"], row["max_input_tokens"], row["matryoshka"]) == (1024, 32768, True)
+    assert row["quant"] == "int4"
+    assert row["disk_gb"] == 0.34 and row["memory_bytes"] > 0 and row["fits"] is True
+    assert row["memory_source"] == "estimated" and row["texts_s"] is None
+    assert row["score"]["score"] == 64.64 and row["score"]["source"].startswith("https://")
+    rerank = _json(run("models", "--catalog", "--json", "--kind", "rerank", *PLAN))["retrieval"]
+    assert rerank and {r["kind"] for r in rerank} == {"rerank"}
+    everything = _json(run("models", "--catalog", "--json", *PLAN))
+    assert everything["models"] and {r["kind"] for r in everything["retrieval"]} == {"embedding", "rerank"}
+    assert not any(m["id"].startswith("qwen3-embedding") for m in everything["models"])
+    assert _json(run("models", "--catalog", "--json", "--kind", "chat", *PLAN))["retrieval"] == []
+    r = run("models", "--catalog", *PLAN)
+    assert r.exit_code == 0 and "qwen3-8b" in r.stdout and "Embedding and rerank models" in r.stdout
+    assert "jina-reranker-v2-base-multilingual" in r.stdout and "4096*" in r.stdout
+    r = run("models", "--catalog", "--kind", "embedding", *PLAN)
+    assert r.exit_code == 0 and "qwen3-8b " not in r.stdout and "qwen3-embedding-8b" in r.stdout
+    # a saved bench of an embedding tier on this profile: its measured memory is listed
+    profile = everything["hardware"]["profile_key"]
+    levels = [{"batch": 64, "requests": 3, "texts_s": 50.0, "tokens_s": 3000.0, "p50_ms": 9.0}]
+    bench_store.save_embedding(isolated_home, bench_result.embedding_result(
+        model="mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ", quant=None, target="embed", profile=profile,
+        hardware="test", measured_at="2026-12-07T13:00:00+00:00", levels=levels, peak_rss_gb=1.25))
+    rows = _json(run("models", "--catalog", "--json", "--kind", "embedding", *PLAN))["retrieval"]
+    row = next(r for r in rows if r["id"] == "qwen3-embedding-0.6b")
+    assert (row["memory_bytes"], row["memory_source"], row["texts_s"]) == (
+        1_250_000_000, "measured (saved benchmark)", 50.0)
+
+
+@pytest.mark.parametrize("args", [("--catalog", "--kind", "vector"), ("--kind", "embedding"),
+                                  ("--recommend", "--kind", "chat")])
+def test_kind_is_checked(run, args):
+    r = run("models", *args)
+    assert r.exit_code == 2 and "--kind" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_catalog_on_this_machine_measured_on_m5_max(run):
     data = _json(run("models", "--catalog", "--json", "--chip", "M5 Max", "--gpu-cores", "40",
                      "--memory", "128"))

@@ -16,12 +16,16 @@ import os
 import signal
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
+from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
 from mlx_stack.cli.app import app
@@ -137,6 +141,50 @@ def test_dimensions_truncate_and_renormalize(live: Live) -> None:
     assert r.status_code == 400 and "1000" in r.json()["error"]["message"]
 
 
+def _gateway_rss_mb(live: Live) -> float:
+    pid = pid_of(live.home, "gateway")
+    assert pid is not None
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def test_token_ids_embed_like_their_text(live: Live) -> None:
+    """OpenAI's token-array input: decoded with the encoder's own tokenizer at the front door."""
+    tok = Tokenizer.from_file(str(Path(stack_store.load(live.home).tier("embed").path) / "tokenizer.json"))
+    texts = ["the quick brown fox jumps over the lazy dog", "déjà vu, 東京 and a fox 🦊, twice"]
+    ids = [tok.encode(t, add_special_tokens=False).ids for t in texts]
+    before = _gateway_rss_mb(live)
+    client = live.openai()
+    as_text = client.embeddings.create(model="embed", input=texts, encoding_format="float")
+    as_ids = client.embeddings.create(model="embed", input=ids)  # the SDK asks for base64
+    after = _gateway_rss_mb(live)
+    for a, b in zip(as_text.data, as_ids.data, strict=True):
+        assert _cos(a.embedding, b.embedding) > 0.999
+    assert as_ids.usage.prompt_tokens == as_text.usage.prompt_tokens == sum(len(i) for i in ids)
+    flat = client.embeddings.create(model="embed", input=ids[0], encoding_format="float", dimensions=16)
+    assert len(flat.data) == 1 and _cos(flat.data[0].embedding, as_text.data[0].embedding[:16]) > 0.999
+    print(f"front door RSS {before:.1f} MB -> {after:.1f} MB after its first token-id request")
+    assert after - before < 64, (before, after)
+
+
+def test_hostile_token_ids_are_400_naming_the_problem(live: Live) -> None:
+    tok = Tokenizer.from_file(str(Path(stack_store.load(live.home).tier("embed").path) / "tokenizer.json"))
+    size = tok.get_vocab_size(with_added_tokens=True)
+    r = live.post("/v1/embeddings", {"model": "embed", "input": [[5, size]]})
+    assert r.status_code == 400 and f"vocabulary has {size:,} ids" in r.json()["error"]["message"]
+    with pytest.raises(openai.BadRequestError) as err:  # over the encoder's limit: as for text
+        live.openai().embeddings.create(model="embed", input=[tok.encode("fox").ids * 600])
+    assert "512" in str(err.value) and err.value.code == "embedding_input_too_long"
+    letters = [tok.token_to_id(c) for c in "fox"]  # "fox" as it never encodes: one id a letter
+    assert tok.encode("fox").ids != letters
+    r = live.post("/v1/embeddings", {"model": "embed", "input": [tok.encode("hi").ids, letters]})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("`input[1]` is not this model's tokenization")
+    started = time.monotonic()
+    r = live.post("/v1/embeddings", {"model": "embed", "input": [[5] * 300_000]})
+    assert r.status_code == 400 and "512" in r.json()["error"]["message"]
+    assert time.monotonic() - started < 10
+
+
 def test_alias_routes_to_the_encoder(live: Live) -> None:
     raw = live.openai().embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi")
     assert raw.headers["x-mlx-stack-tier"] == "embed"
@@ -188,15 +236,21 @@ def test_no_key_is_401(live: Live) -> None:
 @pytest.mark.parametrize("body", [
     {"model": "embed", "input": ["x"] * 3000},
     {"model": "embed", "input": 5},
-    {"model": "embed", "input": [1, 2, 3]},
-    {"model": "embed", "input": [[1, 2], [3]]},
+    {"model": "embed", "input": [[1, 2], []]},
+    {"model": "embed", "input": ["ok", [1, 2]]},
+    {"model": "embed", "input": [[[1, 2]]]},
+    {"model": "embed", "input": [1, -2]},
+    {"model": "embed", "input": [[1, 2.5]]},
+    {"model": "embed", "input": [[1] * 200_000, [1] * 100_001]},
+    {"model": "embed", "input": [[7, 10**40]]},
     {"model": "embed", "input": ["ok", {"a": 1}]},
     {"model": "embed", "input": "hi", "encoding_format": "int8"},
     {"model": "embed", "input": "hi", "dimensions": -3},
     {"model": "embed", "input": "hi", "dimensions": True},
     {"model": "embed"},
     {"model": 7, "input": "hi"},
-], ids=["huge-batch", "int", "token-ids", "token-arrays", "object-item", "encoding", "neg-dims",
+], ids=["huge-batch", "int", "empty-ids", "text-and-ids", "ids-nested", "negative-id", "float-id",
+         "huge-ids", "id-out-of-vocab", "object-item", "encoding", "neg-dims",
         "bool-dims", "no-input", "model-int"])
 def test_hostile_embedding_bodies_are_400(live: Live, body: object) -> None:
     r = live.post("/v1/embeddings", body)
@@ -241,8 +295,19 @@ def test_bench_measures_the_encoder(live: Live, monkeypatch: pytest.MonkeyPatch)
     result = json.loads(r.stdout)
     assert [lv["batch"] for lv in result["levels"]] == [1, 16, 64]
     assert all(lv["texts_s"] > 0 and lv["tokens_s"] > 0 and lv["p50_ms"] > 0 for lv in result["levels"])
-    r = CliRunner().invoke(app, ["bench", "embed", "--save"])
-    assert r.exit_code == 2 and "--save applies to chat models" in r.stderr
+    assert result["peak_rss_gb"] > 0.1 and result["saved_to"] is None
+    r = CliRunner().invoke(app, ["bench", "embed", "--save", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    saved_to = json.loads(r.stdout)["saved_to"]
+    data = json.loads(Path(saved_to).read_text())
+    assert data["kind"] == "embedding" and data["batch"] == 64 and data["texts_s"] > 0
+    from mlx_stack.services import bench_store, hardware
+    from mlx_stack.services.models import saved_results
+
+    model = stack_store.load(live.home).tier("embed").model
+    profile = hardware.detect()
+    assert bench_store.load_saved(live.home, profile)[model].memory_bytes == int(data["peak_memory_gb"] * 1e9)
+    assert saved_results(live.home, profile)[model]["kind"] == "embedding"
 
 
 def test_setup_removes_and_adds_a_reranker_on_the_running_stack(live: Live,

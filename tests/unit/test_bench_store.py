@@ -117,3 +117,65 @@ def test_garbage_and_dead_servers_are_service_errors():
 
     with pytest.raises(ServiceError, match="ConnectError"):
         _client(refuse).stream(core.PROMPTS[0], "t", 8)
+
+
+def _embedding(model: str = "qwen3-embedding-0.6b", memory: float = 0.9, **over: object) -> dict[str, object]:
+    levels = [{"batch": b, "requests": 3, "texts_s": 10.0 * b, "tokens_s": 600.0 * b, "p50_ms": 5.0}
+              for b in (1, 16, 64)]
+    data = results.embedding_result(model=model, quant="int4", target="embed", profile=PROFILE,
+                                    hardware="test", measured_at="2026-12-07T13:00:00+00:00",
+                                    levels=levels, peak_rss_gb=memory)  # type: ignore[arg-type]
+    return {**data, **over}
+
+
+def test_an_embedding_bench_is_saved_and_feeds_the_recommender(isolated_home: Paths):
+    from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.core.retrieval_plan import pick
+    from mlx_stack.core.scoring import recommend
+    from mlx_stack.services.catalog_store import load_catalog
+    from mlx_stack.services.models import saved_results
+
+    path = bench_store.save_embedding(isolated_home, _embedding())
+    assert path == isolated_home.benchmarks_dir / PROFILE / "qwen3-embedding-0.6b.json"
+    saved = bench_store.load_saved(isolated_home, PROFILE)["qwen3-embedding-0.6b"]
+    assert isinstance(saved, results.SavedEmbedding)
+    assert (saved.texts_s, saved.tokens_s, saved.memory_bytes) == (640.0, 38400.0, 900_000_000)
+    mapped = saved_results(isolated_home, PROFILE)["qwen3-embedding-0.6b"]
+    assert mapped == {"kind": "embedding", "texts_s": 640.0, "tokens_s": 38400.0, "memory_bytes": 900_000_000,
+                      "quant": "int4"}
+    catalog = load_catalog()
+    left = int(2.5 * 2**30)  # what the chat tiers leave: the 0.6B encoder fits (2.1 GB estimated)
+    plain, _ = pick(catalog, left)
+    assert plain[0].entry.id == "qwen3-embedding-0.6b" and "measured" not in plain[0].reason
+    fed, _ = pick(catalog, left, saved={"qwen3-embedding-0.6b": mapped})
+    assert fed[0].entry.id == "qwen3-embedding-0.6b" and fed[0].memory_bytes == 900_000_000
+    assert "measured here: 0.8 GB, 640 texts/s at batch 64 (saved benchmark)" in fed[0].reason
+    huge = {**mapped, "memory_bytes": 10 * 2**30}  # measured far above the estimate: no longer fits
+    assert pick(catalog, left, saved={"qwen3-embedding-0.6b": huge})[0][0].entry.id != "qwen3-embedding-0.6b"
+    other_quant = {**mapped, "quant": "int8"}  # another quantization's figure is not used
+    assert pick(catalog, left, saved={"qwen3-embedding-0.6b": other_quant})[0][0].memory_bytes != 900_000_000
+    chat = {**mapped, "kind": None}  # a chat result saved under that id is not an encoder's
+    assert pick(catalog, left, saved={"qwen3-embedding-0.6b": chat})[0][0].memory_bytes != 900_000_000
+    # through the recommender, as `models --recommend` and `setup` call it
+    cpu = HardwareProfile(kind="cpu", chip="cpu", memory_bytes=24 * 2**30)
+    best = {"qwen3-embedding-8b": {**mapped, "memory_bytes": 5 * 10**9}}
+    rec = recommend(cpu, catalog, budget_bytes=64 * 2**30, saved=best)
+    assert rec.retrieval[0].entry.id == "qwen3-embedding-8b" and rec.retrieval[0].memory_bytes == 5 * 10**9
+    assert "measured here" in rec.retrieval[0].reason
+
+
+@pytest.mark.parametrize(("over", "why"), [
+    ({"texts_s": 0}, "texts_s is 0"),
+    ({"tokens_s": None}, "missing field 'tokens_s'"),
+    ({"peak_memory_gb": 0.0}, "peak_memory_gb is 0.0"),
+    ({"kind": "vector"}, "unknown kind"),
+])
+def test_a_bad_embedding_bench_is_refused_and_never_used(isolated_home: Paths, over: dict[str, object],
+                                                         why: str):
+    with pytest.raises(UsageError, match="cannot be saved"):
+        bench_store.save_embedding(isolated_home, _embedding(**over))
+    folder = isolated_home.benchmarks_dir / PROFILE
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "enc.json").write_text(json.dumps(_embedding(**over)))
+    saved, rejected = bench_store.scan_saved(isolated_home, PROFILE)
+    assert saved == {} and len(rejected) == 1 and why in rejected[0].reason

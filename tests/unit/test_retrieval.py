@@ -113,10 +113,22 @@ def test_embedding_fallback_only_to_the_same_model() -> None:
 
 
 @pytest.mark.parametrize(("body", "why"), [
-    ({"input": 3}, "string or a list"),
-    ({"input": [1, 2]}, "token ids"),
-    ({"input": [[1, 2]]}, "token ids"),
-    ({"input": ["a", None]}, "string or a list"),
+    ({"input": 3}, "a string, a list of strings, or token ids"),
+    ({"input": ["a", None]}, "a string, a list of strings, or token ids"),
+    ({"input": []}, "empty"),
+    ({"input": [[]]}, "`input[0]` is an empty token array"),
+    ({"input": [[1], []]}, "`input[1]` is an empty token array"),
+    ({"input": [1, "a"]}, "mixes"),
+    ({"input": ["a", [1]]}, "mixes"),
+    ({"input": [[1], 2]}, "mixes"),
+    ({"input": [True, False]}, "a string, a list of strings, or token ids"),
+    ({"input": [[1, True]]}, "`input[0]` must be a list of integer token ids"),
+    ({"input": [[1.0]]}, "integer token ids"),
+    ({"input": [[[1]]]}, "integer token ids"),
+    ({"input": [[1, "2"]]}, "integer token ids"),
+    ({"input": [1, -2]}, "`input` holds a negative token id"),
+    ({"input": [[1]] * (retrieval.MAX_INPUTS + 1)}, "token arrays; at most"),
+    ({"input": [[1] * 200_000, [1] * 100_001]}, "300,001 token ids; at most 300,000"),
     ({"input": ["x"] * (retrieval.MAX_INPUTS + 1)}, "at most"),
     ({"input": ["a", ""]}, "empty string"),
     ({"input": "a", "encoding_format": "hex"}, "float or base64"),
@@ -126,6 +138,16 @@ def test_embedding_fallback_only_to_the_same_model() -> None:
 def test_embedding_problems(body: dict[str, object], why: str) -> None:
     problem = retrieval.problem("/v1/embeddings", {"model": "embed", **body})
     assert problem is not None and why in problem
+
+
+def test_token_arrays_are_accepted_shapes() -> None:
+    for value, arrays in (([5, 6], [[5, 6]]), ([[5], [6, 7]], [[5], [6, 7]]), ("a", None), (["a"], None)):
+        body = {"model": "embed", "input": value}
+        assert retrieval.problem("/v1/embeddings", body) is None
+        assert retrieval.token_arrays(body) == arrays
+    err = retrieval.input_error(retrieval.too_long(0, 9, 8), retrieval.TOO_LONG)["error"]
+    assert err == {"message": "Input 0 has 9 tokens, exceeding the effective embedding max length of 8",  # type: ignore[comparison-overlap]
+                   "type": "invalid_request_error", "code": "embedding_input_too_long", "param": "input"}
 
 
 def test_rerank_problems_and_clamped_top_n() -> None:

@@ -58,7 +58,6 @@ def bench(
 def _embedding_bench(target: str, *, save: bool, json_: bool, iterations: int) -> bool:
     """A running embedding tier: texts/s and tokens/s at batch 1/16/64 (services.bench_embeddings)."""
     from mlx_stack.cli.terminal import terminal
-    from mlx_stack.errors import UsageError
     from mlx_stack.paths import paths
     from mlx_stack.services import bench_embeddings
 
@@ -66,18 +65,17 @@ def _embedding_bench(target: str, *, save: bool, json_: bool, iterations: int) -
     stack = bench_embeddings.embedding_tier(p, target)
     if stack is None:
         return False
-    if save:
-        raise UsageError("--save applies to chat models",
-                         hint="the recommender ranks embedding models by published retrieval scores")
-    result = bench_embeddings.run(p, stack, target, rounds=max(3, iterations),
+    result = bench_embeddings.run(p, stack, target, rounds=max(3, iterations), save=save,
                                   on_progress=lambda msg: terminal.info(f"bench: {msg}"))
     if json_:
         terminal.json(result.as_dict())
         return True
-    terminal.print(f"{result.tier} ({result.model}) at {result.url}")
+    terminal.print(f"{result.tier} ({result.model}) at {result.url}; peak memory {result.peak_rss_gb:.2f} GB")
     for lv in result.levels:
         terminal.print(f"  batch {lv.batch:>3}: {lv.texts_s:8.1f} texts/s  {lv.tokens_s:9.0f} tokens/s  "
                        f"p50 {lv.p50_ms:8.1f} ms  ({lv.requests} requests)")
+    if result.saved_to:
+        terminal.success(f"saved to {result.saved_to}; recommendations now use its memory for {result.model}")
     return True
 
 

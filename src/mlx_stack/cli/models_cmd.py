@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -26,6 +26,9 @@ def models(
                                    rich_help_panel=_FILTERS),
     tool_calling: bool = typer.Option(False, "--tool-calling", help="Only models that call tools.",
                                       rich_help_panel=_FILTERS),
+    kind: str | None = typer.Option(None, "--kind", help="chat, embedding, rerank or all (default: all; "
+                                    "embedding and rerank models are listed apart).",
+                                    rich_help_panel=_FILTERS),
     budget: str | None = typer.Option(None, "--budget", help="Memory for all tiers: 30gb or 40% (default: "
                                       "memory-budget-pct of memory).", rich_help_panel=_REC),
     intent: str = typer.Option("balanced", "--intent", help="balanced, agent (a 64K-128K window on standard) "
@@ -54,6 +57,7 @@ def models(
     _check_flag_modes(mode, family=family, tag=tag, tool_calling=tool_calling, budget=budget,
                       intent=intent, show_all=show_all, quant=quant, prompt_tokens=prompt_tokens,
                       plan=any(v is not None for v in (chip, gpu_cores, memory, bandwidth)))
+    _check_kind(mode, kind)
     if mode is None:
         _local(json_)
     elif mode == "--available":
@@ -63,7 +67,7 @@ def models(
 
         hw = resolve_hardware(chip, gpu_cores, memory, bandwidth)
         if mode == "--catalog":
-            _catalog(hw, family, tag, tool_calling, quant, prompt_tokens, json_)
+            _catalog(hw, family, tag, tool_calling, quant, prompt_tokens, json_, kind or "all")
         else:
             _recommend(hw, budget, intent, show_all, quant, prompt_tokens, json_)
 
@@ -87,6 +91,22 @@ def _check_flag_modes(mode: str | None, **given: object) -> None:
         if value and mode not in allowed[flag]:
             raise UsageError(f"{flag} works only with {' or '.join(allowed[flag])}",
                              hint=f"e.g. `mlx-stack models {allowed[flag][0]} ...`")
+
+
+def _check_kind(mode: str | None, kind: str | None) -> None:
+    from mlx_stack.errors import UsageError
+    from mlx_stack.services.models import CATALOG_KINDS
+
+    if kind is None:
+        return
+    if mode != "--catalog":
+        raise UsageError("--kind works only with --catalog",
+                         hint="e.g. `mlx-stack models --catalog --kind embedding`")
+    if kind not in CATALOG_KINDS:
+        from mlx_stack.core.config_schema import shown
+
+        raise UsageError(f"invalid --kind {shown(kind)}: expected one of {', '.join(CATALOG_KINDS)}",
+                         hint="e.g. --kind embedding")
 
 
 def _local(json_: bool) -> None:
@@ -114,7 +134,7 @@ def _local(json_: bool) -> None:
 
 
 def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_calling: bool, quant: str | None,
-             prompt_tokens: int | None, json_: bool) -> None:
+             prompt_tokens: int | None, json_: bool, kind: str = "all") -> None:
     from mlx_stack.cli.hardware_view import render_hardware
     from mlx_stack.cli.terminal import terminal
     from mlx_stack.core.estimator import SHORT_CONTEXT
@@ -124,12 +144,15 @@ def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_call
     from mlx_stack.services.models import catalog_report
 
     report = catalog_report(paths(), hw, family=family, tag=tag, tool_calling=tool_calling, quant=quant,
-                            prompt_tokens=prompt_tokens)
+                            prompt_tokens=prompt_tokens, kind=kind)
     rows, budget_reason = report.models, report.budget_reason
     if json_:
         terminal.json(report.as_dict())
         return
     render_hardware(hw)
+    if kind in ("embedding", "rerank"):
+        _retrieval_table(report.retrieval, budget_reason)
+        return
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, title=f"Catalog ({len(rows)} models; budget {budget_reason})",
@@ -159,6 +182,32 @@ def _catalog(hw: HardwareProfile, family: str | None, tag: str | None, tool_call
         terminal.info(_ttft_note(prompt, rows[0]["cached_new_tokens"]))
     terminal.info("quality: the published aggregate score at this quantization (`pub`), or an estimate "
                   "from size (`est`); `--json` gives each score's benchmark, URL and date")
+    if kind == "all":
+        _retrieval_table(report.retrieval, budget_reason)
+
+
+def _retrieval_table(rows: list[dict[str, Any]], budget_reason: str) -> None:
+    """Embedding and rerank models (issue 25): each runs as its own vllm-mlx process."""
+    from rich.table import Table
+
+    from mlx_stack.cli.terminal import terminal
+    from mlx_stack.core.units import gb
+
+    if not rows:
+        return
+    table = Table(box=None, pad_edge=False, title=f"Embedding and rerank models ({len(rows)}; budget "
+                  f"{budget_reason})", title_justify="left")
+    for col in ("model", "kind", "dims", "max input", "quant", "size", "memory", "fits", "score"):
+        table.add_column(col, no_wrap=col in ("model", "memory", "size"))
+    for r in rows:
+        dims = "-" if r["dimensions"] is None else f"{r['dimensions']}{'*' if r['matryoshka'] else ''}"
+        table.add_row(r["id"], r["kind"], dims, f"{r['max_input_tokens']:,}", r["quant"],
+                      f"{r['disk_gb']:g} GB", gb(r["memory_bytes"]) + (" (measured)" if r["texts_s"] else ""),
+                      "yes" if r["fits"] else "no", "-" if r["score"] is None else f"{r['score']['score']:g}")
+    terminal.print(table)
+    terminal.info("memory: weights, activations and the tier's own server process (no KV cache); "
+                  "dims*: `dimensions` may shorten the vector (Matryoshka); score: the published "
+                  "retrieval score, `--json` gives its benchmark, URL and date")
 
 
 def _num(v: float | None) -> str:

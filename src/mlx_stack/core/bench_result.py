@@ -95,7 +95,51 @@ class SavedMeasurement:
         return int(self.memory_gb * GB)
 
 
-def parse_saved(data: object, profile: str) -> SavedMeasurement:
+EMBEDDING = "embedding"  # `kind` of a saved embedding-tier result (absent: a chat model)
+
+
+@dataclass(frozen=True)
+class SavedEmbedding:
+    """A saved `bench TIER --save` of an embedding tier (issue 25): what the recommender takes
+    from it (its measured memory replaces the estimate; its speed is shown in the reason)."""
+
+    model: str
+    texts_s: float  # at batch 64
+    tokens_s: float  # at batch 64, the server's own token count
+    memory_gb: float  # peak resident memory of the tier's process tree
+    measured_at: str
+    quant: str | None = None
+    kind: str = EMBEDDING
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gb * GB)
+
+
+def embedding_result(*, model: str, quant: str | None, target: str, profile: str, hardware: str,
+                     measured_at: str, levels: list[JSONObject], peak_rss_gb: float) -> JSONObject:
+    """The saved form of an embedding bench: every level, and the batch-64 figures on top."""
+    last = levels[-1] if levels else {}
+    return {"schema": RESULT_SCHEMA, "kind": EMBEDDING, "model": model, "quant": quant, "target": target,
+            "target_kind": "tier", "profile": profile, "hardware": hardware, "measured_at": measured_at,
+            "batch": last.get("batch"), "texts_s": last.get("texts_s"), "tokens_s": last.get("tokens_s"),
+            "peak_memory_gb": _round(peak_rss_gb), "peak_rss_gb": _round(peak_rss_gb),
+            "levels": list[JSON](levels)}
+
+
+def _positive(f: Fields, keys: tuple[str, ...]) -> dict[str, float]:
+    numbers: dict[str, float] = {}
+    for key in keys:
+        value = f.peek(key, (float, int))
+        if value is None:
+            f.fail(key, f"missing field {key!r}")
+        if not math.isfinite(value) or value <= 0:
+            f.fail(key, f"{key} is {value}, not a positive measurement")
+        numbers[key] = float(value)
+    return numbers
+
+
+def parse_saved(data: object, profile: str) -> SavedMeasurement | SavedEmbedding:
     """Validate a saved result for ``profile``; ValueError (with the reason) if not usable."""
     obj = as_object(data)
     if obj is None:
@@ -108,14 +152,15 @@ def parse_saved(data: object, profile: str) -> SavedMeasurement:
     model = f.peek("model", str)
     if not model:
         f.fail("model", "missing field 'model'")
-    numbers: dict[str, float] = {}
-    for key in ("gen_tok_s", "prompt_tok_s", "peak_memory_gb"):
-        value = f.peek(key, (float, int))
-        if value is None:
-            f.fail(key, f"missing field {key!r}")
-        if not math.isfinite(value) or value <= 0:
-            f.fail(key, f"{key} is {value}, not a positive measurement")
-        numbers[key] = float(value)
+    kind = f.data.get("kind")
+    if kind == EMBEDDING:
+        got = _positive(f, ("texts_s", "tokens_s", "peak_memory_gb"))
+        return SavedEmbedding(model=model, texts_s=got["texts_s"], tokens_s=got["tokens_s"],
+                              memory_gb=got["peak_memory_gb"], measured_at=str(f.data.get("measured_at", "")),
+                              quant=f.peek("quant", str))
+    if kind is not None:
+        f.fail("kind", f"unknown kind {kind!r}")
+    numbers = _positive(f, ("gen_tok_s", "prompt_tok_s", "peak_memory_gb"))
     return SavedMeasurement(
         model=model,
         gen_tok_s=numbers["gen_tok_s"],

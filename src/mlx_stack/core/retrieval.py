@@ -17,7 +17,10 @@ What vllm-mlx 0.6 does itself, and what is done here instead:
   which the catalog says in ``notes``);
 - it refuses an input over the encoder's limit with a 400 naming the limit
   (``--embedding-overflow-policy error``): passed through as the client error it is;
-- it takes text only: token-id arrays are refused here with a 400 that says so.
+- it takes text only: token-id arrays (OpenAI's ``input`` as a list of integers or a list
+  of such lists) are checked here (:func:`token_arrays`: shape, counts) and turned back into
+  their text by ``gateway/token_input.py`` with the tier's own tokenizer, which accepts them
+  only when that text encodes to exactly those ids.
 
 Fallback: an embedding request goes only to tiers serving the *same* model (vectors of two
 models are not comparable, so another model's answer would corrupt an index silently);
@@ -41,7 +44,11 @@ UPSTREAM_PATH = {EMBEDDING: "/v1/embeddings", RERANK: "/v1/rerank"}
 MAX_INPUTS = 2048  # OpenAI's per-request limit on embedding inputs
 MAX_DOCUMENTS = 1000  # Cohere's documented per-request limit
 MAX_DIMENSIONS = 65536
+MAX_TOKEN_IDS = 300_000  # OpenAI's per-request limit on tokens summed over the inputs
 ENCODINGS = ("float", "base64")
+TOO_LONG = "embedding_input_too_long"  # vllm-mlx's code for an input over the encoder's limit
+INPUT_SHAPES = ("`input` must be a string, a list of strings, or token ids (a list of integers, "
+                "or a list of such lists)")
 
 
 def plan(path: str, body: Mapping[str, object], routes: Routes) -> Plan:
@@ -71,19 +78,58 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def token_arrays(body: Mapping[str, object]) -> list[list[int]] | None:
+    """The token-id arrays of an embeddings request, one per input (a flat list of integers
+    is one input), or None when ``input`` is not token ids. Checked by :func:`problem`."""
+    value = body.get("input")
+    if not isinstance(value, list) or not value:
+        return None
+    items = as_list(cast(object, value))
+    if all(_is_int(x) for x in items):
+        return [cast("list[int]", items)]
+    if all(isinstance(x, list) for x in items):
+        return [cast("list[int]", x) for x in items]
+    return None
+
+
+def _token_problem(items: list[object]) -> str | None:
+    """Why these token-id inputs are malformed (``items``: the flat list, or the lists)."""
+    flat = all(_is_int(x) for x in items)
+    arrays = [items] if flat else [as_list(x) for x in items]
+    if len(arrays) > MAX_INPUTS:
+        return f"`input` has {len(arrays):,} token arrays; at most {MAX_INPUTS:,} per request"
+    for i, ids in enumerate(arrays):
+        where = "`input`" if flat else f"`input[{i}]`"
+        if not ids:
+            return f"{where} is an empty token array"
+        if not all(_is_int(t) for t in ids):
+            return f"{where} must be a list of integer token ids"
+        if any(t < 0 for t in cast("list[int]", ids)):
+            return f"{where} holds a negative token id"
+    total = sum(len(a) for a in arrays)
+    if total > MAX_TOKEN_IDS:
+        return f"`input` holds {total:,} token ids; at most {MAX_TOKEN_IDS:,} per request"
+    return None
+
+
 def _embedding_problem(body: Mapping[str, object]) -> str | None:
     value = body.get("input")
-    items: list[object] = [value] if isinstance(value, str) else as_list(value)
     if not isinstance(value, str | list):
-        return "`input` must be a string or a list of strings"
-    if any(_is_int(x) or (bool(as_list(x)) and all(_is_int(t) for t in as_list(x))) for x in items):
-        return ("`input` holds token ids: this stack's embedding servers (vllm-mlx 0.6) take text "
-                "only; send the text")
-    if not all(isinstance(x, str) for x in items):
-        return "`input` must be a string or a list of strings"
-    if len(items) > MAX_INPUTS:
+        return INPUT_SHAPES
+    items: list[object] = [value] if isinstance(value, str) else as_list(cast(object, value))
+    if not items:
+        return "`input` is empty"
+    if all(_is_int(x) for x in items) or all(isinstance(x, list) for x in items):
+        problem = _token_problem(items)
+        if problem is not None:
+            return problem
+    elif not all(isinstance(x, str) for x in items):
+        if len({type(x) for x in items} & {str, int, list}) > 1:
+            return "`input` mixes strings, token ids and token arrays: send one kind per request"
+        return INPUT_SHAPES
+    elif len(items) > MAX_INPUTS:
         return f"`input` has {len(items):,} items; at most {MAX_INPUTS:,} per request"
-    if any(x == "" for x in items):
+    elif any(x == "" for x in items):
         return "`input` holds an empty string"
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ENCODINGS:
@@ -134,6 +180,16 @@ def upstream_body(path: str, body: JSONObject) -> JSONObject:
     if _is_int(top_n) and top_n > len(docs):  # type: ignore[operator]
         out["top_n"] = len(docs)
     return out
+
+
+def input_error(message: str, code: str | None = None) -> JSONObject:
+    """A 400 about ``input`` in OpenAI's error shape (as :func:`client_error` words a tier's)."""
+    return {"error": {"message": message, "type": "invalid_request_error", "code": code, "param": "input"}}
+
+
+def too_long(index: int, tokens: int, limit: int) -> str:
+    """The words vllm-mlx uses for an input over the encoder's limit (``embedding_input_too_long``)."""
+    return f"Input {index} has {tokens} tokens, exceeding the effective embedding max length of {limit}"
 
 
 class Mismatch(ValueError):

@@ -340,7 +340,7 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
     whole, budget_reason = budget_for(profile, memory_budget_pct, budget_bytes)
     notes: list[str] = []
     # Room for an embedding model is kept first when it costs at most an eighth of the budget.
-    reserved = reserve(catalog, whole, quant)
+    reserved = reserve(catalog, whole, quant, saved)
     budget = whole - reserved
     if reserved:
         notes.append(f"{gb(reserved)} of the {gb(whole)} budget is kept for an embedding model")
@@ -412,7 +412,7 @@ def recommend(profile: HardwareProfile, catalog: Catalog | list[CatalogEntry], *
                            f"memory reserved for {lc.context // 1024}k tokens"))
     else:
         dropped.append(Dropped("longctx", _why_no_long(s, f, longs, budget)))
-    retrieval, left_out = pick(catalog, whole - sum(t.memory_bytes for t in tiers), quant)
+    retrieval, left_out = pick(catalog, whole - sum(t.memory_bytes for t in tiers), quant, saved)
     return Recommendation(intent, INTENTS[intent], whole, budget_reason, tiers, dropped, std,
                           [*notes, *left_out], retrieval)
 

@@ -4,7 +4,8 @@ Same key, metrics, 4xx pass-through and chain of attempts as chat (``chain.Chain
 what differs is decided in :mod:`mlx_stack.core.retrieval` (which tier, which shapes are
 refused, what the tier gets) and done here: the answer of an embedding tier is reshaped
 (base64, ``dimensions``) on its way out, by a wrapper around ``send`` that holds a 2xx
-head until its body is known. Only non-streamed JSON answers pass through it.
+head until its body is known. Only non-streamed JSON answers pass through it. Token-id
+input is decoded to text first (:mod:`mlx_stack.gateway.token_input`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import TYPE_CHECKING, cast
 
 from mlx_stack.core import retrieval
 from mlx_stack.core.front_door import UnknownModel
-from mlx_stack.gateway import replies
+from mlx_stack.gateway import replies, token_input
 from mlx_stack.gateway.request import Request
-from mlx_stack.json_types import as_object
+from mlx_stack.json_types import JSON, as_list, as_object
 
 if TYPE_CHECKING:
     from mlx_stack.gateway.asgi import Message, Receive, Send
@@ -79,7 +80,18 @@ async def serve(door: Chains, path: str, headers: list[tuple[bytes, bytes]], dat
         await replies.error(send, 404, str(exc), code="model_not_found")
         return
     kind = retrieval.PATHS[path]
-    upstream = retrieval.upstream_body(path, data)
+    arrays = retrieval.token_arrays(data) if kind == retrieval.EMBEDDING else None
+    sent = data
+    if arrays is not None:  # token ids: decoded to their text with the tier's tokenizer
+        tier = door.routes.current.tiers[p.routed]
+        try:
+            texts = await token_input.texts(tier.tokenizer, arrays, tier.max_input_tokens,
+                                            flat=not isinstance(as_list(data.get("input"))[0], list))
+        except token_input.Refused as exc:
+            await replies.send_json(send, 400, retrieval.input_error(str(exc), exc.code))
+            return
+        sent: JSONObject = {**data, "input": list[JSON](texts)}
+    upstream = retrieval.upstream_body(path, sent)
     body = json.dumps(upstream, separators=(",", ":")).encode()
     req = Request(retrieval.UPSTREAM_PATH[kind], body, upstream, False, True, "", probe)
     await door.run(req, p, receive, _reshaping_send(send, data))

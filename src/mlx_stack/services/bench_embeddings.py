@@ -3,20 +3,30 @@ batch 1, 16 and 64, and the latency p50 of each, measured against the tier's own
 
 Fixed texts (about 60 words each, unique per request so nothing is reused), one client,
 ``rounds`` requests per batch size after one warm-up request. Tokens are the server's own
-count (``usage.prompt_tokens``). Nothing is saved: the recommender ranks embedding models
-by their published retrieval score, not by speed.
+count (``usage.prompt_tokens``). The peak resident memory of the tier's process tree is
+sampled throughout. ``save``: the result is stored like a chat bench (``kind: embedding``,
+``bench_store.save_embedding``); the recommender then plans that model with its measured
+memory instead of the estimate and shows its measured speed (``core.retrieval_plan``).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
+from mlx_stack.core import bench_result
+from mlx_stack.core.bench_result import GB
 from mlx_stack.core.stack import EMBEDDING, Stack
 from mlx_stack.errors import ServiceError
 from mlx_stack.paths import Paths
 from mlx_stack.system import probes
+
+if TYPE_CHECKING:
+    from mlx_stack.json_types import JSONObject
 
 BATCHES = (1, 16, 64)
 _TEXT = ("local models answer requests on unified memory while the encoder turns each document "
@@ -44,10 +54,13 @@ class EmbeddingBench:
     model: str
     url: str
     levels: list[Level]
+    peak_rss_gb: float = 0.0  # 0.0 when the tier's process is unknown
+    saved_to: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"tier": self.tier, "model": self.model, "kind": EMBEDDING, "url": self.url,
-                "levels": [lv.as_dict() for lv in self.levels]}
+                "levels": [lv.as_dict() for lv in self.levels], "peak_rss_gb": round(self.peak_rss_gb, 4),
+                "saved_to": self.saved_to}
 
 
 def embedding_tier(p: Paths, name: str) -> Stack | None:
@@ -64,14 +77,35 @@ def _texts(n: int, salt: str) -> list[str]:
     return [" ".join(_WORDS[(i + j) % len(_WORDS)] for j in range(60)) + f" {salt}-{i}" for i in range(n)]
 
 
-def run(p: Paths, stack: Stack, name: str, *, rounds: int = 5,
+def run(p: Paths, stack: Stack, name: str, *, rounds: int = 5, save: bool = False,
         on_progress: Callable[[str], None] | None = None) -> EmbeddingBench:
     from mlx_stack.services import running
+    from mlx_stack.services.bench import MemorySampler
 
     say = on_progress or (lambda _m: None)
     tier = stack.tier(name)
     url = running.base_url(stack, name)
-    body: dict[str, object] = {"model": tier.served_model}
+    record = running.running_record(p, name)
+    with MemorySampler(record.pid if record is not None else None) as memory:
+        levels = _measure(p, url, name, {"model": tier.served_model}, rounds, say)
+    result = EmbeddingBench(name, tier.model, url, levels, memory.peak / GB)
+    return replace(result, saved_to=_save(p, result, tier.path)) if save else result
+
+
+def _save(p: Paths, result: EmbeddingBench, folder: str) -> str:
+    from mlx_stack.services import bench_store, bench_target, hardware
+
+    profile = hardware.detect()
+    quant = bench_target.identify(p, Path(folder))[1] if Path(folder).is_dir() else None
+    data = bench_result.embedding_result(
+        model=result.model, quant=quant, target=result.tier, profile=profile.profile_key,
+        hardware=profile.label, measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        levels=[cast("JSONObject", lv.as_dict()) for lv in result.levels], peak_rss_gb=result.peak_rss_gb)
+    return str(bench_store.save_embedding(p, data))
+
+
+def _measure(p: Paths, url: str, name: str, body: dict[str, object], rounds: int,
+             say: Callable[[str], None]) -> list[Level]:
     levels: list[Level] = []
     try:
         for batch in BATCHES:
@@ -94,4 +128,4 @@ def run(p: Paths, stack: Stack, name: str, *, rounds: int = 5,
     except OSError as exc:
         raise ServiceError(f"tier {name!r} is not answering ({exc})",
                            hint=f"start it with `mlx-stack up --tier {name}`") from None
-    return EmbeddingBench(name, tier.model, url, levels)
+    return levels

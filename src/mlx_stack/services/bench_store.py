@@ -1,6 +1,7 @@
 """Saved benchmark results: ``benchmarks/<profile>/<model>.json``, one file per model.
 
-``bench --save`` writes a result atomically; the recommender reads them back with
+``bench --save`` writes a result atomically (a chat model's, or an embedding tier's with
+``kind: embedding``); the recommender reads them back with
 :func:`load_saved` for the hardware profile it plans for. A file is trusted only if
 it passes :func:`mlx_stack.core.bench_result.parse_saved` (right schema and profile, every
 figure present and positive: a saved memory of zero is rejected); rejected files are
@@ -21,6 +22,7 @@ from mlx_stack.system.fs import atomic_write
 
 if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.json_types import JSONObject
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,28 @@ def save(p: Paths, result: results.BenchResult) -> Path:
     return path
 
 
+Saved = results.SavedMeasurement | results.SavedEmbedding
+
+
+def save_embedding(p: Paths, data: JSONObject) -> Path:
+    """Store an embedding tier's bench (:func:`results.embedding_result`), like :func:`save`."""
+    profile, model = str(data.get("profile")), str(data.get("model"))
+    try:
+        results.parse_saved(data, profile)
+    except ValueError as exc:
+        raise UsageError(f"this result cannot be saved: {exc}", hint="peak memory needs the tier's "
+                         "process (a tier started by `mlx-stack up`)") from None
+    path = result_path(p, profile, model)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
 def scan_saved(p: Paths, profile: str | HardwareProfile
-               ) -> tuple[dict[str, results.SavedMeasurement], list[Rejected]]:
+               ) -> tuple[dict[str, Saved], list[Rejected]]:
     """Every usable saved measurement for ``profile`` (a HardwareProfile or its key) by model,
     and the files rejected."""
     profile = _key(profile)
-    found: dict[str, results.SavedMeasurement] = {}
+    found: dict[str, Saved] = {}
     rejected: list[Rejected] = []
     folder = profile_dir(p, profile)
     if not folder.is_dir():
@@ -85,7 +103,7 @@ def scan_saved(p: Paths, profile: str | HardwareProfile
     return found, rejected
 
 
-def load_saved(p: Paths, profile: str | HardwareProfile) -> dict[str, results.SavedMeasurement]:
+def load_saved(p: Paths, profile: str | HardwareProfile) -> dict[str, Saved]:
     """Usable saved measurements for ``profile`` (a HardwareProfile or its key), by model id:
     pass it to ``scoring.recommend(..., saved=...)``."""
     return scan_saved(p, profile)[0]

@@ -16,7 +16,7 @@ from mlx_stack.errors import MlxStackError
 from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:
-    from mlx_stack.core.catalog import Catalog
+    from mlx_stack.core.catalog import Catalog, CatalogEntry
     from mlx_stack.core.hardware import HardwareProfile
     from mlx_stack.core.memory_plan import ServingProfile
     from mlx_stack.core.scoring import Candidate, Recommendation
@@ -30,6 +30,7 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
     Optional help: a catalog or results that cannot be read give none (the catalog's own
     error shows where it is needed)."""
     try:
+        from mlx_stack.core.bench_result import SavedEmbedding
         from mlx_stack.services.bench_store import load_saved
         from mlx_stack.services.catalog_store import load_catalog
 
@@ -38,6 +39,10 @@ def saved_results(p: Paths, profile: HardwareProfile | str,
         for key, m in load_saved(p, profile).items():
             hit = catalog.find_repo(key)
             model_id, quant = (hit[0].id, hit[1]) if hit else (key, getattr(m, "quant", None))
+            if isinstance(m, SavedEmbedding):  # read by core.retrieval_plan, not by chat scoring
+                out[model_id] = {"kind": m.kind, "texts_s": m.texts_s, "tokens_s": m.tokens_s,
+                                 "memory_bytes": m.memory_bytes, "quant": quant}
+                continue
             out[model_id] = {"decode_tok_s": m.decode_tok_s, "memory_bytes": m.memory_bytes, "quant": quant}
         return out
     except (ImportError, MlxStackError):
@@ -82,16 +87,46 @@ class CatalogReport:
     # one row per catalog model, estimates for this machine; Any: the CLI table reads its
     # two dozen fields by key (a TypedDict per row would be the typed form)
     models: list[dict[str, Any]]
+    # embedding / rerank entries (issue 25), priced as their own process (core.retrieval_plan)
+    retrieval: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
 
     def as_dict(self) -> dict[str, object]:
-        return {"hardware": self.hardware.as_dict(), "budget_bytes": self.budget_bytes, "models": self.models}
+        return {"hardware": self.hardware.as_dict(), "budget_bytes": self.budget_bytes, "models": self.models,
+                "retrieval": self.retrieval}
+
+
+CATALOG_KINDS = ("all", "chat", "embedding", "rerank")
+
+
+def retrieval_row(e: CatalogEntry, quant: str, budget: int, saved: Mapping[str, object]) -> dict[str, Any]:
+    """One embedding / rerank entry for `models --catalog`: what it serves, its size and the
+    memory planned for its own process (measured when `bench TIER --save` saved it), its score."""
+    from mlx_stack.core.retrieval_plan import measured, planned_bytes, quant_for
+
+    q = quant_for(e, quant)
+    info = e.retrieval
+    memory, found = planned_bytes(e, q, saved), measured(saved, e, q)
+    return {
+        "id": e.id, "name": e.name, "kind": e.kind, "family": e.family, "params_b": e.params_b,
+        "dimensions": info.dimensions if info else None, "matryoshka": info.matryoshka if info else False,
+        "max_input_tokens": info.max_input_tokens if info else None, "gated": e.gated, "license": e.license,
+        "quant": q, "repo": e.repos[q].repo, "disk_gb": e.repos[q].disk_gb,
+        "repos": {k: {"repo": r.repo, "disk_gb": r.disk_gb} for k, r in e.repos.items()},
+        "memory_bytes": memory, "fits": memory <= budget,
+        "memory_source": "measured (saved benchmark)" if found else "estimated",
+        "texts_s": found[1] if found else None,
+        "score": None if e.quality is None else {"score": e.quality.score, "benchmark": e.quality.benchmark,
+                                                 "source": e.quality.source, "date": e.quality.date},
+        "released": e.released, "repo_source": e.repo_source, "notes": e.notes,
+    }
 
 
 def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, tag: str | None = None,
                    tool_calling: bool = False, quant: str | None = None,
-                   prompt_tokens: int | None = None) -> CatalogReport:
+                   prompt_tokens: int | None = None, kind: str = "all") -> CatalogReport:
     """The catalog (filtered) with speed (decode; prefill and time to first token of a
-    ``prompt_tokens`` prompt), memory, quality and fit on ``hw``."""
+    ``prompt_tokens`` prompt), memory, quality and fit on ``hw``; ``kind``: chat, embedding,
+    rerank or all (retrieval entries are listed apart, in ``retrieval``)."""
     from mlx_stack.core.estimator import DEFAULT_PROMPT_TOKENS, SHORT_CONTEXT
     from mlx_stack.core.scoring import TIER_CONTEXT, budget_for, candidates, number_sources, speed_fields
     from mlx_stack.services import config
@@ -127,7 +162,10 @@ def catalog_report(p: Paths, hw: HardwareProfile, *, family: str | None = None, 
             "sources": number_sources(c.source, c.quality_info, speed_known=c.decode_tok_s is not None,
                                       prefill_known=c.ttft_s is not None),
         })
-    return CatalogReport(hw, budget, budget_reason, rows)
+    saved = saved_results(p, hw, full_catalog)
+    retrieval = [retrieval_row(e, q, budget, saved) for e in entries
+                 if e.kind != "chat" and kind in ("all", e.kind)]
+    return CatalogReport(hw, budget, budget_reason, rows if kind in ("all", "chat") else [], retrieval)
 
 
 # --- `models --recommend` ------------------------------------------------------------------
