@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mlx_stack.core.gateway_config import MASTER_KEY_ENV
-from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
+from mlx_stack.core.server_cmd import Command, cluster_command, gateway_command, litellm_command, tier_command
 from mlx_stack.core.service_state import ServiceState
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
@@ -78,8 +78,10 @@ def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = Fal
     if service not in (GATEWAY, LITELLM):
         from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
 
-        return tier_command(serving_plan.with_profiles(p, stack).tier(service), bin_dir,
-                            p.tier_prefix_cache(service))
+        tier = serving_plan.with_profiles(p, stack).tier(service)
+        if tier.cluster is not None:
+            return cluster_command(tier, bin_dir, Path(sys.executable), p.cluster_hostfile(service))
+        return tier_command(tier, bin_dir, p.tier_prefix_cache(service))
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     placeholder = key is None and for_display
     if not placeholder:
@@ -144,6 +146,13 @@ def launch(p: Paths, stack: Stack, service: str, *, host: Host | None = None) ->
     elif service == LITELLM:
         gateway_config.write_litellm_config(p, stack)
         port = h.free_port()
+    else:
+        cluster = stack.tier(service).cluster
+        if cluster is not None:  # the hosts as mlx.launch reads them
+            from mlx_stack.core.cluster import hostfile_text
+            from mlx_stack.system.fs import atomic_write
+
+            atomic_write(p.cluster_hostfile(service), hostfile_text(cluster))
     cmd = command_for(p, stack, service, port=port)
     try:
         pid = h.spawn(
@@ -192,8 +201,8 @@ def probe_model(p: Paths, stack: Stack, service: str, *, host: Host | None = Non
     if service == LITELLM:
         return None  # never a completion: it would cost cloud money
     if service != GATEWAY:
-        retrieval = next((t for t in stack.tiers if t.name == service and t.retrieval), None)
-        return retrieval.served_model if retrieval is not None else service  # what its server expects
+        tier = next((t for t in stack.tiers if t.name == service), None)
+        return tier.served_model if tier is not None else service  # what its server expects
     for name in stack.fallback_order or stack.chat_tiers:
         if running_record(p, name, host=host) is not None:
             return name
