@@ -246,6 +246,20 @@ def wait_healthy(
     raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
 
 
+def missing_ranks(stack: Stack, service: str, record: pidfile.PidRecord, *,
+                  host: Host | None = None) -> str | None:
+    """A cluster tier whose launcher lives on with fewer ranks than hosts (a rank exited
+    cleanly: mlx.launch then waits for the others); None when whole, or not a cluster tier.
+    Each rank is a child of the launcher: the server here, or the ssh to its host."""
+    tier = next((t for t in stack.tiers if t.name == service), None)
+    if tier is None or tier.cluster is None:
+        return None
+    alive = real(host).live_children(record.pid)
+    if alive is None or alive >= tier.cluster.ranks:
+        return None
+    return f"rank gone: {alive} of {tier.cluster.ranks} ranks running"
+
+
 def start_service(
     p: Paths, service: str, *, stack: Stack | None = None, wait: bool = True,
     timeout: float = HEALTH_TIMEOUT_S, force: bool = False, host: Host | None = None,
@@ -262,6 +276,9 @@ def start_service(
     stack = stack or stack_store.load(p)
     check_service(stack, service)
     existing = running_record(p, service, adopt=True, host=h)
+    if existing is not None and missing_ranks(stack, service, existing, host=h) is not None:
+        stop_service(p, service, host=h)  # a cluster missing a rank: the whole group goes
+        existing = None
     if existing is not None:
         return existing
     forget_stale(p, service, host=h)  # a crashed instance's leftovers may hold its port
@@ -357,6 +374,9 @@ def probe_service(
         last = last_log_line(p, service)
         detail = f"process gone; last log line: {last[:60]}" if last else "process gone"
         return ServiceStatus(service, kind, ServiceState.CRASHED, port, model=model, detail=detail)
+    broken = missing_ranks(stack, service, live, host=h)
+    if broken is not None:
+        return ServiceStatus(service, kind, ServiceState.CRASHED, port, live.pid, model=model, detail=broken)
     uptime = max(0.0, h.time() - record.start_time)
     base = ServiceStatus(service, kind, ServiceState.DOWN, port, record.pid, round(uptime, 1), model)
     status = _probe_live(p, stack, service, base, model, timeout, h)
