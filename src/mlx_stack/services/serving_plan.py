@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlx_stack.core.cluster import PIPELINE, HostShare, local_planned_mb, over_memory
+from mlx_stack.core.cluster import host_shares as cluster_shares
 from mlx_stack.core.memory_plan import (
     MB,
     GuardInput,
@@ -29,8 +31,6 @@ from mlx_stack.core.memory_plan import (
     need_from_shape,
     plan,
 )
-from mlx_stack.core.cluster import PIPELINE, HostShare, local_planned_mb, over_memory
-from mlx_stack.core.cluster import host_shares as cluster_shares
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.paths import Paths
 
