@@ -305,3 +305,17 @@ def parse_hostfile(c: Cluster, data: object, source: str) -> Cluster:
         f.fail("backend", f"{named!r}, but the tier says backend: {c.backend}")
     hosts, envs = parse_hosts(f.data["hosts"], f, "hosts", c.backend)
     return replace(c, hosts=hosts, envs=envs)
+
+
+def doctor_check(tier: str, hosts: Sequence[str], problems: Mapping[str, list[str]]) -> JSONObject:
+    """The fields of doctor's check of one cluster tier's hosts (``core.doctor.Check``)."""
+    bad = {h: p for h, p in problems.items() if p}
+    if not bad:
+        return {"id": f"cluster-{tier}", "title": f"cluster tier {tier}", "status": "PASS",
+                "detail": f"{len(hosts)} hosts reachable, same Python and MLX, model folder present",
+                "fix": None}
+    detail = "; ".join(f"{h}: {', '.join(p)}" for h, p in bad.items())
+    return {"id": f"cluster-{tier}", "title": f"cluster tier {tier}", "status": "FAIL", "detail": detail,
+            "fix": "give every host key-based ssh from this Mac (`ssh-copy-id HOST`), install the same "
+                   "Python at the same path with the same mlx and mlx-lm, copy the model folder to the "
+                   "same path; `mlx.distributed_config` checks the links"}
