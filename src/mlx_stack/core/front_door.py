@@ -153,6 +153,15 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
                   default_tier if isinstance(default_tier, str) else None)
 
 
+def unanswered_message(path: str, chain: tuple[str, ...], routes: Routes) -> str:
+    """Why no tier of ``chain`` takes a request to ``path``: each tier and what it answers."""
+    served = "; ".join(f"tier {n} answers only {', '.join(routes.tiers[n].endpoints)}"
+                       for n in chain if n in routes.tiers and routes.tiers[n].endpoints)
+    return (f"{path} is not served by the tiers this request can go to: {served} "
+            "(a cluster tier runs mlx_lm.server; send it OpenAI chat completions, or name a tier that "
+            "answers this API)")
+
+
 def is_near_a_limit(tokens: int, routes: Routes) -> bool:
     """True when the estimate is too close to some tier's prompt limit to trust."""
     for name in routes.tiers:

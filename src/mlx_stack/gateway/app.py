@@ -33,6 +33,7 @@ from mlx_stack.core.front_door import (
     plan,
     shape_problem,
     too_long_message,
+    unanswered_message,
 )
 from mlx_stack.core.metrics_text import cache_gauges, cache_stats, tier_gauges
 from mlx_stack.core.routing import has_tools
@@ -279,6 +280,13 @@ class FrontDoor:
             await replies.error(send, 400, too_long_message(p.tokens, routes, anthropic=anthropic),
                                 anthropic=anthropic, code="context_length_exceeded")
             return
+        answering = tuple(n for n in p.chain if n not in routes.tiers or routes.tiers[n].answers(path))
+        if answering != p.chain:  # a cluster tier (mlx_lm.server): chat and completions only
+            if not answering:
+                await replies.error(send, 400, unanswered_message(path, p.chain, routes), anthropic=anthropic,
+                                    code="unsupported_endpoint")
+                return
+            p = replace(p, chain=answering)  # falls on to the next tier that answers it
         session = ""  # followed only where `auto` chooses: a named tier or alias is fixed
         if p.reason.startswith("auto"):
             session = session_key(headers, data)
