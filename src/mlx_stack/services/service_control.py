@@ -380,6 +380,10 @@ def probe_service(
     uptime = max(0.0, h.time() - record.start_time)
     base = ServiceStatus(service, kind, ServiceState.DOWN, port, record.pid, round(uptime, 1), model)
     status = _probe_live(p, stack, service, base, model, timeout, h)
+    cluster = next((t.cluster for t in stack.tiers if t.name == service), None)
+    if cluster is not None:  # what `status` says of a whole cluster tier
+        ranks = f"{cluster.ranks} ranks ({cluster.backend}, {cluster.sharding})"
+        status = replace(status, detail=f"{ranks}; {status.detail}" if status.detail else ranks)
     return _with_writer(p, service, status, h)
 
 
