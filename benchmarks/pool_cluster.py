@@ -65,8 +65,8 @@ def stream(client: httpx.Client, url: str, model: str, tokens: int,
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=12)
-    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=24)
+    ap.add_argument("--tokens", type=int, default=128)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         p = Paths(Path(tmp) / "home")
@@ -101,6 +101,7 @@ def main() -> int:
         "ttft_s": {k: round(statistics.median(v), 4) for k, v in ttft.items()},
         "decode_tok_s": {k: round(statistics.median(v), 1) for k, v in decode.items()},
         "ttft_direct_over_front": round(ttft_ratio, 4), "decode_front_over_direct": round(decode_ratio, 4),
+        "samples": {"ttft_s": ttft, "decode_tok_s": decode},
     }
     print(f"TTFT median: direct {results['ttft_s']['direct']} s, front door {results['ttft_s']['front']} s")  # type: ignore[index]
     print(f"decode median: direct {results['decode_tok_s']['direct']} tok/s, "  # type: ignore[index]

@@ -282,7 +282,9 @@ def cluster_profile(need: TierNeed) -> ServingProfile:
     ``--prompt-cache-bytes``); it takes no share of this Mac's budget beyond its local ranks'."""
     kv_mb = _mb(need.kv_bytes)
     return ServingProfile(context=need.context, need_mb=_mb(need.need_bytes),
-                          cache_memory_mb=max(MIN_CACHE_MB, kv_mb), gpu_memory_utilization=0.0,
+                          cache_memory_mb=max(MIN_CACHE_MB, kv_mb),
+                          # recorded, not passed: mlx_lm.server has no Metal limit flag
+                          gpu_memory_utilization=METAL_MAX,
                           max_num_seqs=1, weights_mb=_mb(need.weights_bytes), kv_mb=kv_mb,
                           kv_bytes_per_token=need.kv_bytes_per_token)
 

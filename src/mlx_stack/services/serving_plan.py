@@ -230,11 +230,12 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
         from mlx_stack.services import hardware
 
         hw = hardware.detect()
-    profs = {n: planned_here(stack.tier(n), pr) for n, pr in profiles(p, stack, hw=hw).items()}
+    whole = profiles(p, stack, hw=hw)
     for name in names:  # each host of a cluster tier against the memory it reports
         tier = stack.tier(name)
         if tier.cluster is not None:
-            cluster_guard(name, over_memory(host_shares(tier, profiles(p, stack, hw=hw)[name])))
+            cluster_guard(name, over_memory(host_shares(tier, whole[name])))
+    profs = {n: planned_here(stack.tier(n), pr) for n, pr in whole.items()}  # this Mac's part
     if stack.memory_budget_mb is not None:
         # On-demand tiers count only while they run (or are about to): together they may
         # plan more than the budget, which is what makes them on-demand.
