@@ -83,6 +83,7 @@ class FakeHost(Host):
         self.held_locks: set[str] = set()
         self.free_memory = 64 * 1024**3
         self.rss: dict[int, int] = {}
+        self.children: dict[int, int] = {}  # live children of a pid (a cluster launcher's ranks)
         self.metal: dict[int, int] = {}
         self.busy_ports: set[int] = set()
         self.lingering_ports: set[int] = set()  # still answer after their process stopped
@@ -294,6 +295,10 @@ class FakeHost(Host):
 
     def available_memory(self) -> int:
         return self.free_memory
+
+    def live_children(self, pid: int) -> int | None:
+        proc = self.procs.get(pid)
+        return self.children.get(pid, 64) if proc is not None and proc.alive else None
 
     def tree_rss(self, pid: int) -> int | None:
         proc = self.procs.get(pid)

@@ -84,6 +84,10 @@ class Paths:
         """The front door's routes (``services.gateway_config`` writes it)."""
         return self.generated_dir / ROUTES_FILE
 
+    def cluster_hostfile(self, tier: str) -> Path:
+        """The hostfile mlx.launch reads for a cluster tier (written at each launch)."""
+        return self.generated_dir / f"cluster-{tier}.json"
+
     @property
     def litellm_config_file(self) -> Path:
         """LiteLLM's config (``services.gateway_config`` writes it)."""

@@ -26,6 +26,7 @@ def test_list_shows_every_key_with_defaults(run):
     assert set(rows) == {
         "openrouter-key", "default-quant", "memory-budget-pct", "litellm-port",
         "model-dir", "auto-health-check", "log-max-size-mb", "log-max-files", "log-prompts",
+        "cluster-ssh-timeout",
     }
     assert rows["litellm-port"] == {
         "key": "litellm-port", "value": 4000, "default": 4000, "source": "default"

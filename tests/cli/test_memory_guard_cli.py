@@ -163,3 +163,44 @@ def test_on_demand_tiers_count_for_the_budget_only_while_they_run(
     with pytest.raises(ConflictError, match="over the memory budget"):
         serving_plan.check_start(isolated_home, stack, ["coder"], hw=hw)
     serving_plan.check_start(isolated_home, stack, ["coder"], hw=hw, assume_stopped=["fast"])
+
+
+def _cluster_stack(home: Paths, tmp_path: Path, remote_gb: float) -> Stack:
+    from mlx_stack.core.cluster import Cluster, ClusterHost
+
+    folder = tmp_path / "big"
+    folder.mkdir(exist_ok=True)
+    hosts = (ClusterHost("127.0.0.1", ("10.0.0.1",)), ClusterHost("mac2", ("10.0.0.2",), memory_gb=remote_gb))
+    profile = ServingProfile(context=8192, need_mb=5000, cache_memory_mb=1000, gpu_memory_utilization=0.9,
+                             max_num_seqs=1, weights_mb=4000, kv_mb=500)
+    tier = Tier("big", "org/big", str(folder), ports.free_port(), serving=profile, cluster=Cluster(hosts))
+    stack = Stack((tier,), ("big",), Gateway("127.0.0.1", ports.free_port()), memory_budget_mb=6000)
+    stack_store.save(home, stack)
+    return stack
+
+
+def test_a_cluster_tier_is_guarded_per_host(run, isolated_home: Paths, tmp_path: Path, launched: list[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # each rank: (4000 + 500 + 1000) / 2 = 2750 MB split + 500 MB it holds in full = 3250 MB
+    _memory(monkeypatch, 64_000)
+    _cluster_stack(isolated_home, tmp_path, remote_gb=2)
+    result = run("up")
+    assert result.exit_code == 5 and launched == []
+    assert "cluster tier big: rank 1 (mac2) plans 3250 MB but reports 2048 MB" in result.stderr
+    _cluster_stack(isolated_home, tmp_path, remote_gb=4)
+    _memory(monkeypatch, 3000)  # this Mac holds only rank 0's share: 3250 MB > 2.9 GB
+    result = run("up")
+    assert result.exit_code == 5 and "big 3.2 GB" in result.stderr, result.stderr
+    _memory(monkeypatch, 4000)  # the whole plan (6 GB) would not fit here; rank 0's share does
+    result = run("up")
+    assert result.exit_code == 7 and launched == ["big"]  # past the guard
+
+
+def test_dry_run_prints_the_launch_line(run, isolated_home: Paths, tmp_path: Path) -> None:
+    stack = _cluster_stack(isolated_home, tmp_path, remote_gb=64)
+    result = run("up", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "mlx.launch --backend ring --hostfile" in result.stdout
+    assert "cluster-big.json --starting-port 32323" in result.stdout
+    assert f"-- -m mlx_lm server --model {stack.tiers[0].path} --host 127.0.0.1" in result.stdout
+    assert not isolated_home.cluster_hostfile("big").exists()  # a dry run writes nothing

@@ -354,3 +354,33 @@ def test_down_names_a_foreign_program_on_a_stack_port_though_nothing_of_ours_ran
     assert result.held_by == {"fast": "squatter (pid 4321)"}
     host.lingering_ports.clear()
     assert lifecycle.down(isolated_home, host=host).still_serving == {}
+
+
+def test_a_cluster_tier_missing_a_rank_is_crashed_and_restarted_whole(
+        isolated_home: Paths, tmp_path: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """mlx.launch waits on when a rank exits cleanly: the launcher lives, a rank is gone.
+    `status` says crashed; the watchdog stops the whole group and starts it again."""
+    from dataclasses import replace
+
+    from mlx_stack.core.cluster import Cluster, ClusterHost
+
+    stack = _stack(isolated_home, tmp_path, "big")
+    local = ClusterHost("127.0.0.1", ("127.0.0.1",))
+    tier = replace(stack.tiers[0], cluster=Cluster((local, local)))
+    stack_store.save(isolated_home, replace(stack, tiers=(tier,)))
+    lifecycle.up(isolated_home, host=host)
+    launcher = host.proc_of("big")
+    host.children[launcher.pid] = 2
+    loop = _watch(isolated_home, host, 2, watchdog.LoopState())
+    assert loop.records["big"].state is State.HEALTHY
+    big = next(s for s in lifecycle.status(isolated_home, host=host).services if s.name == "big")
+    assert big.state is ServiceState.HEALTHY and big.detail == "2 ranks (ring, tensor)"
+    host.children[launcher.pid] = 1
+    big = next(s for s in lifecycle.status(isolated_home, host=host).services if s.name == "big")
+    assert big.state is ServiceState.CRASHED and big.detail == "rank gone: 1 of 2 ranks running"
+    _watch(isolated_home, host, 1, loop)
+    assert not launcher.alive and "big" in host.stopped()  # the whole group, at once
+    assert loop.records["big"].state is State.BACKOFF
+    _watch(isolated_home, host, 10, loop)
+    assert host.spawned().count("big") == 2 and loop.records["big"].state is State.HEALTHY
+    assert "a rank is gone; stopping the whole cluster tier" in capsys.readouterr().err

@@ -142,6 +142,8 @@ KEYS: dict[str, Key] = {
             "rotated log files kept per service"),
         Key("log-prompts", False, "true or false", _bool("log-prompts"),
             "keep the start of each prompt that vllm-mlx logs in the tier logs (off: removed)"),
+        Key("cluster-ssh-timeout", 5, "1-60", _int_range("cluster-ssh-timeout", 1, 60),
+            "seconds `doctor` waits for ssh to reach a cluster tier's host"),
     )
 }
 

@@ -51,6 +51,12 @@ class Upstream:
     served: str | None = None
     aliases: tuple[str, ...] = ()
     max_input_tokens: int | None = None
+    # The API paths this upstream answers; empty: every one (vllm-mlx). A cluster tier
+    # (mlx_lm.server) answers only chat and text completions (core.cluster.ENDPOINTS).
+    endpoints: tuple[str, ...] = ()
+
+    def answers(self, path: str) -> bool:
+        return not self.endpoints or path in self.endpoints
 
     @property
     def sent_model(self) -> str:
@@ -108,6 +114,7 @@ def _upstream(raw: object, source: str) -> Upstream:
     idle, planned = od.get("idle_unload_s"), od.get("planned_mb")
     kind, served, max_in = entry.get("kind"), entry.get("served"), entry.get("max_input_tokens")
     aliases = tuple(a for a in as_list(entry.get("aliases")) if isinstance(a, str))
+    endpoints = tuple(e for e in as_list(entry.get("endpoints")) if isinstance(e, str))
     return Upstream(name, str(entry.get("model") or name), url.rstrip("/"),
                     window if isinstance(window, int) and window > 0 else None,
                     tok if isinstance(tok, str) else None,
@@ -115,7 +122,7 @@ def _upstream(raw: object, source: str) -> Upstream:
                     planned if isinstance(planned, int) and planned > 0 else None,
                     kind if isinstance(kind, str) else "chat",
                     served if isinstance(served, str) else None, aliases,
-                    max_in if isinstance(max_in, int) and max_in > 0 else None)
+                    max_in if isinstance(max_in, int) and max_in > 0 else None, endpoints)
 
 
 def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
@@ -144,6 +151,15 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
         raise ValueError(f"{source}: default_tier {default_tier!r} is not a tier")
     return Routes(tiers, tuple(order), rules, cloud, tuple(aliases),
                   default_tier if isinstance(default_tier, str) else None)
+
+
+def unanswered_message(path: str, chain: tuple[str, ...], routes: Routes) -> str:
+    """Why no tier of ``chain`` takes a request to ``path``: each tier and what it answers."""
+    served = "; ".join(f"tier {n} answers only {', '.join(routes.tiers[n].endpoints)}"
+                       for n in chain if n in routes.tiers and routes.tiers[n].endpoints)
+    return (f"{path} is not served by the tiers this request can go to: {served} "
+            "(a cluster tier runs mlx_lm.server; send it OpenAI chat completions, or name a tier that "
+            "answers this API)")
 
 
 def is_near_a_limit(tokens: int, routes: Routes) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mlx_stack.core import aliases
+from mlx_stack.core.cluster import ENDPOINTS
 from mlx_stack.core.front_door import ROUTES_SCHEMA, Upstream
 from mlx_stack.core.routing import RoutingRules, default_rules
 from mlx_stack.core.stack import CLOUD, Stack
@@ -49,8 +50,8 @@ def upstreams(stack: Stack, windows: Mapping[str, int | None]) -> list[Upstream]
                      None if t.retrieval else windows.get(t.name), t.path,
                      t.idle_unload if t.on_demand else None,
                      t.serving.planned_mb if t.on_demand and t.serving is not None else None,
-                     t.kind, t.served_model if t.retrieval else None, t.model_aliases,
-                     t.max_input_tokens)
+                     t.kind, t.served_model if t.retrieval or t.cluster else None, t.model_aliases,
+                     t.max_input_tokens, ENDPOINTS if t.cluster else ())
             for t in stack.tiers]
 
 
@@ -67,6 +68,8 @@ def render_routes(tiers: list[Upstream], fallback_order: list[str], rules: Routi
         if u.kind != "chat":
             out.update(kind=u.kind, served=u.served, aliases=list(u.aliases),
                        max_input_tokens=u.max_input_tokens)
+        if u.endpoints:  # a cluster tier: mlx_lm.server, asked for its model folder
+            out.update(served=u.served, endpoints=list(u.endpoints))
         return out
 
     return {"schema": ROUTES_SCHEMA, "tiers": [entry(t) for t in tiers],

@@ -299,6 +299,33 @@ def metal_shares(profiles: Mapping[str, ServingProfile], working_set_bytes: int,
     return out
 
 
+# --- a cluster tier (issue 26) ---------------------------------------------------------
+
+
+def cluster_profile(need: TierNeed) -> ServingProfile:
+    """The plan of an mlx-distributed tier: its whole need (split per host by
+    ``core.cluster.host_shares``) and a prompt cache of one planned context (mlx_lm.server's
+    ``--prompt-cache-bytes``); it takes no share of this Mac's budget beyond its local ranks'."""
+    kv_mb = _mb(need.kv_bytes)
+    return ServingProfile(context=need.context, need_mb=_mb(need.need_bytes),
+                          cache_memory_mb=max(MIN_CACHE_MB, kv_mb),
+                          # recorded, not passed: mlx_lm.server has no Metal limit flag
+                          gpu_memory_utilization=METAL_MAX,
+                          max_num_seqs=1, weights_mb=_mb(need.weights_bytes), kv_mb=kv_mb,
+                          kv_bytes_per_token=need.kv_bytes_per_token)
+
+
+def cluster_guard(tier: str, over: list[str]) -> None:
+    """ConflictError (exit 5) naming each host whose share exceeds its reported memory."""
+    if not over:
+        return
+    raise ConflictError(
+        f"not enough memory on the hosts of cluster tier {tier}: " + "; ".join(over),
+        hint="add a host, switch `sharding` (pipeline splits by layers), pick a smaller quantization, "
+        "correct `memory_gb` in the hosts, or pass --force to start anyway",
+    )
+
+
 # --- checks -------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlx_stack.core.cluster import launch_argv
 from mlx_stack.core.gateway_config import CLOUD_KEY_ENV, MASTER_KEY_ENV
 from mlx_stack.core.memory_plan import server_flags
 from mlx_stack.core.stack import EMBEDDING, GATEWAY, LITELLM, Stack, Tier, hub_cache_of
@@ -55,6 +56,21 @@ def tier_command(tier: Tier, bin_dir: Path, ssd_dir: Path | None = None) -> Comm
         # ~/.cache/vllm-mlx/prefix_cache/<model path>: with HOME here that copy, which is what
         # keeps a warm prefix across a restart, stays in the state folder, one per tier.
         env["HOME"] = str(ssd_dir / "home")
+    return Command(tier.name, tuple(argv), env, frozenset(), tier.port)
+
+
+def cluster_command(tier: Tier, bin_dir: Path, python: Path, hostfile: Path) -> Command:
+    """An mlx-distributed tier: ``mlx.launch`` (the service: its process group holds every
+    local rank and the ssh of every remote one) running ``mlx_lm.server`` with ``python`` on
+    each host (the same path everywhere: `doctor` checks it); ``hostfile``: the hosts as
+    mlx.launch reads them (``core.cluster.hostfile_text``). Rank 0 serves the tier's port.
+    The prompt cache is capped at the profile's cache (KV per token counts every rank)."""
+    assert tier.cluster is not None
+    cache = tier.serving.cache_memory_mb * 1024 * 1024 if tier.serving is not None else None
+    argv = launch_argv(tier.cluster, launcher=str(bin_dir / "mlx.launch"), python=str(python),
+                       hostfile=str(hostfile), model_path=tier.path, port=tier.port,
+                       prompt_cache_bytes=cache, extra=tier.extra_args)
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     return Command(tier.name, tuple(argv), env, frozenset(), tier.port)
 
 

@@ -13,6 +13,18 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from mlx_stack.core.aliases import pattern_problem
+from mlx_stack.core.cluster import (
+    BACKENDS,
+    DEFAULT_RING_PORT,
+    ENGINES,
+    MLX_DISTRIBUTED,
+    SHARDINGS,
+    TENSOR,
+    VLLM_MLX,
+    Cluster,
+    dump_hosts,
+    parse_hosts,
+)
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.core.validate import Fields, in_file
@@ -90,17 +102,24 @@ class Tier:
     kind: str = CHAT  # chat | embedding | rerank
     aliases: tuple[str, ...] | None = None  # retrieval only; None: DEFAULT_ALIASES[kind]
     max_input_tokens: int | None = None  # retrieval only: --embedding-max-length
+    # `engine: mlx-distributed` (issue 26): mlx.launch runs mlx_lm.server over these hosts.
+    cluster: Cluster | None = None
 
     @property
     def retrieval(self) -> bool:
         return self.kind != CHAT
 
     @property
+    def engine(self) -> str:
+        return MLX_DISTRIBUTED if self.cluster is not None else VLLM_MLX
+
+    @property
     def served_model(self) -> str:
         """The `model` this tier's server expects: the tier name for chat (served-model-name);
         the model folder for an encoder (vllm-mlx 0.6 checks the --embedding-model string);
-        the hub repo id for a reranker (it loads one only through the hub cache)."""
-        if self.kind == EMBEDDING:
+        the hub repo id for a reranker (it loads one only through the hub cache); the model
+        folder for a cluster tier (mlx_lm.server looks any other name up on the hub)."""
+        if self.kind == EMBEDDING or self.cluster is not None:
             return self.path
         if self.kind == RERANK:
             found = hub_cache_of(self.path)
@@ -203,7 +222,7 @@ def _port(f: Fields) -> int:
 
 _TIER_FIELDS = ("name", "model", "path", "port", "tool_call_parser", "reasoning_parser",
                 "context_window", "extra_args", "serving", "mode", "idle-unload", "kind", "aliases",
-                "max_input_tokens")
+                "max_input_tokens", "engine", "hosts", "backend", "sharding", "ring_port")
 
 
 def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
@@ -245,6 +264,7 @@ def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
     max_in = f.optional("max_input_tokens", int)
     if max_in is not None and (max_in <= 0 or kind == CHAT):
         f.fail("max_input_tokens", "must be positive, on an embedding or rerank tier")
+    cluster = _parse_cluster(f, kind, mode)
     return Tier(
         name=name,
         model=f.get("model", str),
@@ -260,7 +280,41 @@ def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
         kind=kind,
         aliases=aliases,
         max_input_tokens=max_in,
+        cluster=cluster,
     )
+
+
+def _parse_cluster(f: Fields, kind: str, mode: str) -> Cluster | None:
+    """The `engine: mlx-distributed` fields; `hosts` inline, or the path of a hostfile
+    (read by services.stack_store: core reads no file)."""
+    engine = f.optional("engine", str, VLLM_MLX)
+    if engine not in ENGINES:
+        f.fail("engine", f"{engine!r} is not an engine ({' or '.join(ENGINES)})")
+    if engine == VLLM_MLX:
+        for key in ("hosts", "backend", "sharding", "ring_port"):
+            if f.has(key):
+                f.fail(key, "only a tier with `engine: mlx-distributed` has it")
+        return None
+    if kind != CHAT or mode != RESIDENT:
+        f.fail("engine", "an mlx-distributed tier is a resident chat tier")
+    backend = f.optional("backend", str, "ring")
+    if backend not in BACKENDS:
+        f.fail("backend", f"{backend!r} is not a backend ({' or '.join(BACKENDS)})")
+    sharding = f.optional("sharding", str, TENSOR)
+    if sharding not in SHARDINGS:
+        f.fail("sharding", f"{sharding!r} is not a sharding (tensor or pipeline)")
+    ring_port = f.optional("ring_port", int, DEFAULT_RING_PORT)
+    if not 1024 <= ring_port <= 65000:
+        f.fail("ring_port", f"{ring_port} is not a port from 1024 to 65000")
+    if not f.has("hosts"):
+        f.fail("hosts", "an mlx-distributed tier needs its hosts (a list, or the path of a hostfile)")
+    raw = f.data["hosts"]
+    if isinstance(raw, str):
+        if not raw.strip():
+            f.fail("hosts", "expected a list of hosts or the path of a hostfile")
+        return Cluster((), backend, sharding, raw, ring_port)
+    hosts, envs = parse_hosts(raw, f, "hosts", backend)
+    return Cluster(hosts, backend, sharding, None, ring_port, envs)
 
 
 def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
@@ -293,6 +347,11 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
         if t.port in ports:
             f.fail(f"tiers[{i}].port", f"port {t.port} is also used by {ports[t.port]}")
         ports[t.port] = f"tiers[{i}].port"
+    for i, t in enumerate(tiers):
+        for port in t.cluster.ring_ports if t.cluster is not None else ():
+            if port in ports:
+                f.fail(f"tiers[{i}].ring_port", f"the ring's port {port} is also used by {ports[port]}")
+            ports[port] = f"tiers[{i}].ring_port"
 
     chat = [t.name for t in tiers if not t.retrieval]
     listed = cast("list[object]", f.optional("fallback_order", list, chat))
@@ -359,6 +418,12 @@ def dump_stack(stack: Stack) -> JSONObject:
                 entry["aliases"] = list(t.aliases)
             if t.max_input_tokens is not None:
                 entry["max_input_tokens"] = t.max_input_tokens
+        if t.cluster is not None:
+            c = t.cluster
+            entry.update(engine=MLX_DISTRIBUTED, backend=c.backend, sharding=c.sharding,
+                         hosts=cast("JSON", dump_hosts(c)))
+            if c.ring_port != DEFAULT_RING_PORT:
+                entry["ring_port"] = c.ring_port
         if t.serving is not None:
             entry["serving"] = dump_profile(t.serving)
         tiers.append(entry)

@@ -30,6 +30,7 @@ from mlx_stack.core.front_door import (
     is_near_a_limit,
     plan,
     too_long_message,
+    unanswered_message,
 )
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway import replies
@@ -120,6 +121,13 @@ class Chains:
             await replies.error(send, 400, too_long_message(p.tokens, routes, anthropic=anthropic),
                                 anthropic=anthropic, code="context_length_exceeded")
             return
+        answering = tuple(n for n in p.chain if n not in routes.tiers or routes.tiers[n].answers(path))
+        if answering != p.chain:  # a cluster tier (mlx_lm.server): chat and completions only
+            if not answering:
+                await replies.error(send, 400, unanswered_message(path, p.chain, routes), anthropic=anthropic,
+                                    code="unsupported_endpoint")
+                return
+            p = replace(p, chain=answering)  # falls on to the next tier that answers it
         session = ""  # followed only where `auto` chooses: a named tier or alias is fixed
         if p.reason.startswith("auto"):
             session = session_key(headers, data)

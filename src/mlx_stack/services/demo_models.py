@@ -212,9 +212,12 @@ def _write(dest: Path, spec: dict[str, JSON], tokenizer: PreTrainedTokenizerFast
     return dest
 
 
-def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048) -> Path:
-    """A tiny qwen2 model with random weights in ``dest`` (about 0.2 MB); returns ``dest``."""
-    spec = {"kind": "random", "seed": seed, "context_length": context_length, "version": 3}
+def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048, kv_heads: int = 1) -> Path:
+    """A tiny qwen2 model with random weights in ``dest`` (about 0.2 MB); returns ``dest``.
+    ``kv_heads=2``: one KV head per rank when sharded over two (a cluster tier's demo)."""
+    spec: dict[str, JSON] = {"kind": "random", "seed": seed, "context_length": context_length, "version": 3}
+    if kv_heads != 1:
+        spec["kv_heads"] = kv_heads
     if _is_complete(dest, spec):
         return dest
     import mlx.core as mx
@@ -225,6 +228,7 @@ def build_random_model(dest: Path, *, seed: int = 0, context_length: int = 2048)
     tokenizer = _train_tokenizer([])
     eos_id = _token_id(tokenizer, "<|im_end|>")
     config = _config(len(tokenizer), HIDDEN, LAYERS, context_length, eos_id, tied=True)
+    config["num_key_value_heads"] = kv_heads
     mx.random.seed(seed)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
     weights = dict(tree_flatten(model.parameters()))

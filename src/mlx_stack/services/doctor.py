@@ -35,6 +35,7 @@ from mlx_stack.json_types import JSONObject, as_list
 from mlx_stack.paths import Paths
 from mlx_stack.system import sysinfo
 from mlx_stack.system.fs import is_present
+from mlx_stack.system.service_manager import Runner, run_command
 
 if TYPE_CHECKING:
     from mlx_stack.services.config import Config
@@ -90,6 +91,7 @@ class Machine:
 
 
 machine = Machine()
+runner: Runner = run_command  # how cluster hosts are asked (tests swap in a recording fake)
 
 
 @dataclass
@@ -284,6 +286,34 @@ def run(p: Paths, *, probe_timeout: float = 5.0, report_file: Path | None = None
     return result
 
 
+def _cluster(stack: Stack, cfg: Config | None) -> list[Check]:
+    """Each cluster tier's hosts, asked through ``runner``: reachable over ssh (BatchMode, a
+    short timeout), the same Python and MLX as this Mac, the model folder there; a
+    127.0.0.1/localhost host is asked here, without ssh."""
+    from mlx_stack.core import cluster
+
+    set_to = cfg.get("cluster-ssh-timeout") if cfg is not None else None
+    timeout = set_to if isinstance(set_to, int) else cluster.SSH_TIMEOUT_S
+    python = sys.version.split()[0]
+    try:
+        mlx: str | None = metadata.version("mlx")
+    except metadata.PackageNotFoundError:
+        mlx = None
+    checks: list[Check] = []
+    for tier in stack.tiers:
+        if tier.cluster is None:
+            continue
+        facts: dict[str, cluster.HostFacts] = {}
+        for h in tier.cluster.hosts:
+            if h.ssh in facts:
+                continue
+            r = runner(cluster.probe_argv(h, sys.executable, tier.path, timeout), timeout=timeout + 10.0)
+            facts[h.ssh] = cluster.read_probe(r.returncode, r.stdout, r.stderr)
+        problems = cluster.host_problems(facts, python=python, mlx=mlx)
+        checks.append(Check.from_dict(cluster.doctor_check(tier.name, list(facts), problems)))
+    return checks
+
+
 def _run(p: Paths, probe_timeout: float) -> DoctorResult:
     from mlx_stack.services.local_models import hf_cache_dir
     from mlx_stack.system import secrets
@@ -319,6 +349,7 @@ def _run(p: Paths, probe_timeout: float) -> DoctorResult:
                        lambda: [doctor_stack.secrets(str(p.secrets_dir), *secrets.modes(p))])
     checks += _guarded("login-service", "login service", lambda: [doctor_stack.login_service(_login(p, raw))])
     if stack is not None:
+        checks += _guarded("cluster", "cluster tiers", lambda: _cluster(stack, cfg))
         checks += _guarded("services", "services", lambda: _services(p, stack, probe_timeout, raw))
         checks += _guarded("agent-clients", "agent clients", lambda: [_clients(p, stack)])
     elif not any(f.name == "stack.yaml" and f.error for f in files):

@@ -51,14 +51,16 @@ def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = Fal
     """The command of one service. ``for_display`` never creates the gateway key."""
     # imported here: `status` (which probes, never launches) does not load the renderers
     from mlx_stack.core.gateway_config import MASTER_KEY_ENV
-    from mlx_stack.core.server_cmd import gateway_command, litellm_command, tier_command
+    from mlx_stack.core.server_cmd import cluster_command, gateway_command, litellm_command, tier_command
 
     bin_dir = Path(sys.executable).parent
     if service not in (GATEWAY, LITELLM):
         from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
 
-        return tier_command(serving_plan.with_profiles(p, stack).tier(service), bin_dir,
-                            p.tier_prefix_cache(service))
+        tier = serving_plan.with_profiles(p, stack).tier(service)
+        if tier.cluster is not None:
+            return cluster_command(tier, bin_dir, Path(sys.executable), p.cluster_hostfile(service))
+        return tier_command(tier, bin_dir, p.tier_prefix_cache(service))
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     placeholder = key is None and for_display
     if not placeholder:
@@ -126,6 +128,13 @@ def launch(p: Paths, stack: Stack, service: str, *, host: Host | None = None) ->
     elif service == LITELLM:
         gateway_config.write_litellm_config(p, stack)
         port = h.free_port()
+    else:
+        cluster = stack.tier(service).cluster
+        if cluster is not None:  # the hosts as mlx.launch reads them
+            from mlx_stack.core.cluster import hostfile_text
+            from mlx_stack.system.fs import atomic_write
+
+            atomic_write(p.cluster_hostfile(service), hostfile_text(cluster))
     cmd = command_for(p, stack, service, port=port)
     try:
         pid = h.spawn(
@@ -174,8 +183,8 @@ def probe_model(p: Paths, stack: Stack, service: str, *, host: Host | None = Non
     if service == LITELLM:
         return None  # never a completion: it would cost cloud money
     if service != GATEWAY:
-        retrieval = next((t for t in stack.tiers if t.name == service and t.retrieval), None)
-        return retrieval.served_model if retrieval is not None else service  # what its server expects
+        tier = next((t for t in stack.tiers if t.name == service), None)
+        return tier.served_model if tier is not None else service  # what its server expects
     for name in stack.fallback_order or stack.chat_tiers:
         if running_record(p, name, host=host) is not None:
             return name
@@ -219,6 +228,20 @@ def wait_healthy(
     raise _failed(p, service, f"did not answer a completion within {deadline - start:.0f} s")
 
 
+def missing_ranks(stack: Stack, service: str, record: pidfile.PidRecord, *,
+                  host: Host | None = None) -> str | None:
+    """A cluster tier whose launcher lives on with fewer ranks than hosts (a rank exited
+    cleanly: mlx.launch then waits for the others); None when whole, or not a cluster tier.
+    Each rank is a child of the launcher: the server here, or the ssh to its host."""
+    tier = next((t for t in stack.tiers if t.name == service), None)
+    if tier is None or tier.cluster is None:
+        return None
+    alive = real(host).live_children(record.pid)
+    if alive is None or alive >= tier.cluster.ranks:
+        return None
+    return f"rank gone: {alive} of {tier.cluster.ranks} ranks running"
+
+
 def start_service(
     p: Paths, service: str, *, stack: Stack | None = None, wait: bool = True,
     timeout: float = HEALTH_TIMEOUT_S, force: bool = False, host: Host | None = None,
@@ -235,6 +258,9 @@ def start_service(
     stack = stack or stack_store.load(p)
     check_service(stack, service)
     existing = running_record(p, service, adopt=True, host=h)
+    if existing is not None and missing_ranks(stack, service, existing, host=h) is not None:
+        stop_service(p, service, host=h)  # a cluster missing a rank: the whole group goes
+        existing = None
     if existing is not None:
         return existing
     forget_stale(p, service, host=h)  # a crashed instance's leftovers may hold its port
@@ -330,9 +356,16 @@ def probe_service(
         last = last_log_line(p, service)
         detail = f"process gone; last log line: {last[:60]}" if last else "process gone"
         return ServiceStatus(service, kind, ServiceState.CRASHED, port, model=model, detail=detail)
+    broken = missing_ranks(stack, service, live, host=h)
+    if broken is not None:
+        return ServiceStatus(service, kind, ServiceState.CRASHED, port, live.pid, model=model, detail=broken)
     uptime = max(0.0, h.time() - record.start_time)
     base = ServiceStatus(service, kind, ServiceState.DOWN, port, record.pid, round(uptime, 1), model)
     status = _probe_live(p, stack, service, base, model, timeout, h)
+    cluster = next((t.cluster for t in stack.tiers if t.name == service), None)
+    if cluster is not None:  # what `status` says of a whole cluster tier
+        ranks = f"{cluster.ranks} ranks ({cluster.backend}, {cluster.sharding})"
+        status = replace(status, detail=f"{ranks}; {status.detail}" if status.detail else ranks)
     return _with_writer(p, service, status, h)
 
 

@@ -16,12 +16,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlx_stack.core.cluster import PIPELINE, HostShare, local_planned_mb, over_memory
+from mlx_stack.core.cluster import host_shares as cluster_shares
 from mlx_stack.core.memory_plan import (
     MB,
     GuardInput,
     ServingProfile,
     TierNeed,
     check_budget,
+    cluster_guard,
+    cluster_profile,
     guard,
     kv_shape,
     need_from_shape,
@@ -117,7 +121,10 @@ def plan_stack(p: Paths, stack: Stack, *, intent: str | None = None,
     # A retrieval tier gets no prefix cache and no share of the rest: its need is its plan.
     fixed.update({t.name: retrieval_profile(needs.get(t.name) or need_from_folder(t), working_set(hw))
                   for t in todo if t.retrieval})
-    todo = [t for t in todo if not t.retrieval]
+    # A cluster tier's plan is split over its hosts: it takes no share of this Mac's cache.
+    fixed.update({t.name: cluster_profile(needs.get(t.name) or need_from_folder(t))
+                  for t in todo if t.cluster is not None})
+    todo = [t for t in todo if not t.retrieval and t.cluster is None]
     wanted = [needs.get(t.name) or need_from_folder(t) for t in todo]
     total_need = sum(n.need_bytes for n in wanted) + sum(s.planned_mb * MB for s in fixed.values())
     over = total_need > budget_bytes
@@ -145,6 +152,36 @@ def with_profiles(p: Paths, stack: Stack) -> Stack:
         return stack
     found = profiles(p, stack)
     return replace(stack, tiers=tuple(replace(t, serving=found.get(t.name)) for t in stack.tiers))
+
+
+# --- a cluster tier's hosts -----------------------------------------------------------
+
+
+def layers_of(tier: Tier) -> int | None:
+    """The model's layer count (config.json), for the pipeline split; None if unknown."""
+    try:
+        config = json.loads((Path(tier.path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = config.get("text_config", config) if isinstance(config, dict) else {}
+    layers = cfg.get("num_hidden_layers") if isinstance(cfg, dict) else None
+    return layers if isinstance(layers, int) and layers > 0 else None
+
+
+def host_shares(tier: Tier, profile: ServingProfile) -> list[HostShare]:
+    """Each host's part of a cluster tier's plan (``core.cluster.host_shares``)."""
+    assert tier.cluster is not None
+    return cluster_shares(tier.cluster, weights_mb=profile.weights_mb, kv_mb=profile.kv_mb,
+                          cache_mb=profile.cache_memory_mb, need_mb=profile.need_mb,
+                          layers=layers_of(tier) if tier.cluster.sharding == PIPELINE else None)
+
+
+def planned_here(tier: Tier, profile: ServingProfile) -> ServingProfile:
+    """What ``tier`` plans on this Mac: the whole plan, or its local ranks' shares."""
+    if tier.cluster is None:
+        return profile
+    return replace(profile, need_mb=local_planned_mb(host_shares(tier, profile), tier.cluster.hosts),
+                   cache_memory_mb=0)
 
 
 # --- the guard ------------------------------------------------------------------------
@@ -193,7 +230,12 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
         from mlx_stack.services import hardware
 
         hw = hardware.detect()
-    profs = profiles(p, stack, hw=hw)
+    whole = profiles(p, stack, hw=hw)
+    for name in names:  # each host of a cluster tier against the memory it reports
+        tier = stack.tier(name)
+        if tier.cluster is not None:
+            cluster_guard(name, over_memory(host_shares(tier, whole[name])))
+    profs = {n: planned_here(stack.tier(n), pr) for n, pr in whole.items()}  # this Mac's part
     if stack.memory_budget_mb is not None:
         # On-demand tiers count only while they run (or are about to): together they may
         # plan more than the budget, which is what makes them on-demand.
@@ -242,9 +284,10 @@ def measure(p: Paths, stack: Stack, statuses: list[ServiceStatus], *,
     out = []
     for s in statuses:
         prof = profs.get(s.name)
-        if s.kind != "tier" or prof is None:
+        if s.kind != "tier" or prof is None or s.name not in stack.tier_names:
             out.append(s)
             continue
+        prof = planned_here(stack.tier(s.name), prof)  # a cluster tier: its local ranks
         planned = prof.planned_mb * MB
         rss = rss_of(s.pid) if s.pid else None
         answering = s.pid and s.state in ("healthy", "degraded")  # a wedged one would only time out

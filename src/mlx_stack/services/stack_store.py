@@ -31,7 +31,34 @@ def load(p: Paths) -> Stack:
             hint="run `mlx-stack setup` (or `mlx-stack setup --demo` to try it with tiny models)",
         )
     data = parse_yaml(text, str(path), hint=hint)
-    return parse_stack(data, str(path))
+    return with_hostfiles(parse_stack(data, str(path)))
+
+
+def with_hostfiles(stack: Stack) -> Stack:
+    """A cluster tier whose `hosts:` names a hostfile gets that file's hosts (read here,
+    checked by ``core.cluster.parse_hostfile``)."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from mlx_stack.core.cluster import parse_hostfile
+    from mlx_stack.errors import StateError
+
+    tiers = list(stack.tiers)
+    for i, t in enumerate(tiers):
+        if t.cluster is None or t.cluster.hostfile is None:
+            continue
+        path = Path(t.cluster.hostfile).expanduser()
+        hint = f"fix tiers[{i}].hosts in stack.yaml, or write the file with `mlx.distributed_config`"
+        text = read_state_text(path, hint)
+        if text is None:
+            raise StateError(f"hostfile of tier {t.name} not found: {path}", hint=hint)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StateError(f"{path}: not JSON ({exc})", hint=hint) from None
+        tiers[i] = replace(t, cluster=parse_hostfile(t.cluster, data, str(path)))
+    return replace(stack, tiers=tuple(tiers))
 
 
 def save(p: Paths, stack: Stack) -> None:

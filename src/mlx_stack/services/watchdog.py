@@ -77,6 +77,10 @@ def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opt
     pid_rec = h.read_pid(p.run_dir, name)
     wanted = pid_rec is not None
     alive = pid_rec is not None and h.is_ours(pid_rec)
+    if alive and pid_rec is not None:
+        broken = sc.missing_ranks(stack, name, pid_rec, host=h)
+        if broken is not None and _stop_broken_cluster(p, name, h):
+            return Observation(wanted, False, None, broken)  # crashed: restarted after the backoff
     if not alive or pid_rec is None or not probe_due(rec, now, opts.policy):
         return Observation(wanted, alive, None, start_error)
     is_tier = name not in (GATEWAY, LITELLM)
@@ -98,6 +102,25 @@ def _observe_one(p: Paths, stack: Stack, name: str, rec: Record, now: float, opt
     delta = after.work - before.work if before is not None and after is not None else None
     return Observation(wanted, h.is_ours(pid_rec), False, result.error, probe_s=probe_s,
                        cpu_s=cpu, work_delta=delta, in_flight=after.in_flight if after else None)
+
+
+def _stop_broken_cluster(p: Paths, name: str, h: Host) -> bool:
+    """A cluster tier missing a rank is a crashed tier: stop its whole process group now
+    (the launcher and every rank left), keeping the pid file as "should run"; False when
+    an `up`/`down` holds the stack lock (looked at again next round)."""
+    from mlx_stack.services import service_control as sc
+
+    try:
+        with h.lock(p.lock_file, timeout=STACK_LOCK_TIMEOUT_S, what="up/down"):
+            record = h.read_pid(p.run_dir, name)
+            if record is None:
+                return False
+            log(f"{name}: a rank is gone; stopping the whole cluster tier to restart it")
+            sc.stop_service(p, name, grace=WEDGED_STOP_GRACE_S, host=h)
+            h.write_pid(p.run_dir, record)
+            return True
+    except ConflictError:
+        return False
 
 
 def observe(p: Paths, stack: Stack, records: dict[str, Record], now: float, opts: Options,

@@ -169,6 +169,12 @@ class Host:
 
         return server_stats.tree_rss(pid)
 
+    def live_children(self, pid: int) -> int | None:
+        """Live direct children of ``pid`` (a cluster tier's launcher: one per rank)."""
+        from mlx_stack.system import server_stats
+
+        return server_stats.live_children(pid)
+
     def metal_active_bytes(self, url: str) -> int | None:
         """The Metal memory the server at ``url`` reports in use; None off macOS (no Metal)."""
         import sys

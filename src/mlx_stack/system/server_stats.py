@@ -77,6 +77,19 @@ def vllm_counters(base_url: str, timeout: float = 2.0) -> ServerCounters | None:
     return ServerCounters(work, in_flight)
 
 
+def live_children(pid: int) -> int | None:
+    """How many direct children of ``pid`` are alive (not zombies); None if it is gone."""
+    try:
+        kids = psutil.Process(pid).children()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    alive = 0
+    for k in kids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            alive += k.status() != psutil.STATUS_ZOMBIE
+    return alive
+
+
 def reap_children() -> None:
     """Collect exited children (services this process started) so none stays a zombie."""
     while True:
