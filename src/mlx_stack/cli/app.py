@@ -9,58 +9,18 @@ import typer
 from typer.core import TyperGroup
 
 from mlx_stack import __version__
-from mlx_stack.errors import MlxStackError
 
 
 class _RootGroup(TyperGroup):
-    """Turns any error below into one red line and its exit code (never a traceback).
+    """Turns any error below into one red line and its exit code (cli/guard.py)."""
 
-    Domain errors carry their own code; an OS error on a file is a state problem (3);
-    Ctrl-C is 130; anything else is a bug (1), with the traceback only under
-    ``MLX_STACK_DEBUG=1``.
-    """
-
-    # Any: click's Context, which typer 0.28 vendors (typer._click) and older typers import
-    # from click: no one name fits the whole supported range.
     def invoke(self, ctx: Any) -> Any:
-        _tighten_home()
+        from mlx_stack.cli.guard import Failed, guarded
+
         try:
-            return super().invoke(ctx)
-        except MlxStackError as exc:
-            from mlx_stack.cli.terminal import terminal
-
-            terminal.error(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except KeyboardInterrupt:
-            from mlx_stack.cli.terminal import terminal
-
-            terminal.error("interrupted")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            from mlx_stack.cli.last_resort import is_usage_error, report
-
-            if is_usage_error(exc):  # Click's own: it prints them itself (exit 2)
-                raise
-
-            raise typer.Exit(report(exc)) from None
-
-
-def _tighten_home() -> None:
-    """A state folder made by an older version (0755) becomes private (0700)."""
-    import os
-    import stat
-
-    from mlx_stack.paths import paths
-
-    try:
-        home = paths().home
-        st = os.stat(home)
-        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.getuid():
-            os.chmod(home, 0o700)
-    except OSError:
-        pass  # missing, or not ours: the command itself says what is wrong
+            return guarded(lambda: super(_RootGroup, self).invoke(ctx))
+        except Failed as exc:
+            raise typer.Exit(exc.code) from None
 
 
 app = typer.Typer(

@@ -38,20 +38,8 @@ def status(
 
         watch_live(interval)
         return
-    from mlx_stack.cli.hardware_view import render_hardware
-    from mlx_stack.cli.routing_view import render_routing
-    from mlx_stack.cli.services_view import render_services
-    from mlx_stack.cli.terminal import terminal
-    from mlx_stack.paths import paths
-    from mlx_stack.services.status import status as stack_status
+    from mlx_stack.cli.status_view import show
 
-    result = stack_status(paths(), show_key=show_key)
-    if json_:
-        terminal.json(result.as_dict())
-    else:
-        render_hardware(result.hardware)
-        render_services(result.services, show_key)
-        render_routing(result.routing)
-    code = result.exit_code
+    code = show(json_=json_, show_key=show_key)
     if code:
         raise typer.Exit(code)
