@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from mlx_stack.core.aliases import match as match_alias
-from mlx_stack.errors import UsageError
+from mlx_stack.errors import ConflictError, UsageError
 from mlx_stack.json_types import JSON, as_list, as_object
 
 HOP_HEADER = "x-mlx-stack-hop"
@@ -60,6 +60,22 @@ class Peer:
 
 def secret_name(peer: str) -> str:
     return PEER_SECRET_PREFIX + peer
+
+
+MAX_KEY_CHARS = 512
+
+
+def parse_key(raw: str) -> str:
+    """A peer's key as given (stdin or a file): one line of printable ASCII, no spaces."""
+    key = raw.strip()
+    if not key:
+        raise UsageError("no key given for the peer",
+                         hint="pipe its key in (`mlx-stack peer add URL < key.txt`) or use --key-file FILE")
+    if not all(" " < c < "\x7f" for c in key) or len(key) > MAX_KEY_CHARS:
+        raise UsageError(f"the peer key must be one word of printable ASCII, at most {MAX_KEY_CHARS} "
+                         "characters",
+                         hint="give the peer's stack key (on that Mac: ~/.mlx-stack/secrets/gateway-key)")
+    return key
 
 
 def _bad_url(raw: str, problem: str, hint: str) -> UsageError:
@@ -122,16 +138,17 @@ def name_problem(name: str) -> str | None:
 
 
 def check_new(peers: Sequence[Peer], name: str, url: str) -> None:
-    """Refuse a second peer with the same name or the same front door (UsageError)."""
+    """Refuse a bad name (UsageError), a second peer with the same name or the same front
+    door (ConflictError)."""
     problem = name_problem(name)
     if problem is not None:
         raise UsageError(f"invalid peer name: {problem}", hint="choose one with --name NAME")
     for p in peers:
         if p.name == name:
-            raise UsageError(f"a peer named {name!r} exists already ({p.url})",
+            raise ConflictError(f"a peer named {name!r} exists already ({p.url})",
                              hint="choose another with --name, or `mlx-stack peer remove " + name + "` first")
         if p.url == url:
-            raise UsageError(f"{url} is already the peer {p.name!r}",
+            raise ConflictError(f"{url} is already the peer {p.name!r}",
                              hint=f"`mlx-stack peer remove {p.name}` first to add it again")
 
 
@@ -173,7 +190,8 @@ def read_models(doc: JSON) -> PeerModels | None:
             aliases[name] = target
             continue
         window = entry.get("context_length")
-        tiers[name] = window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
+        good = isinstance(window, int) and not isinstance(window, bool) and window > 0
+        tiers[name] = window if good and isinstance(window, int) else None
     return PeerModels(tiers, {p: t for p, t in aliases.items() if t in tiers})
 
 

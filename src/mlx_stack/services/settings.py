@@ -43,6 +43,11 @@ def change(p: Paths, key: str, raw: str | None) -> Change:
 
         rules = routing.set_rule(p, key, raw)
         return Change(key, getattr(rules, routing.SETTABLE[key]))
+    if key.startswith("gateway."):  # the front door's address, TLS and peer preference (stack.yaml)
+        from mlx_stack.services import peers
+
+        return Change(key, peers.set_gateway(p, key, raw), "takes effect at the front door's next start "
+                      "(`mlx-stack down && mlx-stack up`)")
     from mlx_stack.services import aliases
 
     if aliases.is_alias_key(key):  # the model names clients send live in stack.yaml

@@ -160,3 +160,27 @@ def post_json(base_url: str, route: str, body: object, *, timeout: float = 120.0
         return status, took, json.loads(data)
     except ValueError:
         return status, took, None
+
+
+def fetch_url(url: str, route: str, *, headers: dict[str, str] | None = None, timeout: float = 2.0,
+              ca_file: str | None = None) -> tuple[int, bytes]:
+    """GET ``{url}{route}`` over http or https (checked against ``ca_file`` when given, else
+    the system's CAs); (status, body). Raises OSError (ssl errors included) when unreachable."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        import ssl
+
+        context = ssl.create_default_context(cafile=ca_file)
+        conn = http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port or 80, timeout=timeout)
+    try:
+        conn.request("GET", parts.path.rstrip("/") + route, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read(1024 * 1024)
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc) or type(exc).__name__) from None
+    finally:
+        conn.close()
