@@ -38,7 +38,7 @@ def _request(base_url: str, method: str, route: str, timeout: float, body: objec
              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One HTTP request with the standard library (status must stay quick to import)."""
     url = urlsplit(base_url)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
+    conn = _connection(url.scheme, url.hostname or "127.0.0.1", url.port, timeout)
     try:
         raw = json.dumps(body).encode() if body is not None else None
         hdrs = {"Content-Type": "application/json", **(headers or {})} if raw else dict(headers or {})
@@ -47,6 +47,24 @@ def _request(base_url: str, method: str, route: str, timeout: float, body: objec
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _connection(scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
+    """A plain connection, or for ``https`` (the front door with gateway.tls-cert) a TLS one:
+    its certificate names the Mac's LAN name, so on loopback (where these probes reach our own
+    front door) it is not checked; anywhere else it is, against the system's CAs."""
+    if scheme != "https":
+        return http.client.HTTPConnection(host, port or 80, timeout=timeout)
+    import ssl
+
+    context = ssl.create_default_context()
+    if host in LOOPBACK:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
 
 
 def health(base_url: str, timeout: float = 2.0, route: str = "/health") -> ProbeResult:
