@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 
 import pytest
 import yaml
@@ -14,6 +13,7 @@ from mlx_stack.paths import Paths
 from mlx_stack.services import stack_store
 from mlx_stack.services.gateway_config import write_gateway_config
 from mlx_stack.system import ports
+from tests.helpers import self_signed
 
 KEY = "sk-mlxstack-peer-key-0123456789abcdef"
 
@@ -136,9 +136,7 @@ def test_a_bad_peers_section_names_the_field(run, isolated_home: Paths) -> None:
 
 def test_gateway_settings(run, isolated_home: Paths, tmp_path) -> None:
     _write_stack(isolated_home)
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    cert, key = self_signed(tmp_path, "localhost")
     assert run("config", "set", "gateway.tls-cert", str(cert)).exit_code == 0
     assert run("config", "set", "gateway.tls-key", str(key)).exit_code == 0
     assert run("config", "set", "gateway.prefer-peers", "yes").exit_code == 0

@@ -246,7 +246,10 @@ class Pool:
                 loop.create_connection(lambda: Response(self), self.host, self.port, ssl=self.tls,
                                        server_hostname=self.host if self.tls is not None else None),
                 self._connect_timeout)
-        except (OSError, TimeoutError) as exc:  # ssl.SSLError included (an OSError)
+        except ssl.SSLError as exc:  # an https upstream whose certificate or handshake failed
+            why = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+            raise UpstreamError(f"TLS failed ({why})") from None
+        except (OSError, TimeoutError) as exc:
             raise UpstreamError("connection refused" if isinstance(exc, ConnectionRefusedError)
                                 else f"cannot connect ({type(exc).__name__})") from None
         return conn
