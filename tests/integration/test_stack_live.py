@@ -448,11 +448,7 @@ def _long_chat(live: Live, tier: str, max_tokens: int = 400):
         temperature=0, stream=True)
 
 
-@pytest.mark.parametrize("fault", [
-    pytest.param("freeze", marks=pytest.mark.xfail(
-        strict=False, reason="seen failing on 2026-12-07 after the front door rework: the log says the "
-        "stream went on on fast, an assertion after it fails; not yet diagnosed (closing note)")),
-    "kill"])
+@pytest.mark.parametrize("fault", ["freeze", "kill"])
 def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault: str) -> None:
     """The OpenAI chat stream the client reads stays one unbroken answer: the next tier
     continues the same text (rendered with its own chat template) after the cut."""
@@ -482,9 +478,9 @@ def test_a_chat_stream_cut_mid_answer_goes_on_on_the_next_tier(live: Live, fault
     assert finish == ["length"] and len(got) > 20
     # continued on the next local tier that could take it (fast, or longctx when fast's
     # 2K window refuses the rest of a 1,500-token answer)
-    # (counted once the continuation returns, just after the client read its last chunk)
-    wait_for(lambda: sum(_metric_totals(live, "continuations").values()) == continued_before + 1, 10,
-             "the continuation to be counted", every=0.2)
+    # (counted as it starts: the SDK closes on [DONE], which may cancel the request before
+    # the tier's stream has ended)
+    assert sum(_metric_totals(live, "continuations").values()) == continued_before + 1
     assert _metric_totals(live, "stream_errors")["standard"] >= 1
     gap = max(b - a for a, b in itertools.pairwise(times[2:]))
     print(f"\n{fault} mid-stream: the client waited {gap * 1000:.0f} ms at most between two chunks; "

@@ -11,9 +11,9 @@ import pytest
 
 from mlx_stack.core.controls import escape_controls
 from mlx_stack.core.front_door import shape_problem
-from mlx_stack.gateway import h1, relay
-from mlx_stack.gateway.app import parse_body
+from mlx_stack.gateway import attempt, h1, relay
 from mlx_stack.gateway.limits import Connections, Full, Gate
+from mlx_stack.gateway.request import parse_body
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -268,10 +268,10 @@ def test_what_counts_as_a_streams_first_content() -> None:
                b'event: content_block_start\ndata: {"content_block":{"type":"text","text":""}}\n\n',
                b'event: response.created\ndata: {"response":{"error":null,"text":{"format":{}}}}\n\n']
     for event in openers:
-        assert not relay._CONTENT.search(event), event
+        assert not attempt._CONTENT.search(event), event
     contents = [b'data: {"choices":[{"delta":{"content":"Hi"}}]}', b'data: {"choices":[{"text":"Hi"}]}',
                 b'data: {"choices":[{"delta":{"tool_calls":[]}}]}', b'event: content_block_delta',
                 b'event: response.output_text.delta', b'data: {"error": {"message": "x"}}', b'data: [DONE]',
                 b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}']
     for event in contents:
-        assert relay._CONTENT.search(event), event
+        assert attempt._CONTENT.search(event), event

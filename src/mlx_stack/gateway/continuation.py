@@ -7,23 +7,24 @@ the next tier renders the conversation plus the partial answer with *its own* ch
 template, ending right after the partial text (what transformers calls
 ``continue_final_message``; vllm-mlx 0.6's chat route has no such option), and
 generates the rest through ``/v1/completions``. Its text chunks are re-emitted as chat
-chunks of the original stream. Anything unexpected: the stream ends with the error
-event instead (see :mod:`mlx_stack.gateway.relay`).
+chunks of the original stream (copied by the one relay loop,
+:class:`mlx_stack.gateway.relay.Relay`, with its stall watch). Anything unexpected: the
+stream ends with the error event instead (:func:`mlx_stack.gateway.attempt.error_event`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from mlx_stack.gateway.attempt import Answer, Failure, attempt
+
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from mlx_stack.gateway.asgi import Send
     from mlx_stack.gateway.upstream import Pool
     from mlx_stack.json_types import JSONObject
 
@@ -167,13 +168,11 @@ class Translator:
         return b"".join(out)
 
 
-async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, sent_tokens: int,
-                      send: Send, deadline: float) -> tuple[str, bool] | None:
-    """Finish a cut chat stream on the first of ``pools`` that can: (its name, whether it
-    too was cut), or None when none could start (the caller sends the error event).
-    The caller sends the final (empty) body message."""
-    from mlx_stack.gateway.relay import Failure, attempt
-
+async def begin(pools: list[Pool], data: JSONObject, stream: ChatStream, sent_tokens: int,
+                deadline: float) -> tuple[Pool, Answer] | None:
+    """The first of ``pools`` that takes the rest of a cut chat stream: it and its answer
+    (a stream, read up to its first content), or None when none could start (the caller
+    sends the error event). The caller relays it through a :class:`Translator`."""
     # a list of message objects: core.front_door.shape_problem refused any other request
     messages = cast("list[JSONObject]", data.get("messages") or [])
     for pool in pools:
@@ -192,22 +191,5 @@ async def continue_on(pools: list[Pool], data: JSONObject, stream: ChatStream, s
             continue
         log.warning("a stream cut mid-answer goes on on %s (%d characters kept)", pool.name,
                     len(stream.partial))
-        translate = Translator(stream.meta)
-        conn = result.conn
-        watch = pool.watch_stream(conn)  # the same stall watch as any relayed stream
-        cut = False
-        try:
-            chunk = result.first
-            while chunk:
-                watch.last = time.monotonic()
-                out = translate.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                chunk = await conn.read_chunk()
-        except OSError:
-            cut = True
-        finally:  # also when cancelled (the client left): the tier stops
-            pool.streams.discard(watch)
-            conn.release()
-        return pool.name, cut
+        return pool, result
     return None

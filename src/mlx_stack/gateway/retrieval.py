@@ -1,6 +1,6 @@
 """``/v1/embeddings``, ``/v1/rerank`` and ``/rerank`` on the front door (issue 25).
 
-Same key, metrics, 4xx pass-through and chain of attempts as chat (``FrontDoor._try_chain``);
+Same key, metrics, 4xx pass-through and chain of attempts as chat (``chain.Chains.run``);
 what differs is decided in :mod:`mlx_stack.core.retrieval` (which tier, which shapes are
 refused, what the tier gets) and done here: the answer of an embedding tier is reshaped
 (base64, ``dimensions``) on its way out, by a wrapper around ``send`` that holds a 2xx
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, cast
 from mlx_stack.core import retrieval
 from mlx_stack.core.front_door import UnknownModel
 from mlx_stack.gateway import replies
-from mlx_stack.gateway.sessions import Request
+from mlx_stack.gateway.request import Request
 
 if TYPE_CHECKING:
-    from mlx_stack.gateway.app import FrontDoor
     from mlx_stack.gateway.asgi import Message, Receive, Send
+    from mlx_stack.gateway.chain import Chains
     from mlx_stack.json_types import JSONObject
 
 PATHS = frozenset(retrieval.PATHS)
@@ -65,7 +65,7 @@ def _reshaping_send(send: Send, request: JSONObject) -> Send:
     return wrapped
 
 
-async def serve(door: FrontDoor, path: str, headers: list[tuple[bytes, bytes]], data: JSONObject,
+async def serve(door: Chains, path: str, headers: list[tuple[bytes, bytes]], data: JSONObject,
                 receive: Receive, send: Send, *, probe: bool) -> None:
     """One retrieval request whose body parsed as a JSON object."""
     problem = retrieval.problem(path, data)
@@ -80,10 +80,7 @@ async def serve(door: FrontDoor, path: str, headers: list[tuple[bytes, bytes]], 
     kind = retrieval.PATHS[path]
     upstream = retrieval.upstream_body(path, data)
     body = json.dumps(upstream, separators=(",", ":")).encode()
-    req = Request(retrieval.UPSTREAM_PATH[kind], body, upstream, False, True, "")
-    out = _reshaping_send(send, data)
-    metrics = None if probe else door.metrics
-    await door.watched(receive, door._try_chain(req, p, out, metrics),  # pyright: ignore[reportPrivateUsage]
-                       metrics, p.routed)
+    req = Request(retrieval.UPSTREAM_PATH[kind], body, upstream, False, True, "", probe)
+    await door.run(req, p, receive, _reshaping_send(send, data))
 
 

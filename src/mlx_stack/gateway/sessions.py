@@ -1,4 +1,4 @@
-"""One request as the front door reads it, and which tier each conversation was on.
+"""Which tier each conversation was on.
 
 A tier's prefix cache holds the conversations it served: the next turn of one belongs
 on the same tier. :class:`Sessions` remembers, per conversation (``core.agent_requests.
@@ -11,25 +11,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from mlx_stack.core.front_door import Plan
-from mlx_stack.json_types import JSONObject
 
 KEPT = 4096  # conversations remembered (least recently used forgotten first)
 TTL_S = 3600.0
-
-
-@dataclass(frozen=True)
-class Request:
-    """A proxied request, parsed once."""
-
-    path: str
-    body: bytes  # as the client sent it
-    data: JSONObject  # parsed (and normalized, when ``rewrite``)
-    anthropic: bool  # answered in Anthropic's dialect (/v1/messages*)
-    rewrite: bool  # ``data`` differs from ``body``: encode it again when sending
-    session: str  # the conversation it belongs to
 
 
 class Sessions:
