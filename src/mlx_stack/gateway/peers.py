@@ -26,7 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlx_stack.core import peers as core
-from mlx_stack.core.front_door import Routes, Upstream
+from mlx_stack.core.aliases import match as match_alias
+from mlx_stack.core.front_door import Plan, Routes, Upstream
+from mlx_stack.core.routing import AUTO
+from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.upstream import Pool
 from mlx_stack.json_types import JSON, JSONObject
 
@@ -215,6 +218,26 @@ class Peers:
                 if tier is not None:
                     out.append((link, tier))
         return out
+
+    def only_there(self, model: object, routes: Routes) -> Plan | None:
+        """A plan for a model only peers serve: a tier of a peer's (not a local tier, ``auto``
+        or the cloud), or a name no local alias matches and a peer's alias does; else None
+        (the local plan decides)."""
+        if not isinstance(model, str) or model in routes.tiers or model in (AUTO, CLOUD):
+            return None
+        there = self.serving(model)
+        if not there:
+            return None
+        exact = any(model in link.health.models.tiers for link, _ in there)
+        if not exact and match_alias(model, routes.aliases) is not None:
+            return None  # this node's alias wins over a peer's
+        return Plan(model, model, "peer", (), 0)
+
+    def answered(self, node: str, session: str) -> None:
+        link = self.links.get(node)
+        if link is not None:
+            link.served += 1
+        self.sticky.remember(session, node)
 
     def models(self, local: list[JSONObject]) -> list[JSONObject]:
         """``/v1/models``: this node's entries, then what only its (usable) peers serve."""
