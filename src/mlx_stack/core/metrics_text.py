@@ -193,6 +193,8 @@ class Counts(TypedDict):
     tiers: dict[str, dict[str, int]]  # tier -> counter (requests, fallbacks_out, ...) -> count
     auto: dict[str, int]  # `auto` requests by chosen tier
     auto_reasons: dict[str, int]  # ... and by reason
+    # peer -> {"up": 0/1, "outstanding": n, "served": n, "tiers": [names]} (issue 26)
+    peers: dict[str, dict[str, object]]
 
 
 def summary(text: str) -> Counts:
@@ -201,10 +203,18 @@ def summary(text: str) -> Counts:
     auto: dict[str, int] = {}
     reasons: dict[str, int] = {}
     started = None
+    peers: dict[str, dict[str, object]] = {}
     for name, labels, value in parse(text):
         short = name.removeprefix(PREFIX)
         tier = labels.get("tier")
-        if short == "start_time_seconds":
+        peer = labels.get("peer")
+        if peer is not None and short.startswith("peer_"):
+            row = peers.setdefault(peer, {"up": 0, "outstanding": 0, "served": 0, "tiers": []})
+            if short == "peer_tier" and tier:
+                cast("list[str]", row["tiers"]).append(tier)
+            elif short in ("peer_up", "peer_outstanding", "peer_served"):
+                row[short.removeprefix("peer_")] = int(value)
+        elif short == "start_time_seconds":
             started = value
         elif short == "auto_total" and tier:
             auto[tier] = auto.get(tier, 0) + int(value)
@@ -213,4 +223,4 @@ def summary(text: str) -> Counts:
         elif short.endswith("_total") and tier:
             tiers.setdefault(tier, {})[short.removesuffix("_total")] = int(value)
     return {"started_at": started, "tiers": dict(sorted(tiers.items())), "auto": dict(sorted(auto.items())),
-            "auto_reasons": dict(sorted(reasons.items()))}
+            "auto_reasons": dict(sorted(reasons.items())), "peers": dict(sorted(peers.items()))}

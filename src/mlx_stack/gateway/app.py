@@ -73,6 +73,7 @@ class FrontDoor:
         self.connections = Connections()
         # Other stacks' front doors (issue 26): their keys are read from the stack's home.
         self.peers = Peers(home, lambda: self.routes.current)
+        self.dashboard.peers = self.peers.rows
         self.chains = Chains(routes, self.metrics, self.on_demand, peers=self.peers)
 
     # --- ASGI entry -------------------------------------------------------------------
