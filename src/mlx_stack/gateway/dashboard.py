@@ -30,8 +30,8 @@ from mlx_stack.paths import DASHBOARD_CONTEXT_FILE, Paths
 if TYPE_CHECKING:
     from mlx_stack.gateway.metrics import Event
     from mlx_stack.gateway.on_demand import OnDemand
-    from mlx_stack.services.dashboard import Context
     from mlx_stack.json_types import JSONObject
+    from mlx_stack.services.dashboard import Context
 
 log = logging.getLogger("mlx_stack.front_door")
 
