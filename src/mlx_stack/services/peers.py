@@ -181,7 +181,8 @@ def is_gateway_key(key: str) -> bool:
 
 def set_gateway(p: Paths, key: str, raw: str | None) -> str | bool | None:
     """`config set gateway.host|tls-cert|tls-key|prefer-peers` (``raw`` None: the default),
-    kept in stack.yaml's ``gateway:``; takes effect at the front door's next start."""
+    kept in stack.yaml's ``gateway:``; host and TLS take effect at the front door's next
+    start, prefer-peers through the routes file at once."""
     from mlx_stack.services import stack_store
     from mlx_stack.system.locks import file_lock
 
