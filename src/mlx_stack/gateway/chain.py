@@ -159,7 +159,11 @@ class Chains:
             return list(local.values())
         sticky = peers.sticky.get(session)
         out: list[Candidate] = []
-        for tier in (*p.chain, *([] if p.chain else [p.requested])):
+        order = list(local)  # the local order (sleeping on-demand tiers after running ones)
+        for i, tier in enumerate(p.chain or (p.requested,)):
+            if tier not in order:  # cooling here: a peer may still serve it, at its place
+                order.insert(min(i, len(order) - (CLOUD in order)), tier)
+        for tier in order:
             there = {link.name: (link, sent) for link, sent in peers.serving(tier)} if tier != CLOUD else {}
             nodes = {name: self.outstanding.get(f"{sent}@{name}", 0) for name, (_, sent) in there.items()}
             if tier in local:
