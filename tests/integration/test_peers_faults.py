@@ -3,7 +3,8 @@ on demand: a peer that answers garbage, stalls (not even its model list answers)
 mid-stream; and the hop marker, the key and the model name on the wire. Seconds, no models.
 
 The front door's own tier is a stand-in too; ``prefer_peers`` puts the peer first, so every
-request tries it before the local tier.
+request tries it before the local tier. A second peer is a real front door serving https
+(gateway.tls-cert/key, a self-signed certificate given to the first as its CA file).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import openai
@@ -26,7 +28,7 @@ from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
 from mlx_stack.paths import Paths
 from mlx_stack.system import ports, secrets
-from tests.helpers import JSONHandler, wait_for
+from tests.helpers import JSONHandler, self_signed, wait_for
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-front-door-key-0123456789"
@@ -111,8 +113,8 @@ class Node:
 
 
 class Door:
-    def __init__(self, url: str, tier: Node, peer: Node, proc: subprocess.Popen[str]) -> None:
-        self.url, self.tier, self.peer, self.proc = url, tier, peer, proc
+    def __init__(self, url: str, tier: Node, peer: Node, procs: list[subprocess.Popen[str]]) -> None:
+        self.url, self.tier, self.peer, self.procs = url, tier, peer, procs
 
     def ask(self, model: str = "fast", **headers: str) -> httpx.Response:
         return httpx.post(self.url + "/v1/chat/completions", timeout=60, trust_env=False,
@@ -128,31 +130,52 @@ class Door:
         wait_for(self.peer_up, 40, "the peer back after its cool-down")
 
 
-@pytest.fixture(scope="module")
-def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
-    home = tmp_path_factory.mktemp("peers-faults")
-    tier, peer = Node("tier"), Node("peer")
-    secrets.write_secret(Paths(home), "peer-b", PEER_KEY)
-    doc = render_routes([Upstream("fast", "org/fast", tier.url)], ["fast"], default_rules(["fast"]), None)
-    doc["peers"] = [{"name": "b", "url": peer.url, "ca_file": None}]
-    doc["prefer_peers"] = True
+def _front_door(home: Path, tier: Upstream, peers: list[dict], key: str,
+                *tls: str) -> tuple[int, subprocess.Popen[str]]:
+    doc = render_routes([tier], [tier.name], default_rules([tier.name]), None)
+    doc["peers"], doc["prefer_peers"] = peers, True
     routes = home / "generated" / "front-door.json"
-    routes.parent.mkdir()
+    routes.parent.mkdir(parents=True)
     routes.write_text(json.dumps(doc))
     port = ports.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlx_stack.gateway", "--routes", str(routes),
-                             "--port", str(port), "--home", str(home)],
-                            env={**os.environ, "MLX_STACK_GATEWAY_KEY": KEY},
+                             "--port", str(port), "--home", str(home), *tls],
+                            env={**os.environ, "MLX_STACK_GATEWAY_KEY": key},
                             stderr=(home / "front-door.log").open("w"), text=True)
-    d = Door(f"http://127.0.0.1:{port}", tier, peer, proc)
+    return port, proc
+
+
+@pytest.fixture(scope="module")
+def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
+    home = tmp_path_factory.mktemp("peers-faults")
+    tier, peer, secure_tier = Node("tier"), Node("peer"), Node("tier")
+    cert, cert_key = self_signed(tmp_path_factory.mktemp("tls"))
+    secure_port, secure = _front_door(home / "secure", Upstream("secure", "org/s", secure_tier.url), [],
+                                      PEER_KEY + "-tls", "--tls-cert", str(cert), "--tls-key", str(cert_key))
+    secrets.write_secret(Paths(home), "peer-b", PEER_KEY)
+    secrets.write_secret(Paths(home), "peer-s", PEER_KEY + "-tls")
+    port, proc = _front_door(home, Upstream("fast", "org/fast", tier.url),
+                             [{"name": "b", "url": peer.url, "ca_file": None},
+                              {"name": "s", "url": f"https://127.0.0.1:{secure_port}", "ca_file": str(cert)}],
+                             KEY)
+    d = Door(f"http://127.0.0.1:{port}", tier, peer, [proc, secure])
     try:
         wait_for(lambda: proc.poll() is None and d.peer_up(), 60, "the front door with its peer up")
         yield d
     finally:
-        proc.terminate()
-        proc.wait(10)
-        for n in (tier, peer):
+        for p in d.procs:
+            p.terminate()
+            p.wait(10)
+        for n in (tier, peer, secure_tier):
             n.server.shutdown()
+
+
+def test_a_peer_over_https(door: Door) -> None:
+    wait_for(lambda: 'mlx_stack_gateway_peer_up{peer="s"} 1' in httpx.get(
+        door.url + "/metrics", headers={"x-api-key": KEY}, trust_env=False).text, 30, "the https peer up")
+    r = door.ask("secure")
+    assert r.status_code == 200 and r.headers["x-mlx-stack-node"] == "s", r.text
+    assert r.json()["choices"][0]["message"]["content"] == "tier says hi"
 
 
 def test_the_peer_answers_with_its_key_and_the_hop_marker(door: Door) -> None:
