@@ -173,3 +173,64 @@ def test_peers_follow_the_routes_and_join_the_model_list(servers: list[StandIn],
             await peers.stop()
 
     asyncio.run(main())
+
+
+class _Link:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _FakePeers:
+    """What Chains.with_peers asks of gateway.peers.Peers."""
+
+    def __init__(self, serving: dict[str, list[str]], prefer: bool = False) -> None:
+        self._serving = serving  # tier -> peers serving it
+        self.sticky = core.Sticky()
+        self.prefer_peers = prefer
+        self.links = {n: _Link(n) for ns in serving.values() for n in ns}
+
+    def serving(self, model: str) -> list[tuple[_Link, str]]:
+        return [(self.links[n], model) for n in self._serving.get(model, [])]
+
+
+def _chains(peers: _FakePeers, cooling: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from mlx_stack.gateway.chain import Chains
+    from mlx_stack.gateway.metrics import Metrics
+
+    names = ("fast", "standard")
+    tiers = {n: Upstream(n, f"org/{n}", f"http://127.0.0.1:{i + 1}") for i, n in enumerate(names)}
+    pools = {n: SimpleNamespace(cooling=n in cooling, upstream=u, name=n) for n, u in tiers.items()}
+    routes = SimpleNamespace(current=Routes(tiers, names, default_rules(list(tiers))), pools=pools)
+    return Chains(routes, Metrics(), None, peers=peers)  # type: ignore[arg-type]
+
+
+def test_the_chain_puts_peers_beside_each_tier() -> None:
+    from mlx_stack.core.front_door import Plan
+
+    peers = _FakePeers({"fast": ["b", "c"], "standard": ["c"]})
+    chains = _chains(peers)
+    p = Plan("fast", "fast", "direct", ("fast", "standard"), 10)
+    names = [c.name for c in chains.with_peers(p, "")]
+    assert names == ["fast", "fast@b", "fast@c", "standard", "standard@c"]
+    chains.outstanding.update({"fast": 2, "fast@b": 1})  # fewest under way first
+    assert [c.name for c in chains.with_peers(p, "")][:3] == ["fast@c", "fast@b", "fast"]
+    peers.sticky.remember("conv", "b")  # the conversation's node first
+    assert [c.name for c in chains.with_peers(p, "conv")][:3] == ["fast@b", "fast@c", "fast"]
+    c = chains.with_peers(p, "")[0]
+    assert c.node == "c" and c.sent == "fast" and c.tier == "fast"
+    chains.outstanding.clear()
+    chains.peers.prefer_peers = True  # type: ignore[union-attr]
+    assert [c.name for c in chains.with_peers(p, "")][:3] == ["fast@b", "fast@c", "fast"]
+
+
+def test_a_cooling_local_tier_keeps_its_peers_in_place() -> None:
+    from mlx_stack.core.front_door import Plan
+
+    chains = _chains(_FakePeers({"fast": ["b"]}), cooling=("fast",))
+    p = Plan("fast", "fast", "direct", ("fast", "standard"), 10)
+    assert [c.name for c in chains.with_peers(p, "")] == ["fast@b", "standard"]
+    only = Plan("big", "big", "peer", (), 0)
+    chains = _chains(_FakePeers({"big": ["b", "c"]}))
+    assert [c.name for c in chains.with_peers(only, "")] == ["big@b", "big@c"]
