@@ -31,7 +31,7 @@ from mlx_stack.core.front_door import Plan, Routes, Upstream
 from mlx_stack.core.routing import AUTO
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.upstream import Pool
-from mlx_stack.json_types import JSON, JSONObject
+from mlx_stack.json_types import JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -244,15 +244,10 @@ class Peers:
         answering = {n: x.health.models for n, x in self.links.items() if x.health.usable()}
         if not answering:
             return local
-        merged = core.union_models([dict(e) for e in local], answering)
-        return [_object(e) for e in merged]
+        return core.union_models(local, answering)
 
     def rows(self) -> list[JSONObject]:
         return [x.row() for x in self.links.values()]
-
-
-def _object(entry: dict[str, JSON]) -> JSONObject:
-    return entry
 
 
 async def _close_later(links: list[PeerLink]) -> None:
