@@ -121,9 +121,12 @@ class Door:
                           headers={"Authorization": f"Bearer {KEY}", **headers},
                           json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
 
-    def peer_up(self) -> bool:
-        text = httpx.get(self.url + "/metrics", headers={"x-api-key": KEY}, trust_env=False).text
-        return 'mlx_stack_gateway_peer_up{peer="b"} 1' in text
+    def peer_up(self, peer: str = "b") -> bool:
+        try:
+            text = httpx.get(self.url + "/metrics", headers={"x-api-key": KEY}, trust_env=False).text
+        except httpx.HTTPError:  # not listening yet
+            return False
+        return f'mlx_stack_gateway_peer_up{{peer="{peer}"}} 1' in text
 
     def healed(self) -> None:
         self.peer.mood = "ok"
@@ -171,8 +174,7 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
 
 
 def test_a_peer_over_https(door: Door) -> None:
-    wait_for(lambda: 'mlx_stack_gateway_peer_up{peer="s"} 1' in httpx.get(
-        door.url + "/metrics", headers={"x-api-key": KEY}, trust_env=False).text, 30, "the https peer up")
+    wait_for(lambda: door.peer_up("s"), 30, "the https peer up")
     r = door.ask("secure")
     assert r.status_code == 200 and r.headers["x-mlx-stack-node"] == "s", r.text
     assert r.json()["choices"][0]["message"]["content"] == "tier says hi"

@@ -46,7 +46,10 @@ class Node:
                           json={"model": model, "messages": ASK, "max_tokens": 8})
 
     def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics", headers={"x-api-key": self.key}, trust_env=False).text
+        try:
+            return httpx.get(self.url + "/metrics", headers={"x-api-key": self.key}, trust_env=False).text
+        except httpx.HTTPError:
+            return ""
 
     def models(self, **headers: str) -> list[str]:
         r = httpx.get(self.url + "/v1/models", headers={"x-api-key": self.key, **headers}, trust_env=False)
