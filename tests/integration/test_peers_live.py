@@ -80,7 +80,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node
         lifecycle.up(pb, health_timeout=UP_DEADLINE_S)
         for n, peer in ((a, "b"), (b, "a")):
             up = f'mlx_stack_gateway_peer_up{{peer="{peer}"}} 1'
-            wait_for(lambda n=n, up=up: up in n.metrics(), 30, f"peer {peer} up")
+            wait_for(lambda n=n, up=up: up in n.metrics(), 90, f"peer {peer} up")  # after its cool-down
         yield a, b
     finally:
         for p in (pa, pb):

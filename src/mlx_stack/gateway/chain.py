@@ -115,7 +115,7 @@ class Chains:
         if peers is not None and (only := peers.only_there(data.get("model"), routes)) is not None:
             # A model only peers serve (a tier of theirs, or a name their aliases match).
             req = Request(path, body, data, anthropic, rewrite, session_key(headers, data), probe)
-            await self.run(req, only, receive, send, nodes=True)
+            await self.run(req, only, receive, send, nodes=True, follow=has_earlier_turns(data))
             return
         try:
             p = plan(data, routes)
@@ -141,12 +141,17 @@ class Chains:
         elif peers is not None:  # which node a conversation is on is followed for every name
             session = session_key(headers, data)
         req = Request(path, body, data, anthropic, rewrite, session, probe)
-        await self.run(req, p, receive, send, nodes=peers is not None)
+        await self.run(req, p, receive, send, nodes=peers is not None, follow=has_earlier_turns(data))
 
-    async def run(self, req: Request, p: Plan, receive: Receive, send: Send, *, nodes: bool = False) -> None:
+    async def run(self, req: Request, p: Plan, receive: Receive, send: Send, *, nodes: bool = False,
+                  follow: bool = False) -> None:
         """Answer ``req`` along ``p``'s chain, until done or until the client leaves;
-        ``nodes``: the peers serving a tier of the chain are candidates too."""
-        chain = AttemptChain(self, req, p, self.with_peers(p, req.session) if nodes else [])
+        ``nodes``: the peers serving a tier of the chain are candidates too, the node that
+        answered the conversation's last turn first when ``follow`` (a conversation known
+        only by its opening is not followed on its first turn: another may open alike)."""
+        follows = follow or not req.session.startswith("o:")
+        candidates = self.with_peers(p, req.session if follows else "") if nodes else []
+        chain = AttemptChain(self, req, p, candidates)
         await watched(receive, chain.run(send), chain.metrics, p.routed)
 
     def with_peers(self, p: Plan, session: str) -> list[Candidate]:
