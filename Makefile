@@ -31,7 +31,7 @@ test: $(STAMP) browser agent-clients
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
 
-# pyright: strict on core/ and system/ (pyproject); its wheel bundles its JS and runs on the
+# pyright: strict on core/, system/ and gateway/ (pyproject); its wheel bundles its JS and runs on the
 # machine's node. No version check against PyPI, and a deadline so a stuck node never hangs CI.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -57,11 +57,14 @@ def test_open_prints_the_url_and_never_the_key(run, isolated_home: Paths,
     assert r.exit_code == 0 and r.stdout.strip() == url and opened == []
 
 
-def test_the_context_file_is_written_with_the_routes(isolated_home: Paths) -> None:
+def test_the_context_file_is_written_apart_from_the_routes(isolated_home: Paths) -> None:
+    from mlx_stack.services.dashboard import write_context
     from mlx_stack.services.gateway_config import write_gateway_config
 
     stack = _stack(isolated_home)
     write_gateway_config(isolated_home, stack, cloud_port=None)
+    assert not isolated_home.dashboard_context_file.exists()  # config only: no hardware detection
+    write_context(isolated_home, stack)
     ctx = json.loads(isolated_home.dashboard_context_file.read_text())
     assert ctx["home"] == str(isolated_home.home)
     assert ctx["hardware"]["label"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.services.lifecycle import StatusReport
-from mlx_stack.services.service_control import ServiceStatus
 
 
 def _report(*states: str, configured: bool = True) -> StatusReport:

@@ -8,6 +8,7 @@ and record every request they see. Seconds, no models.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ from mlx_stack.core.front_door import Upstream
 from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
 from mlx_stack.system import ports
-from tests.helpers import JSONHandler
+from tests.helpers import JSONHandler, poll_until
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-front-door-key-0123456789"
@@ -86,32 +88,41 @@ class StandIn:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture(scope="module")
-def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, StandIn]]]:
-    tiers = {"broken": StandIn("500"), "frozen": StandIn("hang"), "good": StandIn("ok"),
-             "streamer": StandIn("stream")}
-    routes = tmp_path_factory.mktemp("door") / "front-door.json"
-    ups = [Upstream(name, f"org/{name}", s.url) for name, s in tiers.items()]
-    routes.write_text(json.dumps(render_routes(ups, list(tiers), default_rules(list(tiers)), None)))
+@contextlib.contextmanager
+def _front_door(routes: Path, ups: list[Upstream]) -> Iterator[str]:
+    """A real front door on ``ups`` (the fallback order as listed); its base URL."""
+    names = [u.name for u in ups]
+    routes.write_text(json.dumps(render_routes(ups, names, default_rules(names), None)))
     port = ports.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlx_stack.gateway", "--routes", str(routes), "--port",
                              str(port)], env={**os.environ, "MLX_STACK_GATEWAY_KEY": KEY},
                             stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "the front door did not start"
-        time.sleep(0.1)
     try:
-        yield url, tiers
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the front door did not start"
+            time.sleep(0.1)
+        yield url
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, StandIn]]]:
+    tiers = {"broken": StandIn("500"), "frozen": StandIn("hang"), "good": StandIn("ok"),
+             "streamer": StandIn("stream")}
+    ups = [Upstream(name, f"org/{name}", s.url) for name, s in tiers.items()]
+    try:
+        with _front_door(tmp_path_factory.mktemp("door") / "front-door.json", ups) as url:
+            yield url, tiers
+    finally:
         for s in tiers.values():
             s.server.shutdown()
 
@@ -176,3 +187,83 @@ def test_a_client_that_leaves_mid_stream_closes_the_tier_connection(
         next(r.iter_bytes())
     # the tier would stream for 20 s more; it sees its connection closed within seconds
     assert tiers["streamer"].cut.wait(10)
+
+
+class _CutThenFinish(JSONHandler):
+    """``cutter`` streams three chat chunks and drops the connection; ``finisher`` answers
+    the continuation (``/v1/completions``) with the rest, ``[DONE]``, and then holds its
+    stream open for ``HOLD_S`` before ending it, as a tier that is slow to close does."""
+
+    HOLD_S = 4.0
+
+    def do_GET(self) -> None:
+        self._reply(200, {"status": "ok"})
+
+    def _events(self, events: list[bytes], end: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for raw in events:
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(raw), raw))
+            self.wfile.flush()
+        if end:
+            time.sleep(self.HOLD_S)
+            self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/v1/chat/completions":  # the cutter
+            self._events([b"data: " + json.dumps({"id": "c1", "model": "cutter", "created": 1, "choices": [
+                {"index": 0, "delta": {"content": word}, "finish_reason": None}]}).encode() + b"\n\n"
+                for word in ("Once", " upon", " a")], end=False)
+            return
+        self._events([b'data: {"choices": [{"text": " time", "finish_reason": null}]}\n\n',
+                      b'data: {"choices": [{"text": "", "finish_reason": "length"}]}\n\n',
+                      b"data: [DONE]\n\n"], end=True)
+
+
+def test_a_continuation_is_counted_even_when_the_client_leaves_on_done(tmp_path: Path) -> None:
+    """The OpenAI SDK closes its connection as soon as it reads ``[DONE]``; the tier that
+    finished a cut stream may end its own a moment later. The continuation is counted as
+    it starts, so that departure (counted as client_gone) leaves it counted."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "tokenizer_config.json").write_text(json.dumps({
+        "chat_template": "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"}))
+    servers = {name: ThreadingHTTPServer(("127.0.0.1", 0), _CutThenFinish) for name in ("cutter", "finisher")}
+    for server in servers.values():
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    ups = [Upstream(name, f"org/{name}", f"http://127.0.0.1:{server.server_address[1]}", tokenizer=str(model))
+           for name, server in servers.items()]
+    try:
+        with _front_door(tmp_path / "front-door.json", ups) as url:
+            text = []
+            with httpx.Client(timeout=30, trust_env=False) as client, client.stream(
+                    "POST", url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                    json={"model": "cutter", "stream": True, "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "a story"}]}) as r:
+                assert r.headers["x-mlx-stack-tier"] == "cutter"
+                for line in r.iter_lines():
+                    if line == "data: [DONE]":
+                        break  # and leave, as the SDK does
+                    if line.startswith("data: "):
+                        for choice in json.loads(line[6:])["choices"]:
+                            text.append(choice["delta"].get("content") or "")
+            left = time.monotonic()
+            assert "".join(text) == "Once upon a time"
+
+            def counted() -> str | None:
+                metrics = httpx.get(url + "/metrics", headers={"x-api-key": KEY}, trust_env=False).text
+                return metrics if 'continuations_total{tier="finisher"} 1' in metrics else None
+
+            metrics = poll_until(counted, 2.0)
+            assert metrics is not None, "the continuation was not counted"
+            assert time.monotonic() - left < _CutThenFinish.HOLD_S  # before the finisher ended its stream
+            assert 'stream_errors_total{tier="cutter"} 1' in metrics
+    finally:
+        for server in servers.values():
+            server.shutdown()
+

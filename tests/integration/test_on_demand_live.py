@@ -36,6 +36,10 @@ pytestmark = pytest.mark.integration
 
 UP_DEADLINE_S = 420
 IDLE_S = 3
+DEBUG_MODULES = "MLX_STACK_GATEWAY_DEBUG_MODULES"
+# The control plane's modules: the front door reaches tier processes only through the
+# launcher seam (system/launcher.py), which runs them in a child process.
+CONTROL_PLANE = ("mlx_stack.services", "mlx_stack.cli")
 
 
 @dataclass
@@ -88,7 +92,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                         gateway=replace(stack.gateway, port=ports.free_port()), memory_budget_mb=budget,
                         routing=None)
         stack_store.save(home, stack)
-        r = run_cli(home, "up", timeout=UP_DEADLINE_S)
+        os.environ[DEBUG_MODULES] = "1"  # the front door lists what it loaded (see the layer test below)
+        try:
+            r = run_cli(home, "up", timeout=UP_DEADLINE_S)
+        finally:
+            del os.environ[DEBUG_MODULES]
         assert r.returncode == 0, r.stderr
         yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "", lifecycle.endpoint(stack))
     finally:
@@ -151,6 +159,20 @@ def test_first_request_starts_the_tier_and_concurrent_ones_share_the_start(live:
     assert live.record("fast") is not None
     # Warm now: no cold start on the next request.
     assert "x-mlx-stack-cold-start" not in _chat(live, "fast").headers
+
+
+def test_after_a_cold_start_the_front_door_has_loaded_no_control_plane_module(live: Live) -> None:
+    """A layer rule about what a process runs, not what its files import: the front door
+    that has just started ``fast`` on demand (the test above), and evicted or stopped
+    nothing yet, has not loaded services.service_control, serving_plan, gateway_config,
+    dashboard, watchdog_state, on_demand (or any other services or CLI module)."""
+    assert live.counter("cold_starts", "fast") >= 1
+    r = httpx.get(live.endpoint.removesuffix("/v1") + "/debug/modules",
+                  headers={"authorization": f"Bearer {live.key}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    loaded = r.json()["modules"]
+    assert "mlx_stack.gateway.on_demand" in loaded and "mlx_stack.system.launcher" in loaded
+    assert [m for m in loaded if m.startswith(CONTROL_PLANE)] == []
 
 
 def test_idle_unload_stops_the_tier_and_frees_its_process(live: Live) -> None:

@@ -103,7 +103,9 @@ def test_prefill_falls_with_prompt_length_and_ttft_is_prompt_over_speed(cat):
     e, hw = cat.get("qwen3-8b"), plan_profile(Plan("M4 Max", 40, 128))
     short, mid, long = (prefill_tok_s(e, hw, n) for n in (2048, 32768, 98304))
     assert short > mid > long  # attention FLOPs grow with the prompt
-    assert 1.1 < short / long < 3  # ...but the weight matmuls still dominate an 8B at 96K
+    # At 96K an 8B's attention FLOPs (4 x 4096 x 48K x 36 layers) are twice its weight FLOPs;
+    # the attention factor is checked on a 34K-token Mistral-7B run (benchmarks/estimator.py).
+    assert 2 < short / long < 4
     t = ttft_s(e, "int4", hw, 16384)
     assert t == pytest.approx(16384 / prefill_tok_s(e, hw, 16384, "int4"))
     cached = ttft_s(e, "int4", hw, 16384, new_tokens=2048)
@@ -115,11 +117,41 @@ def test_prefill_flops_follow_active_params_and_sliding_windows(cat):
     hw = plan_profile(Plan("M4 Max", 40, 128))
     moe, dense = cat.get("qwen3-30b-a3b"), cat.get("qwen3-32b")
     assert prefill_tok_s(moe, hw) > 4 * prefill_tok_s(dense, hw)  # 3.3B active vs 32B
-    assert prefill_tok_s(moe, hw) < prefill_tok_s(cat.get("qwen3-4b-instruct-2507"), hw)  # experts cost more
+    # a 3.3B-active MoE prefills about like a dense 4B on an M4 Max (mlx-lm: 1,732 vs 1,622 tok/s
+    # at 2K), and relatively slower on M1/M2 GPUs (their gather matmuls cost more)
+    small = cat.get("qwen3-4b-instruct-2507")
+    assert 0.85 < prefill_tok_s(moe, hw) / prefill_tok_s(small, hw) < 1.25
+    m2 = plan_profile(Plan("M2 Max", 38, 64))
+    ratio = lambda h: prefill_tok_s(moe, h) / prefill_tok_s(small, h)  # noqa: E731
+    assert ratio(m2) < ratio(hw)
     gemma = cat.get("gemma-3-12b-it-qat")  # 5 of 6 layers attend to a 1,024-token window
     llama = cat.get("qwen3-14b")
     fall = lambda e: prefill_tok_s(e, hw, 2048) / prefill_tok_s(e, hw, 65536)  # noqa: E731
     assert fall(gemma) < fall(llama)
+
+
+def test_m1_m2_pay_for_emulated_bf16_and_fp16_builds_do_not(cat):
+    e = cat.get("qwen3-8b")
+    m2, m3 = plan_profile(Plan("M2 Max", 38, 64)), plan_profile(Plan("M3 Max", 40, 128))
+    bf16, fp16 = prefill_tok_s(e, m2), prefill_tok_s(e, m2, dtype="fp16")
+    assert fp16 / bf16 > 1.3  # no bf16 arithmetic on M1/M2: emulated through float32
+    assert prefill_tok_s(e, m3, dtype="fp16") == pytest.approx(prefill_tok_s(e, m3))  # M3 has bf16
+
+
+def test_moe_prefill_splits_routed_experts_and_reads_them_per_chunk(cat):
+    from mlx_stack.core.estimator import expert_fraction_used, matmul_params, routed_params
+
+    moe = cat.get("qwen3-30b-a3b")  # 128 experts, 8 routed
+    routed = routed_params(moe)
+    assert routed == pytest.approx((30.5 - 3.3) * 1e9 * 8 / 120)  # 8 experts of (total - active) / 120
+    assert 0 < routed < matmul_params(moe)
+    assert routed_params(cat.get("qwen3-8b")) == 0
+    assert expert_fraction_used(moe, 4) == pytest.approx(32 / 128) and expert_fraction_used(moe, 2048) == 1
+    hw = plan_profile(Plan("M4 Max", 40, 128))
+    # a short prompt reads every expert's weights for few tokens: slower per token than 2K
+    assert prefill_tok_s(moe, hw, 128) < prefill_tok_s(moe, hw, 2048)
+    dense = cat.get("qwen3-4b-instruct-2507")
+    assert prefill_tok_s(dense, hw, 128) > prefill_tok_s(dense, hw, 2048)
 
 
 def test_m5_neural_accelerators_and_ultra_dies(cat):

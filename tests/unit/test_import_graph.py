@@ -1,7 +1,9 @@
-"""The package's import graph: every module imports on its own, no circle among the
-top-level imports of mlx_stack's modules (a circle at the top is a layering bug), and none
-among services/ modules even counting the imports inside functions (a function-level
-import defers loading; it does not make two use cases depend on each other any less)."""
+"""The package's import graph: every module imports on its own, and no circle anywhere in
+src: not among top-level imports (a layering bug), not counting the imports inside
+functions (a function-level import defers loading; it does not make two modules depend on
+each other any less), and not counting ``if TYPE_CHECKING`` imports either (a type one
+module names is a dependency on the other all the same: a value type both need belongs
+in a module below both)."""
 
 from __future__ import annotations
 
@@ -147,6 +149,37 @@ def test_no_import_circle_among_services_counting_function_level_imports() -> No
     graph = _full_graph(mods, "mlx_stack.services.")
     assert "mlx_stack.services.serving_plan" in graph["mlx_stack.services.service_control"]  # lazy edges seen
     assert _cycles(graph) == SERVICES_CIRCLES_ALLOWED
+
+
+def _whole_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> every mlx_stack module it names in any import statement: at the top, in
+    functions, and under ``if TYPE_CHECKING``."""
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                edges |= _targets(node, mods)
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_no_import_circle_anywhere_counting_type_only_and_function_level_imports() -> None:
+    mods = _modules()
+    graph = _whole_graph(mods)
+    # the finder sees the kinds of edge it must count
+    assert "mlx_stack.gateway.upstream" in graph["mlx_stack.gateway.continuation"]  # TYPE_CHECKING
+    assert "mlx_stack.services.serving_plan" in graph["mlx_stack.services.service_control"]  # lazy
+    assert _cycles(graph) == []
+
+
+def test_the_whole_graph_counts_a_type_only_circle() -> None:
+    tree = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mlx_stack.b import X\n"
+    mods = {"mlx_stack.a": Path("a.py"), "mlx_stack.b": Path("b.py")}
+    edges = {t for n in ast.walk(ast.parse(tree)) if isinstance(n, ast.Import | ast.ImportFrom)
+             for t in _targets(n, mods)}
+    assert edges == {"mlx_stack.b"}
+    assert _cycles({"mlx_stack.a": edges, "mlx_stack.b": {"mlx_stack.a"}}) == [["mlx_stack.a", "mlx_stack.b"]]
 
 
 def test_type_checking_imports_do_not_count() -> None:

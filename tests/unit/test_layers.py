@@ -166,6 +166,13 @@ def test_gateway_never_imports_httpx_typer_rich_litellm_or_mlx() -> None:
     assert offenders("gateway", GATEWAY_NEVER) == []
 
 
+def test_the_data_plane_reaches_no_control_plane_module_at_any_level() -> None:
+    """Not even inside a function: the front door starts and stops tiers through the
+    launcher seam (system/launcher.py), never through services/ (what it has loaded after
+    a real cold start is checked in tests/integration/test_on_demand_live.py)."""
+    assert offenders("gateway", ("mlx_stack.services",)) == []
+
+
 def test_the_front_door_process_starts_without_them() -> None:
     assert loaded_by("import mlx_stack.gateway.__main__, mlx_stack.gateway.app",
                      (*GATEWAY_NEVER, "mlx_stack.services", "psutil")) == []

@@ -14,6 +14,7 @@ import pytest
 from mlx_stack.core.front_door import Routes, Upstream, parse_routes
 from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
+from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import (
     DEFAULT_IDLE_UNLOAD_S,
     ON_DEMAND,
@@ -27,7 +28,6 @@ from mlx_stack.gateway import on_demand as gw
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.paths import Paths
 from mlx_stack.services import on_demand as svc
-from mlx_stack.services.service_control import ServiceStatus
 
 
 def _data() -> dict[str, Any]:
@@ -168,9 +168,7 @@ class FakeRoutes:
 
 
 def _manager(fake: FakeService, routes: FakeRoutes | None = None) -> gw.OnDemand:
-    m = gw.OnDemand(Path("/nonexistent"), routes or FakeRoutes(), Metrics())
-    m._service = lambda: fake  # type: ignore[method-assign]
-    return m
+    return gw.OnDemand(Path("/nonexistent"), routes or FakeRoutes(), Metrics(), launcher=fake)
 
 
 def test_concurrent_requests_share_one_start() -> None:
@@ -348,7 +346,7 @@ def test_a_tier_stopped_from_outside_is_checked_again_after_a_failure() -> None:
         fake.running.discard("coder")  # `down --tier coder`: the front door does not know yet
         assert await m.ensure("coder") is None and len(fake.wakes) == 1  # trusted: no check
         m.release("coder")
-        m.awake.discard("coder")  # what a failed attempt on it does (app._attempts)
+        m.awake.discard("coder")  # what a failed attempt on it does (chain.AttemptChain)
         assert await m.ensure("coder", cooling=True) is None
         assert len(fake.wakes) == 2  # checked, found asleep, started again
 

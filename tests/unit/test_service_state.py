@@ -7,9 +7,8 @@ import json
 
 from mlx_stack.cli.services_view import STYLE
 from mlx_stack.core import dashboard
-from mlx_stack.core.service_state import DOWN, UP, WARN, ServiceState, from_watchdog, parse
+from mlx_stack.core.service_state import DOWN, UP, WARN, ServiceState, ServiceStatus, from_watchdog, parse
 from mlx_stack.core.watchdog import State
-from mlx_stack.services.service_control import ServiceStatus
 
 
 def test_every_state_has_a_status_style_and_a_dashboard_class() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from mlx_stack.core.hardware import cpu_profile
 from mlx_stack.core.memory_plan import MB, ServingProfile
+from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.paths import Paths
 from mlx_stack.services import serving_plan
-from mlx_stack.services.service_control import ServiceStatus
 
 GIB = 1024**3
 

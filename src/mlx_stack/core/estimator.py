@@ -29,23 +29,41 @@ reports the error leave-one-chip-out: every chip predicted by constants fitted w
 
 Prefill is compute bound. Seconds per prompt token, for a prompt of P tokens:
 
-    t = quant x class x 2 x matmul_params / F_mm            (the weight matmuls)
-        + hybrid x 2 x matmul_params / F_alu                (linear-attention / Mamba scans)
-        + attn x attention_flops(P) / F_alu                 (QK^T and AV, growing with P)
+    t = emul x [ quant x (2 x dense_params + moe_factor x 2 x routed_params) / F_mm
+                 + (hybrid x 2 x dense_params + attn x attention_flops(P)) / F_alu ]
+        + expert_bytes x used / min(P, PREFILL_CHUNK) / (efficiency x bandwidth)   (MoE only)
         + fixed_us
     F_mm  = gpu_cores x clock(gen) x mm_per_clock[gen] (x ultra_share on Ultra chips)
     F_alu = gpu_cores x clock(gen) x alu_per_clock     (x ultra_share)
 
 - matmul_params: the active parameters less the embedding (a lookup; the output head runs
-  for the last prompt token only), about VOCAB x width;
+  for the last prompt token only), about VOCAB x width; dense_params = matmul_params less
+  a MoE's routed_params (all of them for a dense model); the linear-attention/Mamba scans
+  follow dense_params (the layers' width), not the experts;
 - attention_flops(P) = 4 x d_q x (P / 2) per full-attention layer (the average token sees
   half the prompt), min(P / 2, window) per sliding-window layer; linear-attention layers
   add none (their cost is the hybrid term); d_q is estimated from the parameters;
-- mixture of experts: the *active* parameters, at class = moe_factor (expert gathers
-  reach less of the matmul peak); quantized weights cost quant_factor (dequantization);
-- mm_per_clock is fitted per chip generation (the M5's GPU neural accelerators raise it;
-  the attention and scan kernels run on the ALUs, so their F_alu does not); a generation
-  with no fitted value gets its peak (PEAK_PER_CLOCK) x the fitted generations' efficiency;
+- mixture of experts: the routed experts' FLOPs (top-k of E experts, each expert's
+  weights (total - active) / (E - k); k / E = 1/16 when the catalog does not record it)
+  run as gather matmuls at moe_factor x the dense cost (each expert sees only
+  chunk x k / E rows), moe_factor_m12 on M1/M2 GPUs: fitted apart because their MoE runs
+  (3 chips, bf16 and fp16 builds alike) cost 1.6x what M3+ runs (4 chips) do beside dense
+  models; the cause is not established (the M3's GPU redesign, Dynamic Caching, is the
+  likely one). The rest of the active parameters (attention, shared experts) run as
+  dense matmuls. A prefill chunk of N tokens routes N x k rows, so it touches
+  min(E, N x k) experts: their weights are read once per chunk, at the decode
+  bandwidth efficiency (this is what makes short prompts of MoE models slower per token);
+- emul = bf16_emulation on M1 and M2 GPUs for bf16 activations (mlx-community repos keep
+  bf16 scales and norms, so MLX computes in bf16): those GPUs have no bf16 arithmetic and
+  Metal emulates it through float32. Fitted on the M1/M2 runs (bf16 and fp16 builds) against
+  the M3/M4 ones: 1.7x. Same-machine A/B runs of whole engines report less (fp16 instead of
+  bf16: +34% prefill, Rapid-MLX issue 3154; ~+20%, oMLX issue 604; both M2 Max), the
+  starting value of the fit (held there, the leave-one-chip-out error was 23% when tried);
+- quantized weights cost quant_factor (dequantization);
+- mm_per_clock is one fitted value for M1 to M4 (llama.cpp's F16 pp512 per core per clock
+  is flat across them) and another for the M5 (its GPU neural accelerators); the attention
+  and scan kernels run on the ALUs, so their F_alu is the same on every generation; without
+  an M5 in the fit, the M5's is its peak (PEAK_PER_CLOCK) x the M1-M4 efficiency;
 - ``PREFILL`` holds the fitted values (benchmarks/estimator.py --fit: published MLX
   prefill runs in benchmarks/data/, each with its source).
 
@@ -94,11 +112,13 @@ class PrefillModel:
     mm_per_clock: tuple[float, ...]  # matmul FLOPs per GPU core per clock, M1..M5 (0: not fitted)
     alu_per_clock: float  # FLOPs per core per clock of the attention and scan kernels
     ultra_share: float  # share of the two dies an Ultra reaches
-    moe_factor: float  # a mixture of experts' active FLOPs cost this many dense FLOPs
-    hybrid: float  # linear-attention / Mamba scans: this many x 2 x matmul_params ALU FLOPs
+    moe_factor: float  # a routed expert's FLOPs (gather matmul) cost this many dense FLOPs
+    hybrid: float  # linear-attention / Mamba scans: this many x 2 x dense_params ALU FLOPs
     quant_factor: float  # quantized weights cost this many bf16 FLOPs (dequantization)
     attn: float  # attention FLOPs cost this many ALU FLOPs
     fixed_us: float  # per prompt token, every model
+    bf16_emulation: float = 1.3  # M1/M2: bf16 activations cost this many times (fitted; 1.3: the A/B prior)
+    moe_factor_m12: float = 0.0  # moe_factor on M1/M2 GPUs (0: the same as moe_factor)
 
 
 # GPU clock (GHz) per chip generation, approximate public figures: with them llama.cpp's
@@ -111,11 +131,11 @@ GPU_CLOCK_GHZ = {1: 1.28, 2: 1.40, 3: 1.38, 4: 1.58, 5: 1.60}
 # x the mean efficiency (fitted / peak, geometric) of the fitted generations.
 PEAK_PER_CLOCK = {1: 256.0, 2: 256.0, 3: 256.0, 4: 256.0, 5: 1024.0}
 # Fitted on every run in benchmarks/data/mlx-published-prefill.csv and the prompt speeds of
-# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 145 runs on 10 chips, 2026-12-07);
-# its leave-one-chip-out error is what benchmarks/estimator.py reports.
-PREFILL = PrefillModel(mm_per_clock=(116.2, 149.7, 228.7, 240.6, 707.9), alu_per_clock=256.0,
-                       ultra_share=0.965, moe_factor=1.488, hybrid=0.134, quant_factor=0.961, attn=0.798,
-                       fixed_us=39.3)
+# mlx-measured-decode.csv (benchmarks/estimator.py --fit: 163 runs on 11 chips, 2026-12-07);
+# its leave-one-chip-out and held-out-source errors are what benchmarks/estimator.py reports.
+PREFILL = PrefillModel(mm_per_clock=(209.5, 209.5, 209.5, 209.5, 681.9), alu_per_clock=256.0,
+                       ultra_share=0.965, moe_factor=1.225, hybrid=0.0875, quant_factor=1.0, attn=1.387,
+                       fixed_us=41.5, bf16_emulation=1.710, moe_factor_m12=2.006)
 VOCAB = 150_000  # tokens: Qwen's 152K, Llama 3's 128K (Gemma's 262K is larger)
 PREFILL_CHUNK = 2048  # tokens per prefill step (mlx-lm's prefill_step_size)
 DEFAULT_PROMPT_TOKENS = 16384  # a typical agent turn: system prompt, tools, history
@@ -252,6 +272,32 @@ def matmul_params(entry: CatalogEntry) -> float:
     return max(active / 2, active - VOCAB * hidden_size(entry))
 
 
+DEFAULT_EXPERT_SHARE = 1 / 16  # k / E when the catalog has no layout (Qwen3-30B-A3B: 8 of 128)
+
+
+def _expert_share(entry: CatalogEntry) -> float:
+    """k / E: the share of the experts each token is routed to."""
+    shape = entry.shape
+    if shape is not None and shape.experts and shape.experts_active and shape.experts > shape.experts_active:
+        return shape.experts_active / shape.experts
+    return DEFAULT_EXPERT_SHARE
+
+
+def routed_params(entry: CatalogEntry) -> float:
+    """Active parameters in the routed experts of a mixture of experts (0 for a dense model):
+    k x one expert's weights, with (total - active) = (E - k) experts' weights."""
+    if not entry.is_moe or entry.params_b <= entry.active_params_b:
+        return 0.0
+    share = _expert_share(entry)
+    routed = (entry.params_b - entry.active_params_b) * 1e9 * share / (1 - share)
+    return min(routed, 0.9 * matmul_params(entry))
+
+
+def expert_fraction_used(entry: CatalogEntry, rows: float) -> float:
+    """Share of the experts a prefill step of ``rows`` tokens routes any token to."""
+    return min(1.0, rows * _expert_share(entry))
+
+
 def attention_flops(entry: CatalogEntry, seen: float) -> float:
     """QK^T and AV FLOPs of one prompt token that attends to ``seen`` earlier tokens."""
     full, local, window = _attention_layers(entry)
@@ -259,8 +305,19 @@ def attention_flops(entry: CatalogEntry, seen: float) -> float:
     return 4 * hidden_size(entry) * (full * seen + local * span_local)
 
 
-def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float] | None:
-    """(matmul, ALU) FLOP/s of the GPU, or None without one."""
+@dataclass(frozen=True)
+class _Gpu:
+    mm: float  # matmul FLOP/s
+    alu: float  # attention / scan FLOP/s
+    bandwidth: float  # bytes/s reached by weight reads
+    emulated_bf16: bool  # no bf16 arithmetic (M1, M2)
+
+
+EMULATED_BF16_GENERATIONS = (1, 2)
+
+
+def _throughput(hw: HardwareProfile, model: PrefillModel) -> _Gpu | None:
+    """The GPU's matmul and ALU FLOP/s and weight-read bandwidth, or None without one."""
     if hw.kind == "cpu" or not hw.gpu_cores:
         return None
     fitted = [g for g, v in enumerate(model.mm_per_clock, 1) if v > 0]
@@ -273,40 +330,56 @@ def _throughput(hw: HardwareProfile, model: PrefillModel) -> tuple[float, float]
         mm = PEAK_PER_CLOCK[gen] * math.exp(sum(logs) / len(logs))
     share = model.ultra_share if chip_tier(hw.chip) == "Ultra" else 1.0
     cores = hw.gpu_cores * GPU_CLOCK_GHZ[gen] * 1e9 * share
-    return cores * mm, cores * model.alu_per_clock
+    bandwidth = DECODE.efficiency * (hw.bandwidth_gbs or 0.0) * 1e9
+    return _Gpu(cores * mm, cores * model.alu_per_clock, bandwidth, gen in EMULATED_BF16_GENERATIONS)
 
 
-def _token_seconds(entry: CatalogEntry, quant: str, flops: tuple[float, float], seen: float,
-                   model: PrefillModel) -> float:
-    mm, alu = flops
-    dense = 2 * matmul_params(entry)
-    weight = dense * (model.moe_factor if entry.is_moe else 1.0)
+def _token_seconds(entry: CatalogEntry, quant: str, gpu: _Gpu, seen: float, prompt_tokens: float,
+                   model: PrefillModel, dtype: str) -> float:
+    """Seconds of one prompt token that attends to ``seen`` tokens, in a prefill of
+    ``prompt_tokens`` (the step size sets how often the experts' weights are read)."""
+    all_mm = 2 * matmul_params(entry)
+    routed = 2 * routed_params(entry)
+    moe = model.moe_factor_m12 if gpu.emulated_bf16 and model.moe_factor_m12 else model.moe_factor
+    weight = (all_mm - routed) + moe * routed
     if quant != "bf16":
         weight *= model.quant_factor
-    scans = dense * model.hybrid if entry.attention.startswith("hybrid") else 0.0
-    return weight / mm + (scans + model.attn * attention_flops(entry, seen)) / alu + model.fixed_us / 1e6
+    # the scans' work follows the layers' width (the non-expert weights), not the experts
+    scans = (all_mm - routed) * model.hybrid if entry.attention.startswith("hybrid") else 0.0
+    compute = weight / gpu.mm + (scans + model.attn * attention_flops(entry, seen)) / gpu.alu
+    if gpu.emulated_bf16 and dtype == "bf16":
+        compute *= model.bf16_emulation
+    read = 0.0
+    if routed and gpu.bandwidth:
+        rows = max(1.0, min(prompt_tokens, PREFILL_CHUNK))
+        experts = weights_bytes(entry, quant) - weights_bytes(entry, quant, active=True)
+        read = experts * expert_fraction_used(entry, rows) / rows / gpu.bandwidth
+    return compute + read + model.fixed_us / 1e6
 
 
 def prefill_tok_s(entry: CatalogEntry, hw: HardwareProfile, prompt_tokens: int = 2048,
-                  quant: str = "int4", model: PrefillModel = PREFILL) -> float | None:
-    """Prompt tokens per second over a prompt of ``prompt_tokens``, or None without an Apple GPU."""
-    flops = _throughput(hw, model)
-    if flops is None:
+                  quant: str = "int4", model: PrefillModel = PREFILL, *, dtype: str = "bf16") -> float | None:
+    """Prompt tokens per second over a prompt of ``prompt_tokens``, or None without an Apple
+    GPU. ``dtype``: the activations' type (bf16 for mlx-community repos; fp16 builds exist)."""
+    gpu = _throughput(hw, model)
+    if gpu is None:
         return None
-    return 1 / _token_seconds(entry, quant, flops, max(1, prompt_tokens) / 2, model)
+    prompt = max(1, prompt_tokens)
+    return 1 / _token_seconds(entry, quant, gpu, prompt / 2, prompt, model, dtype)
 
 
 def ttft_s(entry: CatalogEntry, quant: str, hw: HardwareProfile, prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
-           new_tokens: int | None = None, model: PrefillModel = PREFILL) -> float | None:
+           new_tokens: int | None = None, model: PrefillModel = PREFILL, *,
+           dtype: str = "bf16") -> float | None:
     """Seconds to the first token of a ``prompt_tokens`` prompt (prefill; the decode step
     and the server's own latency are not counted). With ``new_tokens``, a prefix-cache hit:
     only the last ``new_tokens`` are computed, each attending to everything before it."""
-    flops = _throughput(hw, model)
-    if flops is None:
+    gpu = _throughput(hw, model)
+    if gpu is None:
         return None
     new = prompt_tokens if new_tokens is None else min(new_tokens, prompt_tokens)
     seen = prompt_tokens - new / 2
-    return new * _token_seconds(entry, quant, flops, seen, model)
+    return new * _token_seconds(entry, quant, gpu, seen, new, model, dtype)
 
 
 def memory_bytes(entry: CatalogEntry, quant: str, context: int = DEFAULT_CONTEXT,

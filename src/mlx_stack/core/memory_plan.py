@@ -28,9 +28,9 @@ So ``need + cache cap`` of all tiers <= the budget, checked again on every `up`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from mlx_stack.core.units import format_mb
 from mlx_stack.errors import ConflictError, StateError
@@ -38,7 +38,6 @@ from mlx_stack.json_types import JSONObject, as_object, to_int
 
 if TYPE_CHECKING:
     from mlx_stack.core.catalog import CatalogEntry
-    from mlx_stack.core.scoring import Recommendation
 
 MB = 1024 * 1024
 BLOCK_SIZE = 64  # vllm-mlx's paged-cache block (tokens), its default
@@ -163,7 +162,34 @@ def need_from_catalog(name: str, entry: CatalogEntry, quant: str, context: int) 
                     kv // max(1, min(context, entry.context_length)), head)
 
 
-def for_recommendation(rec: Recommendation, working_set_bytes: int) -> dict[str, ServingProfile]:
+class _RecommendedTier(Protocol):
+    """What planning reads of a ``scoring.Tier`` (named here so this module does not import
+    scoring, which imports it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def entry(self) -> CatalogEntry: ...
+    @property
+    def quant(self) -> str: ...
+    @property
+    def context(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+
+
+class _Recommended(Protocol):
+    """What planning reads of a ``scoring.Recommendation``."""
+
+    @property
+    def tiers(self) -> Sequence[_RecommendedTier]: ...
+    @property
+    def budget_bytes(self) -> int: ...
+    @property
+    def intent(self) -> str: ...
+
+
+def for_recommendation(rec: _Recommended, working_set_bytes: int) -> dict[str, ServingProfile]:
     """The profiles of a ``scoring.Recommendation``'s tiers: the same need figures
     (``Tier.memory_bytes``, measured ones included), caps from the same budget."""
     needs: list[TierNeed] = []

@@ -9,6 +9,7 @@ The values are the strings of the JSON output; a StrEnum member is such a string
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from mlx_stack.core.watchdog import State
@@ -64,3 +65,31 @@ DOWN: frozenset[ServiceState] = frozenset({
     ServiceState.DOWN, ServiceState.CRASHED, ServiceState.STOPPED, ServiceState.FLAPPING,
     ServiceState.UNHEALTHY,
 })
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
+    state: ServiceState  # healthy | degraded | down | crashed | stopped; sleeping, flapping (overlays)
+    port: int
+    pid: int | None = None
+    uptime_s: float | None = None
+    model: str | None = None  # the real model id behind a tier
+    latency_ms: float | None = None
+    detail: str | None = None
+    # Memory (tiers, `status`): measured RSS of its processes, the Metal active memory the
+    # server reports (macOS), and its serving profile's plan (need + cache cap).
+    rss_bytes: int | None = None
+    metal_bytes: int | None = None
+    planned_bytes: int | None = None
+    over_plan: bool = False
+    # On-demand tiers (`services.on_demand.overlay`): state `sleeping` when stopped on
+    # purpose; the idle timeout, the last request (epoch s), the last cold start (s).
+    mode: str | None = None
+    idle_unload_s: int | None = None
+    last_used: float | None = None
+    cold_start_s: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

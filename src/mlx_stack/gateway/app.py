@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +55,9 @@ PROXIED = frozenset({
     *retrieval.PATHS,  # /v1/embeddings, /v1/rerank, /rerank (issue 25)
 })
 LIVENESS = "/health"
+# MLX_STACK_GATEWAY_DEBUG_MODULES=1 (tests only): GET /debug/modules (with the key) lists the
+# mlx_stack modules this process has loaded, so a test can check what the data plane imports.
+DEBUG_MODULES = os.environ.get("MLX_STACK_GATEWAY_DEBUG_MODULES") == "1"
 CACHE_STATS_S = 0.5  # /metrics waits this long at most for a tier's own cache counts
 AUTH_LOG_EVERY_S = 10.0
 __all__ = ["FrontDoor", "models_list", "parse_body"]
@@ -154,6 +158,9 @@ class FrontDoor:
             await replies.send_bytes(send, 200, await self.dashboard.view(), extra=VIEW_HEADERS)
         elif path in PAGES and method == "GET":
             await self._page(path, send)
+        elif DEBUG_MODULES and path == "/debug/modules" and method == "GET":
+            loaded = sorted(m for m in sys.modules if m == "mlx_stack" or m.startswith("mlx_stack."))
+            await replies.send_json(send, 200, {"modules": loaded})
         else:
             await replies.error(send, 404, f"no route {method} {path}", anthropic=anthropic)
 

@@ -40,6 +40,7 @@ from mlx_stack.gateway.limits import Full, Gate
 from mlx_stack.gateway.relay import Copied, Relay, send_whole
 from mlx_stack.gateway.request import Request, is_probe
 from mlx_stack.gateway.sessions import Sessions
+from mlx_stack.json_types import as_object, to_int
 
 if TYPE_CHECKING:
     from mlx_stack.gateway.asgi import Receive, Send
@@ -313,7 +314,7 @@ class AttemptChain:
         start, and why is among the failures)."""
         od = self.shared.on_demand
         if not c.on_demand or od is None:
-            return c.pool
+            return self.shared.routes.pools.get(c.name, c.pool)  # the routes may have been re-read
         began = time.monotonic()
         starts = od.tiers[c.name].cold_starts if c.name in od.tiers else 0
         why = await od.ensure(c.name, cooling=c.pool.cooling, wake=not self.req.probe)
@@ -493,14 +494,15 @@ def upstream_message(raw: bytes, limit: int = 300) -> str:
     """The message of an upstream's JSON error body, printable and short."""
     text = raw.decode("utf-8", "replace")
     with contextlib.suppress(ValueError, RecursionError):
-        doc: object = json.loads(raw)
-        err = doc.get("error") if isinstance(doc, dict) else None
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            text = str(err["message"])
+        doc = as_object(json.loads(raw)) or {}
+        err, detail = doc.get("error"), doc.get("detail")
+        message = (as_object(err) or {}).get("message")
+        if isinstance(message, str):
+            text = message
         elif isinstance(err, str):
             text = err
-        elif isinstance(doc, dict) and isinstance(doc.get("detail"), str):
-            text = str(doc["detail"])
+        elif isinstance(detail, str):
+            text = detail
     text = escape_controls(text, one_line=True)
     return text[: limit - 3] + "..." if len(text) > limit else text
 
@@ -511,6 +513,6 @@ def usage_tokens(body: bytes) -> int:
     if i < 0:
         return 0
     with contextlib.suppress(ValueError, AttributeError, TypeError):
-        usage = json.loads(body).get("usage") or {}
-        return int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+        usage = as_object((as_object(json.loads(body)) or {}).get("usage")) or {}
+        return to_int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
     return 0

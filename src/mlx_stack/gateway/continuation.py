@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from mlx_stack.gateway.attempt import Answer, Failure, attempt
+from mlx_stack.json_types import as_list, as_object
 
 if TYPE_CHECKING:
     from jinja2 import Template
 
     from mlx_stack.gateway.upstream import Pool
-    from mlx_stack.json_types import JSONObject
+    from mlx_stack.json_types import JSON, JSONObject
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -60,19 +61,22 @@ class ChatStream:
             if not event.startswith(b"data: ") or event == b"data: [DONE]":
                 continue
             try:
-                data = json.loads(event[6:])
+                data = as_object(json.loads(event[6:]))
             except ValueError:
+                data = None
+            if data is None:
                 self.continuable = False
                 return
             if not self.meta:
-                self.meta = {k: data.get(k) for k in ("id", "model", "created")}
-            for choice in data.get("choices") or []:
-                delta = choice.get("delta") or {}
+                self.meta = {k: cast("JSON", data.get(k)) for k in ("id", "model", "created")}
+            for choice in (as_object(c) or {} for c in as_list(data.get("choices"))):
+                delta = as_object(choice.get("delta")) or {}
                 if choice.get("index", 0) != 0 or delta.get("tool_calls") or choice.get("finish_reason"):
                     self.continuable = False
                     return
-                if isinstance(delta.get("content"), str):
-                    self.text.append(delta["content"])
+                content = delta.get("content")
+                if isinstance(content, str):
+                    self.text.append(content)
 
     @property
     def partial(self) -> str:
@@ -83,7 +87,7 @@ class ChatStream:
 def _template(folder: str) -> tuple[Template, dict[str, str]] | None:
     root = Path(folder)
     try:
-        config = json.loads((root / "tokenizer_config.json").read_text())
+        config = as_object(json.loads((root / "tokenizer_config.json").read_text())) or {}
     except (OSError, ValueError):
         config = {}
     source = config.get("chat_template")
@@ -95,12 +99,16 @@ def _template(folder: str) -> tuple[Template, dict[str, str]] | None:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
+
+    def tojson(value: object, indent: int | None = None) -> str:
+        return json.dumps(value, ensure_ascii=False, indent=indent)
 
     def raise_exception(message: str) -> None:
         raise ValueError(message)
 
-    env.globals["raise_exception"] = raise_exception
+    # jinja2 leaves the values of both mappings untyped (the only unknowns of this module)
+    env.filters["tojson"] = tojson  # pyright: ignore[reportUnknownMemberType]
+    env.globals["raise_exception"] = raise_exception  # pyright: ignore[reportUnknownMemberType]
     specials = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
     return env.from_string(source), specials
 
@@ -146,7 +154,7 @@ class Translator:
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
         *events, self._buffer = self._buffer.split(b"\n\n")
-        out = []
+        out: list[bytes] = []
         for event in events:
             if not event.startswith(b"data: "):
                 continue
@@ -154,10 +162,10 @@ class Translator:
                 out.append(b"data: [DONE]\n\n")
                 continue
             try:
-                data = json.loads(event[6:])
+                data = as_object(json.loads(event[6:]))
             except ValueError:
                 continue
-            for choice in data.get("choices") or []:
+            for choice in (as_object(c) or {} for c in as_list((data or {}).get("choices"))):
                 text = choice.get("text") or ""
                 delta = {"content": text} if text else {}
                 self.tokens += 1 if text else 0

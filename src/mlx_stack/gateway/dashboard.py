@@ -25,6 +25,7 @@ from mlx_stack.core import dashboard as core
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.routes_file import RoutesFile
+from mlx_stack.json_types import as_object
 from mlx_stack.paths import DASHBOARD_CONTEXT_FILE, Paths
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class Dashboard:
         now = time.time()
         history = list(self.history)
         planned = ctx.get("planned_bytes") or {}
-        tiers = []
+        tiers: list[dict[str, object]] = []
         for name, ok in zip(names, answers, strict=True):
             proc = procs.get(name, {})
             state, detail = core.tier_state(
@@ -231,10 +232,18 @@ def _start_time(run_dir: Path, name: str) -> float | None:
 
 
 def _watchdog_state(run_dir: Path) -> dict[str, Mapping[str, object]]:
-    from mlx_stack.services.watchdog_state import read_state
+    """The running watchdog's last view per service (``services.watchdog_state`` writes it;
+    read here from the file, with the same rule: a held lock means a live watchdog)."""
+    from mlx_stack.system.locks import is_held
 
-    state = read_state(Paths(run_dir.parent)) or {}
-    services = state.get("services")
+    p = Paths(run_dir.parent)
+    if not is_held(p.watchdog_lock_file):
+        return {}
+    try:
+        state: object = json.loads(p.watchdog_state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    services = (as_object(state) or {}).get("services")
     return cast("dict[str, Mapping[str, object]]", services) if isinstance(services, dict) else {}
 
 

@@ -177,7 +177,7 @@ class Response(asyncio.Protocol):
             raise self._error
 
     async def read_all(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while chunk := await self.read_chunk():
             parts.append(chunk)
         return b"".join(parts)

@@ -17,6 +17,7 @@ import collections
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 log = logging.getLogger("mlx_stack.front_door")
@@ -98,7 +99,8 @@ class Connections:
     def opened(self, transport: asyncio.Transport) -> object:
         peer = transport.get_extra_info("peername")
         # (host, port), as the ASGI scope names the client (IPv6 peernames have 4 parts)
-        key: object = tuple(peer[:2]) if isinstance(peer, (list, tuple)) else (id(transport),)
+        key: object = tuple(cast("Sequence[object]", peer)[:2]) if isinstance(peer, (list, tuple)) \
+            else (id(transport),)
         if len(self.open) >= self.max_open and not self._evict():
             self.refused += 1
             transport.abort()
@@ -139,7 +141,8 @@ class Connections:
 
     def begin(self, client: object) -> _Conn | None:
         """A request started on ``client``'s connection (the scope's ``client``)."""
-        c = self.open.get(tuple(client[:2]) if isinstance(client, (list, tuple)) else client)
+        c = self.open.get(tuple(cast("Sequence[object]", client)[:2]) if isinstance(client, (list, tuple))
+                          else client)
         if c is not None:
             c.busy += 1
         return c

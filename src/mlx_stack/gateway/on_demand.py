@@ -2,12 +2,12 @@
 
 For each on-demand tier (the routes file marks them) the front door keeps: requests in
 flight, its last use, the start in progress (one per tier, shared by every request that
-waits for it) and the counts. Starting and stopping go through
-:mod:`mlx_stack.services.on_demand` in a worker thread, under the stack lock, with the
-same pid files and log writer as `up`: `status`, `down` and the watchdog see a tier the
-front door started exactly as one `up` started. That module (and the memory guard it
-calls) is imported only when the routes have an on-demand tier, so a front door without
-one never loads it.
+waits for it) and the counts. Starting and stopping go through the launcher seam
+(:class:`mlx_stack.system.launcher.Launcher`; the front door's runs the control plane in
+a short-lived child process) from a worker thread, under the stack lock, with the same pid
+files and log writer as `up`: `status`, `down` and the watchdog see a tier the front door
+started exactly as one `up` started. The seam is imported only when the routes have an
+on-demand tier, so a front door without one never loads it.
 
 A cold start: the guard decides (evicting idle on-demand tiers, least recently used
 first), the tier launches, and the requests wait (at most ``COLD_START_S``) for its
@@ -20,23 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.upstream import Pool
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
     from mlx_stack.gateway.routes_file import RoutesFile
     from mlx_stack.json_types import JSON
-    from mlx_stack.paths import Paths
-    from mlx_stack.services.on_demand import CannotStart, NoRoom, Woken
+    from mlx_stack.system.launcher import Launcher
 
 log = logging.getLogger("mlx_stack.front_door")
 
@@ -65,25 +63,11 @@ class _Tier:
                 "idle_unloads": self.idle_unloads, "failed_starts": self.failed_starts}
 
 
-class _Service(Protocol):
-    """What the front door uses of :mod:`mlx_stack.services.on_demand` (imported on first use)."""
-
-    NoRoom: type[NoRoom]
-    CannotStart: type[CannotStart]
-
-    def wake(self, p: Paths, tier: str, evictable: Sequence[str]) -> Woken: ...
-    def is_running(self, p: Paths, tier: str) -> bool: ...
-    def process_alive(self, p: Paths, tier: str, pid: int, start_time: float) -> bool: ...
-    def clear_failed_start(self, p: Paths, tier: str) -> None: ...
-    def put_to_sleep(self, p: Paths, tier: str) -> bool: ...
-    def reap_children(self) -> None: ...
-    def write_state(self, p: Paths, tiers: Mapping[str, Mapping[str, JSON]]) -> None: ...
-
-
 class OnDemand:
     """The on-demand tiers of one front door (``home``: the stack's MLX_STACK_HOME)."""
 
-    def __init__(self, home: Path, routes: RoutesFile, metrics: Metrics) -> None:
+    def __init__(self, home: Path, routes: RoutesFile, metrics: Metrics, *,
+                 launcher: Launcher | None = None) -> None:
         from mlx_stack.paths import Paths
 
         self.paths = Paths(home)
@@ -96,6 +80,7 @@ class OnDemand:
         self._dirty = False
         self._written = 0.0
         self.awake: set[str] = set()  # on-demand tiers last seen running (for fallback order)
+        self._launcher = launcher
 
     # --- state ------------------------------------------------------------------------
 
@@ -113,7 +98,7 @@ class OnDemand:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._idle_loop())
         if any(u.on_demand for u in self.routes.current.tiers.values()):
-            loop.run_in_executor(None, _preload)  # the first cold start need not import them
+            loop.run_in_executor(None, _preload)  # the first cold start need not import it
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -189,13 +174,18 @@ class OnDemand:
         st.last_used_wall = time.time()
         self._dirty = True
 
-    @staticmethod
-    def _service() -> _Service:
-        from mlx_stack.services import on_demand
+    def _service(self) -> Launcher:
+        """The launcher seam (a :class:`~mlx_stack.system.launcher.ChildLauncher` unless one
+        was given), imported on first use."""
+        if self._launcher is None:
+            from mlx_stack.system.launcher import ChildLauncher
 
-        return on_demand
+            self._launcher = ChildLauncher()
+        return self._launcher
 
     async def _cold_start(self, name: str, st: _Tier) -> str | None:
+        from mlx_stack.system.launcher import CannotStart, NoRoom
+
         svc = self._service()
         began = time.monotonic()
         try:
@@ -219,9 +209,9 @@ class OnDemand:
             why = await self._wait_ready(name, woken.pid, woken.start_time, began)
             if woken.already_running:
                 return why
-        except svc.NoRoom as exc:
+        except NoRoom as exc:
             why = f"not enough memory to start it ({exc})"
-        except svc.CannotStart as exc:
+        except CannotStart as exc:
             why = f"cannot start it ({exc})"
         except Exception as exc:  # never leave the waiting requests hanging
             log.exception("cold start of %s failed", name)
@@ -317,7 +307,6 @@ class OnDemand:
 
 
 def _preload() -> None:
-    """Import what a cold start uses (~0.2 s), off the event loop."""
+    """Import the launcher seam off the event loop."""
     with contextlib.suppress(Exception):
-        from mlx_stack.services import on_demand, service_control, serving_plan  # noqa: F401
-        from mlx_stack.system import server_stats  # noqa: F401
+        importlib.import_module("mlx_stack.system.launcher")

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlx_stack.gateway.h1 import RelayError, Response
 from mlx_stack.gateway.upstream import Pool, StreamWatch
@@ -183,6 +183,6 @@ def _uvicorn_cycle(send: Send) -> Any:
     except AttributeError:
         return None
     if cycle.chunked_encoding is not True or not cycle.response_started or cycle.response_complete \
-            or scope.get("method") == "HEAD":
+            or cast("dict[str, object]", scope).get("method") == "HEAD":
         return None
     return cycle

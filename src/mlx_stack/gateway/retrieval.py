@@ -16,6 +16,7 @@ from mlx_stack.core import retrieval
 from mlx_stack.core.front_door import UnknownModel
 from mlx_stack.gateway import replies
 from mlx_stack.gateway.request import Request
+from mlx_stack.json_types import as_object
 
 if TYPE_CHECKING:
     from mlx_stack.gateway.asgi import Message, Receive, Send
@@ -47,8 +48,8 @@ def _reshaping_send(send: Send, request: JSONObject) -> Send:
                 return
             start, raw = held.pop(), b"".join(parts)
             try:
-                doc = json.loads(raw)
-                new = rewrite(int(start["status"]), doc) if isinstance(doc, dict) else None
+                doc = as_object(json.loads(raw))
+                new = rewrite(int(start["status"]), cast("JSONObject", doc)) if doc is not None else None
             except retrieval.Mismatch as exc:
                 await replies.error(send, 400, str(exc), code="invalid_request")
                 return

@@ -7,10 +7,10 @@ first use so a front door that never sees a borderline prompt never loads it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -36,14 +36,14 @@ def _texts(value: object) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
-        for key, item in value.items():
+        for key, item in cast("Mapping[object, object]", value).items():
             if key in _MEDIA_KEYS:
                 continue
             if isinstance(key, str):
                 yield key
             yield from _texts(item)
     elif isinstance(value, list | tuple):
-        for item in value:
+        for item in cast("Sequence[object]", value):
             yield from _texts(item)
 
 

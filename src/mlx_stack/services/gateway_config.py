@@ -19,7 +19,6 @@ from pathlib import Path
 from mlx_stack.core import gateway_config as render
 from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.paths import Paths
-from mlx_stack.services import dashboard
 from mlx_stack.system.fs import atomic_write
 
 
@@ -54,11 +53,10 @@ def write_routes(p: Paths, stack: Stack, *, cloud_port: int | None) -> Path:
 
 def write_gateway_config(p: Paths, stack: Stack, *, cloud_port: int | None) -> Path:
     """Write the front door's routes file atomically (no secrets in it): the tiers, the
-    `auto` rules and, when LiteLLM runs for the cloud, its internal URL; and the dashboard's
-    context beside it. A running front door re-reads both within half a second."""
-    path = write_routes(p, stack, cloud_port=cloud_port)
-    dashboard.write_context(p, stack)  # what the dashboard shows beside the counts (no secrets)
-    return path
+    `auto` rules and, when LiteLLM runs for the cloud, its internal URL. A running front
+    door re-reads it within half a second. Config only: the dashboard's context (hardware,
+    planned memory) is ``services.dashboard.write_context``, for whoever needs it."""
+    return write_routes(p, stack, cloud_port=cloud_port)
 
 
 def write_litellm_config(p: Paths, stack: Stack) -> Path:

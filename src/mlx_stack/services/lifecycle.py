@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mlx_stack.core.server_cmd import render_dry_run
+from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
 from mlx_stack.paths import Paths
@@ -21,7 +21,6 @@ from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
     PROBE_TIMEOUT_S,
-    ServiceStatus,
     check_service,
     command_for,
     ensure_startable,
@@ -142,6 +141,8 @@ def up(
     services = list(dict.fromkeys([*_select(stack, tiers), *gateways]))
     if dry_run:
         cmds = [command_for(p, stack, s, for_display=True) for s in services]
+        from mlx_stack.core.server_cmd import render_dry_run  # `up --dry-run` only: `status` never loads it
+
         return UpResult(dry_run=render_dry_run(cmds, secrets.mask), endpoint=endpoint(stack))
     real_completion = _settings(p)
     start = h.monotonic()

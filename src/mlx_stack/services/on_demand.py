@@ -1,6 +1,8 @@
 """On-demand tiers: start one for the front door (making room first), put one to sleep.
 
-The front door calls these from a worker thread, in its own process. They use the same
+The front door reaches these through the launcher seam (:mod:`mlx_stack.system.launcher`):
+its ``ChildLauncher`` runs ``python -m mlx_stack.services.on_demand VERB HOME TIER ...``
+(:func:`main`), which calls them through :class:`LocalLauncher`. They use the same
 primitives as `up`, `down` and the watchdog (``service_control.start_service`` /
 ``stop_service``: the same pid files, log writer and process-identity checks) under the
 same stack lock, taken with a short timeout: the front door never waits long on an
@@ -19,39 +21,25 @@ its last cold-start time and the counts (written by the front door, atomically).
 from __future__ import annotations
 
 import json
-import time
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlx_stack.core.service_state import ServiceState
 from mlx_stack.errors import ConflictError, MlxStackError
 from mlx_stack.json_types import JSON, as_object
 from mlx_stack.paths import Paths
+from mlx_stack.system.launcher import CannotStart, NoRoom, Woken, process_alive, write_state
 
 if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
+    from mlx_stack.core.service_state import ServiceStatus
     from mlx_stack.core.stack import Stack
-    from mlx_stack.services.service_control import ServiceStatus
     from mlx_stack.system.host import Host
 
+__all__ = ["CannotStart", "LocalLauncher", "NoRoom", "Woken", "process_alive", "write_state"]
 LOCK_TIMEOUT_S = 20.0  # an `up`/`down`/setup holding the stack lock longer: the request falls back
-
-
-class NoRoom(Exception):
-    """The tier does not fit even after every idle on-demand tier was stopped."""
-
-
-class CannotStart(Exception):
-    """The tier could not be launched (model folder gone, port held, lock busy...)."""
-
-
-@dataclass
-class Woken:
-    pid: int
-    start_time: float
-    already_running: bool
-    evicted: list[str] = field(default_factory=list)
 
 
 def wake(p: Paths, tier: str, evictable: Sequence[str], *, lock_timeout: float = LOCK_TIMEOUT_S,
@@ -123,16 +111,6 @@ def reap_children(*, host: Host | None = None) -> None:
     real(host).reap_children()
 
 
-def process_alive(p: Paths, tier: str, pid: int, start_time: float, *, host: Host | None = None) -> bool:
-    """True while that exact process runs: the tier's record (pid file, else its marker)
-    still names it, with the identity rule of `status` and `down` (start time and
-    command line)."""
-    from mlx_stack.services.running import running_record
-
-    record = running_record(p, tier, host=host)
-    return record is not None and record.pid == pid and abs(record.start_time - start_time) < 1.0
-
-
 def is_running(p: Paths, tier: str, *, host: Host | None = None) -> bool:
     """The tier's pid file names a live process of ours."""
     from mlx_stack.services.running import running_record
@@ -180,13 +158,6 @@ def overlay(p: Paths, stack: Stack, statuses: list[ServiceStatus]) -> list[Servi
     return out
 
 
-def write_state(p: Paths, tiers: Mapping[str, Mapping[str, JSON]]) -> None:
-    from mlx_stack.system.fs import atomic_write
-
-    doc = {"written_at": time.time(), "tiers": {n: dict(v) for n, v in tiers.items()}}
-    atomic_write(p.on_demand_state_file, json.dumps(doc, indent=1) + "\n")
-
-
 def read_state(p: Paths) -> dict[str, dict[str, object]]:
     """Per tier: last_used (epoch s), cold_start_s, cold_starts, evictions, idle_unloads."""
     try:
@@ -195,3 +166,64 @@ def read_state(p: Paths) -> dict[str, dict[str, object]]:
         return {}
     tiers = as_object((as_object(doc) or {}).get("tiers")) or {}
     return {n: v for n, v in ((n, as_object(v)) for n, v in tiers.items()) if v is not None}
+
+
+class LocalLauncher:
+    """The control plane's :class:`~mlx_stack.system.launcher.Launcher`: this module's
+    functions, in this process."""
+
+    def __init__(self, host: Host | None = None) -> None:
+        self.host = host
+
+    def wake(self, p: Paths, tier: str, evictable: Sequence[str]) -> Woken:
+        return wake(p, tier, evictable, host=self.host)
+
+    def put_to_sleep(self, p: Paths, tier: str) -> bool:
+        return put_to_sleep(p, tier, host=self.host)
+
+    def clear_failed_start(self, p: Paths, tier: str) -> None:
+        clear_failed_start(p, tier, host=self.host)
+
+    def is_running(self, p: Paths, tier: str) -> bool:
+        return is_running(p, tier, host=self.host)
+
+    def process_alive(self, p: Paths, tier: str, pid: int, start_time: float) -> bool:
+        return process_alive(p, tier, pid, start_time, host=self.host)
+
+    def reap_children(self) -> None:
+        reap_children(host=self.host)
+
+    def write_state(self, p: Paths, tiers: Mapping[str, Mapping[str, JSON]]) -> None:
+        write_state(p, tiers)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``VERB HOME TIER [EVICTABLE...]`` (VERB: wake, sleep, clear): one JSON line on stdout,
+    the result or ``{"error": "no-room" | "cannot-start", "message": ...}``. What the front
+    door's ``ChildLauncher`` runs."""
+    if len(argv) < 3 or argv[0] not in ("wake", "sleep", "clear"):
+        print(json.dumps({"error": "usage", "message": "VERB HOME TIER [EVICTABLE...]"}))
+        return 2
+    verb, home, tier, rest = argv[0], argv[1], argv[2], list(argv[3:])
+    p, local = Paths(Path(home)), LocalLauncher()
+    out: dict[str, JSON]
+    try:
+        if verb == "wake":
+            out = local.wake(p, tier, rest).as_dict()
+        elif verb == "sleep":
+            out = {"stopped": local.put_to_sleep(p, tier)}
+        else:
+            local.clear_failed_start(p, tier)
+            out = {"cleared": True}
+    except NoRoom as exc:
+        out = {"error": "no-room", "message": str(exc)}
+    except CannotStart as exc:
+        out = {"error": "cannot-start", "message": str(exc)}
+    except Exception as exc:  # one line the front door can show, never a traceback
+        out = {"error": "cannot-start", "message": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

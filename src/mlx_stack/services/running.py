@@ -4,47 +4,18 @@ answers on (``port_of``, ``base_url``).
 Read-only lookups over the pid files and the stack, for every service that asks "does it
 run, and where?" (starting and stopping in ``service_control``, the memory guard in
 ``serving_plan``, the dashboard, routing, doctor, bench). It imports no other services
-module, so asking never pulls in the code that starts processes.
+module, so asking never pulls in the code that starts processes. ``running_record`` itself
+lives in :mod:`mlx_stack.system.launcher`, where the front door asks it too.
 """
 
 from __future__ import annotations
 
-import itertools
-
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.paths import Paths
-from mlx_stack.system import pidfile
 from mlx_stack.system.host import Host, real
+from mlx_stack.system.launcher import running_record
 
-
-def running_record(p: Paths, service: str, *, adopt: bool = False,
-                   host: Host | None = None) -> pidfile.PidRecord | None:
-    """The pid record if that process is still the one we started.
-
-    Without a valid pid file (lost, corrupt, stale), a live process marked as this
-    service of this state folder is found by its marker; ``adopt`` rewrites the pid
-    file for it (callers that change state hold the stack lock).
-    """
-    h = real(host)
-    record = h.read_pid(p.run_dir, service)
-    if record is not None and h.is_ours(record):
-        return record
-    found = h.marked_leader(p.home, service)
-    if found is None:
-        return None
-    port = record.port if record is not None and record.port else _port_in(found.cmdline)
-    adopted = pidfile.PidRecord(service, found.pid, found.start_time, found.cmdline, port)
-    if adopt:
-        h.write_pid(p.run_dir, adopted)
-    return adopted
-
-
-def _port_in(cmdline: tuple[str, ...]) -> int:
-    """The ``--port N`` of a command line (LiteLLM's port is chosen at launch), else 0."""
-    for flag, value in itertools.pairwise(cmdline):
-        if flag == "--port" and value.isdigit():
-            return int(value)
-    return 0
+__all__ = ["base_url", "port_of", "running_record"]
 
 
 def port_of(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> int:

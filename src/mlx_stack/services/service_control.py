@@ -1,7 +1,8 @@
 """Per-service primitives: launch, wait until healthy, stop, probe.
 
 `lifecycle` builds `up`/`down`/`status` from these, and the watchdog calls them
-one service at a time. None of them takes the stack lock: callers that change
+one service at a time (a probe's finding: ``core.service_state.ServiceStatus``). None of
+them takes the stack lock: callers that change
 what runs hold ``host.lock(paths.lock_file, ...)`` around them (flock is per open
 file, so taking it twice in one process would deadlock). Where a service runs
 (its pid record, port and URL) is asked of ``services.running``.
@@ -10,51 +11,25 @@ file, so taking it twice in one process would deadlock). Where a service runs
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlx_stack.core.gateway_config import MASTER_KEY_ENV
-from mlx_stack.core.server_cmd import Command, gateway_command, litellm_command, tier_command
-from mlx_stack.core.service_state import ServiceState
+from mlx_stack.core.service_state import ServiceState, ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
-from mlx_stack.services import gateway_config, health
+from mlx_stack.services import health
 from mlx_stack.services.running import base_url, port_of, running_record
 from mlx_stack.system import identity, interrupt, pidfile, processes, secrets
 from mlx_stack.system.host import Host, real
 
+if TYPE_CHECKING:
+    from mlx_stack.core.server_cmd import Command
+
 HEALTH_TIMEOUT_S = 300.0  # from spawn to the first real completion (big models load slowly)
 PROBE_TIMEOUT_S = 5.0  # one status probe
 # The health rule and its constants live in services/health.py.
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    name: str
-    kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
-    state: ServiceState  # healthy | degraded | down | crashed | stopped; sleeping, flapping (overlays)
-    port: int
-    pid: int | None = None
-    uptime_s: float | None = None
-    model: str | None = None  # the real model id behind a tier
-    latency_ms: float | None = None
-    detail: str | None = None
-    # Memory (tiers, `status`): measured RSS of its processes, the Metal active memory the
-    # server reports (macOS), and its serving profile's plan (need + cache cap).
-    rss_bytes: int | None = None
-    metal_bytes: int | None = None
-    planned_bytes: int | None = None
-    over_plan: bool = False
-    # On-demand tiers (`services.on_demand.overlay`): state `sleeping` when stopped on
-    # purpose; the idle timeout, the last request (epoch s), the last cold start (s).
-    mode: str | None = None
-    idle_unload_s: int | None = None
-    last_used: float | None = None
-    cold_start_s: float | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def cloud_key_stored(p: Paths) -> bool:
@@ -74,6 +49,10 @@ def check_service(stack: Stack, service: str) -> None:
 def command_for(p: Paths, stack: Stack, service: str, *, for_display: bool = False,
                 port: int | None = None) -> Command:
     """The command of one service. ``for_display`` never creates the gateway key."""
+    # imported here: `status` (which probes, never launches) does not load the renderers
+    from mlx_stack.core.gateway_config import MASTER_KEY_ENV
+    from mlx_stack.core.server_cmd import gateway_command, litellm_command, tier_command
+
     bin_dir = Path(sys.executable).parent
     if service not in (GATEWAY, LITELLM):
         from mlx_stack.services import serving_plan  # a stack.yaml without profiles gets planned ones
@@ -140,14 +119,17 @@ def ensure_port_free(stack: Stack, service: str, *, host: Host | None = None) ->
 
 def launch(p: Paths, stack: Stack, service: str, *, host: Host | None = None) -> pidfile.PidRecord:
     """Spawn one service (no wait) and record it; a stale pid file is replaced, never signalled."""
-    from mlx_stack.services import config
+    from mlx_stack.services import config, gateway_config
 
     h = real(host)
     settings = config.load(p)
     forget_stale(p, service, host=h)
     port = None
     if service == GATEWAY:
+        from mlx_stack.services import dashboard
+
         gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
+        dashboard.write_context(p, stack)  # what the front door's page shows beside its counts
     elif service == LITELLM:
         gateway_config.write_litellm_config(p, stack)
         port = h.free_port()

@@ -32,7 +32,7 @@ from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:
     from mlx_stack.core.hardware import HardwareProfile
-    from mlx_stack.services.service_control import ServiceStatus
+    from mlx_stack.core.service_state import ServiceStatus
     from mlx_stack.system.host import Host
     from mlx_stack.system.pidfile import PidRecord
 

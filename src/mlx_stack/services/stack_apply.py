@@ -25,7 +25,7 @@ from mlx_stack.core.stack import GATEWAY, Stack
 from mlx_stack.core.stack_change import StackDiff, diff
 from mlx_stack.errors import ServiceError, StateError
 from mlx_stack.paths import Paths
-from mlx_stack.services import stack_store
+from mlx_stack.services import dashboard, stack_store
 from mlx_stack.services.gateway_config import write_gateway_config
 from mlx_stack.services.health import PROBE_HEADERS
 from mlx_stack.services.running import base_url, running_record
@@ -148,6 +148,7 @@ def _update_gateway(p: Paths, old: Stack, new: Stack, d: StackDiff, result: Appl
         return
     if old.gateway == new.gateway:
         write_gateway_config(p, new, cloud_port=litellm_port(p))
+        dashboard.write_context(p, new)  # the page's planned memory follows the new tiers
         if _reloaded(p, new, d, h):
             say("gateway routes reloaded in place (no restart)")
             result.gateway = "reloaded"

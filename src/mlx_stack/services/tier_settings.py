@@ -75,4 +75,7 @@ def set_tier(p: Paths, key: str, raw: str | None) -> TierSetting:
 
         if p.routes_file.exists():  # a running front door follows within half a second
             gateway_config.write_gateway_config(p, stack, cloud_port=litellm_port(p))
+            from mlx_stack.services import dashboard
+
+            dashboard.write_context(p, stack)  # the page's planned memory follows the mode
     return TierSetting(key, value, note)

@@ -26,7 +26,7 @@ from mlx_stack.json_types import JSON, JSONObject, as_list, as_object
 from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:  # the front door reads the state file: no process tools imported for it
-    from mlx_stack.services.service_control import ServiceStatus
+    from mlx_stack.core.service_state import ServiceStatus
     from mlx_stack.system.host import Host
 
 LOG_LINES_IN_STATE = 10
