@@ -167,7 +167,7 @@ class Peers:
         if wanted == self._seen and not force:
             return []
         self._seen = wanted
-        old, new = self.links, {}
+        old, new = self.links, dict[str, PeerLink]()
         for peer in wanted:
             key = self._read_key(peer)
             link = old.get(peer.name)
