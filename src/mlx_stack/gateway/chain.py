@@ -298,10 +298,8 @@ class AttemptChain:
                     self._failed(c, pool, result)
                     continue
                 self._answered(c, result)
-                if c.node != LOCAL and self.shared.peers is not None:
-                    self.shared.peers.answered(c.node, self.req.session)
-                elif self.shared.peers is not None and 200 <= result.status < 300:
-                    self.shared.peers.sticky.remember(self.req.session, LOCAL)
+                if self.shared.peers is not None:  # the conversation's node (on a 2xx)
+                    self.shared.peers.answered(c.node, self.req.session if 200 <= result.status < 300 else "")
                 await self._answer(pool, result, self._headers(c, pool, result), send,
                                    rest=self._continuation_candidates(i))
             finally:

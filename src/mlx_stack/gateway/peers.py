@@ -234,6 +234,8 @@ class Peers:
         return Plan(model, model, "peer", (), 0)
 
     def answered(self, node: str, session: str) -> None:
+        """``node`` (a peer, or ``core.peers.LOCAL``) answered; ``session``: the conversation
+        it now holds ("" for none)."""
         link = self.links.get(node)
         if link is not None:
             link.served += 1
