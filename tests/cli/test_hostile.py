@@ -159,7 +159,7 @@ _STATE_FILES = ["stack.yaml", "config.yaml", "pulled.yaml", "run/fast.pid", "sec
                 "run/watchdog.json", "generated/routing.json"]
 _READERS = [("status", "--json"), ("config", "list"), ("models",), ("up", "--dry-run"), ("logs",),
             ("down", "--tier", "nope"), ("config", "get", "litellm-port"), ("pull", "org/x"),
-            ("connect", "codex", "--print")]
+            ("connect", "codex", "--print"), ("peer", "list")]
 
 
 @FAST
@@ -223,6 +223,8 @@ def _not_an_int_at_least(lo: int):  # type: ignore[no-untyped-def]
     st.tuples(st.just("watch"), st.sampled_from(["--max-restarts", "--wedge-probes"]),
               _junk().filter(_not_an_int_at_least(1))),
     st.tuples(st.just("connect"), _junk().filter(lambda s: s not in ("claude", "codex", "opencode"))),
+    st.tuples(st.just("peer"), st.just("add"), _junk()),
+    st.tuples(st.just("peer"), st.just("remove"), _junk()),
     st.tuples(st.just("status"), _junk().filter(lambda s: s not in ("--json", "--show-key", "-h", "--help"))),
     st.tuples(st.just("install"), _junk().filter(lambda s: s not in ("--status", "--dry-run", "--json", "-h",
                                                                     "--help"))),

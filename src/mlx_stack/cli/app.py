@@ -104,5 +104,9 @@ def _register() -> None:
 
     app.command("connect")(connect_cmd.connect)
 
+    from mlx_stack.cli import peer_cmd
+
+    app.add_typer(peer_cmd.app, name="peer")
+
 
 _register()

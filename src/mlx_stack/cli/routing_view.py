@@ -54,3 +54,9 @@ def render_routing(report: RoutingReport | None) -> None:
     terminal.print(table)
     if report.counts is None:
         terminal.print(Text("counts: the front door is not running"))
+    for name, peer in (report.counts or {}).get("peers", {}).items():  # issue 26
+        tiers = peer.get("tiers")
+        served = ", ".join(str(t) for t in tiers) if isinstance(tiers, list) and tiers else "no tiers"
+        state = "up" if peer.get("up") else "cooling down (not answering)"
+        terminal.print(Text(f"peer {name}: {state}; serves {served}; {peer.get('outstanding', 0)} under way, "
+                            f"{peer.get('served', 0)} answered (`mlx-stack peer list`)"))

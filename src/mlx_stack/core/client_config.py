@@ -50,12 +50,13 @@ class ClientFileError(ValueError):
 class Endpoint:
     host: str
     port: int
+    scheme: str = "http"  # https with gateway.tls-cert
 
     @property
     def root(self) -> str:
         """The front door without a path (what Claude Code appends ``/v1/messages`` to)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def v1(self) -> str:

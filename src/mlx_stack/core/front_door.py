@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from mlx_stack.core.aliases import match as match_alias
+from mlx_stack.core.peers import Peer
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.json_types import JSONObject, as_list, as_object
@@ -77,6 +78,8 @@ class Routes:
     # (glob pattern, tier) in the order they are tried: the user's, then the built-in ones.
     aliases: tuple[tuple[str, str], ...] = ()
     default_tier: str | None = None  # where a name nothing matches goes (None: 404)
+    peers: tuple[Peer, ...] = ()  # other stacks' front doors (issue 26; core.peers)
+    prefer_peers: bool = False
 
     @property
     def model_ids(self) -> list[str]:
@@ -150,7 +153,19 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
     if default_tier is not None and default_tier not in tiers:
         raise ValueError(f"{source}: default_tier {default_tier!r} is not a tier")
     return Routes(tiers, tuple(order), rules, cloud, tuple(aliases),
-                  default_tier if isinstance(default_tier, str) else None)
+                  default_tier if isinstance(default_tier, str) else None,
+                  _peers(top.get("peers"), source), top.get("prefer_peers") is True)
+
+
+def _peers(raw: object, source: str) -> tuple[Peer, ...]:
+    out: list[Peer] = []
+    for item in as_list(raw):
+        entry = as_object(item) or {}
+        name, url, ca = entry.get("name"), entry.get("url"), entry.get("ca_file")
+        if not (isinstance(name, str) and isinstance(url, str)):
+            raise ValueError(f"{source}: malformed peer entry {item!r}")
+        out.append(Peer(name, url, ca if isinstance(ca, str) else None))
+    return tuple(out)
 
 
 def unanswered_message(path: str, chain: tuple[str, ...], routes: Routes) -> str:

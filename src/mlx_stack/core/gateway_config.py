@@ -84,8 +84,12 @@ def routes_for(stack: Stack, windows: Mapping[str, int | None], cloud_port: int 
     cloud = Upstream(CLOUD, stack.cloud.model, f"http://127.0.0.1:{cloud_port}") if cloud_port else None
     names = stack.tier_names
     default_tier = stack.default_tier if stack.default_tier in names else None
-    return render_routes(upstreams(stack, windows), list(stack.fallback_order), rules_for(stack), cloud,
-                         aliases.effective(stack.aliases, names, stack.fallback_order), default_tier)
+    doc = render_routes(upstreams(stack, windows), list(stack.fallback_order), rules_for(stack), cloud,
+                        aliases.effective(stack.aliases, names, stack.fallback_order), default_tier)
+    if stack.peers:  # issue 26: the other front doors (their keys stay in secrets/)
+        doc["peers"] = [{"name": p.name, "url": p.url, "ca_file": p.ca_file} for p in stack.peers]
+        doc["prefer_peers"] = stack.gateway.prefer_peers
+    return doc
 
 
 # --- LiteLLM (the cloud) ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypedDict
+from typing import TypedDict, cast
 
 PREFIX = "mlx_stack_gateway_"
 # Per-tier counters: (metric name, help).
@@ -78,6 +78,29 @@ def tier_gauges(states: Mapping[str, str], inflight: Mapping[str, int], queued: 
          "samples": [({}, float(connections))]},
         {"name": "busy_connections", "help": "client connections with a request under way",
          "samples": [({}, float(busy))]},
+    ]
+
+
+def peer_gauges(rows: Sequence[Mapping[str, object]]) -> list[Gauge]:
+    """Each peer's state (1 when usable), the requests under way on it from this node, the
+    requests it answered, and one sample per tier it serves (issue 26)."""
+    def tiers(row: Mapping[str, object]) -> list[str]:
+        value = row.get("tiers")
+        items = cast("list[object]", value) if isinstance(value, list) else []
+        return [t for t in items if isinstance(t, str)]
+
+    def number(value: object) -> float:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+    return [
+        {"name": "peer_up", "help": "1 when the peer answers its checks (its tiers are candidates)",
+         "samples": [({"peer": str(r.get("name"))}, 1.0 if r.get("state") == "up" else 0.0) for r in rows]},
+        {"name": "peer_outstanding", "help": "requests under way on the peer from this front door",
+         "samples": [({"peer": str(r.get("name"))}, number(r.get("outstanding"))) for r in rows]},
+        {"name": "peer_served", "help": "requests the peer answered for this front door",
+         "samples": [({"peer": str(r.get("name"))}, number(r.get("served"))) for r in rows]},
+        {"name": "peer_tier", "help": "1 per tier the peer serves (as its last check said)",
+         "samples": [({"peer": str(r.get("name")), "tier": t}, 1.0) for r in rows for t in tiers(r)]},
     ]
 
 
@@ -170,6 +193,8 @@ class Counts(TypedDict):
     tiers: dict[str, dict[str, int]]  # tier -> counter (requests, fallbacks_out, ...) -> count
     auto: dict[str, int]  # `auto` requests by chosen tier
     auto_reasons: dict[str, int]  # ... and by reason
+    # peer -> {"up": 0/1, "outstanding": n, "served": n, "tiers": [names]} (issue 26)
+    peers: dict[str, dict[str, object]]
 
 
 def summary(text: str) -> Counts:
@@ -178,10 +203,18 @@ def summary(text: str) -> Counts:
     auto: dict[str, int] = {}
     reasons: dict[str, int] = {}
     started = None
+    peers: dict[str, dict[str, object]] = {}
     for name, labels, value in parse(text):
         short = name.removeprefix(PREFIX)
         tier = labels.get("tier")
-        if short == "start_time_seconds":
+        peer = labels.get("peer")
+        if peer is not None and short.startswith("peer_"):
+            row = peers.setdefault(peer, {"up": 0, "outstanding": 0, "served": 0, "tiers": []})
+            if short == "peer_tier" and tier:
+                cast("list[str]", row["tiers"]).append(tier)
+            elif short in ("peer_up", "peer_outstanding", "peer_served"):
+                row[short.removeprefix("peer_")] = int(value)
+        elif short == "start_time_seconds":
             started = value
         elif short == "auto_total" and tier:
             auto[tier] = auto.get(tier, 0) + int(value)
@@ -190,4 +223,4 @@ def summary(text: str) -> Counts:
         elif short.endswith("_total") and tier:
             tiers.setdefault(tier, {})[short.removesuffix("_total")] = int(value)
     return {"started_at": started, "tiers": dict(sorted(tiers.items())), "auto": dict(sorted(auto.items())),
-            "auto_reasons": dict(sorted(reasons.items()))}
+            "auto_reasons": dict(sorted(reasons.items())), "peers": dict(sorted(peers.items()))}

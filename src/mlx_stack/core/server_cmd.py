@@ -115,6 +115,8 @@ def gateway_command(
         "--host", stack.gateway.host,
         "--port", str(stack.gateway.port),
     ]
+    if stack.gateway.tls_cert or stack.gateway.tls_key:  # both or neither: the front door says so
+        argv += ["--tls-cert", stack.gateway.tls_cert or "", "--tls-key", stack.gateway.tls_key or ""]
     env = {MASTER_KEY_ENV: gateway_key, "PYTHONUNBUFFERED": "1"}
     return Command(GATEWAY, tuple(argv), env, frozenset({MASTER_KEY_ENV}), stack.gateway.port)
 

@@ -26,9 +26,10 @@ from mlx_stack.core.cluster import (
     parse_hosts,
 )
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
+from mlx_stack.core.peers import Peer, name_problem, parse_url
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.core.validate import Fields, in_file
-from mlx_stack.errors import NotFoundError, StateError
+from mlx_stack.errors import MlxStackError, NotFoundError, StateError
 from mlx_stack.json_types import JSON, JSONObject
 
 SCHEMA = 1
@@ -146,6 +147,15 @@ class Tier:
 class Gateway:
     host: str = "127.0.0.1"
     port: int = 4000
+    # Issue 26: TLS for LAN exposure (both or neither; checked when the front door starts)
+    # and whether a tier peers serve too goes to a peer first on a tie (else this node).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    prefer_peers: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,7 @@ class Stack:
     # ones (core.aliases); `default_tier`: where a model name nothing matches goes (None: 404).
     aliases: tuple[tuple[str, str], ...] = ()
     default_tier: str | None = None
+    peers: tuple[Peer, ...] = ()  # other stacks' front doors this one also serves (issue 26)
 
     @property
     def tier_names(self) -> list[str]:
@@ -327,7 +338,7 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
             hint="upgrade mlx-stack, or write a new stack with `mlx-stack setup`",
         )
     f.unknown(("schema", "tiers", "fallback_order", "gateway", "cloud", "routing", "memory_budget_mb",
-               "aliases", "default_tier"))
+               "aliases", "default_tier", "peers"))
     raw_tiers = cast("list[object]", f.get("tiers", list))
     if not raw_tiers:
         f.fail("tiers", "at least one tier is needed")
@@ -338,9 +349,13 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
             f.fail(f"tiers[{i}].name", f"duplicate tier {name!r}")
 
     gw = f.nested("gateway", f.optional("gateway", dict, {}))
+    gw.unknown(("host", "port", "tls-cert", "tls-key", "prefer-peers"))
     gateway = Gateway(
         host=gw.optional("host", str, "127.0.0.1"),
         port=_port(gw) if "port" in gw.data else 4000,
+        tls_cert=gw.optional("tls-cert", str),
+        tls_key=gw.optional("tls-key", str),
+        prefer_peers=gw.optional("prefer-peers", bool, False),
     )
     ports: dict[int, str] = {gateway.port: "gateway.port"}
     for i, t in enumerate(tiers):
@@ -376,7 +391,30 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
         f.fail("memory_budget_mb", "must be positive")
     aliases, default_tier = _parse_aliases(f, names)
     return Stack(tiers=tiers, fallback_order=tuple(order), gateway=gateway, cloud=cloud, routing=routing,
-                 memory_budget_mb=budget, aliases=aliases, default_tier=default_tier)
+                 memory_budget_mb=budget, aliases=aliases, default_tier=default_tier,
+                 peers=_parse_peers(f))
+
+
+def _parse_peers(f: Fields) -> tuple[Peer, ...]:
+    raw = cast("list[object]", f.optional("peers", list, []))
+    peers: list[Peer] = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            f.fail(f"peers[{i}]", "expected a mapping with name and url")
+        pf = f.nested(f"peers[{i}]", cast("dict[str, object]", entry))
+        pf.unknown(("name", "url", "ca_file"))
+        name, url = pf.get("name", str), pf.get("url", str)
+        problem = name_problem(name)
+        if problem is not None:
+            pf.fail("name", problem)
+        try:
+            url = parse_url(url)
+        except MlxStackError as exc:
+            pf.fail("url", exc.message)
+        if any(p.name == name or p.url == url for p in peers):
+            pf.fail("name", f"peer {name!r} ({url}) is listed twice")
+        peers.append(Peer(name, url, pf.optional("ca_file", str)))
+    return tuple(peers)
 
 
 def _parse_aliases(f: Fields, names: list[str]) -> tuple[tuple[tuple[str, str], ...], str | None]:
@@ -429,10 +467,13 @@ def dump_stack(stack: Stack) -> JSONObject:
         tiers.append(entry)
     data: JSONObject = {
         "schema": SCHEMA,
-        "gateway": {"host": stack.gateway.host, "port": stack.gateway.port},
+        "gateway": _dump_gateway(stack.gateway),
         "fallback_order": list(stack.fallback_order),
         "tiers": tiers,
     }
+    if stack.peers:
+        data["peers"] = [{"name": p.name, "url": p.url, **({"ca_file": p.ca_file} if p.ca_file else {})}
+                         for p in stack.peers]
     if stack.memory_budget_mb is not None:
         data["memory_budget_mb"] = stack.memory_budget_mb
     if stack.cloud != Cloud():
@@ -446,3 +487,14 @@ def dump_stack(stack: Stack) -> JSONObject:
     if stack.default_tier is not None and stack.default_tier in stack.tier_names:
         data["default_tier"] = stack.default_tier
     return data
+
+
+def _dump_gateway(gw: Gateway) -> JSONObject:
+    out: JSONObject = {"host": gw.host, "port": gw.port}
+    if gw.tls_cert is not None:
+        out["tls-cert"] = gw.tls_cert
+    if gw.tls_key is not None:
+        out["tls-key"] = gw.tls_key
+    if gw.prefer_peers:
+        out["prefer-peers"] = True
+    return out

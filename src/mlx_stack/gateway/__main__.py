@@ -26,11 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--home", type=Path, default=None,
                         help="the stack's home (default: the routes file's folder's parent)")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain: https (with --tls-key)")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
     # Tiers the front door starts on demand inherit its environment: not the key.
     key = os.environ.pop(KEY_ENV, "")
     if len(key) < 16:
-        sys.stderr.write(f"front door: ${KEY_ENV} must hold the stack key (16+ characters)\n")
+        beyond = "" if is_loopback(args.host) else f" (serving on {args.host}, beyond this Mac, needs it)"
+        sys.stderr.write(f"front door: ${KEY_ENV} must hold the stack key (16+ characters){beyond}\n")
+        return 2
+    from mlx_stack.system.tls import tls_problem
+
+    problem = tls_problem(args.tls_cert, args.tls_key)
+    if problem is not None:
+        sys.stderr.write(f"front door: {problem}\n")
         return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s front-door: %(message)s")
@@ -52,14 +61,23 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("mlx_stack.front_door").warning(
             "open-file limit %d (was %d): at most %d client connections", after, before,
             door.connections.max_open)
+    if not is_loopback(args.host) and not args.tls_cert:
+        logging.getLogger("mlx_stack.front_door").warning(
+            "serving on %s without TLS: requests and the key cross the network in clear text "
+            "(set gateway.tls-cert and gateway.tls-key)", args.host)
+    tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key} if args.tls_cert else {}
     uvicorn.run(
-        door, host=args.host, port=args.port,
+        door, host=args.host, port=args.port, **tls,
         loop="uvloop" if _have("uvloop") else "asyncio",
         http=door.connections.protocol(_http_protocol()),
         lifespan="on", access_log=False, log_level="warning",
         server_header=False, date_header=False, timeout_keep_alive=30,
     )
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
 def _http_protocol() -> type[asyncio.Protocol]:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from mlx_stack.core.controls import escape_controls
 from mlx_stack.core.front_door import Routes, shape_problem
-from mlx_stack.core.metrics_text import cache_gauges, cache_stats, tier_gauges
+from mlx_stack.core.metrics_text import cache_gauges, cache_stats, peer_gauges, tier_gauges
+from mlx_stack.core.peers import may_forward
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway import replies, retrieval
 from mlx_stack.gateway.chain import Chains
@@ -30,6 +31,7 @@ from mlx_stack.gateway.dashboard import PAGES, VIEW_HEADERS, VIEW_ROUTE, Dashboa
 from mlx_stack.gateway.limits import Connections
 from mlx_stack.gateway.metrics import Metrics
 from mlx_stack.gateway.on_demand import OnDemand
+from mlx_stack.gateway.peers import Peers
 from mlx_stack.gateway.request import (
     BODY_STALL_S,
     MAX_BODY,
@@ -73,7 +75,10 @@ class FrontDoor:
         self._refused = 0
         self._refused_logged = 0.0
         self.connections = Connections()
-        self.chains = Chains(routes, self.metrics, self.on_demand)
+        # Other stacks' front doors (issue 26): their keys are read from the stack's home.
+        self.peers = Peers(home, lambda: self.routes.current)
+        self.dashboard.peers = self.peers.rows
+        self.chains = Chains(routes, self.metrics, self.on_demand, peers=self.peers)
 
     # --- ASGI entry -------------------------------------------------------------------
 
@@ -89,6 +94,7 @@ class FrontDoor:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.routes.start()
+                self.peers.start()
                 if self.on_demand is not None:
                     self.on_demand.start()
                 self.dashboard.start()
@@ -97,6 +103,7 @@ class FrontDoor:
                 await self.dashboard.stop()
                 if self.on_demand is not None:
                     await self.on_demand.stop()
+                await self.peers.stop()
                 await self.routes.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -139,7 +146,10 @@ class FrontDoor:
                 return
             await self._proxy(path, headers, receive, send, anthropic)
         elif path == "/v1/models" and method == "GET":
-            await replies.send_json(send, 200, {"object": "list", "data": models_list(self.routes.current)})
+            models = models_list(self.routes.current)
+            if may_forward(headers):  # a peer asking (the hop marker) gets this node's own only
+                models = self.peers.models(models)
+            await replies.send_json(send, 200, {"object": "list", "data": models})
         elif path == "/metrics" and method == "GET":
             caches = await self._tier_caches()
             await replies.send_bytes(send, 200, self.metrics_text(caches).encode(),
@@ -184,6 +194,8 @@ class FrontDoor:
                              len(self.connections.open), self.connections.busy)
         if caches:
             gauges += cache_gauges(caches)
+        if self.peers.links:
+            gauges += peer_gauges(self.peers.rows())
         return self.metrics.text(names, gauges)
 
     async def _page(self, path: str, send: Send) -> None:

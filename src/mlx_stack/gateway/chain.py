@@ -32,6 +32,7 @@ from mlx_stack.core.front_door import (
     too_long_message,
     unanswered_message,
 )
+from mlx_stack.core.peers import LOCAL, may_forward, order_nodes
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.gateway import replies
 from mlx_stack.gateway.attempt import Answer, Failure, attempt, error_event
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from mlx_stack.gateway.asgi import Receive, Send
     from mlx_stack.gateway.metrics import Metrics
     from mlx_stack.gateway.on_demand import OnDemand
+    from mlx_stack.gateway.peers import Peers
     from mlx_stack.gateway.routes_file import RoutesFile
     from mlx_stack.gateway.upstream import Pool
     from mlx_stack.json_types import JSONObject
@@ -66,23 +68,30 @@ Headers = list[tuple[bytes, bytes]]
 @dataclass(frozen=True)
 class Candidate:
     """One upstream a request may go to: its name (a tier, the cloud) and the pool that
-    reaches it (base address and headers). ``on_demand``: a tier started on first use."""
+    reaches it (base address and headers). ``on_demand``: a tier started on first use.
+    A peer's tier (issue 26) is named ``TIER@PEER``; ``sent`` is the model name the peer
+    gets, ``node`` the peer (``core.peers.LOCAL`` for this node's own upstreams)."""
 
     name: str
     pool: Pool
     on_demand: bool = False
+    sent: str | None = None
+    node: str = LOCAL
+    tier: str | None = None  # the tier it serves (the name without @PEER)
 
 
 class Chains:
     """What every proxied request of one front door shares."""
 
     def __init__(self, routes: RoutesFile, metrics: Metrics, on_demand: OnDemand | None,
-                 sessions: Sessions | None = None) -> None:
+                 sessions: Sessions | None = None, peers: Peers | None = None) -> None:
         self.routes = routes
         self.metrics = metrics
         self.on_demand = on_demand
         self.sessions = sessions or Sessions()
         self.gates: dict[str, Gate] = {}
+        self.peers = peers  # other stacks' front doors (issue 26)
+        self.outstanding: dict[str, int] = {}  # requests under way per candidate name
 
     def gate(self, name: str) -> Gate:
         gate = self.gates.get(name)
@@ -103,6 +112,13 @@ class Chains:
         if lowered is not None:
             data, rewrite = lowered, True
         routes = self.routes.current
+        peers = self.peers if self.peers is not None and self.peers.links and may_forward(headers) else None
+        probe = is_probe(headers)
+        if peers is not None and (only := peers.only_there(data.get("model"), routes)) is not None:
+            # A model only peers serve (a tier of theirs, or a name their aliases match).
+            req = Request(path, body, data, anthropic, rewrite, session_key(headers, data), probe)
+            await self.run(req, only, receive, send, nodes=True, follow=has_earlier_turns(data))
+            return
         try:
             p = plan(data, routes)
             if is_near_a_limit(p.tokens, routes):
@@ -112,7 +128,6 @@ class Chains:
         except UnknownModel as exc:
             await replies.error(send, 404, str(exc), anthropic=anthropic, code="model_not_found")
             return
-        probe = is_probe(headers)
         if not probe and p.reason.startswith("auto-"):
             self.metrics.routed_auto(p.routed, p.reason.removeprefix("auto-"))
         if not p.chain and path == COUNT_TOKENS and p.routed in routes.tiers:
@@ -132,12 +147,48 @@ class Chains:
         if p.reason.startswith("auto"):
             session = session_key(headers, data)
             p = self.sessions.keep(session, p, continued=has_earlier_turns(data))
-        await self.run(Request(path, body, data, anthropic, rewrite, session, probe), p, receive, send)
+        elif peers is not None:  # which node a conversation is on is followed for every name
+            session = session_key(headers, data)
+        req = Request(path, body, data, anthropic, rewrite, session, probe)
+        await self.run(req, p, receive, send, nodes=peers is not None, follow=has_earlier_turns(data))
 
-    async def run(self, req: Request, p: Plan, receive: Receive, send: Send) -> None:
-        """Answer ``req`` along ``p``'s chain, until done or until the client leaves."""
-        chain = AttemptChain(self, req, p)
+    async def run(self, req: Request, p: Plan, receive: Receive, send: Send, *, nodes: bool = False,
+                  follow: bool = False) -> None:
+        """Answer ``req`` along ``p``'s chain, until done or until the client leaves;
+        ``nodes``: the peers serving a tier of the chain are candidates too, the node that
+        answered the conversation's last turn first when ``follow`` (a conversation known
+        only by its opening is not followed on its first turn: another may open alike)."""
+        follows = follow or not req.session.startswith("o:")
+        candidates = self.with_peers(p, req.session if follows else "") if nodes else []
+        chain = AttemptChain(self, req, p, candidates)
         await watched(receive, chain.run(send), chain.metrics, p.routed)
+
+    def with_peers(self, p: Plan, session: str) -> list[Candidate]:
+        """``p``'s candidates with the peers that serve each tier beside it: per tier, the
+        nodes by fewest requests under way from here (the conversation's node first; on a tie
+        this node, unless gateway.prefer-peers)."""
+        peers = self.peers
+        local = {c.name: c for c in self.candidates(p)}
+        if peers is None:
+            return list(local.values())
+        sticky = peers.sticky.get(session)
+        out: list[Candidate] = []
+        order = list(local)  # the local order (sleeping on-demand tiers after running ones)
+        for i, tier in enumerate(p.chain or (p.requested,)):
+            if tier not in order:  # cooling here: a peer may still serve it, at its place
+                order.insert(min(i, len(order) - (CLOUD in order)), tier)
+        for tier in order:
+            there = {link.name: (link, sent) for link, sent in peers.serving(tier)} if tier != CLOUD else {}
+            nodes = {name: self.outstanding.get(f"{sent}@{name}", 0) for name, (_, sent) in there.items()}
+            if tier in local:
+                nodes[LOCAL] = self.outstanding.get(tier, 0)
+            for node in order_nodes(nodes, prefer_peers=peers.prefer_peers, sticky=sticky):
+                if node == LOCAL:
+                    out.append(local[tier])
+                else:
+                    link, sent = there[node]
+                    out.append(Candidate(f"{sent}@{node}", link, sent=sent, node=node, tier=sent))
+        return out
 
     def candidates(self, p: Plan) -> list[Candidate]:
         """``p``'s chain as candidates: the cooling ones left out (an on-demand tier stays:
@@ -242,18 +293,25 @@ class AttemptChain:
                     od.release(name, probe=self.req.probe)  # a probe is not use: no wake-up
 
     async def _walk(self, send: Send) -> None:
+        outstanding = self.shared.outstanding
         for i, c in enumerate(self.candidates):
             pool = await self._ready(c)
             if pool is None:
                 continue
-            result = await attempt(pool, self.req.path, self.req.body_for(pool.upstream.sent_model),
-                                   self.deadline)
-            if isinstance(result, Failure):
-                self._failed(c, pool, result)
-                continue
-            self._answered(c.name, result)
-            await self._answer(pool, result, self._headers(c.name, pool, result), send,
-                               rest=self._continuation_candidates(i))
+            outstanding[c.name] = outstanding.get(c.name, 0) + 1
+            try:
+                body = self.req.body_for(c.sent or pool.upstream.sent_model)
+                result = await attempt(pool, self.req.path, body, self.deadline)
+                if isinstance(result, Failure):
+                    self._failed(c, pool, result)
+                    continue
+                self._answered(c, result)
+                if self.shared.peers is not None:  # the conversation's node (on a 2xx)
+                    self.shared.peers.answered(c.node, self.req.session if 200 <= result.status < 300 else "")
+                await self._answer(pool, result, self._headers(c, pool, result), send,
+                                   rest=self._continuation_candidates(i))
+            finally:
+                outstanding[c.name] -= 1
             return
         await self._give_up(send)
 
@@ -291,12 +349,12 @@ class AttemptChain:
             self.metrics.bump(c.name, "server_errors")
             self.metrics.bump(c.name, "fallbacks_out")
 
-    def _answered(self, name: str, result: Answer) -> None:
-        metrics, p = self.metrics, self.plan
+    def _answered(self, c: Candidate, result: Answer) -> None:
+        metrics, p, name = self.metrics, self.plan, c.name
         if metrics is None:
             return
         metrics.bump(name, "requests")
-        if name != p.routed:  # failed over, skipped (cooling down) or too long for it
+        if (c.tier or name) != p.routed:  # failed over, skipped (cooling down) or too long for it
             metrics.bump(name, "fallbacks_in")
             if p.routed not in self.attempted:
                 metrics.bump(p.routed, "fallbacks_out")
@@ -305,8 +363,16 @@ class AttemptChain:
             metrics.bump(name, "client_errors")
         metrics.observe(name, "ttft_seconds", time.monotonic() - self.start)
 
-    def _headers(self, name: str, pool: Pool, result: Answer) -> Headers:
-        p = self.plan
+    def _headers(self, c: Candidate, pool: Pool, result: Answer) -> Headers:
+        p, name = self.plan, c.name
+        if c.node != LOCAL:  # a peer's answer: its own tier and model headers pass through
+            route = "peer" if c.tier == p.routed or c.tier == p.requested else "fallback"
+            extra = [(b"x-mlx-stack-node", header_text(c.node)), (b"x-mlx-stack-route", route.encode())]
+            result.headers = [(k, v) for k, v in result.headers
+                              if k.lower() not in (b"x-mlx-stack-route", b"x-mlx-stack-node")]
+            if self.failures:
+                extra.append((b"x-mlx-stack-fallback-reason", header_text("; ".join(self.failures))))
+            return extra
         route = "fallback" if name != p.routed else p.reason
         extra = [(b"x-mlx-stack-tier", name.encode()),
                  (b"x-mlx-stack-model", header_text(pool.upstream.model)),

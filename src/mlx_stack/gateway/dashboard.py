@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, cast
@@ -31,6 +31,7 @@ from mlx_stack.paths import DASHBOARD_CONTEXT_FILE, Paths
 if TYPE_CHECKING:
     from mlx_stack.gateway.metrics import Event
     from mlx_stack.gateway.on_demand import OnDemand
+    from mlx_stack.json_types import JSONObject
     from mlx_stack.services.dashboard import Context
 
 log = logging.getLogger("mlx_stack.front_door")
@@ -74,6 +75,7 @@ class Dashboard:
         self._view: tuple[float, bytes] = (0.0, b"")
         self._making: asyncio.Future[bytes] | None = None
         self._rss: dict[int, tuple[float, int | None]] = {}  # pid -> (measured at, bytes)
+        self.peers: Callable[[], list[JSONObject]] | None = None  # each peer's row (issue 26)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class Dashboard:
             "sample_s": core.SAMPLE_S, "history_s": core.HISTORY_S,
             "hardware": ctx.get("hardware"), "budget": ctx.get("budget"),
             "tiers": tiers, "history": core.series(history, names), "events": events[:EVENTS_SHOWN],
+            "peers": self.peers() if self.peers is not None else [],
         }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import Callable
 
@@ -217,9 +218,10 @@ class Pool:
     """Keep-alive connections to one upstream (host, port); unlimited in number."""
 
     def __init__(self, host: str, port: int, *, headers: list[tuple[bytes, bytes]] | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
+        self.tls = tls  # an https upstream (a peer's front door): TLS with this context
         self._host_header = f"{host}:{port}".encode()
         self._headers = headers or []
         self._connect_timeout = connect_timeout
@@ -241,7 +243,12 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: Response(self), self.host, self.port), self._connect_timeout)
+                loop.create_connection(lambda: Response(self), self.host, self.port, ssl=self.tls,
+                                       server_hostname=self.host if self.tls is not None else None),
+                self._connect_timeout)
+        except ssl.SSLError as exc:  # an https upstream whose certificate or handshake failed
+            why = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+            raise UpstreamError(f"TLS failed ({why})") from None
         except (OSError, TimeoutError) as exc:
             raise UpstreamError("connection refused" if isinstance(exc, ConnectionRefusedError)
                                 else f"cannot connect ({type(exc).__name__})") from None

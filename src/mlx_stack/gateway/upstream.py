@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -41,13 +42,14 @@ class Pool:
     """The client of one upstream; ``cooling`` while it is known to have failed."""
 
     def __init__(self, upstream: Upstream, *, health_route: str = "/health",
-                 auth: str | None = None) -> None:
+                 auth: str | None = None, headers: list[tuple[bytes, bytes]] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.upstream = upstream
         self.health_route = health_route
         url = urlsplit(upstream.url)
-        headers = [(b"authorization", f"Bearer {auth}".encode())] if auth else []
-        self.http = h1.Pool(url.hostname or "127.0.0.1", url.port or 80, headers=headers,
-                            connect_timeout=CONNECT_S)
+        sent = [(b"authorization", f"Bearer {auth}".encode())] if auth else []
+        self.http = h1.Pool(url.hostname or "127.0.0.1", url.port or (443 if tls else 80),
+                            headers=sent + (headers or []), connect_timeout=CONNECT_S, tls=tls)
         self.url = upstream.url
         self.cooling = False
         self.cooling_since = 0.0

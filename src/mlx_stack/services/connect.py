@@ -39,7 +39,7 @@ class Connected:
 
 
 def endpoint(stack: Stack) -> cc.Endpoint:
-    return cc.Endpoint(stack.gateway.host, stack.gateway.port)
+    return cc.Endpoint(stack.gateway.host, stack.gateway.port, stack.gateway.scheme)
 
 
 def _read(path: Path) -> str | None:

@@ -35,5 +35,5 @@ def _probe_host(host: str) -> str:
 def base_url(stack: Stack, service: str, p: Paths | None = None, *, host: Host | None = None) -> str:
     """``http://host:port`` of the service, as this machine reaches it."""
     if service == GATEWAY:
-        return f"http://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
+        return f"{stack.gateway.scheme}://{_probe_host(stack.gateway.host)}:{stack.gateway.port}"
     return f"http://127.0.0.1:{port_of(stack, service, p, host=host)}"

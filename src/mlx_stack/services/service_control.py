@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mlx_stack.core.service_state import ServiceState, ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
-from mlx_stack.errors import ConflictError, NotFoundError, ServiceError
+from mlx_stack.errors import ConflictError, NotFoundError, ServiceError, UsageError
 from mlx_stack.paths import Paths
 from mlx_stack.services import health
 from mlx_stack.services.running import base_url, port_of, running_record
@@ -89,6 +89,13 @@ def ensure_startable(stack: Stack, service: str, *, host: Host | None = None) ->
     """Fail before anything starts: a missing model folder, or a port another program holds."""
     if service == LITELLM:
         return  # its port is chosen free at launch
+    if service == GATEWAY:
+        from mlx_stack.system.tls import tls_problem
+
+        problem = tls_problem(stack.gateway.tls_cert, stack.gateway.tls_key)
+        if problem is not None:
+            raise UsageError(problem, hint="`mlx-stack config set gateway.tls-cert PATH` and "
+                             "`gateway.tls-key PATH`, or unset both")
     if service != GATEWAY:
         tier = stack.tier(service)
         if not Path(tier.path).is_dir():

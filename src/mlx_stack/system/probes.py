@@ -38,7 +38,7 @@ def _request(base_url: str, method: str, route: str, timeout: float, body: objec
              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One HTTP request with the standard library (status must stay quick to import)."""
     url = urlsplit(base_url)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
+    conn = _connection(url.scheme, url.hostname or "127.0.0.1", url.port, timeout)
     try:
         raw = json.dumps(body).encode() if body is not None else None
         hdrs = {"Content-Type": "application/json", **(headers or {})} if raw else dict(headers or {})
@@ -47,6 +47,24 @@ def _request(base_url: str, method: str, route: str, timeout: float, body: objec
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _connection(scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
+    """A plain connection, or for ``https`` (the front door with gateway.tls-cert) a TLS one:
+    its certificate names the Mac's LAN name, so on loopback (where these probes reach our own
+    front door) it is not checked; anywhere else it is, against the system's CAs."""
+    if scheme != "https":
+        return http.client.HTTPConnection(host, port or 80, timeout=timeout)
+    import ssl
+
+    context = ssl.create_default_context()
+    if host in LOOPBACK:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
 
 
 def health(base_url: str, timeout: float = 2.0, route: str = "/health") -> ProbeResult:
@@ -160,3 +178,27 @@ def post_json(base_url: str, route: str, body: object, *, timeout: float = 120.0
         return status, took, json.loads(data)
     except ValueError:
         return status, took, None
+
+
+def fetch_url(url: str, route: str, *, headers: dict[str, str] | None = None, timeout: float = 2.0,
+              ca_file: str | None = None) -> tuple[int, bytes]:
+    """GET ``{url}{route}`` over http or https (checked against ``ca_file`` when given, else
+    the system's CAs); (status, body). Raises OSError (ssl errors included) when unreachable."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        import ssl
+
+        context = ssl.create_default_context(cafile=ca_file)
+        conn = http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port or 80, timeout=timeout)
+    try:
+        conn.request("GET", parts.path.rstrip("/") + route, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read(1024 * 1024)
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc) or type(exc).__name__) from None
+    finally:
+        conn.close()

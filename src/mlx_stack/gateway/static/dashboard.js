@@ -222,6 +222,23 @@ function plot(node, times, tiers, field, now, span, format) {
   });
 }
 
+function peerCard(p) {
+  const cls = p.state === "up" ? "up" : p.state === "cooling" ? "down" : "other";
+  const card = el("article", `tier peer state-${cls}`);
+  card.dataset.peer = p.name;
+  card.dataset.state = p.state;
+  const head = el("div", "tier-head");
+  head.append(el("h3", "", `peer ${p.name}`), el("span", "state", p.state));
+  card.append(head, el("div", "model", p.url || ""));
+  const dl = el("dl", "facts");
+  fact(dl, "tiers", (p.tiers || []).join(", ") || "-");
+  fact(dl, "under way", String(p.outstanding || 0));
+  fact(dl, "answered", String(p.served || 0));
+  card.append(dl);
+  if (p.reason) card.append(el("p", "detail", p.reason));
+  return card;
+}
+
 function render(v) {
   lastOk = v.now;
   $("dashboard").classList.remove("stale");
@@ -232,6 +249,7 @@ function render(v) {
   const tiers = $("tiers");
   tiers.replaceChildren(...v.tiers.map((t, i) => tierCard(t, v.now, i)));
   if (!v.tiers.length) tiers.append(el("p", "empty", "No tiers in this stack."));
+  for (const p of v.peers || []) tiers.append(peerCard(p));
 
   const span = v.history_s || 900;
   plot($("plot-tokens"), v.history.t, v.history.tiers, "tokens_per_s", v.now, span, (m) => `${m.toFixed(1)} tok/s`);
