@@ -12,12 +12,13 @@ beside its target with PASS/FAIL:
   over the same request sent to B's front door directly, non-streaming, alternating
   A B B A, the median of the paired differences: <= 3 ms.
 
-The cluster tier's figures (issue 26 part 2) join as ``cluster_*`` checks: see
-:func:`cluster_checks`.
+Then the cluster tier's figures (benchmarks/pool_cluster.py, run in turn: two ranks on
+127.0.0.1 over the ring backend): time to first token and decode through the front door vs
+`mlx_lm.server` on its launcher directly, >= 95% each (`--cluster-rounds 0` skips them).
 
 Writes JSON to benchmarks/results/pool.json.
 
-Usage: python benchmarks/pool.py [--requests N] [--rounds N]
+Usage: python benchmarks/pool.py [--requests N] [--rounds N] [--cluster-rounds N] [--cluster-tokens N]
 """
 
 from __future__ import annotations
@@ -100,11 +101,13 @@ def _node(root: Path, name: str) -> Paths:
     return p
 
 
-def cluster_checks(results: dict[str, object]) -> list[Check]:
-    """The cluster tier's figures (issue 26 part 2, another engineer's): `cluster_*` checks
-    and results are added here; none yet."""
-    del results
-    return []
+def cluster_checks(results: dict[str, object], rounds: int, tokens: int) -> list[Check]:
+    """The cluster tier's figures (benchmarks/pool_cluster.py): its checks, its results
+    under ``cluster``."""
+    from pool_cluster import measure
+
+    checks, results["cluster"] = measure(rounds, tokens)
+    return checks
 
 
 def main() -> int:
@@ -112,6 +115,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=40, help="paired requests for the added p50")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the 16-stream comparison")
+    parser.add_argument("--cluster-rounds", type=int, default=24,
+                        help="paired streams for the cluster tier's figures (0: skip them)")
+    parser.add_argument("--cluster-tokens", type=int, default=128, help="tokens per cluster-tier stream")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mlx-stack-pool-"))
     pa, pb = _node(root, "a"), _node(root, "b")
@@ -174,7 +180,7 @@ def main() -> int:
     checks: list[Check] = [
         ("16 streams through A / sum of both tiers direct", share * 100, "%", ">=", 90, share >= 0.90),
         ("added p50, peer-served vs direct to the peer", added, "ms", "<=", 3, added <= 3.0),
-        *cluster_checks(results),
+        *(cluster_checks(results, args.cluster_rounds, args.cluster_tokens) if args.cluster_rounds else []),
     ]
     return report(checks, results, RESULTS)
 

@@ -9,8 +9,8 @@ each figure is the median of the paired ratios, printed beside its target:
 - time to first token: direct / front door >= 95% (the front door adds at most ~5%);
 - decode tokens/s after the first token: front door / direct >= 95%.
 
-Writes JSON to benchmarks/results/pool_cluster.json (for the lead to join with
-benchmarks/pool.py). Tiny model, 2 shared CPU cores: the figures measure what the front
+Writes JSON to benchmarks/results/pool_cluster.json; benchmarks/pool.py runs it too
+(`cluster_*` figures in pool.json). Tiny model, 2 shared CPU cores: the figures measure what the front
 door adds to a cluster tier, not a cluster's speed on Macs.
 
 Usage: python benchmarks/pool_cluster.py [--rounds N] [--tokens N]
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from common import report
+from common import Check, report
 from mlx_stack.core.cluster import Cluster, ClusterHost
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
@@ -63,11 +63,8 @@ def stream(client: httpx.Client, url: str, model: str, tokens: int,
     return first - start, (chunks - 1) / max(1e-9, last - first)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=24)
-    ap.add_argument("--tokens", type=int, default=128)
-    args = ap.parse_args()
+def measure(rounds: int = 24, tokens: int = 128) -> tuple[list[Check], dict[str, object]]:
+    """The cluster tier's checks and results (also run by benchmarks/pool.py)."""
     with tempfile.TemporaryDirectory() as tmp:
         p = Paths(Path(tmp) / "home")
         os.environ["MLX_STACK_HOME"] = str(p.home)
@@ -86,10 +83,10 @@ def main() -> int:
             with httpx.Client(timeout=120) as client:
                 for warm in (direct, front):
                     stream(client, warm[0], warm[1], 8, warm[2])
-                for i in range(args.rounds):
+                for i in range(rounds):
                     order = [("direct", direct), ("front", front)]
                     for name, (url, m, h) in order if i % 2 == 0 else order[::-1]:
-                        t, d = stream(client, url, m, args.tokens, h)
+                        t, d = stream(client, url, m, tokens, h)
                         ttft[name].append(t)
                         decode[name].append(d)
         finally:
@@ -97,7 +94,7 @@ def main() -> int:
     ttft_ratio = statistics.median(a / b for a, b in zip(ttft["direct"], ttft["front"], strict=True))
     decode_ratio = statistics.median(b / a for a, b in zip(decode["direct"], decode["front"], strict=True))
     results: dict[str, object] = {
-        "rounds": args.rounds, "tokens": args.tokens, "ranks": 2, "backend": "ring", "sharding": "tensor",
+        "rounds": rounds, "tokens": tokens, "ranks": 2, "backend": "ring", "sharding": "tensor",
         "ttft_s": {k: round(statistics.median(v), 4) for k, v in ttft.items()},
         "decode_tok_s": {k: round(statistics.median(v), 1) for k, v in decode.items()},
         "ttft_direct_over_front": round(ttft_ratio, 4), "decode_front_over_direct": round(decode_ratio, 4),
@@ -106,10 +103,19 @@ def main() -> int:
     print(f"TTFT median: direct {results['ttft_s']['direct']} s, front door {results['ttft_s']['front']} s")  # type: ignore[index]
     print(f"decode median: direct {results['decode_tok_s']['direct']} tok/s, "  # type: ignore[index]
           f"front door {results['decode_tok_s']['front']} tok/s")  # type: ignore[index]
-    checks = [
+    checks: list[Check] = [
         ("cluster TTFT, direct / front door (%)", ttft_ratio * 100, "%", ">=", 95, ttft_ratio >= 0.95),
         ("cluster decode, front door / direct (%)", decode_ratio * 100, "%", ">=", 95, decode_ratio >= 0.95),
     ]
+    return checks, results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=24)
+    ap.add_argument("--tokens", type=int, default=128)
+    args = ap.parse_args()
+    checks, results = measure(args.rounds, args.tokens)
     return report(checks, results, RESULTS)
 
 
