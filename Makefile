@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# pip takes torch (pulled in by vllm-mlx) from the machine's local wheel cache when it has one.
 	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	# The bytecode a regular (non-editable) pip install writes: `status` starts ~0.1 s faster.
+	$(BIN)/python -m compileall -q src/mlx_stack > /dev/null
 	touch $(STAMP)
 
 # Chromium + chromedriver (Debian packages) for the dashboard's browser test; quick when present.
