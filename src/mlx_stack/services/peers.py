@@ -71,12 +71,17 @@ def _check_ca(ca_file: str | None) -> str | None:
     if ca_file is None:
         return None
     path = Path(ca_file).expanduser().resolve()
+    return _readable(path, f"the CA file {path}",
+                     hint="give the PEM file of the CA (or the self-signed certificate) the peer's "
+                          "certificate is checked against")
+
+
+def _readable(path: Path, what: str, *, hint: str) -> str:
+    """``path`` as text when it can be read; a one-line NotFoundError naming ``what`` if not."""
     try:
         path.read_bytes()
     except OSError as exc:
-        raise NotFoundError(f"cannot read the CA file {path} ({exc.strerror or type(exc).__name__})",
-                            hint="give the PEM file of the CA (or the self-signed certificate) "
-                                 "the peer's certificate is checked against") from None
+        raise NotFoundError(f"cannot read {what} ({exc.strerror or type(exc).__name__})", hint=hint) from None
     return str(path)
 
 
@@ -227,10 +232,5 @@ def _gateway_value(field: str, text: str) -> str | bool:
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
-    try:
-        path.read_bytes()
-    except OSError as exc:
-        raise NotFoundError(f"cannot read {path} for gateway.{field} ({exc.strerror or type(exc).__name__})",
-                            hint="give a readable PEM file (certificate chain for tls-cert, its private key "
-                                 "for tls-key)") from None
-    return str(path)
+    return _readable(path, f"{path} for gateway.{field}", hint="give a readable PEM file (certificate chain "
+                                                               "for tls-cert, its private key for tls-key)")
