@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import psutil
 
@@ -126,3 +126,27 @@ def self_signed(folder: Path, name: str = "127.0.0.1") -> tuple[Path, Path]:
                     "-addext", f"subjectAltName={alt}"],
                    check=True, capture_output=True)
     return cert, key
+
+
+def front_door_process(routes: Path, env: Mapping[str, str], stderr: int | IO[str] = subprocess.PIPE,
+                       seconds: float = 60) -> tuple[subprocess.Popen[str], str]:
+    """A real front door (``python -m mlx_stack.gateway``) on ``routes`` and a free port,
+    once its /health answers; (the process, its base URL)."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack.gateway", "--routes", str(routes), "--port",
+                             str(port)], env={**os.environ, **env}, stderr=stderr, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline or proc.poll() is not None:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"the front door on {routes} did not start")
+        time.sleep(0.1)

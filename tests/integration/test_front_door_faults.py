@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +22,7 @@ import pytest
 from mlx_stack.core.front_door import Upstream
 from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
-from mlx_stack.system import ports
-from tests.helpers import JSONHandler, poll_until
+from tests.helpers import JSONHandler, front_door_process, poll_until
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-front-door-key-0123456789"
@@ -93,21 +89,8 @@ def _front_door(routes: Path, ups: list[Upstream]) -> Iterator[str]:
     """A real front door on ``ups`` (the fallback order as listed); its base URL."""
     names = [u.name for u in ups]
     routes.write_text(json.dumps(render_routes(ups, names, default_rules(names), None)))
-    port = ports.free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack.gateway", "--routes", str(routes), "--port",
-                             str(port)], env={**os.environ, "MLX_STACK_GATEWAY_KEY": KEY},
-                            stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    proc, url = front_door_process(routes, {"MLX_STACK_GATEWAY_KEY": KEY})
     try:
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "the front door did not start"
-            time.sleep(0.1)
         yield url
     finally:
         proc.terminate()

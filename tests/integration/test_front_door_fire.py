@@ -11,11 +11,9 @@ in test_stack_live.py. Seconds, no models.
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,8 +29,7 @@ import pytest
 from mlx_stack.core.front_door import Upstream
 from mlx_stack.core.gateway_config import render_routes
 from mlx_stack.core.routing import default_rules
-from mlx_stack.system import ports
-from tests.helpers import JSONHandler
+from tests.helpers import JSONHandler, front_door_process
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-front-door-fire-0123456789"
@@ -128,22 +125,9 @@ def _start(tmp: Path, tiers: dict[str, StandIn], order: list[str], env: dict[str
     routes = tmp / "front-door.json"
     ups = [Upstream(name, f"org/{name}", s.url) for name, s in tiers.items()]
     routes.write_text(json.dumps(render_routes(ups, order, default_rules(order), None)))
-    port = ports.free_port()
     log = tmp / "gateway.log"
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_stack.gateway", "--routes", str(routes), "--port",
-                             str(port)], env={**os.environ, "MLX_STACK_GATEWAY_KEY": KEY, **env},
-                            stderr=log.open("w"), text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-        time.sleep(0.1)
-    return Door(url, port, tiers, proc, log)
+    proc, url = front_door_process(routes, {"MLX_STACK_GATEWAY_KEY": KEY, **env}, stderr=log.open("w"))
+    return Door(url, int(url.rsplit(":", 1)[1]), tiers, proc, log)
 
 
 def _stop(door: Door) -> None:
