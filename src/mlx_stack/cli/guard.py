@@ -43,8 +43,6 @@ def guarded(call: Callable[[], T]) -> T:
 
         terminal.error("interrupted")
         raise Failed(130) from None
-    except SystemExit:
-        raise
     except Exception as exc:
         from mlx_stack.cli.last_resort import is_usage_error, report
 
