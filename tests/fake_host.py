@@ -220,6 +220,9 @@ class FakeHost(Host):
     def writer_state(self, home: Path, service: str) -> str:
         return self.writers.get(service, identity.WRITER_OK)
 
+    def one_scan(self) -> Host:
+        return self  # the scripted processes: no scan to keep
+
     def resume_writers(self, home: Path, service: str) -> int:
         self.writers[service] = identity.WRITER_OK
         self.events.append(f"resume-writer {service}")

@@ -90,6 +90,54 @@ class HardwareProfile:
             "notes": list(self.notes),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> HardwareProfile:
+        """The profile :meth:`as_dict` wrote (its derived keys ignored); ValueError when a
+        field is missing or of the wrong type."""
+
+        def text(key: str) -> str:
+            value = d.get(key)
+            if not isinstance(value, str):
+                raise ValueError(f"hardware profile: {key} is not text")
+            return value
+
+        def number(key: str, kind: type[int] | type[float], optional: bool = True) -> int | None:
+            value = d.get(key)
+            if value is None and optional:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int if kind is int else int | float):
+                raise ValueError(f"hardware profile: {key} is not a number")
+            return value  # type: ignore[return-value]  # a float for kind=float
+
+        def flag(key: str) -> bool:
+            value = d.get(key)
+            if not isinstance(value, bool):
+                raise ValueError(f"hardware profile: {key} is not true/false")
+            return value
+
+        levels, notes = d.get("cpu_levels"), d.get("notes")
+        if not isinstance(levels, list) or not isinstance(notes, list):
+            raise ValueError("hardware profile: cpu_levels or notes is not a list")
+        perf: list[PerfLevel] = []
+        for lvl in cast(list[object], levels):
+            item = cast(dict[str, object], lvl) if isinstance(lvl, dict) else {}
+            name, cores = item.get("name"), item.get("cores")
+            if not isinstance(name, str) or not isinstance(cores, int) or isinstance(cores, bool):
+                raise ValueError("hardware profile: a cpu level is not {name, cores}")
+            perf.append(PerfLevel(name, cores))
+        memory = number("memory_bytes", int, optional=False)
+        bandwidth = number("bandwidth_gbs", float)
+        return cls(
+            kind=text("kind"), chip=text("chip"), memory_bytes=memory or 0,
+            gpu_cores=number("gpu_cores", int),
+            bandwidth_gbs=float(bandwidth) if bandwidth is not None else None,
+            bandwidth_source=text("bandwidth_source"),
+            gpu_limit_bytes=number("gpu_limit_bytes", int), gpu_limit_source=text("gpu_limit_source"),
+            cpu_levels=tuple(perf), cpu_cores=number("cpu_cores", int), rosetta=flag("rosetta"),
+            chip_known=flag("chip_known"), notes=tuple(str(n) for n in cast(list[object], notes)),
+            os_name=text("os"),
+        )
+
 
 # --- parsers ---------------------------------------------------------------
 

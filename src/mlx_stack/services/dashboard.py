@@ -51,7 +51,7 @@ def _hardware(p: Paths) -> tuple[dict[str, JSON] | None, HardwareProfile | None]
     except (OSError, ValueError, AttributeError):
         pass
     try:
-        hw = hardware.detect()
+        hw = hardware.this_boot(p)
     except Exception:  # the page shows "-" rather than the front door not starting
         return None, None
     d = hw.as_dict()

@@ -9,11 +9,18 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mlx_stack.core import chips
 from mlx_stack.core.hardware import GB, HardwareProfile, bandwidth_for, cpu_profile, default_gpu_limit
 from mlx_stack.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from mlx_stack.paths import Paths
+
+HARDWARE_FILE = "hardware.json"  # in run/: this boot's detected profile (``this_boot``)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,34 @@ def detect(plan: Plan | None = None) -> HardwareProfile:
     return cpu_profile(cpu.cpu_name, cpu.memory_bytes, cpu.cpu_cores, os_name=cpu.os_name)
 
 
+def this_boot(p: Paths) -> HardwareProfile:
+    """This machine's profile, detected once per boot: kept in ``run/hardware.json`` with
+    the marks of the boot it was read in (``sysinfo.boot_marks``) and the mlx-stack
+    version, detected again when one differs. On a Mac a full detection runs several
+    queries and imports MLX (~0.3 s): `status` takes this; plans and `doctor` detect."""
+    import json
+
+    from mlx_stack import __version__
+    from mlx_stack.system import sysinfo
+
+    marks = {**sysinfo.boot_marks(), "mlx_stack": __version__}
+    path = p.run_dir / HARDWARE_FILE
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(kept, dict) and kept.get("marks") == marks and isinstance(kept.get("profile"), dict):
+            return HardwareProfile.from_dict(kept["profile"])
+    except (OSError, ValueError):
+        pass  # none yet, or unreadable: detect
+    profile = detect()
+    if not p.home.is_dir():
+        return profile  # nothing set up yet: `status` creates no state folder
+    with contextlib.suppress(OSError):  # a read-only state folder: detect every time
+        from mlx_stack.system.fs import atomic_write
+
+        atomic_write(path, json.dumps({"marks": marks, "profile": profile.as_dict()}))
+    return profile
+
+
 def with_bandwidth(bandwidth_gbs: float | None) -> HardwareProfile:
     """This machine's profile, its bandwidth replaced when one is given (``--bandwidth``
     without ``--chip``: how a Linux CPU profile gets one)."""
@@ -112,4 +147,4 @@ def with_bandwidth(bandwidth_gbs: float | None) -> HardwareProfile:
     return replace(hw, bandwidth_gbs=bandwidth_gbs, bandwidth_source="given", notes=notes)
 
 
-__all__ = ["GB", "HardwareProfile", "Plan", "detect", "plan_profile", "with_bandwidth"]
+__all__ = ["GB", "HardwareProfile", "Plan", "detect", "plan_profile", "this_boot", "with_bandwidth"]

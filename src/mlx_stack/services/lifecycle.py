@@ -319,7 +319,7 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
            stack: Stack | None = None, host: Host | None = None) -> StatusReport:
     """Every service's state, probed in parallel. No lock: it changes nothing. ``stack``:
     stack.yaml when the caller loaded it already."""
-    h = real(host)
+    h = real(host).one_scan()  # a look, not a change: the processes are scanned once
     start = h.monotonic()
     if stack is None:
         if not stack_store.exists(p):

@@ -224,11 +224,12 @@ def tend_log_writers(p: Paths, stack: Stack, *, host: Host | None = None) -> Non
     from mlx_stack.system import identity
 
     h = real(host)
+    look = h.one_scan()  # every service's writer from one scan of the processes
     for name in stack.services:
         record = h.read_pid(p.run_dir, name)
         if record is None or not h.is_ours(record):
             continue
-        state = h.writer_state(p.home, name)
+        state = look.writer_state(p.home, name)
         if state == identity.WRITER_STOPPED:
             resumed = h.resume_writers(p.home, name)
             log(f"{name}: its log writer was stopped (SIGSTOP); resumed {resumed}")

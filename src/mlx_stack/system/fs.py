@@ -9,7 +9,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from mlx_stack.errors import StateError
@@ -25,6 +24,8 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     """
     make_private_dirs(path.parent)
     raw = data.encode() if isinstance(data, str) else data
+    import tempfile  # (its imports cost ~10 ms: only writers pay them)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)

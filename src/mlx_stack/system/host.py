@@ -102,13 +102,19 @@ class Host:
         return identity.find(home, service)
 
     def marked_leader(self, home: Path, service: str) -> identity.Marked | None:
-        return identity.leader(home, service)
+        return identity.leader_among(self.find_marked(home, service))
 
     def marked_services(self, home: Path) -> set[str]:
-        return identity.services(home)
+        return {m.service for m in self.find_marked(home)}
 
     def writer_state(self, home: Path, service: str) -> str:
-        return identity.writer_state(home, service)
+        return identity.writer_state_among(self.find_marked(home, service))
+
+    def one_scan(self) -> Host:
+        """This machine, with the marked processes scanned once per state folder and kept
+        (:class:`OneScan`): for one read-only look at every service (`status`, a watchdog
+        round), which would otherwise read every process's environment once per service."""
+        return OneScan()
 
     def resume_writers(self, home: Path, service: str) -> int:
         return identity.resume_writers(home, service)
@@ -247,6 +253,29 @@ class Host:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class OneScan(Host):
+    """The real machine, with the first scan of a state folder's marked processes kept.
+
+    Reading every process's environment takes ~30 ms here; `status` asked it five times
+    (the services, then each service's log writer), from four threads at once. Anything
+    started or stopped after the scan is not seen: use it for a look, never for a change.
+    """
+
+    def __init__(self) -> None:
+        self._scans: dict[Path, list[identity.Marked]] = {}
+        self._lock = threading.Lock()
+
+    def find_marked(self, home: Path, service: str | None = None) -> list[identity.Marked]:
+        with self._lock:  # the probes run in threads: one scan, not one each
+            if home not in self._scans:
+                self._scans[home] = identity.find(home)
+            found = self._scans[home]
+        return [m for m in found if service in (None, m.service)]
+
+    def one_scan(self) -> Host:
+        return self
 
 
 HOST = Host()

@@ -67,15 +67,10 @@ def find(home: Path, service: str | None = None) -> list[Marked]:
     return found
 
 
-def leader(home: Path, service: str) -> Marked | None:
-    """The oldest marked service process of ``service`` leading its own group, if any."""
-    leaders = [m for m in find(home, service) if m.is_leader]
+def leader_among(found: list[Marked]) -> Marked | None:
+    """The oldest of one service's marked processes (``found``) that leads its own group."""
+    leaders = [m for m in found if m.is_leader]
     return min(leaders, key=lambda m: m.start_time) if leaders else None
-
-
-def services(home: Path) -> set[str]:
-    """Names of the services with at least one marked process alive."""
-    return {m.service for m in find(home)}
 
 
 def still_marked(m: Marked) -> bool:
@@ -99,7 +94,11 @@ def writers(home: Path, service: str) -> list[Marked]:
 def writer_state(home: Path, service: str) -> str:
     """``ok``, ``gone`` (no live log writer: the service's log has stopped) or ``stopped``
     (SIGSTOP: its pipe fills, and the service's output is lost until it runs again)."""
-    marked = find(home, service)
+    return writer_state_among(find(home, service))
+
+
+def writer_state_among(marked: list[Marked]) -> str:
+    """:func:`writer_state` of one service's marked processes, already found."""
     if not any(m.role == SERVICE_ROLE for m in marked):
         return WRITER_OK  # not started with markers (an older mlx-stack): cannot tell
     found = [m for m in marked if m.role == WRITER_ROLE]
