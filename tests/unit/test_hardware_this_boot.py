@@ -18,7 +18,8 @@ from tests.unit.test_hardware import sample
 def _profiles() -> list[HardwareProfile]:
     return [
         profile_from_mac(sample("m4-max.sysctl.txt")),
-        profile_from_mac(sample("m5-max.sysctl.txt"), sp_hardware_json=sample("m5-max.SPHardwareDataType.json")),
+        profile_from_mac(sample("m5-max.sysctl.txt"),
+                         sp_hardware_json=sample("m5-max.SPHardwareDataType.json")),
         profile_from_mac("machdep.cpu.brand_string: Apple M7 Pro\nhw.memsize: 68719476736\n"
                          + sample("m6.sysctl.txt")),  # a future chip, with notes
         profile_from_mac("machdep.cpu.brand_string: Apple M4\nhw.memsize: 17179869184\n",
@@ -91,7 +92,7 @@ def test_an_upgrade_detects_again(home: Paths, monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"marks": {"boot_time": 1000}}', "\xff\xfe",
                                   '{"marks": null, "profile": {}}'])
 def test_a_bad_file_is_detected_over(home: Paths, monkeypatch: pytest.MonkeyPatch, text: str):
-    counted = Counted(monkeypatch)
+    Counted(monkeypatch)
     home.run_dir.mkdir(parents=True)
     (home.run_dir / hardware.HARDWARE_FILE).write_text(text, encoding="latin-1")
     assert hardware.this_boot(home).chip == "CPU #1"
