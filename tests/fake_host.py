@@ -18,6 +18,7 @@ real clock. Pass it as ``host=`` to `up`, `down`, `status`, the watchdog and sta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import threading
@@ -258,8 +259,10 @@ class FakeHost(Host):
             return REFUSED
         self.events.append(f"complete {proc.service}:{model}")
         if proc.service == "gateway" and "gateway" not in self.completions:
-            tier = self.running(model)  # the front door passes it on to that tier
+            tier = self.running(model)  # the front door passes it on to that tier, and names it
             result = REFUSED if tier is None else self._answer(self.completions, model)
+            if result.ok:
+                result = dataclasses.replace(result, served_by=model)
         else:
             result = self._answer(self.completions, proc.service)
         self.clock += min(result.latency_s, timeout)

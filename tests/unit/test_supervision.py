@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,61 @@ def test_status_uses_the_one_health_rule(isolated_home: Paths, two_tiers: Stack,
     host.completions["standard"] = REFUSED
     report = {s.name: s for s in lifecycle.status(isolated_home, host=host).services}
     assert report["standard"].state is ServiceState.DOWN and report["standard"].detail == "connection refused"
+
+
+def _completions(host: FakeHost) -> list[str]:
+    return [e for e in host.events if e.startswith("complete ")]
+
+
+def test_status_takes_the_front_doors_answer_as_its_tiers_look(isolated_home: Paths, two_tiers: Stack,
+                                                                host: FakeHost) -> None:
+    lifecycle.up(isolated_home, host=host)
+    host.events.clear()
+    report = {s.name: s for s in lifecycle.status(isolated_home, host=host).services}
+    # three completions, not four: the front door's went to fast (its first running tier)
+    assert sorted(_completions(host)) == ["complete gateway:fast", "complete standard:standard"]
+    assert report["fast"].state is ServiceState.HEALTHY
+    assert report["fast"].latency_ms == report["gateway"].latency_ms
+
+
+def test_a_front_door_answer_that_failed_is_no_look_at_the_tier(isolated_home: Paths, two_tiers: Stack,
+                                                                  host: FakeHost) -> None:
+    lifecycle.up(isolated_home, host=host)
+    host.completions["fast"] = [REFUSED, ProbeResult(True, 0.02, None, 200)]  # fails once, then answers
+    host.events.clear()
+    report = {s.name: s for s in lifecycle.status(isolated_home, host=host).services}
+    assert "complete fast:fast" in _completions(host)  # asked itself
+    assert report["gateway"].state is ServiceState.DOWN and report["fast"].state is ServiceState.HEALTHY
+    host.crash("gateway")
+    host.events.clear()
+    report = {s.name: s for s in lifecycle.status(isolated_home, host=host).services}
+    assert report["gateway"].state is ServiceState.CRASHED
+    assert sorted(_completions(host)) == ["complete fast:fast", "complete standard:standard"]
+
+
+def test_a_proof_is_only_the_named_tiers_and_waits_no_longer_than_asked() -> None:
+    from mlx_stack.services.health import Health, Proof
+
+    def seen(by: str | None, ok: bool = True) -> Health:
+        state = ServiceState.HEALTHY if ok else ServiceState.DOWN
+        return Health(state, ProbeResult(ok, 0.05, None, 200, by), True)
+
+    for by, taken in (("fast", True), ("standard", False), (None, False)):
+        proof = Proof("fast")
+        proof.offer(seen(by))
+        assert (proof.take() is not None) is taken
+    proof = Proof("fast")
+    proof.offer(Health(ServiceState.HEALTHY, ProbeResult(True, 0.01, None, 200, "fast"), False))  # liveness
+    assert proof.take() is None
+    proof = Proof("fast")
+    proof.offer(seen("fast"))
+    proof.offer(None)  # the front door's closing offer leaves its look in place
+    assert proof.take() is not None
+    slow = Proof("fast")  # a front door that does not answer: the tier looks itself after wait_s
+    threading.Timer(2.0, lambda: slow.offer(seen("fast"))).start()
+    start = time.monotonic()
+    assert slow.take(wait_s=0.2) is None
+    assert time.monotonic() - start < 1.0
 
 
 # --- the watchdog loop --------------------------------------------------------------------

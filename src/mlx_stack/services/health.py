@@ -13,16 +13,20 @@ be asked for:
 - LiteLLM never gets one (it would cost cloud money): liveness only.
 
 ``check`` is one look (`status`, the watchdog): a completion whose answer also proves
-liveness, or the liveness route alone. ``wait`` is `up`'s loop: the liveness route is
-polled cheaply while the model loads, then completions until one answers. Callers
-build the :class:`Target` (``service_control.health_target``) and handle the process
-side; every request goes through the injectable ``Host``.
+liveness, or the liveness route alone. In one `status`, the front door's completion is
+also the look at the tier that answered it (its ``x-mlx-stack-tier``, from no peer):
+:class:`Proof` hands it over, so that tier is not asked a second completion at once.
+``wait`` is `up`'s loop: the liveness route is polled cheaply while the model loads,
+then completions until one answers. Callers build the :class:`Target`
+(``service_control.health_target``) and handle the process side; every request goes
+through the injectable ``Host``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mlx_stack.core.service_state import ServiceState
@@ -83,6 +87,27 @@ def check(target: Target, timeout: float, host: Host | None = None) -> Health:
         return Health(ServiceState.HEALTHY if live.ok else ServiceState.DOWN, live, False)
     answer = complete(target, target.model, timeout, host)
     return Health(rate(answer), answer, True)
+
+
+@dataclass
+class Proof:
+    """The front door's look (``offer``), taken by the tier it was sent to (``take``)."""
+
+    tier: str | None  # the tier the front door's completion asks for (None: no completion)
+    _seen: Health | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    def offer(self, seen: Health | None) -> None:
+        """The front door's look; None when it makes none (not running, no tier behind it)."""
+        if seen is not None and seen.completion and seen.result.served_by == self.tier:
+            self._seen = seen
+        self._done.set()
+
+    def take(self, wait_s: float = 1.0) -> Health | None:
+        """The front door's look if the tier itself answered it; None (look yourself) when it
+        did not, or has not within ``wait_s`` (a slow front door must not slow the tier's row)."""
+        self._done.wait(wait_s)
+        return self._seen
 
 
 class Waited(StrEnum):

@@ -16,7 +16,7 @@ from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
 from mlx_stack.errors import ConflictError, ExitCode, MlxStackError, ServiceError
 from mlx_stack.paths import Paths
-from mlx_stack.services import stack_store
+from mlx_stack.services import health, stack_store
 from mlx_stack.services.running import base_url, running_record
 from mlx_stack.services.service_control import (
     HEALTH_TIMEOUT_S,
@@ -26,6 +26,7 @@ from mlx_stack.services.service_control import (
     ensure_startable,
     forget_stale,
     launch,
+    probe_model,
     probe_service,
     services_of,
     stop_service,
@@ -328,9 +329,14 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     services = services_of(p, stack)
     extra = sorted(set(h.pid_services(p.run_dir)) | h.marked_services(p.home))
     services += [s for s in extra if s not in services]  # removed from stack.yaml but running
-    report = h.in_parallel(
-        [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout, host=h)) for s in services]
-    )
+    # The front door's completion goes to its first running tier and is that tier's look
+    # too (health.Proof): three completions at once, not four. It is started first.
+    proof = health.Proof(probe_model(p, stack, GATEWAY, host=h)) if GATEWAY in services else None
+    order = sorted(services, key=lambda s: s != GATEWAY)
+    looked = dict(zip(order, h.in_parallel(
+        [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout, host=h, proof=proof)) for s in order]
+    ), strict=True))
+    report = [looked[s] for s in services]
     from mlx_stack.services import watchdog_state  # flapping / restart-pending, as the watchdog sees it
 
     report = watchdog_state.overlay(p, report, host=h)

@@ -337,13 +337,22 @@ def stop_service(p: Paths, service: str, grace: float = processes.GRACE_S, *,
 
 def probe_service(
     p: Paths, service: str, *, stack: Stack | None = None, timeout: float = PROBE_TIMEOUT_S,
-    host: Host | None = None,
+    host: Host | None = None, proof: health.Proof | None = None,
 ) -> ServiceStatus:
     """One service's state: healthy / degraded (slow) / down (alive, not answering) /
-    crashed (its process is gone while its pid file says it should run) / stopped."""
+    crashed (its process is gone while its pid file says it should run) / stopped.
+    ``proof``: the front door offers its look there, which ``proof.tier`` takes."""
+    try:
+        return _probe_service(p, service, stack, timeout, real(host), proof)
+    finally:
+        if proof is not None and service == GATEWAY:
+            proof.offer(None)  # (no-op once offered) the tier waits no longer
+
+
+def _probe_service(p: Paths, service: str, stack: Stack | None, timeout: float, h: Host,
+                   proof: health.Proof | None) -> ServiceStatus:
     from mlx_stack.services import stack_store
 
-    h = real(host)
     stack = stack or stack_store.load(p)
     kind = {GATEWAY: "gateway", LITELLM: "cloud-gateway"}.get(service, "tier")
     try:
@@ -368,7 +377,7 @@ def probe_service(
         return ServiceStatus(service, kind, ServiceState.CRASHED, port, live.pid, model=model, detail=broken)
     uptime = max(0.0, h.time() - record.start_time)
     base = ServiceStatus(service, kind, ServiceState.DOWN, port, record.pid, round(uptime, 1), model)
-    status = _probe_live(p, stack, service, base, model, timeout, h)
+    status = _probe_live(p, stack, service, base, model, timeout, h, proof)
     cluster = next((t.cluster for t in stack.tiers if t.name == service), None)
     if cluster is not None:  # what `status` says of a whole cluster tier
         ranks = f"{cluster.ranks} ranks ({cluster.backend}, {cluster.sharding})"
@@ -388,12 +397,16 @@ def _with_writer(p: Paths, service: str, status: ServiceStatus, h: Host) -> Serv
 
 
 def _probe_live(p: Paths, stack: Stack, service: str, base: ServiceStatus, model: str | None,
-                timeout: float, h: Host) -> ServiceStatus:
+                timeout: float, h: Host, proof: health.Proof | None) -> ServiceStatus:
     """The health rule's one look (health.check) at a live service."""
     if model is None:
         return _with(base, ServiceState.DOWN, None, "not in stack.yaml any more")
     target = health_target(p, stack, service, host=h)
-    seen = health.check(target, timeout, h)
+    seen = proof.take() if proof is not None and proof.tier == service else None
+    if seen is None:
+        seen = health.check(target, timeout, h)
+        if proof is not None and service == GATEWAY:
+            proof.offer(seen)
     if not seen.completion:  # LiteLLM, or a front door with no tier behind it
         detail = None if service == LITELLM else "no tier running behind it"
         return _with(base, seen.state, seen.result.latency_s, detail)

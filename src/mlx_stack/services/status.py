@@ -34,7 +34,7 @@ def status(p: Paths, *, show_key: bool = False) -> StackStatus:
     """The hardware profile, the services (probed in parallel) and the routing report."""
     from mlx_stack.services import hardware, lifecycle, routing, stack_store
 
+    stack = stack_store.load(p) if stack_store.exists(p) else None  # first: a bad one writes nothing
     hw = hardware.this_boot(p)  # detected once per boot (a Mac's detection takes ~0.3 s)
-    stack = stack_store.load(p) if stack_store.exists(p) else None
     services = lifecycle.status(p, show_key=show_key, stack=stack)  # no stack: "not configured"
     return StackStatus(hw, services, routing.report(p, stack) if stack is not None else None)

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlx_stack.core.service_state import ServiceState, from_watchdog, parse
-from mlx_stack.core.watchdog import Policy, Record, State
 from mlx_stack.json_types import JSON, JSONObject, as_list, as_object
 from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:  # the front door reads the state file: no process tools imported for it
     from mlx_stack.core.service_state import ServiceStatus
+    from mlx_stack.core.watchdog import Policy, Record
     from mlx_stack.system.host import Host
 
 LOG_LINES_IN_STATE = 10
@@ -43,6 +43,7 @@ def write_state(p: Paths, records: dict[str, Record], now: float, policy: Policy
                 host: Host | None = None, last: Written | None = None) -> Written:
     """Write the loop's view (unless it is ``last``, the write before, less than an
     interval ago); returns what the file now holds, the ``last`` of the next call."""
+    from mlx_stack.core.watchdog import State  # (the watchdog's own import: `status` skips it)
     from mlx_stack.services import logs
     from mlx_stack.system.fs import atomic_write
     from mlx_stack.system.host import real

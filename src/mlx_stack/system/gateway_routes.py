@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 from typing import cast
 from urllib.parse import urlsplit
 
 from mlx_stack.json_types import as_object
+from mlx_stack.system import http_client
 
 
 def served_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:
     """The ids ``{base_url}/v1/models`` lists, or None when it does not answer 200 with a list."""
     url = urlsplit(base_url)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        conn.request("GET", url.path.rstrip("/") + "/v1/models", headers=headers)
-        resp = conn.getresponse()
-        status, raw = resp.status, resp.read()
-    except (OSError, http.client.HTTPException):
+        status, raw = http_client.request(url, "GET", url.path.rstrip("/") + "/v1/models", headers=headers,
+                                          timeout=timeout)
+    except OSError:
         return None
-    finally:
-        conn.close()
     if status != 200:
         return None
     try:

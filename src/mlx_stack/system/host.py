@@ -20,9 +20,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from mlx_stack.system import identity, pidfile, ports, probes, processes
+from mlx_stack.system import identity, pidfile, probes, processes
 
 if TYPE_CHECKING:
+    from mlx_stack.system import ports
     from mlx_stack.system.server_stats import ServerCounters
 
 T = TypeVar("T")
@@ -238,12 +239,18 @@ class Host:
     # --- ports ----------------------------------------------------------------------------
 
     def port_is_free(self, port: int, host: str = "127.0.0.1") -> bool:
+        from mlx_stack.system import ports
+
         return ports.is_free(port, host)
 
     def port_holder(self, port: int) -> ports.Holder:
+        from mlx_stack.system import ports
+
         return ports.holder(port)
 
     def free_port(self) -> int:
+        from mlx_stack.system import ports
+
         return ports.free_port()
 
     def port_answers(self, port: int, timeout: float = 0.5) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -53,6 +52,8 @@ def holder(port: int) -> Holder:
 
 
 def _lsof(port: int) -> int | None:
+    import shutil  # (lsof is looked for only when a port is taken)
+
     exe = shutil.which("lsof")
     if not exe:
         return None

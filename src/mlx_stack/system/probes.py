@@ -6,7 +6,6 @@ an open port or a 200 on /health says nothing about a wedged model.
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
@@ -14,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+from mlx_stack.system import http_client
 
 T = TypeVar("T")
 
@@ -24,6 +25,7 @@ class ProbeResult:
     latency_s: float
     error: str | None = None
     status_code: int | None = None
+    served_by: str | None = None  # a front door's answer: the local tier that made it (else None)
 
 
 def _describe(exc: Exception) -> str:
@@ -35,36 +37,32 @@ def _describe(exc: Exception) -> str:
 
 
 def _request(base_url: str, method: str, route: str, timeout: float, body: object = None,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One HTTP request with the standard library (status must stay quick to import)."""
+             headers: dict[str, str] | None = None,
+             answer_headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One HTTP request (system.http_client: `status` must stay quick to import)."""
     url = urlsplit(base_url)
-    conn = _connection(url.scheme, url.hostname or "127.0.0.1", url.port, timeout)
-    try:
-        raw = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json", **(headers or {})} if raw else dict(headers or {})
-        conn.request(method, url.path.rstrip("/") + route, body=raw, headers=hdrs)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    raw = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json", **(headers or {})} if raw else dict(headers or {})
+    return http_client.request(url, method, url.path.rstrip("/") + route, body=raw, headers=hdrs,
+                               timeout=timeout, context=_context(url.scheme, url.hostname or ""),
+                               answer_headers=answer_headers)
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def _connection(scheme: str, host: str, port: int | None, timeout: float) -> http.client.HTTPConnection:
-    """A plain connection, or for ``https`` (the front door with gateway.tls-cert) a TLS one:
-    its certificate names the Mac's LAN name, so on loopback (where these probes reach our own
-    front door) it is not checked; anywhere else it is, against the system's CAs."""
-    if scheme != "https":
-        return http.client.HTTPConnection(host, port or 80, timeout=timeout)
+def _context(scheme: str, host: str) -> object:
+    """For ``https`` (the front door with gateway.tls-cert): its certificate names the Mac's
+    LAN name, so on loopback (where these probes reach our own front door) it is not
+    checked; anywhere else it is, against the system's CAs (None: the default)."""
+    if scheme != "https" or host not in LOOPBACK:
+        return None
     import ssl
 
     context = ssl.create_default_context()
-    if host in LOOPBACK:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def health(base_url: str, timeout: float = 2.0, route: str = "/health") -> ProbeResult:
@@ -72,7 +70,7 @@ def health(base_url: str, timeout: float = 2.0, route: str = "/health") -> Probe
     start = time.monotonic()
     try:
         status, _ = _request(base_url, "GET", route, timeout)
-    except (OSError, http.client.HTTPException) as exc:
+    except OSError as exc:
         return ProbeResult(False, time.monotonic() - start, _describe(exc))
     ok = status == 200
     return ProbeResult(ok, time.monotonic() - start, None if ok else f"HTTP {status}", status)
@@ -93,9 +91,10 @@ def _post_probe(base_url: str, route: str, body: dict[str, object], key: str, ti
                 headers: dict[str, str] | None) -> ProbeResult:
     """POST ``body``; ok when the JSON answer (200) holds a non-empty ``key``."""
     start = time.monotonic()
+    answer_headers: dict[str, str] = {}
     try:
-        status, data = _request(base_url, "POST", route, timeout, body, headers)
-    except (OSError, http.client.HTTPException) as exc:
+        status, data = _request(base_url, "POST", route, timeout, body, headers, answer_headers)
+    except OSError as exc:
         return ProbeResult(False, time.monotonic() - start, _describe(exc))
     latency = time.monotonic() - start
     if status != 200:
@@ -104,7 +103,10 @@ def _post_probe(base_url: str, route: str, body: dict[str, object], key: str, ti
         found = json.loads(data).get(key)
     except (ValueError, AttributeError):
         found = None
-    return ProbeResult(bool(found), latency, None if found else f"no {key} in the answer", status)
+    # a front door names the tier that answered; a peer's answer also names its node
+    local = "x-mlx-stack-node" not in answer_headers
+    served_by = answer_headers.get("x-mlx-stack-tier") if found and local else None
+    return ProbeResult(bool(found), latency, None if found else f"no {key} in the answer", status, served_by)
 
 
 # A retrieval tier's one small real request (its process never loads a chat model).
@@ -126,7 +128,7 @@ def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         status, data = _request(base_url, "GET", route, timeout, headers=headers)
-    except (OSError, http.client.HTTPException):
+    except OSError:
         return None
     return data.decode(errors="replace") if status == 200 else None
 
@@ -169,10 +171,7 @@ def post_json(base_url: str, route: str, body: object, *, timeout: float = 120.0
               ) -> tuple[int, float, object]:
     """POST ``body``; (status, seconds, parsed answer or None). Raises OSError when unreachable."""
     start = time.monotonic()
-    try:
-        status, data = _request(base_url, "POST", route, timeout, body)
-    except http.client.HTTPException as exc:
-        raise OSError(str(exc)) from None
+    status, data = _request(base_url, "POST", route, timeout, body)
     took = time.monotonic() - start
     try:
         return status, took, json.loads(data)
@@ -183,22 +182,13 @@ def post_json(base_url: str, route: str, body: object, *, timeout: float = 120.0
 def fetch_url(url: str, route: str, *, headers: dict[str, str] | None = None, timeout: float = 2.0,
               ca_file: str | None = None) -> tuple[int, bytes]:
     """GET ``{url}{route}`` over http or https (checked against ``ca_file`` when given, else
-    the system's CAs); (status, body). Raises OSError (ssl errors included) when unreachable."""
+    the system's CAs); (status, body of at most 1 MiB). Raises OSError (ssl errors included)
+    when unreachable."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
+    context = None
+    if parts.scheme == "https" and ca_file is not None:
         import ssl
 
         context = ssl.create_default_context(cafile=ca_file)
-        conn = http.client.HTTPSConnection(host, port or 443, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, port or 80, timeout=timeout)
-    try:
-        conn.request("GET", parts.path.rstrip("/") + route, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read(1024 * 1024)
-    except http.client.HTTPException as exc:
-        raise OSError(str(exc) or type(exc).__name__) from None
-    finally:
-        conn.close()
+    return http_client.request(parts, "GET", parts.path.rstrip("/") + route, headers=headers,
+                               timeout=timeout, limit=1024 * 1024, context=context)

@@ -5,7 +5,6 @@ Nothing here prints a secret; callers show :func:`mask` of it.
 
 from __future__ import annotations
 
-import secrets as _random
 from pathlib import Path
 
 from mlx_stack.paths import Paths
@@ -69,6 +68,8 @@ def ensure_gateway_key(p: Paths) -> str:
     existing = read_secret(p, GATEWAY_KEY)
     if existing:
         return existing
+    import secrets as _random  # (hmac, hashlib, random: ~10 ms only a new key pays)
+
     key = "sk-mlxstack-" + _random.token_urlsafe(32)
     write_secret(p, GATEWAY_KEY, key)
     return key

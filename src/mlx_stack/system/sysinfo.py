@@ -6,7 +6,6 @@ a failure yields an empty string, so a missing tool never breaks `status`.
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ def is_apple_silicon() -> bool:
     """macOS on an Apple chip (also true for an x86_64 Python under Rosetta)."""
     if sys.platform != "darwin":
         return False
+    import platform
+
     if platform.machine() == "arm64":
         return True
     return _run(["sysctl", "-n", "sysctl.proc_translated"]).strip() == "1"
@@ -134,15 +135,19 @@ def _linux_cpu_name() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    import platform
+
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def read_cpu() -> CpuRaw:
     """A CPU profile of a non-Mac machine."""
+    import platform
+
     import psutil
 
     names = {"linux": "Linux", "darwin": "macOS (Intel)"}
-    os_name = names.get(sys.platform, platform.system() or sys.platform)
+    os_name = names.get(sys.platform) or platform.system() or sys.platform
     return CpuRaw(
         _linux_cpu_name(), int(psutil.virtual_memory().total), psutil.cpu_count(logical=False), os_name
     )
