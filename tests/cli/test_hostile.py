@@ -34,6 +34,9 @@ from mlx_stack.system import pidfile, ports, secrets
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7, 8, 130}
 TIERS = ("standard", "fast")
 LOCKS = re.compile(r"(^|/)\.?[\w.-]*\.lock$")
+# Caches, each checked against its source before use (the machine's boot, stack.yaml's very
+# text): what a command keeps there is no state a refused command could have damaged.
+CACHES = re.compile(r"^(run/hardware\.json|generated/stack\.yaml\.json)$")
 # Enough examples to reach the 300 the issue asks for, few enough for a few seconds.
 FAST = settings(max_examples=80, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -62,7 +65,7 @@ def _snapshot(home: Path) -> Snapshot:
     out: Snapshot = {}
     for path in home.rglob("*"):
         rel = str(path.relative_to(home))
-        if path.is_file() and not LOCKS.search(rel):
+        if path.is_file() and not LOCKS.search(rel) and not CACHES.match(rel):
             out[rel] = (path.read_bytes(), path.stat().st_mode & 0o777)
     return out
 
