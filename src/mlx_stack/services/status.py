@@ -4,7 +4,7 @@ rules with the front door's counts, from one read of stack.yaml."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from mlx_stack.paths import Paths
 
@@ -31,10 +31,15 @@ class StackStatus:
 
 
 def status(p: Paths, *, show_key: bool = False) -> StackStatus:
-    """The hardware profile, the services (probed in parallel) and the routing report."""
+    """The hardware profile, the services (probed in parallel) and the routing report (its
+    front door counts read while the probes wait)."""
     from mlx_stack.services import hardware, lifecycle, routing, stack_store
+    from mlx_stack.system.probes import in_parallel
 
     stack = stack_store.load(p) if stack_store.exists(p) else None  # first: a bad one writes nothing
     hw = hardware.this_boot(p)  # detected once per boot (a Mac's detection takes ~0.3 s)
-    services = lifecycle.status(p, show_key=show_key, stack=stack)  # no stack: "not configured"
-    return StackStatus(hw, services, routing.report(p, stack) if stack is not None else None)
+    if stack is None:  # "not configured"
+        return StackStatus(hw, lifecycle.status(p, show_key=show_key, stack=None), None)
+    services, rules = in_parallel([lambda: lifecycle.status(p, show_key=show_key, stack=stack),
+                                   lambda: routing.report(p, stack)])
+    return StackStatus(hw, cast("StatusReport", services), cast("RoutingReport", rules))
