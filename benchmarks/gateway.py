@@ -229,19 +229,31 @@ def _startup(p: Paths, rounds: int = 2) -> dict:
             "cpu_floor_ratio_measured_alone": round(floor / slowest, 2)}
 
 
-def _status_time(p: Paths, runs: int = 7) -> dict:
+def _status_time(p: Paths, runs: int = 9) -> dict:
+    """`mlx-stack status --json` with the stack up, side by side with a bare interpreter start
+    (the floor any Python CLI pays on this machine), and the CPU the status process used."""
+    import resource
+
     env = {**os.environ, "MLX_STACK_HOME": str(p.home)}
-    cli = []
+    cli, bare, cpu = [], [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "mlx_stack", "status", "--json"], env=env,
                        capture_output=True, check=True)
         cli.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+        bare.append(time.perf_counter() - start)
     imports = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlx_stack", "status", "--json"],
                              env=env, capture_output=True, text=True)
     rows = [line.split("|") for line in imports.stderr.splitlines() if line.startswith("import time:")]
     top = sorted(((int(r[1]), r[2].strip()) for r in rows if r[1].strip().isdigit()), reverse=True)
     return {"cli_median_s": round(statistics.median(cli), 3),
+            "interpreter_median_s": round(statistics.median(bare), 3),
+            "cli_cpu_median_s": round(statistics.median(cpu), 3),
             "heaviest_imports_us": [[name, us] for us, name in top[:5]]}
 
 
@@ -350,7 +362,9 @@ def main() -> int:
         print(f"  up {startup['up_all_ready_s']} s; tiers alone {startup['tier_alone_s']}; start CPU s "
               f"{startup['start_cpu_s']}: a start runs on one core, so on {os.cpu_count()} cores `up` "
               f"takes at least {startup['cpu_floor_ratio']}x a tier alone")
-    print(f"  status: heaviest imports {status['heaviest_imports_us']}")
+    print(f"  status: {status['cli_median_s']} s ({status['cli_cpu_median_s']} CPU s) beside a bare "
+          f"`python -c pass` {status['interpreter_median_s']} s; "
+          f"heaviest imports {status['heaviest_imports_us']}")
     if "litellm" in one:
         ll, ll16 = one["litellm"], sixteen["litellm"]
         print(f"LiteLLM for reference: added p50 {ll['added_p50_ms']} ms, "

@@ -11,7 +11,7 @@ import pytest
 from mlx_stack.core.hardware import GIB, HardwareProfile, cpu_profile, profile_from_mac
 from mlx_stack.paths import Paths
 from mlx_stack.services import hardware
-from mlx_stack.system import sysinfo
+from mlx_stack.system import boot
 from tests.unit.test_hardware import sample
 
 
@@ -52,7 +52,7 @@ class Counted:
         self.detected = 0
         self.marks: dict[str, object] = {"boot_time": 1000}
         monkeypatch.setattr(hardware, "detect", self._detect)
-        monkeypatch.setattr(sysinfo, "boot_marks", lambda: dict(self.marks))
+        monkeypatch.setattr(boot, "marks", lambda: dict(self.marks))
 
     def _detect(self, plan: object = None) -> HardwareProfile:
         self.detected += 1
@@ -125,6 +125,27 @@ def test_an_unwritable_run_folder_still_answers(home: Paths, monkeypatch: pytest
 
 
 def test_the_real_marks_name_this_boot():
-    marks = sysinfo.boot_marks()
+    marks = boot.marks()
     assert isinstance(marks["boot_time"], int) and marks["boot_time"] > 0
-    assert sysinfo.boot_marks()["boot_time"] == marks["boot_time"]
+    assert boot.marks()["boot_time"] == marks["boot_time"]
+
+
+def test_on_a_mac_the_gpu_limit_is_a_mark(monkeypatch: pytest.MonkeyPatch):
+    import subprocess
+
+    ran: list[list[str]] = []
+
+    def sysctl(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        ran.append(args)
+        return subprocess.CompletedProcess(args, 0, "24576\n", "")
+
+    monkeypatch.setattr(boot.sys, "platform", "darwin")
+    monkeypatch.setattr(boot.subprocess, "run", sysctl)
+    assert boot.marks()["iogpu.wired_limit_mb"] == "24576"
+    assert ran == [["sysctl", "-n", "iogpu.wired_limit_mb"]]
+
+    def missing(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        raise FileNotFoundError("sysctl")
+
+    monkeypatch.setattr(boot.subprocess, "run", missing)
+    assert boot.marks()["iogpu.wired_limit_mb"] is None

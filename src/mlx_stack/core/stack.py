@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from mlx_stack.core.aliases import pattern_problem
-from mlx_stack.core.cluster import (
-    BACKENDS,
-    DEFAULT_RING_PORT,
-    ENGINES,
-    MLX_DISTRIBUTED,
-    SHARDINGS,
-    TENSOR,
-    VLLM_MLX,
-    Cluster,
-    dump_hosts,
-    parse_hosts,
-)
 from mlx_stack.core.memory_plan import ServingProfile, dump_profile, parse_profile
-from mlx_stack.core.peers import Peer, name_problem, parse_url
 from mlx_stack.core.routing import RoutingRules, dump_routing, fit_to_tiers, parse_routing
 from mlx_stack.core.validate import Fields, in_file
 from mlx_stack.errors import MlxStackError, NotFoundError, StateError
 from mlx_stack.json_types import JSON, JSONObject
+
+if TYPE_CHECKING:  # (imported where a stack has a cluster tier or peers: `status` rarely pays)
+    from mlx_stack.core.cluster import Cluster
+    from mlx_stack.core.peers import Peer
 
 SCHEMA = 1
 GATEWAY = "gateway"  # the service name of the front door on the gateway port
@@ -112,6 +103,8 @@ class Tier:
 
     @property
     def engine(self) -> str:
+        from mlx_stack.core.cluster import MLX_DISTRIBUTED, VLLM_MLX
+
         return MLX_DISTRIBUTED if self.cluster is not None else VLLM_MLX
 
     @property
@@ -298,6 +291,19 @@ def _parse_tier(top: Fields, raw: object, index: int, source: str) -> Tier:
 def _parse_cluster(f: Fields, kind: str, mode: str) -> Cluster | None:
     """The `engine: mlx-distributed` fields; `hosts` inline, or the path of a hostfile
     (read by services.stack_store: core reads no file)."""
+    if not any(f.has(key) for key in ("engine", "hosts", "backend", "sharding", "ring_port")):
+        return None  # a vllm-mlx tier
+    from mlx_stack.core.cluster import (
+        BACKENDS,
+        DEFAULT_RING_PORT,
+        ENGINES,
+        SHARDINGS,
+        TENSOR,
+        VLLM_MLX,
+        Cluster,
+        parse_hosts,
+    )
+
     engine = f.optional("engine", str, VLLM_MLX)
     if engine not in ENGINES:
         f.fail("engine", f"{engine!r} is not an engine ({' or '.join(ENGINES)})")
@@ -397,6 +403,10 @@ def parse_stack(data: object, source: str = "stack.yaml") -> Stack:
 
 def _parse_peers(f: Fields) -> tuple[Peer, ...]:
     raw = cast("list[object]", f.optional("peers", list, []))
+    if not raw:
+        return ()
+    from mlx_stack.core.peers import Peer, name_problem, parse_url
+
     peers: list[Peer] = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
@@ -457,6 +467,8 @@ def dump_stack(stack: Stack) -> JSONObject:
             if t.max_input_tokens is not None:
                 entry["max_input_tokens"] = t.max_input_tokens
         if t.cluster is not None:
+            from mlx_stack.core.cluster import DEFAULT_RING_PORT, MLX_DISTRIBUTED, dump_hosts
+
             c = t.cluster
             entry.update(engine=MLX_DISTRIBUTED, backend=c.backend, sharding=c.sharding,
                          hosts=cast("JSON", dump_hosts(c)))

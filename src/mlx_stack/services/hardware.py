@@ -109,15 +109,15 @@ def detect(plan: Plan | None = None) -> HardwareProfile:
 
 def this_boot(p: Paths) -> HardwareProfile:
     """This machine's profile, detected once per boot: kept in ``run/hardware.json`` with
-    the marks of the boot it was read in (``sysinfo.boot_marks``) and the mlx-stack
+    the marks of the boot it was read in (``system.boot.marks``) and the mlx-stack
     version, detected again when one differs. On a Mac a full detection runs several
     queries and imports MLX (~0.3 s): `status` takes this; plans and `doctor` detect."""
     import json
 
     from mlx_stack import __version__
-    from mlx_stack.system import sysinfo
+    from mlx_stack.system import boot
 
-    marks = {**sysinfo.boot_marks(), "mlx_stack": __version__}
+    marks = {**boot.marks(), "mlx_stack": __version__}
     path = p.run_dir / HARDWARE_FILE
     try:
         kept = json.loads(path.read_text(encoding="utf-8"))

@@ -46,18 +46,6 @@ def is_apple_silicon() -> bool:
     return _run(["sysctl", "-n", "sysctl.proc_translated"]).strip() == "1"
 
 
-def boot_marks() -> dict[str, object]:
-    """What says this is still the same boot of the same hardware setup: the boot time
-    and, on a Mac, the GPU wired-memory limit (``sudo sysctl iogpu.wired_limit_mb=...``
-    changes it while the machine runs; one quick sysctl, not the whole detection)."""
-    import psutil
-
-    marks: dict[str, object] = {"boot_time": round(psutil.boot_time())}
-    if sys.platform == "darwin":
-        marks["iogpu.wired_limit_mb"] = _run(["sysctl", "-n", "iogpu.wired_limit_mb"]).strip()
-    return marks
-
-
 def _run(args: list[str], timeout: float = 5.0) -> str:
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
