@@ -21,14 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from mlx_stack.core.aliases import match as match_alias
-from mlx_stack.core.peers import Peer
 from mlx_stack.core.routing import AUTO, RoutingRules, decide, estimate_tokens, parse_routing, prompt_limit
 from mlx_stack.core.stack import CLOUD
 from mlx_stack.json_types import JSONObject, as_list, as_object
 from mlx_stack.paths import ROUTES_FILE
+
+if TYPE_CHECKING:  # (imported where there are peers)
+    from mlx_stack.core.peers import Peer
 
 ROUTES_SCHEMA = 1
 # An estimate within this factor of a tier's limit is counted with the tier's tokenizer.
@@ -158,8 +160,13 @@ def parse_routes(doc: object, source: str = ROUTES_FILE) -> Routes:
 
 
 def _peers(raw: object, source: str) -> tuple[Peer, ...]:
+    items = as_list(raw)
+    if not items:
+        return ()
+    from mlx_stack.core.peers import Peer
+
     out: list[Peer] = []
-    for item in as_list(raw):
+    for item in items:
         entry = as_object(item) or {}
         name, url, ca = entry.get("name"), entry.get("url"), entry.get("ca_file")
         if not (isinstance(name, str) and isinstance(url, str)):

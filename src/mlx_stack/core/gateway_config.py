@@ -24,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mlx_stack.core import aliases
-from mlx_stack.core.cluster import ENDPOINTS
 from mlx_stack.core.front_door import ROUTES_SCHEMA, Upstream
 from mlx_stack.core.routing import RoutingRules, default_rules
-from mlx_stack.core.stack import CLOUD, Stack
+from mlx_stack.core.stack import CLOUD, Stack, Tier
 
 MASTER_KEY_ENV = "MLX_STACK_GATEWAY_KEY"
 CLOUD_KEY_ENV = "MLX_STACK_OPENROUTER_KEY"
@@ -51,7 +50,7 @@ def upstreams(stack: Stack, windows: Mapping[str, int | None]) -> list[Upstream]
                      t.idle_unload if t.on_demand else None,
                      t.serving.planned_mb if t.on_demand and t.serving is not None else None,
                      t.kind, t.served_model if t.retrieval or t.cluster else None, t.model_aliases,
-                     t.max_input_tokens, ENDPOINTS if t.cluster else ())
+                     t.max_input_tokens, _endpoints(t))
             for t in stack.tiers]
 
 
@@ -133,3 +132,12 @@ def litellm_text(stack: Stack) -> str:
     import yaml
 
     return LITELLM_HEADER + yaml.safe_dump(render_litellm(stack), sort_keys=False)
+
+
+def _endpoints(t: Tier) -> tuple[str, ...]:
+    """What a tier's server answers when not every endpoint (a cluster tier's mlx_lm.server)."""
+    if t.cluster is None:
+        return ()
+    from mlx_stack.core.cluster import ENDPOINTS
+
+    return ENDPOINTS

@@ -79,6 +79,8 @@ def _remember(p: Paths, text: str, data: object) -> None:
 def with_hostfiles(stack: Stack) -> Stack:
     """A cluster tier whose `hosts:` names a hostfile gets that file's hosts (read here,
     checked by ``core.cluster.parse_hostfile``)."""
+    if not any(t.cluster is not None and t.cluster.hostfile is not None for t in stack.tiers):
+        return stack
     import json
     from dataclasses import replace
     from pathlib import Path
