@@ -51,8 +51,8 @@ class ServerCounters:
 
 
 def _status(base_url: str, timeout: float) -> object:
-    """vllm-mlx's ``/v1/status`` document, or None (plain http.client: no httpx import
-    on the `status` path)."""
+    """vllm-mlx's ``/v1/status`` document, or None (through ``system.http_client``: no httpx
+    import on the `status` path)."""
     text = probes.fetch_text(base_url.rstrip("/"), "/v1/status", timeout=timeout)
     if text is None:
         return None
