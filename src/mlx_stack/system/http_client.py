@@ -3,7 +3,8 @@ control plane (`status`, `up`, the watchdog, doctor, bench).
 
 Plain ``http`` goes over a socket here: ``http.client`` pulls in the ``email`` and
 ``ssl`` packages (~30-40 ms of imports, paid by every `mlx-stack status`), and these
-requests are one-shot (``Connection: close``) to our own tiers and front door. ``https``
+requests are one-shot (a connection each, closed by this end once the answer is in) to
+our own tiers and front door. ``https``
 (a front door with ``gateway.tls-cert``, a peer) goes through ``http.client`` with a
 TLS context, imported only then. Every failure is an :class:`OSError`: refused, timed
 out (the whole exchange shares one deadline), or :class:`BadAnswer`.
@@ -38,7 +39,10 @@ def request(url: SplitResult, method: str, path: str, *, body: bytes | None = No
         return _tls(host, port or 443, method, path, body, headers or {}, timeout, limit, context, out)
     deadline = time.monotonic() + timeout
     named = f"[{host}]" if ":" in host else host
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {named}:{port or 80}", "Connection: close",
+    # No "Connection: close": the server would close first and leave its port in TIME_WAIT
+    # for a minute (a program binding a stopped tier's port would fail). The answer is read
+    # by its framing, and this end closes first.
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {named}:{port or 80}",
              "Accept-Encoding: identity", *(f"{k}: {v}" for k, v in (headers or {}).items())]
     if body is not None:
         lines.append(f"Content-Length: {len(body)}")
