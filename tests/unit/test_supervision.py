@@ -240,6 +240,20 @@ def test_a_front_door_answer_that_failed_is_no_look_at_the_tier(isolated_home: P
     assert sorted(_completions(host)) == ["complete fast:fast", "complete standard:standard"]
 
 
+def test_status_finds_a_running_service_that_has_neither_pid_file_nor_entry(
+        isolated_home: Paths, tmp_path: Path, host: FakeHost) -> None:
+    _stack(isolated_home, tmp_path, "fast", "standard", "extra")
+    lifecycle.up(isolated_home, host=host)
+    stack = stack_store.load(isolated_home)
+    stack_store.save(isolated_home, Stack(stack.tiers[:2], ("fast", "standard"), stack.gateway))
+    host.remove_pid(isolated_home.run_dir, "extra")  # and its pid file is lost: the scan finds it
+    report = {s.name: s for s in lifecycle.status(isolated_home, host=host).services}
+    assert list(report) == ["fast", "standard", "gateway", "extra"]
+    assert report["extra"].pid == host.running("extra").pid  # type: ignore[union-attr]
+    assert report["extra"].state is ServiceState.DOWN
+    assert report["extra"].detail == "not in stack.yaml any more"
+
+
 def test_a_proof_is_only_the_named_tiers_and_waits_no_longer_than_asked() -> None:
     from mlx_stack.services.health import Health, Proof
 

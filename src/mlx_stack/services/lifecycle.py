@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from mlx_stack.core.service_state import ServiceStatus
 from mlx_stack.core.stack import GATEWAY, LITELLM, Stack
@@ -327,16 +328,23 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
             return StatusReport(configured=False, services=[])
         stack = stack_store.load(p)
     services = services_of(p, stack)
-    extra = sorted(set(h.pid_services(p.run_dir)) | h.marked_services(p.home))
-    services += [s for s in extra if s not in services]  # removed from stack.yaml but running
+    services += [s for s in sorted(h.pid_services(p.run_dir)) if s not in services]  # removed, left running
     # The front door's completion goes to its first running tier and is that tier's look
     # too (health.Proof): three completions at once, not four. It is started first.
     proof = health.Proof(probe_model(p, stack, GATEWAY, host=h)) if GATEWAY in services else None
+
+    def look(s: str) -> ServiceStatus:
+        return probe_service(p, s, stack=stack, timeout=timeout, host=h, proof=proof)
+
     order = sorted(services, key=lambda s: s != GATEWAY)
-    looked = dict(zip(order, h.in_parallel(
-        [(lambda s=s: probe_service(p, s, stack=stack, timeout=timeout, host=h, proof=proof)) for s in order]
-    ), strict=True))
-    report = [looked[s] for s in services]
+    # A service of this state folder with neither pid file nor stack.yaml entry is found by
+    # the one scan of the processes, which runs while the probes wait; it is looked at after.
+    *looks, marked = h.in_parallel([*((lambda s=s: look(s)) for s in order),
+                                    lambda: h.marked_services(p.home)])
+    looked = dict(zip(order, cast("list[ServiceStatus]", looks), strict=True))
+    extra = sorted(cast("set[str]", marked) - set(services))
+    looked.update(zip(extra, h.in_parallel([(lambda s=s: look(s)) for s in extra]), strict=True))
+    report = [looked[s] for s in [*services, *extra]]
     from mlx_stack.services import watchdog_state  # flapping / restart-pending, as the watchdog sees it
 
     report = watchdog_state.overlay(p, report, host=h)

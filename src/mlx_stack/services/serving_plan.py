@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlx_stack.core.cluster import PIPELINE, HostShare, local_planned_mb, over_memory
-from mlx_stack.core.cluster import host_shares as cluster_shares
 from mlx_stack.core.memory_plan import (
     MB,
     GuardInput,
@@ -35,6 +33,7 @@ from mlx_stack.core.stack import Stack, Tier
 from mlx_stack.paths import Paths
 
 if TYPE_CHECKING:
+    from mlx_stack.core.cluster import HostShare
     from mlx_stack.core.hardware import HardwareProfile
     from mlx_stack.core.service_state import ServiceStatus
     from mlx_stack.system.host import Host
@@ -171,6 +170,9 @@ def layers_of(tier: Tier) -> int | None:
 def host_shares(tier: Tier, profile: ServingProfile) -> list[HostShare]:
     """Each host's part of a cluster tier's plan (``core.cluster.host_shares``)."""
     assert tier.cluster is not None
+    from mlx_stack.core.cluster import PIPELINE
+    from mlx_stack.core.cluster import host_shares as cluster_shares
+
     return cluster_shares(tier.cluster, weights_mb=profile.weights_mb, kv_mb=profile.kv_mb,
                           cache_mb=profile.cache_memory_mb, need_mb=profile.need_mb,
                           layers=layers_of(tier) if tier.cluster.sharding == PIPELINE else None)
@@ -180,6 +182,8 @@ def planned_here(tier: Tier, profile: ServingProfile) -> ServingProfile:
     """What ``tier`` plans on this Mac: the whole plan, or its local ranks' shares."""
     if tier.cluster is None:
         return profile
+    from mlx_stack.core.cluster import local_planned_mb  # (the cluster module: for cluster tiers only)
+
     return replace(profile, need_mb=local_planned_mb(host_shares(tier, profile), tier.cluster.hosts),
                    cache_memory_mb=0)
 
@@ -234,6 +238,8 @@ def check_start(p: Paths, stack: Stack, starting: Iterable[str], *, force: bool 
     for name in names:  # each host of a cluster tier against the memory it reports
         tier = stack.tier(name)
         if tier.cluster is not None:
+            from mlx_stack.core.cluster import over_memory
+
             cluster_guard(name, over_memory(host_shares(tier, whole[name])))
     profs = {n: planned_here(stack.tier(n), pr) for n, pr in whole.items()}  # this Mac's part
     if stack.memory_budget_mb is not None:
