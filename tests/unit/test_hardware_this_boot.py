@@ -78,15 +78,19 @@ def test_detected_once_per_boot(home: Paths, monkeypatch: pytest.MonkeyPatch):
     assert hardware.this_boot(home).chip == "CPU #3"
 
 
-def test_an_upgrade_detects_again(home: Paths, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("part, key, value", [
+    ("marks", "mlx_stack", "0.0.1"),  # an upgrade
+    ("profile", "memory_bytes", "lots"),  # a damaged profile under good marks
+])
+def test_a_changed_kept_file_is_detected_over(home: Paths, monkeypatch: pytest.MonkeyPatch,
+                                              part: str, key: str, value: str):
     counted = Counted(monkeypatch)
     hardware.this_boot(home)
     kept = home.run_dir / hardware.HARDWARE_FILE
     data = json.loads(kept.read_text())
-    data["marks"]["mlx_stack"] = "0.0.1"
+    data[part][key] = value
     kept.write_text(json.dumps(data))
-    hardware.this_boot(home)
-    assert counted.detected == 2
+    assert hardware.this_boot(home).chip == "CPU #2" and counted.detected == 2
 
 
 @pytest.mark.parametrize("text", ["", "{", "[]", '{"marks": {"boot_time": 1000}}', "\xff\xfe",
@@ -97,16 +101,6 @@ def test_a_bad_file_is_detected_over(home: Paths, monkeypatch: pytest.MonkeyPatc
     (home.run_dir / hardware.HARDWARE_FILE).write_text(text, encoding="latin-1")
     assert hardware.this_boot(home).chip == "CPU #1"
     assert hardware.this_boot(home).chip == "CPU #1"  # and written over
-
-
-def test_a_damaged_profile_under_good_marks_is_detected_over(home: Paths, monkeypatch: pytest.MonkeyPatch):
-    counted = Counted(monkeypatch)
-    hardware.this_boot(home)
-    kept = home.run_dir / hardware.HARDWARE_FILE
-    data = json.loads(kept.read_text())
-    data["profile"]["memory_bytes"] = "lots"
-    kept.write_text(json.dumps(data))
-    assert hardware.this_boot(home).chip == "CPU #2" and counted.detected == 2
 
 
 def test_no_state_folder_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
