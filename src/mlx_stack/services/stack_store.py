@@ -109,9 +109,8 @@ def save(p: Paths, stack: Stack) -> None:
     """Write stack.yaml atomically. Callers that change a live stack hold paths.lock_file."""
     import yaml
 
-    data = dump_stack(stack)
-    parse_stack(data, str(p.stack_file))  # never write what we could not read back
-    text = _HEADER + yaml.safe_dump(data, sort_keys=False)
+    parse_stack(dump_stack(stack), str(p.stack_file))  # never write what we could not read back
+    text = _HEADER + yaml.safe_dump(dump_stack(stack), sort_keys=False)
     atomic_write(p.stack_file, text)
     kept = json_copy(parse_yaml(text, str(p.stack_file), hint=""))
     if kept is not None:
