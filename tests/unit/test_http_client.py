@@ -110,8 +110,11 @@ def test_an_answer_sent_byte_by_byte():
     b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70_000 + b"\r\n\r\n",  # endless headers
 ])
 def test_a_broken_answer_is_an_oserror(raw: bytes):
-    with server(answer(raw)) as (url, _), pytest.raises(BadAnswer):
-        get(url)
+    with server(answer(raw)) as (url, _):
+        with pytest.raises(BadAnswer) as caught:
+            get(url)
+        result = probes.health(url)
+    assert not result.ok and result.error == str(caught.value)  # said as it is, in status's row
 
 
 def test_a_too_large_answer_is_refused():

@@ -33,6 +33,8 @@ def _describe(exc: Exception) -> str:
         return "connection refused"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, http_client.BadAnswer):
+        return str(exc)  # e.g. "connection closed before the answer's headers"
     return type(exc).__name__
 
 
