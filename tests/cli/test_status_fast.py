@@ -54,3 +54,18 @@ def test_the_fast_path_prints_the_same_one_line_error(tmp_path: Path) -> None:
 ])
 def test_other_command_lines_go_to_the_command_tree(args: list[str]) -> None:
     assert fast(args) is None
+
+
+def test_its_quick_exit_loses_no_output(tmp_path: Path) -> None:
+    """The fast path ends with os._exit after a flush: a large answer through a pipe arrives
+    whole, and an output that cannot be written still fails as it did."""
+    env = {**os.environ, "MLX_STACK_HOME": str(tmp_path / "home"), "NO_COLOR": "1", "COLUMNS": "120"}
+    piped = subprocess.run([sys.executable, "-m", "mlx_stack", "status", "--json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 4 and json.loads(piped.stdout)["configured"] is False
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        failed = subprocess.run([sys.executable, "-m", "mlx_stack", "status", "--json"], env=env,
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr

@@ -7,7 +7,9 @@ imported (they cost ~60 ms); everything else goes to the Typer app.
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 
 def main() -> None:
@@ -20,7 +22,20 @@ def main() -> None:
 
     code = fast(sys.argv[1:])
     if code is not None:
-        sys.exit(code)
+        _exit_now(code)
     from mlx_stack.cli.app import app
 
     app()
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End a status check without the interpreter's teardown (~30 ms of freeing modules
+    here): it has printed its answer, its writes (two caches) are atomic and done, and its
+    threads have ended; only the output is flushed. A flush that fails (a closed pipe, a
+    full disk) takes the usual exit, which reports it as it always has."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        sys.exit(code)
+    os._exit(code)
