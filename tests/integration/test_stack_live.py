@@ -147,6 +147,24 @@ def test_status_shows_every_service_healthy(live: Live) -> None:
     assert all(s.pid and s.uptime_s is not None for s in report.services)
 
 
+def test_status_takes_the_front_doors_answer_as_its_tiers_look(live: Live) -> None:
+    """The front door's completion goes to `standard` (first in the fallback order) and
+    names it: that is standard's look too, so standard answers one completion, not two."""
+    log = live.home.log_file("standard")
+
+    def answered() -> int:
+        return log.read_text(errors="replace").count("Chat completion:")
+
+    lifecycle.status(live.home)  # (any earlier request's log line is in by the next count)
+    time.sleep(1)
+    before = answered()
+    report = {s.name: s for s in lifecycle.status(live.home).services}
+    assert report["standard"].state == report["gateway"].state == "healthy"
+    assert report["standard"].latency_ms == report["gateway"].latency_ms  # one answer, two rows
+    time.sleep(1)  # the log writer passes the line on
+    assert answered() == before + 1
+
+
 def test_doctor_on_the_running_stack(use_home: Live, run, tmp_path) -> None:
     report = tmp_path / "doctor.json"
     r = run("doctor", "--json", "--report", str(report))
