@@ -14,36 +14,26 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
-import openai
 import psutil
 import pytest
 
 from mlx_stack.core.cluster import Cluster, ClusterHost
 from mlx_stack.core.stack import Gateway, Stack, Tier
 from mlx_stack.paths import Paths
-from mlx_stack.services import lifecycle, stack_store
+from mlx_stack.services import lifecycle
 from mlx_stack.services.demo_models import build_random_model
-from mlx_stack.system import ports, secrets
+from mlx_stack.system import ports
 from tests.helpers import wait_for
 from tests.integration.test_watchdog import RECOVERY_TIMEOUT_S, pid_of, start_watchdog, stop_process
+from tests.live_stack import LiveStack as Live
+from tests.live_stack import running
 
 pytestmark = pytest.mark.integration
 
 UP_DEADLINE_S = 420
 LOCAL = ClusterHost("127.0.0.1", ("127.0.0.1",))
-
-
-@dataclass
-class Live:
-    home: Paths
-    key: str
-    gateway: str
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.gateway + "/v1", api_key=self.key, max_retries=0, timeout=120)
 
 
 def ranks_of(launcher: int) -> list[psutil.Process]:
@@ -61,17 +51,8 @@ def cluster_stack(home: Paths) -> Stack:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = Paths(tmp_path_factory.mktemp("cluster") / "home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLX_STACK_HOME", str(home.home))
-        mp.setenv("NO_COLOR", "1")
-        try:
-            stack = cluster_stack(home)
-            stack_store.save(home, stack)
-            lifecycle.up(home, health_timeout=UP_DEADLINE_S)
-            yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
-                       f"http://127.0.0.1:{stack.gateway.port}")
-        finally:
-            lifecycle.down(home, grace=5)
+    with running(home, lambda: cluster_stack(home), UP_DEADLINE_S) as stack:
+        yield stack
 
 
 def test_openai_client_through_the_front_door(live: Live) -> None:
@@ -87,7 +68,7 @@ def test_openai_client_through_the_front_door(live: Live) -> None:
 
 def test_messages_gets_a_clear_400(live: Live) -> None:
     headers = {"x-api-key": live.key, "anthropic-version": "2023-06-01"}
-    r = httpx.post(live.gateway + "/v1/messages", headers=headers,
+    r = httpx.post(live.url + "/v1/messages", headers=headers,
                    json={"model": "big", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
                    timeout=60)
     assert r.status_code == 400, r.text

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,13 @@ import pytest
 from typer.testing import CliRunner
 
 from mlx_stack.cli.app import app
+from mlx_stack.core.stack import Stack
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
-from mlx_stack.system import pidfile, ports, secrets
+from mlx_stack.system import pidfile, ports
 from tests.helpers import cli_command, cli_env
+from tests.live_stack import LiveStack as Live
+from tests.live_stack import running
 
 pytestmark = pytest.mark.integration
 
@@ -60,32 +63,20 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-@dataclass
-class Live:
-    home: Paths
-    key: str
-    url: str  # http://127.0.0.1:PORT
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     _chromium()  # skip before starting a stack there is no browser for
     home = Paths(tmp_path_factory.mktemp("dashboard") / "home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLX_STACK_HOME", str(home.home))
-        mp.setenv("NO_COLOR", "1")
-        try:
-            r = CliRunner().invoke(app, ["setup", "--demo", "--no-start"], catch_exceptions=False)
-            assert r.exit_code == 0, r.stderr
-            stack = stack_store.load(home)
-            stack = replace(stack, tiers=tuple(replace(t, port=ports.free_port()) for t in stack.tiers),
-                            gateway=replace(stack.gateway, port=ports.free_port()))
-            stack_store.save(home, stack)
-            lifecycle.up(home, health_timeout=UP_DEADLINE_S)
-            yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
-                       f"http://127.0.0.1:{stack.gateway.port}")
-        finally:
-            lifecycle.down(home, grace=5)
+
+    def prepare() -> Stack:
+        r = CliRunner().invoke(app, ["setup", "--demo", "--no-start"], catch_exceptions=False)
+        assert r.exit_code == 0, r.stderr
+        stack = stack_store.load(home)
+        return replace(stack, tiers=tuple(replace(t, port=ports.free_port()) for t in stack.tiers),
+                       gateway=replace(stack.gateway, port=ports.free_port()))
+
+    with running(home, prepare, UP_DEADLINE_S) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

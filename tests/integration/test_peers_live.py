@@ -12,11 +12,10 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
 from mlx_stack.core.stack import GATEWAY
@@ -25,21 +24,14 @@ from mlx_stack.services import demo_stack, lifecycle, peers, routing, stack_stor
 from mlx_stack.services.running import running_record
 from mlx_stack.system import ports, secrets
 from tests.helpers import wait_for
+from tests.live_stack import LiveStack
 
 pytestmark = pytest.mark.integration
 UP_DEADLINE_S = 420
 ASK = [{"role": "user", "content": "Say something short."}]
 
 
-@dataclass
-class Node:
-    home: Paths
-    key: str
-    url: str
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0, timeout=120)
-
+class Node(LiveStack):
     def ask(self, model: str = "fast", timeout: float = 120, **headers: str) -> httpx.Response:
         return httpx.post(self.url + "/v1/chat/completions", timeout=timeout, trust_env=False,
                           headers={"Authorization": f"Bearer {self.key}", **headers},

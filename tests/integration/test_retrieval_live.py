@@ -18,7 +18,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -29,9 +29,10 @@ from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
 from mlx_stack.cli.app import app
+from mlx_stack.core.stack import Stack
 from mlx_stack.paths import Paths
 from mlx_stack.services import lifecycle, stack_store
-from mlx_stack.system import ports, secrets
+from mlx_stack.system import ports
 from tests.helpers import wait_for
 from tests.integration.test_watchdog import (
     RECOVERY_TIMEOUT_S,
@@ -40,6 +41,7 @@ from tests.integration.test_watchdog import (
     stop_process,
     svc_state,
 )
+from tests.live_stack import LiveStack, running
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +50,10 @@ DIM = 64  # the demo encoder's width
 DOCS = [f"document number {i}: the quick brown fox {'jumps ' * (i % 5)}over the lazy dog" for i in range(20)]
 
 
-@dataclass
-class Live:
-    home: Paths
-    key: str
-    gateway: str
-
-    def openai(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.gateway + "/v1", api_key=self.key, max_retries=0, timeout=120)
-
+class Live(LiveStack):
     def post(self, path: str, body: object, *, key: str | None = "", **kw: object) -> httpx.Response:
         headers = {} if key is None else {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.post(self.gateway + path, json=body, headers=headers, timeout=120, **kw)  # type: ignore[arg-type]
+        return httpx.post(self.url + path, json=body, headers=headers, timeout=120, **kw)  # type: ignore[arg-type]
 
 
 def _cli(*args: str) -> None:
@@ -70,22 +64,17 @@ def _cli(*args: str) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = Paths(tmp_path_factory.mktemp("retrieval") / "home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLX_STACK_HOME", str(home.home))
-        mp.setenv("NO_COLOR", "1")
-        try:
-            _cli("setup", "--demo", "--retrieval", "--no-start")
-            stack = stack_store.load(home)
-            tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers if t.name != "standard"
-                          and t.name != "longctx")
-            stack = replace(stack, tiers=tiers, fallback_order=("fast",), routing=None,
-                            gateway=replace(stack.gateway, port=ports.free_port()))
-            stack_store.save(home, stack)
-            lifecycle.up(home, health_timeout=UP_DEADLINE_S)
-            yield Live(home, secrets.read_secret(home, secrets.GATEWAY_KEY) or "",
-                       f"http://127.0.0.1:{stack.gateway.port}")
-        finally:
-            lifecycle.down(home, grace=5)
+
+    def prepare() -> Stack:
+        _cli("setup", "--demo", "--retrieval", "--no-start")
+        stack = stack_store.load(home)
+        tiers = tuple(replace(t, port=ports.free_port()) for t in stack.tiers if t.name != "standard"
+                      and t.name != "longctx")
+        return replace(stack, tiers=tiers, fallback_order=("fast",), routing=None,
+                       gateway=replace(stack.gateway, port=ports.free_port()))
+
+    with running(home, prepare, UP_DEADLINE_S) as stack:
+        yield Live(stack.home, stack.key, stack.url)
 
 
 def _norm(v: list[float]) -> float:
@@ -100,13 +89,13 @@ def test_status_counts_the_retrieval_tiers(live: Live) -> None:
     report = lifecycle.status(live.home)
     states = {s.name: s.state.value for s in report.services}
     assert states["embed"] == "healthy" and states["rerank"] == "healthy", states
-    listed = [m["id"] for m in httpx.get(live.gateway + "/v1/models",
+    listed = [m["id"] for m in httpx.get(live.url + "/v1/models",
                                          headers={"Authorization": f"Bearer {live.key}"}).json()["data"]]
     assert "embed" in listed and "rerank" in listed
 
 
 def test_openai_client_single_and_batch(live: Live) -> None:
-    client = live.openai()
+    client = live.client()
     one = client.embeddings.create(model="embed", input="hello world")  # the SDK asks for base64
     assert len(one.data) == 1 and len(one.data[0].embedding) == DIM
     assert abs(_norm(one.data[0].embedding) - 1) < 1e-4
@@ -118,7 +107,7 @@ def test_openai_client_single_and_batch(live: Live) -> None:
 
 
 def test_same_text_same_vector_and_floats_equal_base64(live: Live) -> None:
-    client = live.openai()
+    client = live.client()
     got = client.embeddings.create(model="embed", input=["the lazy dog", "the lazy dog", "Paris"],
                                    encoding_format="float")
     a, b, c = (d.embedding for d in got.data)
@@ -132,7 +121,7 @@ def test_same_text_same_vector_and_floats_equal_base64(live: Live) -> None:
 
 
 def test_dimensions_truncate_and_renormalize(live: Live) -> None:
-    client = live.openai()
+    client = live.client()
     full = client.embeddings.create(model="embed", input="hello", encoding_format="float").data[0].embedding
     short = client.embeddings.create(model="embed", input="hello", dimensions=16).data[0].embedding
     assert len(short) == 16 and abs(_norm(short) - 1) < 1e-5
@@ -153,7 +142,7 @@ def test_token_ids_embed_like_their_text(live: Live) -> None:
     texts = ["the quick brown fox jumps over the lazy dog", "déjà vu, 東京 and a fox 🦊, twice"]
     ids = [tok.encode(t, add_special_tokens=False).ids for t in texts]
     before = _gateway_rss_mb(live)
-    client = live.openai()
+    client = live.client()
     as_text = client.embeddings.create(model="embed", input=texts, encoding_format="float")
     as_ids = client.embeddings.create(model="embed", input=ids)  # the SDK asks for base64
     after = _gateway_rss_mb(live)
@@ -172,7 +161,7 @@ def test_hostile_token_ids_are_400_naming_the_problem(live: Live) -> None:
     r = live.post("/v1/embeddings", {"model": "embed", "input": [[5, size]]})
     assert r.status_code == 400 and f"vocabulary has {size:,} ids" in r.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError) as err:  # over the encoder's limit: as for text
-        live.openai().embeddings.create(model="embed", input=[tok.encode("fox").ids * 600])
+        live.client().embeddings.create(model="embed", input=[tok.encode("fox").ids * 600])
     assert "512" in str(err.value) and err.value.code == "embedding_input_too_long"
     letters = [tok.token_to_id(c) for c in "fox"]  # "fox" as it never encodes: one id a letter
     assert tok.encode("fox").ids != letters
@@ -186,7 +175,7 @@ def test_hostile_token_ids_are_400_naming_the_problem(live: Live) -> None:
 
 
 def test_alias_routes_to_the_encoder(live: Live) -> None:
-    raw = live.openai().embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi")
+    raw = live.client().embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi")
     assert raw.headers["x-mlx-stack-tier"] == "embed"
     assert raw.headers["x-mlx-stack-alias"] == "text-embedding-3-small"
     assert len(raw.parse().data[0].embedding) == DIM
@@ -211,18 +200,18 @@ def test_rerank_twenty_documents(live: Live, path: str) -> None:
 
 def test_oversize_input_is_a_400_naming_the_limit(live: Live) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        live.openai().embeddings.create(model="embed", input="fox " * 2000)
+        live.client().embeddings.create(model="embed", input="fox " * 2000)
     assert "512" in str(err.value) and err.value.code == "embedding_input_too_long"
 
 
 def test_wrong_model_names(live: Live) -> None:
     with pytest.raises(openai.NotFoundError) as err:
-        live.openai().embeddings.create(model="no-such-encoder", input="hi")
+        live.client().embeddings.create(model="no-such-encoder", input="hi")
     assert "embed" in str(err.value)
     with pytest.raises(openai.NotFoundError):
-        live.openai().embeddings.create(model="fast", input="hi")  # a chat tier
+        live.client().embeddings.create(model="fast", input="hi")  # a chat tier
     with pytest.raises(openai.NotFoundError):  # a retrieval tier never answers chat
-        live.openai().chat.completions.create(model="embed", messages=[{"role": "user", "content": "hi"}])
+        live.client().chat.completions.create(model="embed", messages=[{"role": "user", "content": "hi"}])
     assert live.post("/v1/rerank", {"model": "embed", "query": "q", "documents": ["d"]}).status_code == 404
 
 
@@ -273,17 +262,17 @@ def test_hostile_rerank_bodies_are_400(live: Live, body: object) -> None:
 
 def test_deep_nesting_and_garbage(live: Live) -> None:
     deep = b'{"model": "embed", "input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    r = httpx.post(live.gateway + "/v1/embeddings", content=deep, timeout=60,
+    r = httpx.post(live.url + "/v1/embeddings", content=deep, timeout=60,
                    headers={"Authorization": f"Bearer {live.key}", "content-type": "application/json"})
     assert r.status_code == 400
-    r = httpx.post(live.gateway + "/rerank", content=b"\xff\xfe not json", timeout=60,
+    r = httpx.post(live.url + "/rerank", content=b"\xff\xfe not json", timeout=60,
                    headers={"Authorization": f"Bearer {live.key}"})
     assert r.status_code == 400
 
 
 def test_metrics_count_retrieval_requests(live: Live) -> None:
-    live.openai().embeddings.create(model="embed", input="counted")
-    text = httpx.get(live.gateway + "/metrics", headers={"Authorization": f"Bearer {live.key}"}).text
+    live.client().embeddings.create(model="embed", input="counted")
+    text = httpx.get(live.url + "/metrics", headers={"Authorization": f"Bearer {live.key}"}).text
     lines = [line for line in text.splitlines() if 'tier="embed"' in line and "requests_total" in line]
     assert lines and float(lines[0].rsplit(" ", 1)[1]) >= 1, lines
 
@@ -339,7 +328,7 @@ def test_killed_encoder_is_restarted_by_the_watchdog(live: Live, monkeypatch: py
             return pid is not None and pid != old and svc_state(p, "embed") == "healthy"
 
         wait_for(back, RECOVERY_TIMEOUT_S, "embed restarted and healthy")
-        got = live.openai().embeddings.create(model="embed", input="after the restart")
+        got = live.client().embeddings.create(model="embed", input="after the restart")
         assert len(got.data[0].embedding) == DIM
     finally:
         stop_process(wd)
