@@ -33,7 +33,7 @@ from mlx_stack.system import identity
 from mlx_stack.system.host import Detached, Host, SignalHandler
 from mlx_stack.system.pidfile import PidRecord
 from mlx_stack.system.ports import Holder
-from mlx_stack.system.probes import ProbeResult
+from mlx_stack.system.probes import Ahead, ProbeResult
 from mlx_stack.system.server_stats import ServerCounters
 
 T = TypeVar("T")
@@ -221,8 +221,8 @@ class FakeHost(Host):
     def writer_state(self, home: Path, service: str) -> str:
         return self.writers.get(service, identity.WRITER_OK)
 
-    def one_scan(self) -> Host:
-        return self  # the scripted processes: no scan to keep
+    def one_scan(self, ahead: Ahead | None = None) -> Host:
+        return self  # the scripted processes: no scan to keep, nothing sent ahead
 
     def resume_writers(self, home: Path, service: str) -> int:
         self.writers[service] = identity.WRITER_OK

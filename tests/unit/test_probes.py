@@ -73,6 +73,23 @@ def test_timeouts_are_short_and_parallel(server: str) -> None:
     assert all(not r.ok and r.error == "timed out" for r in results)
 
 
+def test_in_parallel_runs_the_last_call_here_and_every_call_to_its_end() -> None:
+    ran: list[str] = []
+
+    def where(name: str, fail: bool = False) -> str:
+        ran.append(name)
+        if fail:
+            raise ValueError(name)
+        return threading.current_thread().name
+
+    first, last = probes.in_parallel([lambda: where("a"), lambda: where("b")])
+    assert last == threading.current_thread().name and first != last
+    with pytest.raises(ValueError, match="^a$"):  # the first failure in the calls' order
+        probes.in_parallel([lambda: where("a", True), lambda: where("b", True), lambda: where("c")])
+    assert sorted(ran) == ["a", "a", "b", "b", "c"]
+    assert probes.in_parallel([]) == []
+
+
 def test_refused_port() -> None:
     port = ports.free_port()
     result = probes.completion(f"http://127.0.0.1:{port}", "fast", timeout=1)

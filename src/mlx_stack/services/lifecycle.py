@@ -336,23 +336,24 @@ def status(p: Paths, *, show_key: bool = False, timeout: float = PROBE_TIMEOUT_S
     def look(s: str) -> ServiceStatus:
         return probe_service(p, s, stack=stack, timeout=timeout, host=h, proof=proof)
 
+    def besides() -> set[str]:
+        """In this thread, while the probes wait: the one scan of the processes (a service
+        of this state folder with neither pid file nor stack.yaml entry is found there and
+        looked at after), and the modules the report needs next."""
+        from mlx_stack.services import on_demand, serving_plan, watchdog_state  # noqa: F401
+
+        return h.marked_services(p.home)
+
     order = sorted(services, key=lambda s: s != GATEWAY)
-    # A service of this state folder with neither pid file nor stack.yaml entry is found by
-    # the one scan of the processes, which runs while the probes wait; it is looked at after.
-    *looks, marked = h.in_parallel([*((lambda s=s: look(s)) for s in order),
-                                    lambda: h.marked_services(p.home)])
+    *looks, marked = h.in_parallel([*((lambda s=s: look(s)) for s in order), besides])
     looked = dict(zip(order, cast("list[ServiceStatus]", looks), strict=True))
     extra = sorted(cast("set[str]", marked) - set(services))
     looked.update(zip(extra, h.in_parallel([(lambda s=s: look(s)) for s in extra]), strict=True))
     report = [looked[s] for s in [*services, *extra]]
-    from mlx_stack.services import watchdog_state  # flapping / restart-pending, as the watchdog sees it
+    from mlx_stack.services import on_demand, serving_plan, watchdog_state
 
-    report = watchdog_state.overlay(p, report, host=h)
-    from mlx_stack.services import serving_plan
-
+    report = watchdog_state.overlay(p, report, host=h)  # flapping / restart-pending, as the watchdog sees it
     report = serving_plan.measure(p, stack, report, host=h)
-    from mlx_stack.services import on_demand
-
     report = on_demand.overlay(p, stack, report)
     key = secrets.read_secret(p, secrets.GATEWAY_KEY)
     shown = key if show_key else (secrets.mask(key) if key else None)

@@ -33,13 +33,31 @@ class StackStatus:
 def status(p: Paths, *, show_key: bool = False) -> StackStatus:
     """The hardware profile, the services (probed in parallel) and the routing report (its
     front door counts read while the probes wait)."""
-    from mlx_stack.services import hardware, lifecycle, routing, stack_store
+    from mlx_stack.services import look_ahead
+
+    sent = look_ahead.send(p)  # the last look's requests go first; the rest loads while they wait
+    from mlx_stack.services import lifecycle, stack_store
+    from mlx_stack.system.host import OneScan
     from mlx_stack.system.probes import in_parallel
 
     stack = stack_store.load(p) if stack_store.exists(p) else None  # first: a bad one writes nothing
-    hw = hardware.this_boot(p)  # detected once per boot (a Mac's detection takes ~0.3 s)
+
+    def hardware() -> HardwareProfile:
+        from mlx_stack.services import hardware
+
+        return hardware.this_boot(p)  # detected once per boot (a Mac's detection takes ~0.3 s)
+
+    def routing() -> RoutingReport:
+        from mlx_stack.services import routing
+
+        return routing.report(p, stack)
+
     if stack is None:  # "not configured"
-        return StackStatus(hw, lifecycle.status(p, show_key=show_key, stack=None), None)
-    services, rules = in_parallel([lambda: lifecycle.status(p, show_key=show_key, stack=stack),
-                                   lambda: routing.report(p, stack)])
-    return StackStatus(hw, cast("StatusReport", services), cast("RoutingReport", rules))
+        return StackStatus(hardware(), lifecycle.status(p, show_key=show_key, stack=None), None)
+    # The probes go first; the rest (and its imports) is done while they wait.
+    looked = OneScan(sent.ahead)
+    services, rules, hw = in_parallel([lambda: lifecycle.status(p, show_key=show_key, stack=stack, host=looked),
+                                       routing, hardware])
+    look_ahead.remember(p, sent, looked)
+    return StackStatus(cast("HardwareProfile", hw), cast("StatusReport", services),
+                       cast("RoutingReport", rules))

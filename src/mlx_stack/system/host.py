@@ -111,11 +111,12 @@ class Host:
     def writer_state(self, home: Path, service: str) -> str:
         return identity.writer_state_among(self.find_marked(home, service))
 
-    def one_scan(self) -> Host:
+    def one_scan(self, ahead: probes.Ahead | None = None) -> Host:
         """This machine, with the marked processes scanned once per state folder and kept
         (:class:`OneScan`): for one read-only look at every service (`status`, a watchdog
-        round), which would otherwise read every process's environment once per service."""
-        return OneScan()
+        round), which would otherwise read every process's environment once per service.
+        ``ahead``: probe requests already sent, answered from there."""
+        return OneScan(ahead)
 
     def resume_writers(self, home: Path, service: str) -> int:
         return identity.resume_writers(home, service)
@@ -141,9 +142,9 @@ class Host:
 
     def completion(self, url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
                    headers: dict[str, str] | None = None, kind: str = "chat") -> probes.ProbeResult:
-        if kind != "chat":  # a retrieval tier: one tiny embedding or rerank request
-            return probes.retrieval(url, model, kind, timeout=timeout, headers=headers)
-        return probes.completion(url, model, api_key=api_key, timeout=timeout, headers=headers)
+        """A one-token completion (a retrieval tier: one tiny embedding or rerank request)."""
+        return probes.ask(probes.asked(url, model, api_key=api_key, timeout=timeout, headers=headers,
+                                       kind=kind))
 
     def served_models(self, url: str, *, api_key: str | None = None) -> list[str] | None:
         from mlx_stack.system.gateway_routes import served_models
@@ -268,21 +269,46 @@ class OneScan(Host):
     Reading every process's environment takes ~30 ms here; `status` asked it five times
     (the services, then each service's log writer), from four threads at once. Anything
     started or stopped after the scan is not seen: use it for a look, never for a change.
+    A probe request that ``ahead`` sent already is answered from there; every probe
+    request made is kept in ``asked`` with whether it answered.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ahead: probes.Ahead | None = None) -> None:
         self._scans: dict[Path, list[identity.Marked]] = {}
+        self._parents: dict[int, int] | None = None  # every process's parent, from the first scan
         self._lock = threading.Lock()
+        self._ahead = ahead
+        self.asked: list[tuple[probes.Asked, bool]] = []
+
+    def completion(self, url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
+                   headers: dict[str, str] | None = None, kind: str = "chat") -> probes.ProbeResult:
+        request = probes.asked(url, model, api_key=api_key, timeout=timeout, headers=headers, kind=kind)
+        result = (self._ahead.take(request) if self._ahead is not None else None) or probes.ask(request)
+        with self._lock:
+            self.asked.append((request, result.ok))
+        return result
 
     def find_marked(self, home: Path, service: str | None = None) -> list[identity.Marked]:
         with self._lock:  # the probes run in threads: one scan, not one each
             if home not in self._scans:
-                self._scans[home] = identity.find(home)
+                parents: dict[int, int] = {}
+                self._scans[home] = identity.find(home, parents=parents)
+                self._parents = self._parents or parents
             found = self._scans[home]
         return [m for m in found if service in (None, m.service)]
 
-    def one_scan(self) -> Host:
-        return self
+    def tree_rss(self, pid: int) -> int | None:
+        """As the real machine's, with the descendants found among the scanned processes
+        (they carry the service's marker): psutil would read every process's parent again
+        for each tier."""
+        from mlx_stack.system import server_stats
+
+        with self._lock:
+            parents = self._parents
+        return server_stats.tree_rss(pid, parents)
+
+    def one_scan(self, ahead: probes.Ahead | None = None) -> Host:
+        return self  # already the one look (its own requests sent ahead, if any)
 
 
 HOST = Host()

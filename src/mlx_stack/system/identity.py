@@ -42,26 +42,34 @@ class Marked:
         return self.role == SERVICE_ROLE and self.pgid == self.pid
 
 
-def find(home: Path, service: str | None = None) -> list[Marked]:
-    """Live processes (of this user) marked as belonging to ``home`` (and ``service``)."""
+def find(home: Path, service: str | None = None, *, parents: dict[int, int] | None = None) -> list[Marked]:
+    """Live processes (of this user) marked as belonging to ``home`` (and ``service``).
+    ``parents``: filled with each found process's parent pid (a service's children carry
+    its marker too, so its process tree is found among them).
+
+    The environment is read first: it rules out nearly every process, and the other
+    checks cost a read each (reading them for every process doubled a `status`'s scan)."""
     wanted = str(home)
     me = os.getuid()
     found: list[Marked] = []
-    for proc in psutil.process_iter(["uids", "status"]):
+    for proc in psutil.process_iter():
         try:
-            uids = proc.info.get("uids")
-            if uids is not None and uids.real != me:
+            if proc.pid == os.getpid():
                 continue
-            if proc.info.get("status") == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-                continue
-            env = proc.environ()
+            env = proc.environ()  # another user's process: AccessDenied; a zombie's: empty or an error
             if env.get(HOME_MARK) != wanted:
                 continue
             name = env.get(SERVICE_MARK, "")
             if not name or (service is not None and name != service):
                 continue
-            found.append(Marked(proc.pid, proc.create_time(), tuple(proc.cmdline()), name,
-                                env.get(ROLE_MARK, ""), os.getpgid(proc.pid)))
+            with proc.oneshot():
+                if proc.uids().real != me or proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                ppid = proc.ppid()
+                found.append(Marked(proc.pid, proc.create_time(), tuple(proc.cmdline()), name,
+                                    env.get(ROLE_MARK, ""), os.getpgid(proc.pid)))
+            if parents is not None:
+                parents[proc.pid] = ppid
         except (psutil.Error, OSError):
             continue
     return found

@@ -125,6 +125,59 @@ def retrieval(base_url: str, model: str, kind: str, *, timeout: float = 10.0,
     return _post_probe(base_url, route, {"model": model, **body}, key, timeout, headers)
 
 
+# One probe request: url, model, key, timeout, headers (sorted items), kind (chat | embedding
+# | rerank). A plain tuple: hashable, and cheap where `status` starts.
+Asked = tuple[str, str, str | None, float, tuple[tuple[str, str], ...], str]
+
+
+def asked(url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
+          headers: dict[str, str] | None = None, kind: str = "chat") -> Asked:
+    return url, model, api_key, timeout, tuple(sorted((headers or {}).items())), kind
+
+
+def ask(request: Asked) -> ProbeResult:
+    """The request's answer: a one-token completion, or a retrieval tier's tiny request."""
+    url, model, api_key, timeout, headers, kind = request
+    if kind != "chat":
+        return retrieval(url, model, kind, timeout=timeout, headers=dict(headers))
+    return completion(url, model, api_key=api_key, timeout=timeout, headers=dict(headers))
+
+
+class Ahead:
+    """Probe requests sent before anyone asks them (`status` sends its last look's while it
+    loads the rest of itself); each answer goes to the first identical request, once."""
+
+    def __init__(self) -> None:
+        self._sent: dict[Asked, tuple[threading.Thread, list[ProbeResult]]] = {}
+        self._lock = threading.Lock()
+
+    def send(self, request: Asked) -> None:
+        box: list[ProbeResult] = []
+        thread = threading.Thread(target=lambda: box.append(ask(request)), daemon=True,
+                                  name="mlx-stack-ahead")
+        with self._lock:
+            if request in self._sent:
+                return
+            self._sent[request] = (thread, box)
+        thread.start()
+
+    def take(self, request: Asked) -> ProbeResult | None:
+        """The answer to ``request`` if it was sent ahead (waiting for it: no longer than the
+        request's own deadline); None when it was not, or was taken already."""
+        with self._lock:
+            sent = self._sent.pop(request, None)
+        if sent is None:
+            return None
+        thread, box = sent
+        while thread.is_alive():
+            thread.join(0.1)  # short joins: Ctrl-C reaches the caller at once
+        return box[0] if box else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sent)
+
+
 def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout: float = 2.0) -> str | None:
     """GET ``{base_url}{route}``; the body as text when 200, else None."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -136,15 +189,15 @@ def fetch_text(base_url: str, route: str, *, api_key: str | None = None, timeout
 
 
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run ``calls`` concurrently (threads: the probes wait on the network).
+    """Run ``calls`` concurrently (threads: the probes wait on the network); the last one
+    runs in the calling thread, so work placed there overlaps the others' waits.
 
-    The threads are daemons and the caller waits in short joins, so Ctrl-C reaches
-    it at once (a thread pool would first wait for every call to finish).
+    The other threads are daemons and the caller then waits in short joins, so Ctrl-C
+    reaches it at once (a thread pool would first wait for every call to finish). Every
+    call runs to its end; then the first failure, in the calls' order, is raised.
     """
     if not calls:
         return []
-    if len(calls) == 1:
-        return [calls[0]()]
     results: list[tuple[bool, object]] = [(False, None)] * len(calls)
 
     def run(i: int) -> None:
@@ -154,9 +207,10 @@ def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
             results[i] = (False, exc)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True, name="mlx-stack-parallel")
-               for i in range(len(calls))]
+               for i in range(len(calls) - 1)]
     for t in threads:
         t.start()
+    run(len(calls) - 1)
     for t in threads:
         while t.is_alive():
             t.join(0.1)

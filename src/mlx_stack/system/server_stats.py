@@ -8,7 +8,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -19,11 +19,14 @@ from mlx_stack.system import probes
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
 
-def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float | None:
-    """``measure`` summed over ``pid`` and its live descendants (None if ``pid`` is gone)."""
+def _tree_sum(pid: int, measure: Callable[[psutil.Process], float],
+              parents: Mapping[int, int] | None = None) -> float | None:
+    """``measure`` summed over ``pid`` and its live descendants (None if ``pid`` is gone).
+    ``parents``: the parent pid of each process that may belong to the tree, from a scan
+    already made (else psutil reads every process's)."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = [root, *(root.children(recursive=True) if parents is None else _below(pid, parents))]
     except _GONE:
         return None
     total = 0.0
@@ -33,14 +36,30 @@ def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float | N
     return total
 
 
+def _below(pid: int, parents: Mapping[int, int]) -> list[psutil.Process]:
+    """The descendants of ``pid`` by ``parents`` that still live."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found: list[psutil.Process] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        with contextlib.suppress(*_GONE):
+            found.append(psutil.Process(child))
+        todo.extend(children.get(child, []))
+    return found
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds used so far by ``pid`` and its live descendants."""
     return _tree_sum(pid, lambda p: sum(p.cpu_times()[:2]))
 
 
-def tree_rss(pid: int) -> int | None:
-    """Resident bytes of ``pid`` and its live descendants (None if it is gone)."""
-    total = _tree_sum(pid, lambda p: p.memory_info().rss)
+def tree_rss(pid: int, parents: Mapping[int, int] | None = None) -> int | None:
+    """Resident bytes of ``pid`` and its live descendants (None if it is gone); ``parents``:
+    see :func:`_tree_sum`."""
+    total = _tree_sum(pid, lambda p: p.memory_info().rss, parents)
     return None if total is None else int(total)
 
 
