@@ -14,6 +14,8 @@ DASHBOARD_CONTEXT_FILE = "dashboard.json"  # in generated/, next to the routes f
 
 @dataclass(frozen=True)
 class Paths:
+    """Where everything of one state folder lives (``home``: ~/.mlx-stack or MLX_STACK_HOME)."""
+
     home: Path
 
     @classmethod

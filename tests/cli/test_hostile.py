@@ -36,7 +36,7 @@ TIERS = ("standard", "fast")
 LOCKS = re.compile(r"(^|/)\.?[\w.-]*\.lock$")
 # Caches, each checked against its source before use (the machine's boot, stack.yaml's very
 # text): what a command keeps there is no state a refused command could have damaged.
-CACHES = re.compile(r"^(run/hardware\.json|generated/stack\.yaml\.json)$")
+CACHES = re.compile(r"^(run/hardware\.json|run/looks\.json|generated/stack\.yaml\.json)$")
 # Enough examples to reach the 300 the issue asks for, few enough for a few seconds.
 FAST = settings(max_examples=80, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

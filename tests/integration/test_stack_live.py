@@ -165,6 +165,41 @@ def test_status_takes_the_front_doors_answer_as_its_tiers_look(live: Live) -> No
     assert answered() == before + 1
 
 
+def test_status_sends_the_last_looks_requests_first(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status` keeps its look's requests (run/looks.json, never the key); the next one sends
+    them before it has loaded the rest, and each tier still answers one completion."""
+    from mlx_stack.services import look_ahead
+    from mlx_stack.services import status as stack_status
+
+    logs = {t: live.home.log_file(t) for t in ("standard", "fast", "longctx")}
+
+    def answered() -> dict[str, int]:
+        return {t: f.read_text(errors="replace").count("Chat completion:") for t, f in logs.items()}
+
+    stack_status.status(live.home)
+    kept = (live.home.run_dir / look_ahead.LOOKS_FILE).read_text()
+    assert live.key not in kept and CLOUD_KEY not in kept
+    # the front door's completion (with its key) is standard's look; LiteLLM's is liveness only
+    assert {(r["model"], r["keyed"]) for r in json.loads(kept)["requests"]} == {
+        ("standard", True), ("fast", False), ("longctx", False)}
+    sent_ahead: list[int] = []
+    real_send = look_ahead.send
+
+    def counting(p: Paths) -> look_ahead.Sent:
+        sent = real_send(p)
+        sent_ahead.append(len(sent.ahead))
+        return sent
+
+    monkeypatch.setattr(look_ahead, "send", counting)  # observed, not changed
+    time.sleep(1)  # (the log writers pass the last lines on)
+    before = answered()
+    result = stack_status.status(live.home)
+    assert sent_ahead == [3]
+    assert {s.state for s in result.services.services} == {"healthy"} and len(result.services.services) == 5
+    time.sleep(1)
+    assert answered() == {t: n + 1 for t, n in before.items()}
+
+
 def test_doctor_on_the_running_stack(use_home: Live, run, tmp_path) -> None:
     report = tmp_path / "doctor.json"
     r = run("doctor", "--json", "--report", str(report))

@@ -84,7 +84,7 @@ def test_in_parallel_runs_the_last_call_here_and_every_call_to_its_end() -> None
 
     first, last = probes.in_parallel([lambda: where("a"), lambda: where("b")])
     assert last == threading.current_thread().name and first != last
-    with pytest.raises(ValueError, match="^a$"):  # the first failure in the calls' order
+    with pytest.raises(ValueError, match=r"^a$"):  # the first failure in the calls' order
         probes.in_parallel([lambda: where("a", True), lambda: where("b", True), lambda: where("c")])
     assert sorted(ran) == ["a", "a", "b", "b", "c"]
     assert probes.in_parallel([]) == []

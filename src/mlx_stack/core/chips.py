@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ChipVariant:
+    """One Apple Silicon chip variant, as its vendor lists it."""
+
     chip: str  # "M4 Max"
     cpu_cores: str  # as the vendor writes it: "16 (12P+4E)"
     gpu_cores: int

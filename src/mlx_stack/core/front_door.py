@@ -39,6 +39,8 @@ BORDERLINE_FACTOR = 1.5
 
 @dataclass(frozen=True)
 class Upstream:
+    """One place the front door sends requests to: a local tier, a peer's or the cloud."""
+
     name: str  # the tier name (served-model-name) or "cloud"
     model: str  # the real model id, named in x-mlx-stack-model
     url: str  # http://127.0.0.1:PORT (no /v1)
@@ -73,6 +75,8 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Routes:
+    """Everything the front door routes by, read from its routes file."""
+
     tiers: dict[str, Upstream]
     fallback_order: tuple[str, ...]
     rules: RoutingRules
@@ -96,6 +100,8 @@ class Routes:
 
 @dataclass(frozen=True)
 class Plan:
+    """One request's route: the first choice and the candidates after it."""
+
     requested: str
     routed: str  # the first choice (what `auto` or the name chose)
     reason: str  # direct | alias | default-tier | auto-default | auto-tools | auto-long-prompt | auto-session

@@ -60,6 +60,8 @@ class RoutingRules:
 
 @dataclass(frozen=True)
 class Decision:
+    """Where one request goes, and why."""
+
     tier: str
     reason: str  # "tools", "long-prompt" or "default"
     estimated_tokens: int

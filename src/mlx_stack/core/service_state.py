@@ -61,6 +61,8 @@ DOWN: frozenset[ServiceState] = frozenset({
 
 @dataclass(frozen=True)
 class ServiceStatus:
+    """One service's row in `status` (and the watchdog's view of it)."""
+
     name: str
     kind: str  # "tier" | "gateway" (the front door) | "cloud-gateway" (LiteLLM)
     state: ServiceState  # healthy | degraded | down | crashed | stopped; sleeping, flapping (overlays)

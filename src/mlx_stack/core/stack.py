@@ -138,6 +138,8 @@ class Tier:
 
 @dataclass(frozen=True)
 class Gateway:
+    """The front door's address, TLS files and peer preference (stack.yaml ``gateway:``)."""
+
     host: str = "127.0.0.1"
     port: int = 4000
     # Issue 26: TLS for LAN exposure (both or neither; checked when the front door starts)
@@ -161,6 +163,8 @@ class Cloud:
 
 @dataclass(frozen=True)
 class Stack:
+    """stack.yaml, parsed: the tiers, the fallback order, the front door and the cloud."""
+
     tiers: tuple[Tier, ...]
     fallback_order: tuple[str, ...]
     gateway: Gateway = field(default_factory=Gateway)

@@ -65,6 +65,8 @@ def rate(result: ProbeResult) -> ServiceState:
 
 @dataclass(frozen=True)
 class Health:
+    """One look at a service by the health rule."""
+
     state: ServiceState  # healthy | degraded | down
     result: ProbeResult  # the last request's answer (latency, error)
     completion: bool  # the result is a completion's (else the liveness route's)

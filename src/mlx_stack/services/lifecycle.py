@@ -51,6 +51,8 @@ class Interrupted(MlxStackError):
 
 @dataclass
 class UpResult:
+    """What `up` did."""
+
     started: list[str] = field(default_factory=list)
     already_running: list[str] = field(default_factory=list)
     dry_run: str | None = None
@@ -60,6 +62,8 @@ class UpResult:
 
 @dataclass
 class DownResult:
+    """What `down` did."""
+
     stopped: list[str] = field(default_factory=list)
     not_running: list[str] = field(default_factory=list)
     still_serving: dict[str, int] = field(default_factory=dict)  # service -> port that answers
@@ -76,6 +80,8 @@ class DownResult:
 
 @dataclass
 class StatusReport:
+    """Every service's state, the endpoint and the (masked) key."""
+
     configured: bool
     services: list[ServiceStatus]
     endpoint: str | None = None

@@ -35,6 +35,8 @@ class TierLimit(TypedDict):
 
 @dataclass
 class RoutingReport:
+    """The routing rules, each tier's window and the front door's counts."""
+
     rules: RoutingRules
     custom: bool  # stack.yaml has a routing: section
     tiers: list[TierLimit]

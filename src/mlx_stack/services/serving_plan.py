@@ -98,6 +98,8 @@ def working_set(hw: HardwareProfile) -> int:
 
 @dataclass
 class Planned:
+    """A stack with every tier's serving profile, and the memory budget it was planned in."""
+
     stack: Stack
     budget_bytes: int
     budget_reason: str

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class StackStatus:
+    """What `status` shows: the hardware, the services and the routing report."""
+
     hardware: HardwareProfile
     services: StatusReport
     routing: RoutingReport | None  # None when no stack is configured yet
@@ -31,8 +33,9 @@ class StackStatus:
 
 
 def status(p: Paths, *, show_key: bool = False) -> StackStatus:
-    """The hardware profile, the services (probed in parallel) and the routing report (its
-    front door counts read while the probes wait)."""
+    """The hardware profile, the services (probed in parallel; the last look's requests sent
+    first, services.look_ahead) and the routing report, the last two made while the probes
+    wait."""
     from mlx_stack.services import look_ahead
 
     sent = look_ahead.send(p)  # the last look's requests go first; the rest loads while they wait
@@ -47,17 +50,19 @@ def status(p: Paths, *, show_key: bool = False) -> StackStatus:
 
         return hardware.this_boot(p)  # detected once per boot (a Mac's detection takes ~0.3 s)
 
+    if stack is None:  # "not configured"
+        return StackStatus(hardware(), lifecycle.status(p, show_key=show_key, stack=None), None)
+    configured = stack
+
     def routing() -> RoutingReport:
         from mlx_stack.services import routing
 
-        return routing.report(p, stack)
+        return routing.report(p, configured)
 
-    if stack is None:  # "not configured"
-        return StackStatus(hardware(), lifecycle.status(p, show_key=show_key, stack=None), None)
     # The probes go first; the rest (and its imports) is done while they wait.
     looked = OneScan(sent.ahead)
-    services, rules, hw = in_parallel([lambda: lifecycle.status(p, show_key=show_key, stack=stack, host=looked),
-                                       routing, hardware])
+    services, rules, hw = in_parallel([
+        lambda: lifecycle.status(p, show_key=show_key, stack=stack, host=looked), routing, hardware])
     look_ahead.remember(p, sent, looked)
     return StackStatus(cast("HardwareProfile", hw), cast("StatusReport", services),
                        cast("RoutingReport", rules))

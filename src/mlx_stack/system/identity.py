@@ -29,6 +29,8 @@ def marker_env(home: Path, service: str, role: str = SERVICE_ROLE) -> dict[str, 
 
 @dataclass(frozen=True)
 class Marked:
+    """A live process carrying the marker of one service of a state folder."""
+
     pid: int
     start_time: float
     cmdline: tuple[str, ...]

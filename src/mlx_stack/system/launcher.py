@@ -50,6 +50,8 @@ class CannotStart(Exception):
 
 @dataclass
 class Woken:
+    """A tier an on-demand start brought up (or found running), and the tiers it evicted."""
+
     pid: int
     start_time: float
     already_running: bool

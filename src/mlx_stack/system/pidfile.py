@@ -24,6 +24,8 @@ _START_TOLERANCE_S = 0.05
 
 @dataclass(frozen=True)
 class PidRecord:
+    """A service's pid file: which process it started, when, and with what command line."""
+
     service: str
     pid: int
     start_time: float  # psutil create_time(), seconds since the epoch

@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """One probe's answer: ok or why not, and how long it took."""
+
     ok: bool
     latency_s: float
     error: str | None = None

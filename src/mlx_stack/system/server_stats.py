@@ -65,6 +65,8 @@ def tree_rss(pid: int, parents: Mapping[int, int] | None = None) -> int | None:
 
 @dataclass(frozen=True)
 class ServerCounters:
+    """vllm-mlx's request and token counters, at one moment."""
+
     work: int  # tokens generated so far, finished requests plus those in flight
     in_flight: int  # requests running or waiting
 
