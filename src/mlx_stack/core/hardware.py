@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TypedDict, cast
 
-from mlx_stack.core import chips
 from mlx_stack.core.units import GIB, MIB, TIB, format_bytes
 from mlx_stack.json_types import JSONObject
 
@@ -258,6 +257,9 @@ def default_gpu_limit(memory_bytes: int) -> int:
 
 def bandwidth_for(chip: str, gpu_cores: int | None) -> tuple[float | None, str, bool, list[str]]:
     """(bandwidth GB/s, where it came from, chip known?, notes) for an M-series chip."""
+    from mlx_stack.core import chips  # (detection only: a kept profile does without its table)
+
+
     notes: list[str] = []
     bins = chips.variants(chip)
     if bins:
@@ -293,6 +295,9 @@ def profile_from_mac(
     Any of them may be empty (a command failed); missing facts become None and a note.
     ``working_set_bytes`` is Metal's recommended maximum working set when known.
     """
+    from mlx_stack.core import chips  # (detection only: a kept profile does without its table)
+
+
     sc = parse_sysctl(sysctl_text)
     hw: SpHardware = parse_sp_hardware(sp_hardware_json) if sp_hardware_json else {}
     sp_cores, sp_model = parse_sp_displays(sp_displays_json) if sp_displays_json else (None, None)

@@ -13,7 +13,6 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mlx_stack.core import chips
 from mlx_stack.core.hardware import GB, HardwareProfile, bandwidth_for, cpu_profile, default_gpu_limit
 from mlx_stack.errors import NotFoundError, UsageError
 
@@ -37,6 +36,8 @@ def plan_profile(plan: Plan) -> HardwareProfile:
     """Validate a plan and build its profile. Unknown chips are refused (listing the
     known ones) unless ``--bandwidth`` is given; a GPU core count that is not a bin of
     the chip is refused too (listing the bins)."""
+    from mlx_stack.core import chips
+
     known = chips.known_chip_names()
     name = chips.normalize_chip_name(plan.chip)
     if plan.gpu_cores is not None and not 1 <= plan.gpu_cores <= 512:
