@@ -275,7 +275,7 @@ class OneScan(Host):
 
     def __init__(self, ahead: probes.Ahead | None = None) -> None:
         self._scans: dict[Path, list[identity.Marked]] = {}
-        self._parents: dict[int, int] | None = None  # every process's parent, from the first scan
+        self._parents: dict[int, int] | None = None  # each marked process's parent (the first scan)
         self._lock = threading.Lock()
         self._ahead = ahead
         self.asked: list[tuple[probes.Asked, bool]] = []
@@ -283,7 +283,8 @@ class OneScan(Host):
     def completion(self, url: str, model: str, *, api_key: str | None = None, timeout: float = 10.0,
                    headers: dict[str, str] | None = None, kind: str = "chat") -> probes.ProbeResult:
         request = probes.asked(url, model, api_key=api_key, timeout=timeout, headers=headers, kind=kind)
-        result = (self._ahead.take(request) if self._ahead is not None else None) or probes.ask(request)
+        early = self._ahead.take(request) if self._ahead is not None else None
+        result = early if early is not None else probes.ask(request)
         with self._lock:
             self.asked.append((request, result.ok))
         return result

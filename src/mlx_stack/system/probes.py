@@ -212,7 +212,10 @@ def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
                for i in range(len(calls) - 1)]
     for t in threads:
         t.start()
-    run(len(calls) - 1)
+    try:  # (Ctrl-C here leaves at once, as it does from the joins below)
+        results[-1] = (True, calls[-1]())
+    except Exception as exc:
+        results[-1] = (False, exc)
     for t in threads:
         while t.is_alive():
             t.join(0.1)
