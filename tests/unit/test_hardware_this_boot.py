@@ -4,6 +4,7 @@ round trip through JSON, when it is reused, when it is detected again, and bad f
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,20 @@ def test_a_bad_file_is_detected_over(home: Paths, monkeypatch: pytest.MonkeyPatc
     (home.run_dir / hardware.HARDWARE_FILE).write_text(text, encoding="latin-1")
     assert hardware.this_boot(home).chip == "CPU #1"
     assert hardware.this_boot(home).chip == "CPU #1"  # and written over
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "huge"])
+def test_something_else_in_its_place_never_hangs_it(home: Paths, monkeypatch: pytest.MonkeyPatch, kind: str):
+    Counted(monkeypatch)
+    home.run_dir.mkdir(parents=True)
+    kept = home.run_dir / hardware.HARDWARE_FILE
+    if kind == "fifo":
+        os.mkfifo(kept)  # (a plain read would wait for a writer for ever)
+    elif kind == "folder":
+        kept.mkdir()
+    else:
+        kept.write_text("{" + " " * (1 << 20) + "}")
+    assert hardware.this_boot(home).chip == "CPU #1"
 
 
 def test_no_state_folder_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

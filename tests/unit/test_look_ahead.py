@@ -123,7 +123,7 @@ def test_an_early_answer_serves_only_the_very_same_request(
 
 @pytest.mark.parametrize("change", ["pid file", "dead", "not a group leader", "before this boot",
                                     "another pid file", "schema", "not loopback", "no key", "garbage",
-                                    "too big"])
+                                    "too big", "a fifo kept", "a fifo pid file", "not UTF-8"])
 def test_nothing_is_sent_early_unless_every_pid_file_is_as_that_look_saw_it(
         tmp_path: Path, server: str, leader: subprocess.Popen[bytes], change: str) -> None:
     p = _stack(tmp_path, leader.pid)
@@ -156,6 +156,13 @@ def test_nothing_is_sent_early_unless_every_pid_file_is_as_that_look_saw_it(
                          + ', "requests": [{"url": 7}, [], "x", {"url": "' + server + '", "model": "fast"}]}')
     elif change == "too big":
         looks.write_text(looks.read_text() + " " * look_ahead.MAX_BYTES)
+    elif change == "a fifo kept":  # (a plain read would wait for a writer for ever)
+        looks.unlink()
+        os.mkfifo(looks)
+    elif change == "a fifo pid file":
+        os.mkfifo(p.run_dir / "other.pid")
+    elif change == "not UTF-8":
+        looks.write_bytes(b"\xff\xfe" + looks.read_bytes())
     try:
         _Recorder.seen = []
         assert len(look_ahead.send(p).ahead) == 0

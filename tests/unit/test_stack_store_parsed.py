@@ -5,6 +5,7 @@ a load returns; and with it a load does not import PyYAML."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -62,6 +63,18 @@ def test_a_hand_edit_is_read_from_the_yaml(p: Paths, monkeypatch: pytest.MonkeyP
 def test_a_damaged_twin_is_passed_over(p: Paths, twin: str):
     fresh = stack_store.load(p)
     (p.generated_dir / TWIN).write_text(twin)
+    assert stack_store.load(p) == fresh
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_something_else_in_the_twins_place_never_hangs_a_load(p: Paths, kind: str):
+    fresh = stack_store.load(p)
+    twin = p.generated_dir / TWIN
+    twin.unlink()
+    if kind == "fifo":
+        os.mkfifo(twin)  # (a plain read would wait for a writer for ever)
+    else:
+        twin.mkdir()
     assert stack_store.load(p) == fresh
 
 

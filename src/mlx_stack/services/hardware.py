@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlx_stack.core.hardware import GB, HardwareProfile, bandwidth_for, cpu_profile, default_gpu_limit
-from mlx_stack.errors import NotFoundError, UsageError
+from mlx_stack.errors import MlxStackError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from mlx_stack.paths import Paths
@@ -120,11 +120,14 @@ def this_boot(p: Paths) -> HardwareProfile:
 
     marks = {**boot.marks(), "mlx_stack": __version__}
     path = p.run_dir / HARDWARE_FILE
+    from mlx_stack.system.fs import read_state_bytes
+
     try:
-        kept = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_state_bytes(path, hint="", max_bytes=64 * 1024)  # (a fifo in its place never hangs it)
+        kept = json.loads(raw) if raw is not None else None
         if isinstance(kept, dict) and kept.get("marks") == marks and isinstance(kept.get("profile"), dict):
             return HardwareProfile.from_dict(kept["profile"])
-    except (OSError, ValueError):
+    except (MlxStackError, OSError, ValueError):
         pass  # none yet, or unreadable: detect
     profile = detect()
     if not p.home.is_dir():

@@ -21,6 +21,8 @@ import zlib
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
+from mlx_stack.errors import MlxStackError
+from mlx_stack.system.fs import read_state_bytes
 from mlx_stack.system.probes import Ahead, Asked, asked
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 LOOKS_FILE = "looks.json"
 SCHEMA = 1
-MAX_BYTES = 64 * 1024  # a few requests; anything bigger is not ours
+MAX_BYTES = 64 * 1024  # a few requests (or one pid file); anything bigger is not ours
 MAX_REQUESTS = 32
 LOOPBACK = ("http://127.0.0.1:", "https://127.0.0.1:", "http://localhost:", "https://localhost:",
             "http://[::1]:", "https://[::1]:")
@@ -52,9 +54,11 @@ def _pid_files(p: Paths) -> tuple[dict[str, str], dict[str, tuple[int | None, fl
     facts: dict[str, tuple[int | None, float]] = {}
     for path in p.pid_files():
         try:
-            raw = path.read_bytes()
+            raw = read_state_bytes(path, hint="", max_bytes=MAX_BYTES)  # (a fifo never hangs it)
             mtime = path.stat().st_mtime
-        except OSError:
+        except (MlxStackError, OSError):
+            return None
+        if raw is None:
             return None
         prints[path.name] = f"{len(raw)}:{zlib.crc32(raw):08x}"
         try:
@@ -100,7 +104,6 @@ def _request(item: object, key: str | None) -> Asked | None:
 
 
 def _gateway_key(p: Paths) -> str | None:
-    from mlx_stack.errors import MlxStackError
     from mlx_stack.system import secrets
 
     try:
@@ -116,12 +119,12 @@ def send(p: Paths) -> Sent:
     if found is None or not found[0]:
         return sent
     try:
-        path = p.run_dir / LOOKS_FILE
-        if path.stat().st_size > MAX_BYTES:
+        raw = read_state_bytes(p.run_dir / LOOKS_FILE, hint="", max_bytes=MAX_BYTES)
+        if raw is None:
             return sent
-        sent.kept = path.read_text(encoding="utf-8")
+        sent.kept = raw.decode("utf-8")
         doc = json.loads(sent.kept)
-    except (OSError, ValueError):
+    except (MlxStackError, OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
         return sent
     if not (isinstance(doc, dict) and doc.get("schema") == SCHEMA and doc.get("pid_files") == found[0]
             and isinstance(doc.get("requests"), list)) or not _all_ours(found[1]):

@@ -49,9 +49,13 @@ PARSED_FILE = "stack.yaml.json"
 def _parsed(p: Paths, text: str) -> object | None:
     import json
 
+    from mlx_stack.errors import MlxStackError
+    from mlx_stack.system.fs import read_state_bytes
+
     try:
-        kept = json.loads((p.generated_dir / PARSED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_state_bytes(p.generated_dir / PARSED_FILE, hint="")  # (a fifo never hangs it)
+        kept = json.loads(raw) if raw is not None else None
+    except (MlxStackError, OSError, ValueError):
         return None
     return kept.get("data") if isinstance(kept, dict) and kept.get("text") == text else None
 
