@@ -259,7 +259,6 @@ def bandwidth_for(chip: str, gpu_cores: int | None) -> tuple[float | None, str, 
     """(bandwidth GB/s, where it came from, chip known?, notes) for an M-series chip."""
     from mlx_stack.core import chips  # (detection only: a kept profile does without its table)
 
-
     notes: list[str] = []
     bins = chips.variants(chip)
     if bins:
@@ -296,7 +295,6 @@ def profile_from_mac(
     ``working_set_bytes`` is Metal's recommended maximum working set when known.
     """
     from mlx_stack.core import chips  # (detection only: a kept profile does without its table)
-
 
     sc = parse_sysctl(sysctl_text)
     hw: SpHardware = parse_sp_hardware(sp_hardware_json) if sp_hardware_json else {}

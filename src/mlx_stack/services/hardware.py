@@ -117,11 +117,10 @@ def this_boot(p: Paths) -> HardwareProfile:
 
     from mlx_stack import __version__
     from mlx_stack.system import boot
+    from mlx_stack.system.fs import read_state_bytes
 
     marks = {**boot.marks(), "mlx_stack": __version__}
     path = p.run_dir / HARDWARE_FILE
-    from mlx_stack.system.fs import read_state_bytes
-
     try:
         raw = read_state_bytes(path, hint="", max_bytes=64 * 1024)  # (a fifo in its place never hangs it)
         kept = json.loads(raw) if raw is not None else None
