@@ -7,9 +7,10 @@ the next `status` sends the same ones first thing. A look takes an early answer 
 the very request it would have made itself (``probes.Ahead``): a changed stack, key or
 tier is looked at as before, and an early answer nobody takes is dropped.
 
-Nothing is sent early unless every pid file is byte for byte as it was at that look
-(which had checked each process was ours before asking it anything), was written since
-this boot, and names a live process that leads its own group; and only to this machine.
+Nothing is sent early unless every pid file is as it was at that look (size and CRC-32;
+that look had checked each process was ours before asking it anything), was written
+since this boot, and names a live process that leads its own group; and only to this
+machine.
 """
 
 from __future__ import annotations
