@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from mlx_stack.errors import MlxStackError
 from mlx_stack.system.fs import read_state_bytes
-from mlx_stack.system.probes import Ahead, Asked, asked
+from mlx_stack.system.probes import LOOPBACK, Ahead, Asked, asked
 
 if TYPE_CHECKING:
     from mlx_stack.paths import Paths
@@ -34,8 +34,6 @@ LOOKS_FILE = "looks.json"
 SCHEMA = 1
 MAX_BYTES = 64 * 1024  # a few requests (or one pid file); anything bigger is not ours
 MAX_REQUESTS = 32
-LOOPBACK = ("http://127.0.0.1:", "https://127.0.0.1:", "http://localhost:", "https://localhost:",
-            "http://[::1]:", "https://[::1]:")
 
 
 class Sent:
@@ -87,13 +85,23 @@ def _all_ours(facts: dict[str, tuple[int | None, float]]) -> bool:
     return True
 
 
+def _on_this_machine(url: str) -> bool:
+    from urllib.parse import urlsplit  # (loaded already: probes uses it)
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and parts.hostname in LOOPBACK and parts.port is not None
+    except ValueError:  # a bad port
+        return False
+
+
 def _request(item: object, key: str | None) -> Asked | None:
     """One kept request, checked field by field; None when anything is off."""
     if not isinstance(item, dict):
         return None
     url, model, keyed = item.get("url"), item.get("model"), item.get("keyed")
     timeout, headers, kind = item.get("timeout"), item.get("headers"), item.get("kind")
-    if not (isinstance(url, str) and url.startswith(LOOPBACK) and isinstance(model, str)
+    if not (isinstance(url, str) and _on_this_machine(url) and isinstance(model, str)
             and isinstance(keyed, bool) and isinstance(timeout, int | float) and 0 < timeout <= 60
             and isinstance(headers, dict) and isinstance(kind, str)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
@@ -148,7 +156,7 @@ def remember(p: Paths, sent: Sent, looked: OneScan) -> None:
     key = _gateway_key(p) if any(a[2] is not None for a, _ in looked.asked) else None
     requests: list[dict[str, object]] = []
     for (url, model, api_key, timeout, headers, kind), ok in looked.asked:
-        if not ok or not url.startswith(LOOPBACK) or (api_key is not None and api_key != key):
+        if not ok or not _on_this_machine(url) or (api_key is not None and api_key != key):
             continue
         item: dict[str, object] = {"url": url, "model": model, "keyed": api_key is not None,
                                    "timeout": timeout, "headers": dict(headers), "kind": kind}
